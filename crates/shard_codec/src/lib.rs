@@ -1,0 +1,1 @@
+//! Shard codecs (in progress).

@@ -1,0 +1,315 @@
+//! The conductor beside the sidecar: starting an embedded one, and
+//! connecting to any one (embedded or external) over its websockets.
+
+use holochain::conductor::{Conductor, ConductorHandle};
+use holochain_client::{
+    AdminWebsocket, AppWebsocket, AuthorizeSigningCredentialsPayload, ClientAgentSigner,
+    InstallAppPayload,
+};
+use holochain_conductor_api::conductor::{ConductorConfig, KeystoreConfig, NetworkConfig};
+use holochain_conductor_api::{AdminInterfaceConfig, CellInfo, InterfaceDriver};
+use holochain_types::prelude::{AgentPubKey, AppBundleSource, CellId, ExternIO};
+use holochain_types::websocket::AllowedOrigins;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// The websocket origin the sidecar presents, and the only one its embedded
+/// conductor accepts: a web page on another site cannot drive the conductor.
+pub const ORIGIN: &str = "elohim-sidecar";
+
+/// What went wrong with the conductor.
+#[derive(Debug, Error)]
+pub enum ConductorError {
+    /// Filesystem trouble with the data directory.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The embedded conductor did not start.
+    #[error("the embedded conductor did not start: {0}")]
+    Start(String),
+    /// The conductor's API refused or failed a request.
+    #[error("conductor {what}: {detail}")]
+    Api {
+        /// What was being done.
+        what: &'static str,
+        /// The conductor's answer.
+        detail: String,
+    },
+    /// A zome call failed.
+    #[error("zome call {function}: {detail}")]
+    ZomeCall {
+        /// Function called.
+        function: String,
+        /// The error.
+        detail: String,
+    },
+}
+
+fn api<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> ConductorError {
+    move |e| ConductorError::Api {
+        what,
+        detail: format!("{e:?}"),
+    }
+}
+
+/// How to run an embedded conductor.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSettings {
+    /// Where the conductor keeps its databases and keystore.
+    pub data_dir: PathBuf,
+    /// Admin websocket port on 127.0.0.1 (0 picks a free one).
+    pub admin_port: u16,
+    /// Bootstrap and relay URL shared by every node of the network.
+    pub network_url: String,
+}
+
+/// A conductor running inside this process.
+pub struct EmbeddedConductor {
+    handle: ConductorHandle,
+    admin_port: u16,
+}
+
+/// Reads the keystore passphrase kept in the data directory, creating a
+/// random one (readable by the owner only) on first start. The daemon must
+/// restart unattended, so the passphrase lives beside the data it protects:
+/// this guards the keystore file if copied alone, not the whole directory.
+fn passphrase(data_dir: &Path) -> Result<Vec<u8>, ConductorError> {
+    let path = data_dir.join("keystore-passphrase");
+    let dd = |source| ConductorError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(p) if !p.is_empty() => return Ok(p),
+        Ok(_) => {
+            return Err(dd(std::io::Error::other(
+                "the passphrase file is empty; restore it from a backup",
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(dd(e)),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| dd(std::io::Error::other(e.to_string())))?;
+    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, text.as_bytes()).map_err(dd)?;
+    Ok(text.into_bytes())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// The network section every embedded node uses: local bootstrap and relay
+/// at one URL, plain HTTP allowed for that relay.
+pub fn network_config(network_url: &str) -> NetworkConfig {
+    let mut network = NetworkConfig::default();
+    network.bootstrap_url = url2::Url2::parse(network_url);
+    network.relay_url = url2::Url2::parse(network_url);
+    network.advanced = Some(serde_json::json!({
+        "irohTransport": { "relayAllowPlainText": true }
+    }));
+    network
+}
+
+impl EmbeddedConductor {
+    /// Starts a conductor with its data and keystore under `data_dir`.
+    pub async fn start(settings: &EmbeddedSettings) -> Result<Self, ConductorError> {
+        // The holochain binary installs a TLS provider first; so must we.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let root = settings.data_dir.join("conductor");
+        std::fs::create_dir_all(&root).map_err(|source| ConductorError::DataDir {
+            path: root.clone(),
+            source,
+        })?;
+        let pass = passphrase(&settings.data_dir)?;
+        let config = ConductorConfig {
+            data_root_path: Some(root.clone().into()),
+            keystore: KeystoreConfig::LairServerInProc { lair_root: None },
+            admin_interfaces: Some(vec![AdminInterfaceConfig {
+                driver: InterfaceDriver::Websocket {
+                    port: settings.admin_port,
+                    danger_bind_addr: None,
+                    allowed_origins: AllowedOrigins::from(ORIGIN.to_string()),
+                },
+            }]),
+            network: network_config(&settings.network_url),
+            ..Default::default()
+        };
+        let handle = Conductor::builder()
+            .config(config)
+            .passphrase(Some(Arc::new(std::sync::Mutex::new(
+                sodoken::LockedArray::from(pass),
+            ))))
+            .no_print_setup()
+            .build()
+            .await
+            .map_err(|e| ConductorError::Start(e.to_string()))?;
+        let admin_port = handle
+            .get_arbitrary_admin_websocket_port()
+            .ok_or_else(|| ConductorError::Start("no admin interface came up".into()))?;
+        Ok(EmbeddedConductor { handle, admin_port })
+    }
+
+    /// The admin websocket port on 127.0.0.1.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Stops the conductor and waits for its tasks to end.
+    pub async fn shutdown(self) {
+        let _ = self.handle.shutdown().await;
+    }
+}
+
+/// An open connection to a conductor running the hApp: admin and app
+/// websockets, with signing credentials for the hApp's cell.
+pub struct Connection {
+    /// Admin websocket.
+    pub admin: AdminWebsocket,
+    /// App websocket for the hApp.
+    pub app: AppWebsocket,
+    /// The node registry cell.
+    pub cell_id: CellId,
+    /// The app interface port.
+    pub app_port: u16,
+}
+
+impl Connection {
+    /// Connects to the conductor's admin websocket at `admin_addr`, installs
+    /// the hApp from `happ` if it is not installed, enables it, and opens an
+    /// app websocket for it.
+    pub async fn open(admin_addr: SocketAddr, happ: &Path, app_id: &str, role: &str) -> Result<Self, ConductorError> {
+        let admin = AdminWebsocket::connect(admin_addr, Some(ORIGIN.to_string()))
+            .await
+            .map_err(api("admin websocket connect"))?;
+        let apps = admin.list_apps(None).await.map_err(api("list apps"))?;
+        if !apps.iter().any(|a| a.installed_app_id == app_id) {
+            tracing::info!(happ = %happ.display(), "installing the hApp");
+            admin
+                .install_app(InstallAppPayload {
+                    agent_key: None,
+                    installed_app_id: Some(app_id.to_string()),
+                    network_seed: None,
+                    roles_settings: None,
+                    source: AppBundleSource::Path(happ.to_path_buf()),
+                    ignore_genesis_failure: false,
+                    restore_from_dht: false,
+                })
+                .await
+                .map_err(api("install app"))?;
+        }
+        admin
+            .enable_app(app_id.to_string())
+            .await
+            .map_err(api("enable app"))?;
+
+        let existing = admin
+            .list_app_interfaces()
+            .await
+            .map_err(api("list app interfaces"))?
+            .into_iter()
+            .find(|i| i.installed_app_id.as_deref() == Some(app_id));
+        let app_port = match existing {
+            Some(i) => i.port,
+            None => admin
+                .attach_app_interface(0, None, AllowedOrigins::from(ORIGIN.to_string()), Some(app_id.to_string()))
+                .await
+                .map_err(api("attach app interface"))?,
+        };
+        let token = admin
+            .issue_app_auth_token(app_id.to_string().into())
+            .await
+            .map_err(api("issue app token"))?;
+        let signer = ClientAgentSigner::default();
+        let app = AppWebsocket::connect(
+            (admin_addr.ip(), app_port),
+            token.token,
+            signer.clone().into(),
+            Some(ORIGIN.to_string()),
+        )
+        .await
+        .map_err(api("app websocket connect"))?;
+        let info = app
+            .app_info()
+            .await
+            .map_err(api("app info"))?
+            .ok_or_else(|| ConductorError::Api {
+                what: "app info",
+                detail: format!("app {app_id} not found"),
+            })?;
+        let cell_id = info
+            .cell_info
+            .get(role)
+            .and_then(|cells| {
+                cells.iter().find_map(|c| match c {
+                    CellInfo::Provisioned(p) => Some(p.cell_id.clone()),
+                    _ => None,
+                })
+            })
+            .ok_or_else(|| ConductorError::Api {
+                what: "app info",
+                detail: format!("no provisioned {role} cell"),
+            })?;
+        let credentials = admin
+            .authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
+                cell_id: cell_id.clone(),
+                functions: None,
+            })
+            .await
+            .map_err(api("authorize signing credentials"))?;
+        signer.add_credentials(cell_id.clone(), credentials);
+        Ok(Connection {
+            admin,
+            app,
+            cell_id,
+            app_port,
+        })
+    }
+
+    /// The agent of the hApp's cell.
+    pub fn agent(&self) -> &AgentPubKey {
+        self.cell_id.agent_pubkey()
+    }
+
+    /// Calls a function of `zome` on the hApp's cell.
+    pub async fn call<I, O>(&self, zome: &str, function: &str, payload: I) -> Result<O, ConductorError>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: DeserializeOwned + std::fmt::Debug,
+    {
+        let zc = |detail: String| ConductorError::ZomeCall {
+            function: function.to_string(),
+            detail,
+        };
+        let payload = ExternIO::encode(payload).map_err(|e| zc(e.to_string()))?;
+        let out = self
+            .app
+            .call_zome(self.cell_id.clone().into(), zome.into(), function.into(), payload)
+            .await
+            .map_err(|e| zc(format!("{e:?}")))?;
+        out.decode().map_err(|e| zc(e.to_string()))
+    }
+}

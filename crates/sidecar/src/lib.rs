@@ -1,0 +1,16 @@
+//! The Elohim sidecar: the node agent that runs beside a Holochain conductor
+//! on a home rack.
+//!
+//! Whether the conductor is embedded in this process (the default) or an
+//! existing one reached over the network, the sidecar talks to it only
+//! through its admin and app websockets, so both modes behave the same.
+
+pub mod conductor;
+pub mod rendezvous;
+
+/// The installed app id the sidecar uses for the hApp.
+pub const APP_ID: &str = "elohim_orchestrator";
+/// The role of the node registry DNA.
+pub const ROLE: &str = "node_registry";
+/// The coordinator zome.
+pub const COORDINATOR: &str = "node_registry_coordinator";

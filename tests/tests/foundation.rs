@@ -1,0 +1,97 @@
+//! The packed bundles run: the DNA from workdir/ in sweettest, and the .happ
+//! installed through the conductor's admin API as `hc app install` does.
+
+use elohim_tests::*;
+use holochain::prelude::*;
+use holochain::sweettest::SweetConductor;
+use holochain_client::{
+    AdminWebsocket, AppWebsocket, AuthorizeSigningCredentialsPayload, ClientAgentSigner,
+    InstallAppPayload,
+};
+use holochain_conductor_api::CellInfo;
+use holochain_types::websocket::AllowedOrigins;
+use std::net::Ipv4Addr;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn packed_dna_answers_zome_calls() {
+    let net = Network::start(1).await;
+    let id: String = net.call(0, "derive_node_id", "Alice's Rack").await;
+    assert_eq!(id, net.peers[0].node_id("alice-s-rack"));
+    let none: Option<RegisteredNode> = net.call(0, "get_my_node", ()).await;
+    assert!(none.is_none(), "a fresh agent has no node");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn happ_installs_through_admin_api_and_answers() {
+    let conductor = SweetConductor::standard().await;
+    let admin_port = conductor
+        .get_arbitrary_admin_websocket_port()
+        .expect("sweettest conductors have an admin interface");
+    let admin = AdminWebsocket::connect((Ipv4Addr::LOCALHOST, admin_port), None)
+        .await
+        .expect("admin websocket connects");
+
+    let app_id = "elohim_orchestrator".to_string();
+    let info = admin
+        .install_app(InstallAppPayload {
+            agent_key: None,
+            installed_app_id: Some(app_id.clone()),
+            network_seed: None,
+            roles_settings: None,
+            source: AppBundleSource::Path(packed("elohim_orchestrator.happ")),
+            ignore_genesis_failure: false,
+            restore_from_dht: false,
+        })
+        .await
+        .expect("the packed hApp installs");
+    assert!(
+        info.cell_info.contains_key(ROLE),
+        "the hApp has a {ROLE} role: {:?}",
+        info.cell_info.keys()
+    );
+    admin.enable_app(app_id.clone()).await.expect("app enables");
+
+    let app_port = admin
+        .attach_app_interface(0, None, AllowedOrigins::Any, None)
+        .await
+        .expect("app interface attaches");
+    let token = admin
+        .issue_app_auth_token(app_id.clone().into())
+        .await
+        .expect("token issued");
+    let signer = ClientAgentSigner::default();
+    let app = AppWebsocket::connect(
+        (Ipv4Addr::LOCALHOST, app_port),
+        token.token,
+        signer.clone().into(),
+        None,
+    )
+    .await
+    .expect("app websocket connects");
+
+    let cell_id = match &info.cell_info[ROLE][0] {
+        CellInfo::Provisioned(c) => c.cell_id.clone(),
+        other => panic!("expected a provisioned cell, got {other:?}"),
+    };
+    let credentials = admin
+        .authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
+            cell_id: cell_id.clone(),
+            functions: None,
+        })
+        .await
+        .expect("signing credentials");
+    signer.add_credentials(cell_id.clone(), credentials);
+
+    let out = app
+        .call_zome(
+            cell_id.clone().into(),
+            COORDINATOR.into(),
+            "derive_node_id".into(),
+            ExternIO::encode("admin api").unwrap(),
+        )
+        .await
+        .expect("zome call through the app websocket");
+    let node_id: String = out.decode().unwrap();
+    let expected = registry_core::node_id::derive_node_id("admin api", cell_id.agent_pubkey().get_raw_32());
+    assert_eq!(node_id, expected);
+}

@@ -1,0 +1,175 @@
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! - `pack`: build both zomes to wasm and write `workdir/node_registry.dna`
+//!   and `workdir/elohim_orchestrator.happ` with the bundle library `hc`
+//!   itself uses, so `hc app install` accepts the result.
+//! - `test [ARGS]`: install the wasm target if missing, pack, then run every
+//!   test of the workspace (extra arguments go to `cargo test`).
+//! - `run [ARGS]`: pack, then start the sidecar with its embedded conductor
+//!   (extra arguments go to `elohim-sidecar run`).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const ZOMES: [&str; 2] = ["node_registry_integrity", "node_registry_coordinator"];
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = workspace_root();
+    match task.as_str() {
+        "pack" => pack(&root),
+        "test" => {
+            ensure_wasm_target()?;
+            pack(&root)?;
+            let started = Instant::now();
+            let mut cmd = cargo();
+            cmd.current_dir(&root).args(["test", "--workspace"]).args(&rest);
+            status(cmd, "cargo test --workspace")?;
+            eprintln!("xtask: tests passed in {:.0?}", started.elapsed());
+            Ok(())
+        }
+        "run" => {
+            ensure_wasm_target()?;
+            pack(&root)?;
+            let mut cmd = cargo();
+            cmd.current_dir(&root)
+                .args(["run", "--package", "elohim_sidecar", "--bin", "elohim-sidecar", "--", "run"])
+                .args(&rest);
+            status(cmd, "elohim-sidecar run")
+        }
+        other => {
+            eprintln!(
+                "usage: cargo xtask <pack|test|run> [args]\n\
+                 \n  pack   build the zomes and write workdir/node_registry.dna and workdir/elohim_orchestrator.happ\
+                 \n  test   pack, then run every test in the workspace (args go to cargo test)\
+                 \n  run    pack, then run the sidecar with an embedded conductor (args go to elohim-sidecar run)"
+            );
+            if other.is_empty() {
+                Ok(())
+            } else {
+                bail!("unknown task {other:?}")
+            }
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn status(mut cmd: Command, what: &str) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("could not start {what}"))?;
+    if !st.success() {
+        bail!("{what} failed ({st})");
+    }
+    Ok(())
+}
+
+/// Installs the wasm target with rustup when it is missing.
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match out {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) => Ok(()),
+        Ok(_) => {
+            eprintln!("xtask: installing the {WASM_TARGET} target with rustup");
+            let mut cmd = Command::new("rustup");
+            cmd.args(["target", "add", WASM_TARGET]);
+            status(cmd, "rustup target add")
+        }
+        Err(e) => {
+            eprintln!("xtask: rustup not found ({e}); assuming {WASM_TARGET} is installed");
+            Ok(())
+        }
+    }
+}
+
+/// The cargo target directory (honours CARGO_TARGET_DIR and config).
+fn target_dir(root: &Path) -> Result<PathBuf> {
+    let out = cargo()
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("could not run cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let dir = meta["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+fn pack(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let mut cmd = cargo();
+    cmd.current_dir(root).args(["build", "--profile", "zome", "--target", WASM_TARGET]);
+    for z in ZOMES {
+        cmd.args(["--package", z]);
+    }
+    status(cmd, "building the zomes to wasm")?;
+
+    let workdir = root.join("workdir");
+    std::fs::create_dir_all(&workdir)?;
+    let built = target_dir(root)?.join(WASM_TARGET).join("zome");
+    for z in ZOMES {
+        let from = built.join(format!("{z}.wasm"));
+        let to = workdir.join(format!("{z}.wasm"));
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+
+    let dna = workdir.join("node_registry.dna");
+    let happ = workdir.join("elohim_orchestrator.happ");
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        use holochain_types::prelude::{AppManifest, ValidatedDnaManifest};
+        mr_bundle::FileSystemBundler::bundle_to::<ValidatedDnaManifest>(
+            root.join("dnas/node_registry/dna.yaml"),
+            &dna,
+        )
+        .await
+        .context("packing the DNA")?;
+        mr_bundle::FileSystemBundler::bundle_to::<AppManifest>(root.join("happ.yaml"), &happ)
+            .await
+            .context("packing the hApp")?;
+        anyhow::Ok(())
+    })?;
+    let dna_hash = rt.block_on(dna_hash(&dna))?;
+    for (name, path) in [("dna", &dna), ("happ", &happ)] {
+        let len = std::fs::metadata(path)?.len();
+        eprintln!("xtask: wrote {} ({name}, {} KiB)", path.display(), len / 1024);
+    }
+    eprintln!("xtask: DNA hash {dna_hash}; packed in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// The hash of the packed DNA, to compare with what a conductor reports.
+async fn dna_hash(path: &Path) -> Result<String> {
+    use holochain_types::prelude::DnaBundle;
+    let bytes = tokio::fs::read(path).await?;
+    let bundle = DnaBundle::unpack(std::io::Cursor::new(bytes))?;
+    let (dna_file, _) = bundle.into_dna_file(Default::default()).await?;
+    Ok(dna_file.dna_hash().to_string())
+}

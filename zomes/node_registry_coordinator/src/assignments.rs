@@ -1,0 +1,161 @@
+//! Custody assignments: create them, and read which are live.
+
+use crate::{guest, links_on};
+use hdk::prelude::*;
+use node_registry_integrity::*;
+use registry_core::assignment::{live_claims, SlotClaim};
+use std::collections::BTreeMap;
+
+/// An assignment link, decoded.
+struct AssignmentLink {
+    summary: AssignmentSummary,
+    entry_hash: EntryHash,
+}
+
+fn decode(links: Vec<Link>) -> Vec<AssignmentLink> {
+    let mut seen = std::collections::BTreeSet::new();
+    links
+        .into_iter()
+        .filter_map(|l| {
+            let entry_hash = l.target.into_entry_hash()?;
+            let summary = AssignmentSummary::from_tag(&l.tag).ok()?;
+            // Identical decisions by several writers share one entry.
+            seen.insert(entry_hash.clone()).then_some(AssignmentLink {
+                summary,
+                entry_hash,
+            })
+        })
+        .collect()
+}
+
+/// The live assignment links of a content: per shard, the highest round,
+/// ties broken by the lowest entry hash.
+fn live_links_of_content(content_id: &str) -> ExternResult<Vec<AssignmentLink>> {
+    let all = decode(links_on(content_base(content_id)?, LinkTypes::ContentToAssignment)?);
+    let claims: Vec<SlotClaim<Vec<u8>>> = all
+        .iter()
+        .map(|a| SlotClaim {
+            shard_index: a.summary.shard_index,
+            round: a.summary.decision_round,
+            tiebreak: a.entry_hash.get_raw_39().to_vec(),
+        })
+        .collect();
+    let live: std::collections::BTreeSet<usize> = live_claims(&claims).into_values().collect();
+    Ok(all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| live.contains(i))
+        .map(|(_, a)| a)
+        .collect())
+}
+
+fn fetch(links: Vec<AssignmentLink>) -> ExternResult<Vec<AssignmentRecord>> {
+    let mut out = Vec::new();
+    for l in links {
+        let Some(record) = get(l.entry_hash.clone(), GetOptions::default())? else {
+            continue;
+        };
+        let a: Option<CustodianAssignment> =
+            record.entry().to_app_option().map_err(|e| wasm_error!(e))?;
+        if let Some(assignment) = a {
+            out.push(AssignmentRecord {
+                assignment,
+                entry_hash: l.entry_hash,
+            });
+        }
+    }
+    out.sort_by_key(|r| r.assignment.shard_index);
+    Ok(out)
+}
+
+/// Records a custodian's duty to keep a shard, and indexes it by content and
+/// by custodian. Writing the same decision twice is harmless: the entry is
+/// identical and its links are not repeated.
+#[hdk_extern]
+pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionHash> {
+    if get(assignment.custodian_registration.clone(), GetOptions::default())?.is_none() {
+        return Err(guest(format!(
+            "custodian registration {} of node {} not found",
+            assignment.custodian_registration, assignment.custodian_node_id
+        )));
+    }
+    let entry_hash = hash_entry(&assignment)?;
+    let action = create_entry(EntryTypes::CustodianAssignment(assignment.clone()))?;
+    let already_linked = links_on(content_base(&assignment.content_id)?, LinkTypes::ContentToAssignment)?
+        .iter()
+        .any(|l| l.target.clone().into_entry_hash().as_ref() == Some(&entry_hash));
+    if !already_linked {
+        let tag = AssignmentSummary::of(&assignment).to_tag()?;
+        create_link(
+            content_base(&assignment.content_id)?,
+            entry_hash.clone(),
+            LinkTypes::ContentToAssignment,
+            tag.clone(),
+        )?;
+        create_link(
+            custody_base(&assignment.custodian_node_id)?,
+            entry_hash,
+            LinkTypes::NodeToAssignment,
+            tag,
+        )?;
+    }
+    Ok(action)
+}
+
+/// The live assignments of a content, one per shard, by shard index.
+#[hdk_extern]
+pub fn get_assignments_for_content(content_id: String) -> ExternResult<Vec<CustodianAssignment>> {
+    Ok(get_assignment_records_for_content(content_id)?
+        .into_iter()
+        .map(|r| r.assignment)
+        .collect())
+}
+
+/// As `get_assignments_for_content`, with each assignment's entry hash.
+#[hdk_extern]
+pub fn get_assignment_records_for_content(content_id: String) -> ExternResult<Vec<AssignmentRecord>> {
+    fetch(live_links_of_content(&content_id)?)
+}
+
+/// The live assignment links held by a node.
+fn live_links_of_node(node_id: &str) -> ExternResult<Vec<AssignmentLink>> {
+    let held = decode(links_on(custody_base(node_id)?, LinkTypes::NodeToAssignment)?);
+    let mut by_content: BTreeMap<String, Vec<AssignmentLink>> = BTreeMap::new();
+    for a in held {
+        by_content.entry(a.summary.content_id.clone()).or_default().push(a);
+    }
+    let mut out = Vec::new();
+    for (content_id, mine) in by_content {
+        let live: std::collections::BTreeSet<EntryHash> = live_links_of_content(&content_id)?
+            .into_iter()
+            .map(|l| l.entry_hash)
+            .collect();
+        out.extend(mine.into_iter().filter(|a| {
+            live.contains(&a.entry_hash) && a.summary.custodian_node_id == node_id
+        }));
+    }
+    Ok(out)
+}
+
+/// The live assignments a node holds.
+#[hdk_extern]
+pub fn get_assignments_for_node(node_id: String) -> ExternResult<Vec<CustodianAssignment>> {
+    Ok(get_assignment_records_for_node(node_id)?
+        .into_iter()
+        .map(|r| r.assignment)
+        .collect())
+}
+
+/// As `get_assignments_for_node`, with each assignment's entry hash.
+#[hdk_extern]
+pub fn get_assignment_records_for_node(node_id: String) -> ExternResult<Vec<AssignmentRecord>> {
+    fetch(live_links_of_node(&node_id)?)
+}
+
+/// Bytes of custody a node is committed to by its live assignments.
+pub(crate) fn committed_bytes(node_id: &str) -> ExternResult<u64> {
+    Ok(live_links_of_node(node_id)?
+        .iter()
+        .map(|a| a.summary.shard_size_bytes)
+        .sum())
+}

@@ -1,0 +1,133 @@
+//! Reading and maintaining the directory links that point at a node's
+//! latest registration.
+
+use crate::{guest, links_on};
+use hdk::prelude::*;
+use node_registry_integrity::*;
+
+/// A directory link with its decoded summary.
+pub(crate) struct DirectoryEntry {
+    pub summary: NodeSummary,
+    pub target: ActionHash,
+}
+
+/// Decodes directory links, keeping one per node: the newest version.
+pub(crate) fn newest_per_node(links: Vec<Link>) -> Vec<DirectoryEntry> {
+    let mut best: std::collections::BTreeMap<String, DirectoryEntry> = Default::default();
+    for link in links {
+        let (Ok(summary), Some(target)) = (
+            NodeSummary::from_tag(&link.tag),
+            link.target.into_action_hash(),
+        ) else {
+            continue;
+        };
+        let newer = best
+            .get(&summary.node_id)
+            .is_none_or(|b| summary.updated_at > b.summary.updated_at);
+        if newer {
+            best.insert(summary.node_id.clone(), DirectoryEntry { summary, target });
+        }
+    }
+    best.into_values().collect()
+}
+
+/// Fetches a registration version.
+pub(crate) fn fetch_registration(hash: &ActionHash) -> ExternResult<Option<RegisteredNode>> {
+    let Some(record) = get(hash.clone(), GetOptions::default())? else {
+        return Ok(None);
+    };
+    let registration: Option<NodeRegistration> =
+        record.entry().to_app_option().map_err(|e| wasm_error!(e))?;
+    Ok(registration.map(|registration| RegisteredNode {
+        registration,
+        action_hash: hash.clone(),
+    }))
+}
+
+/// The latest registration of a node, if it is registered.
+pub(crate) fn registration_of_node(node_id: &str) -> ExternResult<Option<RegisteredNode>> {
+    let links = links_on(node_base(node_id)?, LinkTypes::NodeIdIndex)?;
+    match newest_per_node(links).into_iter().next() {
+        Some(e) => fetch_registration(&e.target),
+        None => Ok(None),
+    }
+}
+
+/// The calling agent's own latest registration.
+pub(crate) fn my_registration() -> ExternResult<Option<RegisteredNode>> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let links = links_on(me, LinkTypes::AgentToNode)?;
+    match newest_per_node(links).into_iter().next() {
+        Some(e) => fetch_registration(&e.target),
+        None => Ok(None),
+    }
+}
+
+/// The calling agent's registration, which must be for `node_id`.
+pub(crate) fn my_registration_for(node_id: &str) -> ExternResult<RegisteredNode> {
+    match my_registration()? {
+        Some(r) if r.registration.node_id == node_id => Ok(r),
+        Some(r) => Err(guest(format!(
+            "node {node_id} is not run by this agent (this agent runs {})",
+            r.registration.node_id
+        ))),
+        None => Err(guest(format!("node {node_id} is not registered by this agent"))),
+    }
+}
+
+/// The bases a registration's directory links live on (status aside).
+fn directory_bases(r: &NodeRegistration) -> ExternResult<Vec<(AnyLinkableHash, LinkTypes)>> {
+    Ok(vec![
+        (region_base(&r.region)?.into(), LinkTypes::RegionIndex),
+        (tier_base(&r.steward_tier)?.into(), LinkTypes::TierIndex),
+        (node_base(&r.node_id)?.into(), LinkTypes::NodeIdIndex),
+        (r.agent_pub_key.clone().into(), LinkTypes::AgentToNode),
+    ])
+}
+
+/// Deletes the caller's links of `link_type` on `base` (all, or only those
+/// pointing at `target`).
+pub(crate) fn delete_my_links(
+    base: AnyLinkableHash,
+    link_type: LinkTypes,
+    target: Option<&ActionHash>,
+) -> ExternResult<()> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let query = LinkQuery::try_new(base, link_type)?.author(me);
+    for link in get_links(query, GetStrategy::Network)? {
+        let matches = match target {
+            Some(t) => link.target.clone().into_action_hash().as_ref() == Some(t),
+            None => true,
+        };
+        if matches {
+            delete_link(link.create_link_hash, GetOptions::default())?;
+        }
+    }
+    Ok(())
+}
+
+/// Points every directory link at a new registration version, removing the
+/// links of the previous one.
+pub(crate) fn reindex(
+    previous: Option<&RegisteredNode>,
+    registration: &NodeRegistration,
+    hash: &ActionHash,
+    status: Option<&str>,
+) -> ExternResult<()> {
+    if let Some(prev) = previous {
+        for (base, lt) in directory_bases(&prev.registration)? {
+            delete_my_links(base, lt, Some(&prev.action_hash))?;
+        }
+        for s in registry_core::NodeStatus::ALL {
+            delete_my_links(status_base(s.as_str())?.into(), LinkTypes::StatusIndex, None)?;
+        }
+    }
+    let tag = NodeSummary::of(registration).to_tag()?;
+    for (base, lt) in directory_bases(registration)? {
+        create_link(base, hash.clone(), lt, tag.clone())?;
+    }
+    if let Some(status) = status {
+        create_link(status_base(status)?, hash.clone(), LinkTypes::StatusIndex, tag)?;
+    }
+    Ok(())
+}

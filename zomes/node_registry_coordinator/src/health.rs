@@ -1,0 +1,147 @@
+//! Heartbeats, attestations and the health of a node as seen now.
+
+use crate::directory::{delete_my_links, my_registration, registration_of_node};
+use crate::links_on;
+use hdk::prelude::*;
+use node_registry_integrity::*;
+use registry_core::heartbeat::{
+    bucket_of, buckets_covering, judge_liveness, LivenessPolicy, HEARTBEAT_BUCKET_SECS,
+};
+use registry_core::MICROS_PER_SEC;
+
+/// How far back `get_node_health` looks for a last heartbeat.
+pub const HEALTH_HORIZON_SECS: i64 = 6 * HEARTBEAT_BUCKET_SECS;
+/// Age of the attestations that count (the plan's 5 minutes).
+pub const ATTESTATION_WINDOW_SECS: i64 = 300;
+
+/// The newest heartbeat of a node in the buckets of the horizon, reading
+/// newest bucket first and stopping at the first that has one: a bounded
+/// number of small reads whatever the node's history.
+pub fn latest_heartbeat_within(
+    node_id: &str,
+    now: Timestamp,
+    horizon_secs: i64,
+) -> ExternResult<Option<HeartbeatSummary>> {
+    for bucket in buckets_covering(now.as_micros(), horizon_secs) {
+        let newest = links_on(heartbeat_base(node_id, bucket)?, LinkTypes::NodeToHeartbeat)?
+            .into_iter()
+            .filter_map(|l| HeartbeatSummary::from_tag(&l.tag).ok())
+            .filter(|h| h.node_id == node_id)
+            .max_by_key(|h| h.timestamp);
+        if newest.is_some() {
+            return Ok(newest);
+        }
+    }
+    Ok(None)
+}
+
+/// The newest heartbeat within one bucket length (the current and previous
+/// bucket): enough to judge liveness against any failure window shorter
+/// than a bucket.
+pub fn latest_heartbeat(node_id: &str, now: Timestamp) -> ExternResult<Option<HeartbeatSummary>> {
+    latest_heartbeat_within(node_id, now, HEARTBEAT_BUCKET_SECS)
+}
+
+/// Records a heartbeat of the caller's node and keeps its status index
+/// current.
+#[hdk_extern]
+pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
+    let previous = latest_heartbeat(&hb.node_id, sys_time()?)?;
+    let hash = create_entry(EntryTypes::NodeHeartbeat(hb.clone()))?;
+    create_link(
+        heartbeat_base(&hb.node_id, bucket_of(hb.timestamp.as_micros()))?,
+        hash_entry(&hb)?,
+        LinkTypes::NodeToHeartbeat,
+        HeartbeatSummary::of(&hb).to_tag()?,
+    )?;
+    if previous.as_ref().map(|p| p.status.as_str()) != Some(hb.status.as_str()) {
+        if let Some(me) = my_registration()? {
+            if me.registration.node_id == hb.node_id {
+                for s in registry_core::NodeStatus::ALL {
+                    delete_my_links(status_base(s.as_str())?.into(), LinkTypes::StatusIndex, None)?;
+                }
+                create_link(
+                    status_base(&hb.status)?,
+                    me.action_hash,
+                    LinkTypes::StatusIndex,
+                    NodeSummary::of(&me.registration).to_tag()?,
+                )?;
+            }
+        }
+    }
+    Ok(hash)
+}
+
+/// Records an observation of another node's health.
+#[hdk_extern]
+pub fn attest_health(attestation: HealthAttestation) -> ExternResult<ActionHash> {
+    let hash = create_entry(EntryTypes::HealthAttestation(attestation.clone()))?;
+    let tag = holochain_serialized_bytes::encode(&attestation)
+        .map_err(|e| wasm_error!(WasmErrorInner::Serialize(e)))?;
+    create_link(
+        attestation_base(
+            &attestation.subject_node_id,
+            bucket_of(attestation.timestamp.as_micros()),
+        )?,
+        hash_entry(&attestation)?,
+        LinkTypes::NodeToAttestation,
+        LinkTag::new(tag),
+    )?;
+    Ok(hash)
+}
+
+/// Attestations about a node younger than `window_secs`.
+pub fn recent_attestations(
+    node_id: &str,
+    now: Timestamp,
+    window_secs: i64,
+) -> ExternResult<Vec<HealthAttestation>> {
+    let since = now.as_micros() - window_secs * MICROS_PER_SEC;
+    let mut out = Vec::new();
+    for bucket in buckets_covering(now.as_micros(), window_secs) {
+        for link in links_on(attestation_base(node_id, bucket)?, LinkTypes::NodeToAttestation)? {
+            if let Ok(a) = holochain_serialized_bytes::decode::<_, HealthAttestation>(&link.tag.0) {
+                if a.subject_node_id == node_id && a.timestamp.as_micros() >= since {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn tally(atts: &[HealthAttestation]) -> AttestationTally {
+    let successes: Vec<&HealthAttestation> = atts.iter().filter(|a| a.success).collect();
+    let distinct: std::collections::BTreeSet<&str> =
+        atts.iter().map(|a| a.attester_node_id.as_str()).collect();
+    AttestationTally {
+        total: atts.len() as u32,
+        successes: successes.len() as u32,
+        distinct_attesters: distinct.len() as u32,
+        avg_response_time_ms: (!successes.is_empty()).then(|| {
+            (successes.iter().map(|a| a.response_time_ms as u64).sum::<u64>()
+                / successes.len() as u64) as u32
+        }),
+    }
+}
+
+/// A node's health now: latest heartbeat, liveness judged at the time of the
+/// call, and the last five minutes of attestations.
+#[hdk_extern]
+pub fn get_node_health(node_id: String) -> ExternResult<NodeHealthSummary> {
+    let now = sys_time()?;
+    let latest = latest_heartbeat_within(&node_id, now, HEALTH_HORIZON_SECS)?;
+    let liveness = judge_liveness(
+        latest.as_ref().map(|h| h.timestamp.as_micros()),
+        now.as_micros(),
+        LivenessPolicy::default(),
+    );
+    Ok(NodeHealthSummary {
+        registered: registration_of_node(&node_id)?.is_some(),
+        latest_heartbeat: latest,
+        liveness,
+        judged_at: now,
+        attestations: tally(&recent_attestations(&node_id, now, ATTESTATION_WINDOW_SECS)?),
+        node_id,
+    })
+}

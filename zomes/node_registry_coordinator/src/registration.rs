@@ -1,0 +1,122 @@
+//! Node lifecycle: register (or re-register), update capacity, deregister.
+
+use crate::directory::*;
+use crate::guest;
+use crate::health::latest_heartbeat;
+use hdk::prelude::*;
+use node_registry_integrity::*;
+
+/// Registers the calling agent's node, or updates it if this agent already
+/// runs one (a restarted node re-registers without duplicating itself).
+/// `registered_at` and `updated_at` are stamped here from the call's time.
+#[hdk_extern]
+pub fn register_node(registration: NodeRegistration) -> ExternResult<ActionHash> {
+    let me = agent_info()?.agent_initial_pubkey;
+    if registration.agent_pub_key != me {
+        return Err(guest("agent_pub_key must be the calling agent's key"));
+    }
+    let now = sys_time()?;
+    let mut r = registration;
+    r.updated_at = now;
+    match my_registration()? {
+        Some(existing) => {
+            if existing.registration.node_id != r.node_id {
+                return Err(guest(format!(
+                    "this agent already runs node {}; deregister it before registering {}",
+                    existing.registration.node_id, r.node_id
+                )));
+            }
+            r.registered_at = existing.registration.registered_at;
+            write_version(Some(&existing), r)
+        }
+        None => {
+            r.registered_at = now;
+            write_version(None, r)
+        }
+    }
+}
+
+/// Writes a registration version and points the directory at it.
+fn write_version(previous: Option<&RegisteredNode>, r: NodeRegistration) -> ExternResult<ActionHash> {
+    let hash = match previous {
+        Some(prev) => update_entry(
+            prev.action_hash.clone(),
+            EntryTypes::NodeRegistration(r.clone()),
+        )?,
+        None => create_entry(EntryTypes::NodeRegistration(r.clone()))?,
+    };
+    let status = latest_heartbeat(&r.node_id, sys_time()?)?.map(|h| h.status);
+    reindex(previous, &r, &hash, status.as_deref())?;
+    Ok(hash)
+}
+
+/// Changes a node's declared capacity, caps, tier or opt-in.
+#[hdk_extern]
+pub fn update_node_capacity(input: UpdateCapacityInput) -> ExternResult<ActionHash> {
+    let existing = my_registration_for(&input.node_id)?;
+    let mut r = existing.registration.clone();
+    let u = input.updates;
+    macro_rules! apply {
+        ($($f:ident),*) => { $( if let Some(v) = u.$f { r.$f = v; } )* };
+    }
+    apply!(
+        display_name,
+        cpu_cores,
+        memory_gb,
+        storage_tb,
+        bandwidth_mbps,
+        region,
+        steward_tier,
+        custodian_opt_in,
+        max_custody_gb,
+        max_bandwidth_mbps,
+        max_cpu_percent,
+        off_peak_hours,
+        uptime_percent
+    );
+    r.updated_at = sys_time()?;
+    write_version(Some(&existing), r)
+}
+
+/// Removes the caller's node from the registry: its registration is deleted,
+/// it leaves every directory, and a last `offline` heartbeat says it left on
+/// purpose rather than failed.
+#[hdk_extern]
+pub fn deregister_node(input: DeregisterInput) -> ExternResult<()> {
+    let existing = my_registration_for(&input.node_id)?;
+    debug!("deregistering {}: {}", input.node_id, input.reason);
+    crate::health::heartbeat(NodeHeartbeat {
+        node_id: input.node_id.clone(),
+        timestamp: sys_time()?,
+        status: registry_core::NodeStatus::Offline.as_str().to_string(),
+        current_load: 0.0,
+        active_connections: 0,
+        custody_used_bytes: 0,
+    })?;
+    let r = &existing.registration;
+    for (base, lt) in [
+        (AnyLinkableHash::from(region_base(&r.region)?), LinkTypes::RegionIndex),
+        (tier_base(&r.steward_tier)?.into(), LinkTypes::TierIndex),
+        (node_base(&r.node_id)?.into(), LinkTypes::NodeIdIndex),
+        (r.agent_pub_key.clone().into(), LinkTypes::AgentToNode),
+    ] {
+        delete_my_links(base, lt, None)?;
+    }
+    for s in registry_core::NodeStatus::ALL {
+        delete_my_links(status_base(s.as_str())?.into(), LinkTypes::StatusIndex, None)?;
+    }
+    delete_entry(existing.action_hash)?;
+    Ok(())
+}
+
+/// The calling agent's node, if registered.
+#[hdk_extern]
+pub fn get_my_node(_: ()) -> ExternResult<Option<RegisteredNode>> {
+    my_registration()
+}
+
+/// A node's latest registration, if registered.
+#[hdk_extern]
+pub fn get_node(node_id: String) -> ExternResult<Option<RegisteredNode>> {
+    registration_of_node(&node_id)
+}

@@ -1,0 +1,145 @@
+//! Inputs and outputs of the coordinator's zome functions. They live here,
+//! beside the entries, so that clients (the sidecar, the tests, a Doorway
+//! written in Rust) depend on this small crate and never on the coordinator.
+
+use crate::{CustodianAssignment, HeartbeatSummary, NodeRegistration, OffPeakHours};
+use hdi::prelude::*;
+use registry_core::heartbeat::Liveness;
+
+/// Input of `update_node_capacity`: the plan's `(node_id, updates)`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct UpdateCapacityInput {
+    /// The node to update (must be the caller's).
+    pub node_id: String,
+    /// What changes.
+    pub updates: CapacityUpdates,
+}
+
+/// The fields `update_node_capacity` may change; absent fields stay.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct CapacityUpdates {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New core count.
+    pub cpu_cores: Option<u32>,
+    /// New memory, GB.
+    pub memory_gb: Option<f64>,
+    /// New storage, TB.
+    pub storage_tb: Option<f64>,
+    /// New bandwidth, Mbps.
+    pub bandwidth_mbps: Option<u32>,
+    /// New region.
+    pub region: Option<String>,
+    /// New tier.
+    pub steward_tier: Option<String>,
+    /// Opt in or out of custody.
+    pub custodian_opt_in: Option<bool>,
+    /// New custody cap, GB.
+    pub max_custody_gb: Option<f64>,
+    /// New bandwidth cap, Mbps.
+    pub max_bandwidth_mbps: Option<u32>,
+    /// New CPU cap, percent.
+    pub max_cpu_percent: Option<f64>,
+    /// New off-peak window.
+    pub off_peak_hours: Option<OffPeakHours>,
+    /// New uptime figure.
+    pub uptime_percent: Option<f64>,
+}
+
+/// Input of `deregister_node`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DeregisterInput {
+    /// The node leaving (must be the caller's).
+    pub node_id: String,
+    /// Why, for the logs.
+    pub reason: String,
+}
+
+/// A registration with the hash of the version it came from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RegisteredNode {
+    /// The latest version.
+    pub registration: NodeRegistration,
+    /// Its action hash (what assignments cite as `custodian_registration`).
+    pub action_hash: ActionHash,
+}
+
+/// The plan's custodian query; every field optional.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct CustodianFilters {
+    /// Required latest heartbeat status (default: any that takes custody).
+    pub status: Option<String>,
+    /// One region.
+    pub region: Option<String>,
+    /// Several regions (union with `region`).
+    pub regions: Vec<String>,
+    /// Lowest acceptable tier.
+    pub min_tier: Option<String>,
+    /// Nodes never to return.
+    pub exclude_nodes: Vec<String>,
+    /// Free custody needed, GB.
+    pub min_storage_gb: Option<f64>,
+    /// Free custody needed, bytes (exact; used with or instead of GB).
+    pub min_storage_bytes: Option<u64>,
+    /// The content being placed: makes the ranking deterministic per content
+    /// and spreads contents across nodes.
+    pub content_id: Option<String>,
+    /// Most candidates to return.
+    pub limit: Option<u32>,
+}
+
+/// One candidate custodian, ranked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RankedCustodian {
+    /// The node's latest registration.
+    pub registration: NodeRegistration,
+    /// Its action hash.
+    pub registration_hash: ActionHash,
+    /// Custody bytes still free.
+    pub free_custody_bytes: u64,
+    /// Quality weight used in ranking, 0..=1.
+    pub score: f64,
+    /// Its latest heartbeat.
+    pub last_heartbeat: Option<HeartbeatSummary>,
+}
+
+/// What attestations say about a node recently.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct AttestationTally {
+    /// Attestations in the window.
+    pub total: u32,
+    /// Of which the subject answered.
+    pub successes: u32,
+    /// Distinct attesting nodes.
+    pub distinct_attesters: u32,
+    /// Mean response time of the successes, ms.
+    pub avg_response_time_ms: Option<u32>,
+}
+
+/// Answer of `get_node_health`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NodeHealthSummary {
+    /// The node.
+    pub node_id: String,
+    /// Whether a registration exists (not deregistered).
+    pub registered: bool,
+    /// The latest heartbeat seen within the horizon read.
+    pub latest_heartbeat: Option<HeartbeatSummary>,
+    /// Liveness judged against the time of the call.
+    pub liveness: Liveness,
+    /// When the judgement was made.
+    pub judged_at: Timestamp,
+    /// Attestations of the last 5 minutes.
+    pub attestations: AttestationTally,
+}
+
+/// An assignment with its identity on the DHT.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AssignmentRecord {
+    /// The assignment.
+    pub assignment: CustodianAssignment,
+    /// Its entry hash (identical decisions share it).
+    pub entry_hash: EntryHash,
+}

@@ -1,0 +1,154 @@
+//! Entry types. Field names are the plan's, snake_case on the wire; times are
+//! Holochain `Timestamp`s.
+
+use hdi::prelude::*;
+
+/// Hours of the day when a node's bandwidth is offered.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct OffPeakHours {
+    /// First hour, 0..=23, local time.
+    pub start_hour: u8,
+    /// Hour the window ends, 0..=23 (may wrap past midnight).
+    pub end_hour: u8,
+}
+
+impl Default for OffPeakHours {
+    /// The plan's default, 22:00-06:00.
+    fn default() -> Self {
+        OffPeakHours {
+            start_hour: 22,
+            end_hour: 6,
+        }
+    }
+}
+
+/// A node's declaration of what it is and what it offers.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct NodeRegistration {
+    /// `<label>-<16 hex of the agent key>`; see `registry_core::node_id`.
+    pub node_id: String,
+    /// The agent that runs the node; must be the author.
+    pub agent_pub_key: AgentPubKey,
+    /// Name shown to people.
+    pub display_name: String,
+    /// CPU cores of the machine.
+    pub cpu_cores: u32,
+    /// Memory of the machine, GB.
+    pub memory_gb: f64,
+    /// Storage of the machine, TB.
+    pub storage_tb: f64,
+    /// Bandwidth of the link, Mbps.
+    pub bandwidth_mbps: u32,
+    /// One of the 20 known regions.
+    pub region: String,
+    /// Optional latitude.
+    pub latitude: Option<f64>,
+    /// Optional longitude.
+    pub longitude: Option<f64>,
+    /// DNAs/zomes the node hosts.
+    pub zomes_hosted: Vec<String>,
+    /// caretaker, guardian, steward or pioneer; no higher than the
+    /// contribution reaches.
+    pub steward_tier: String,
+    /// Whether the node takes custody ("organ donation": true by default).
+    pub custodian_opt_in: bool,
+    /// Storage offered for custody, GB.
+    pub max_custody_gb: f64,
+    /// Bandwidth offered, Mbps.
+    pub max_bandwidth_mbps: u32,
+    /// CPU offered, percent.
+    pub max_cpu_percent: f64,
+    /// When the bandwidth is offered.
+    pub off_peak_hours: OffPeakHours,
+    /// Self-reported uptime, percent.
+    pub uptime_percent: f64,
+    /// When the node first registered.
+    pub registered_at: Timestamp,
+    /// When this version was written.
+    pub updated_at: Timestamp,
+}
+
+/// A node's proof of life, every 30 s by default.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct NodeHeartbeat {
+    /// The beating node; owned by the author.
+    pub node_id: String,
+    /// When it was sent (within 60 s of the action).
+    pub timestamp: Timestamp,
+    /// online, degraded, maintenance or offline.
+    pub status: String,
+    /// One-minute load average per core.
+    pub current_load: f64,
+    /// Open peer connections.
+    pub active_connections: u32,
+    /// Bytes of custody the node holds on disk.
+    pub custody_used_bytes: u64,
+}
+
+/// One node's observation of another's health.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct HealthAttestation {
+    /// The observing node; owned by the author.
+    pub attester_node_id: String,
+    /// The observed node; never the attester.
+    pub subject_node_id: String,
+    /// Whether the subject answered.
+    pub success: bool,
+    /// Round trip in ms (the timeout when it did not answer).
+    pub response_time_ms: u32,
+    /// When observed (within 60 s of the action).
+    pub timestamp: Timestamp,
+}
+
+/// A custodian's duty to keep one shard of a content in one round.
+///
+/// Deliberately holds no creation time: two repairers that independently
+/// make the same decision write byte-identical entries, which the DHT stores
+/// once.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct CustodianAssignment {
+    /// `registry_core::assignment::assignment_id(content, shard, round)`.
+    pub assignment_id: String,
+    /// The content's id.
+    pub content_id: String,
+    /// blake3 of the whole content, hex.
+    pub content_hash: String,
+    /// Length of the whole content, bytes.
+    pub content_size_bytes: u64,
+    /// Length of this shard, bytes (what counts against the custody cap).
+    pub shard_size_bytes: u64,
+    /// blake3 of this shard, hex, checked before the shard is kept or used.
+    pub shard_hash: String,
+    /// The agent whose content this is.
+    pub owner_agent: AgentPubKey,
+    /// intimate, private, public, ... (drives family auto-custody).
+    pub reach: String,
+    /// The node that keeps the shard.
+    pub custodian_node_id: String,
+    /// The custodian's registration (opted in) at decision time.
+    pub custodian_registration: ActionHash,
+    /// full_replica, erasure_coded or threshold_split.
+    pub strategy: String,
+    /// Shards needed to restore (1 for full_replica).
+    pub threshold: u32,
+    /// Shards in total.
+    pub shard_count: u32,
+    /// Which shard this is.
+    pub shard_index: u32,
+    /// The custodian of every shard in this round, by index: no node twice.
+    pub round_custodians: Vec<String>,
+    /// publisher, disaster_recovery, quorum or relationship_policy.
+    pub decided_by: String,
+    /// 0 at publication, +1 at every repair of this shard.
+    pub decision_round: u32,
+    /// Entry hash of the assignment a repair replaces.
+    pub replaces: Option<EntryHash>,
+    /// Region the content prefers.
+    pub preferred_region: Option<String>,
+    /// Lowest tier the content accepts.
+    pub required_tier: Option<String>,
+}

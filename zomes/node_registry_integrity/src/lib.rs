@@ -1,0 +1,63 @@
+//! Integrity zome of the node registry DNA: the entries and links every node
+//! agrees on, and the deterministic rules that make them valid.
+//!
+//! Validation never reads a clock or random numbers: every time rule compares
+//! a claimed time with the timestamp of the action that carries it, and every
+//! ownership rule compares a node id with the action's author (node ids are
+//! derived from agent keys, see `registry_core::node_id`). The rules
+//! themselves live in `registry_core`, so they are unit-tested natively.
+
+mod api;
+mod entries;
+mod indexes;
+mod validation;
+
+pub use api::*;
+pub use entries::*;
+pub use indexes::*;
+
+use hdi::prelude::*;
+
+/// Every entry type of the DNA.
+#[hdk_entry_types]
+#[unit_enum(UnitEntryTypes)]
+pub enum EntryTypes {
+    /// A node's declaration of itself.
+    NodeRegistration(NodeRegistration),
+    /// A node's periodic proof of life.
+    NodeHeartbeat(NodeHeartbeat),
+    /// One node's observation of another's health.
+    HealthAttestation(HealthAttestation),
+    /// A custodian's duty to keep one shard of a content.
+    CustodianAssignment(CustodianAssignment),
+}
+
+/// Every link type of the DNA. Tags carry compact summaries (validated
+/// against their targets) so that discovery and liveness read links only.
+#[hdk_link_types]
+pub enum LinkTypes {
+    /// `region/<r>` to a node's latest registration.
+    RegionIndex,
+    /// `tier/<t>` to a node's latest registration.
+    TierIndex,
+    /// `status/<s>` to a node's latest registration.
+    StatusIndex,
+    /// `node/<id>` to a node's latest registration.
+    NodeIdIndex,
+    /// An agent key to its node's latest registration.
+    AgentToNode,
+    /// `heartbeats/<node>/<bucket>` to a heartbeat.
+    NodeToHeartbeat,
+    /// `attestations/<subject>/<bucket>` to an attestation.
+    NodeToAttestation,
+    /// `content/<id>` to an assignment.
+    ContentToAssignment,
+    /// `custody/<node>` to an assignment.
+    NodeToAssignment,
+}
+
+/// The single validation callback; see `validation.rs`.
+#[hdk_extern]
+pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
+    validation::validate_op(op)
+}

@@ -1,0 +1,429 @@
+//! The validation rules. Each `check_*` returns `Err(reason)` for an invalid
+//! value; `validate_op` turns that into `ValidateCallbackResult::Invalid`.
+//! Host errors (a dependency not yet fetched) propagate as `Err` so the
+//! conductor retries, as it must.
+
+use crate::*;
+use registry_core::assignment::{check_layout, CustodyStrategy, DecisionSource, ShardLayout};
+use registry_core::capacity::{check_capacity, check_location, check_text, DeclaredCapacity};
+use registry_core::heartbeat::{bucket_of, check_claimed_time};
+use registry_core::node_id::check_node_id_owner;
+use registry_core::region::parse_region;
+use registry_core::tier::{Contribution, StewardTier};
+use registry_core::NodeStatus;
+
+/// Longest a content id may be.
+pub const MAX_CONTENT_ID_LEN: usize = 128;
+/// Longest response time an attestation may report (2 minutes).
+pub const MAX_RESPONSE_TIME_MS: u32 = 120_000;
+/// Highest load per core a heartbeat may report.
+pub const MAX_LOAD_PER_CORE: f64 = 1024.0;
+
+/// Outcome of one rule: `Ok(Err(reason))` is an invalid value.
+type Check = ExternResult<Result<(), String>>;
+
+fn fail(reason: impl Into<String>) -> Check {
+    Ok(Err(reason.into()))
+}
+
+fn ok() -> Check {
+    Ok(Ok(()))
+}
+
+/// Turns a registry_core rule into a check.
+macro_rules! rule {
+    ($e:expr) => {
+        if let Err(e) = $e {
+            return fail(e.to_string());
+        }
+    };
+}
+
+pub(crate) fn validate_op(op: Op) -> ExternResult<ValidateCallbackResult> {
+    let outcome = match op.flattened::<EntryTypes, LinkTypes>()? {
+        FlatOp::CreateEntry(OpEntry::CreateEntry { app_entry, action })
+        | FlatOp::CreateRecord(OpRecord::CreateEntry { app_entry, action }) => {
+            check_create(&app_entry, &action.header)?
+        }
+        FlatOp::CreateEntry(OpEntry::UpdateEntry { app_entry, action })
+        | FlatOp::CreateRecord(OpRecord::UpdateEntry { app_entry, action })
+        | FlatOp::Update(OpUpdate::Entry { app_entry, action }) => check_update(&app_entry, &action)?,
+        FlatOp::Update(OpUpdate::PrivateEntry { .. })
+        | FlatOp::CreateRecord(OpRecord::UpdatePrivateEntry { .. }) => {
+            Err("this DNA has no private entries".to_string())
+        }
+        FlatOp::Delete(OpDelete { action })
+        | FlatOp::CreateRecord(OpRecord::DeleteEntry { action }) => {
+            check_same_author(&action.deletes_address, action.author(), "delete")?
+        }
+        FlatOp::Link(OpLink::CreateLink { link_type, action })
+        | FlatOp::CreateRecord(OpRecord::CreateLink { link_type, action }) => {
+            check_create_link(link_type, &action)?
+        }
+        FlatOp::Link(OpLink::DeleteLink {
+            original_action,
+            action,
+            ..
+        }) => {
+            if original_action.author() == action.author() {
+                Ok(())
+            } else {
+                Err("only the author of a link may delete it".to_string())
+            }
+        }
+        FlatOp::CreateRecord(OpRecord::DeleteLink { action }) => {
+            check_same_author(&action.link_add_address, action.author(), "delete a link")?
+        }
+        _ => Ok(()),
+    };
+    Ok(match outcome {
+        Ok(()) => ValidateCallbackResult::Valid,
+        Err(reason) => ValidateCallbackResult::Invalid(reason),
+    })
+}
+
+fn check_same_author(original: &ActionHash, author: &AgentPubKey, what: &str) -> Check {
+    let original = must_get_action(original.clone())?;
+    if original.action().author() != author {
+        return fail(format!("only the author may {what}"));
+    }
+    ok()
+}
+
+fn check_create(entry: &EntryTypes, header: &ActionHeader) -> Check {
+    match entry {
+        EntryTypes::NodeRegistration(r) => check_registration(r, header),
+        EntryTypes::NodeHeartbeat(h) => check_heartbeat(h, header),
+        EntryTypes::HealthAttestation(a) => check_attestation(a, header),
+        EntryTypes::CustodianAssignment(a) => check_assignment(a, header),
+    }
+}
+
+fn check_update(entry: &EntryTypes, action: &TypedAction<UpdateData>) -> Check {
+    let EntryTypes::NodeRegistration(new) = entry else {
+        return fail("only node registrations can be updated; this entry is immutable");
+    };
+    let original_action = must_get_action(action.original_action_address.clone())?;
+    if original_action.action().author() != action.author() {
+        return fail("only the author of a registration may update it");
+    }
+    let original_entry = must_get_entry(action.original_entry_address.clone())?;
+    let Ok(original) = NodeRegistration::try_from(original_entry.content) else {
+        return fail("an update must replace a node registration");
+    };
+    if new.node_id != original.node_id {
+        return fail("node_id cannot change on update");
+    }
+    if new.agent_pub_key != original.agent_pub_key {
+        return fail("agent_pub_key cannot change on update");
+    }
+    if new.registered_at != original.registered_at {
+        return fail("registered_at cannot change on update");
+    }
+    check_registration_fields(new, &action.header)
+}
+
+fn check_registration(r: &NodeRegistration, header: &ActionHeader) -> Check {
+    if let Err(e) = check_claimed_time("registered_at", r.registered_at.as_micros(), header.timestamp.as_micros()) {
+        return fail(e.to_string());
+    }
+    check_registration_fields(r, header)
+}
+
+fn check_registration_fields(r: &NodeRegistration, header: &ActionHeader) -> Check {
+    if r.agent_pub_key != header.author {
+        return fail("agent_pub_key must be the author of the registration");
+    }
+    rule!(check_node_id_owner(&r.node_id, r.agent_pub_key.get_raw_32()));
+    rule!(check_text("display_name", &r.display_name, registry_core::capacity::MAX_DISPLAY_NAME));
+    rule!(parse_region(&r.region));
+    let tier: StewardTier = match r.steward_tier.parse() {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{e}")),
+    };
+    let declared = DeclaredCapacity {
+        cpu_cores: r.cpu_cores,
+        memory_gb: r.memory_gb,
+        storage_tb: r.storage_tb,
+        bandwidth_mbps: r.bandwidth_mbps,
+        max_custody_gb: r.max_custody_gb,
+        max_bandwidth_mbps: r.max_bandwidth_mbps,
+        max_cpu_percent: r.max_cpu_percent,
+        uptime_percent: r.uptime_percent,
+    };
+    rule!(check_capacity(&declared));
+    rule!(check_location(r.latitude, r.longitude));
+    if r.off_peak_hours.start_hour > 23 || r.off_peak_hours.end_hour > 23 {
+        return fail("off_peak_hours must be hours 0..=23");
+    }
+    if r.zomes_hosted.len() > 64 || r.zomes_hosted.iter().any(|z| z.is_empty() || z.len() > 64) {
+        return fail("zomes_hosted: at most 64 names of 1..=64 characters");
+    }
+    let pct = |part: f64, whole: f64| if whole > 0.0 { part / whole * 100.0 } else { 0.0 };
+    let earned = StewardTier::for_contribution(Contribution {
+        storage_percent: pct(r.max_custody_gb, r.storage_tb * 1000.0),
+        bandwidth_percent: pct(r.max_bandwidth_mbps as f64, r.bandwidth_mbps as f64),
+        cpu_percent: r.max_cpu_percent,
+    });
+    if tier > earned {
+        return fail(format!(
+            "steward_tier {tier} is above what the contribution reaches ({earned})"
+        ));
+    }
+    rule!(check_claimed_time("updated_at", r.updated_at.as_micros(), header.timestamp.as_micros()));
+    ok()
+}
+
+fn check_owner(node_id: &str, author: &AgentPubKey) -> Check {
+    rule!(check_node_id_owner(node_id, author.get_raw_32()));
+    ok()
+}
+
+fn check_heartbeat(h: &NodeHeartbeat, header: &ActionHeader) -> Check {
+    if let Err(e) = check_node_id_owner(&h.node_id, header.author.get_raw_32()) {
+        return fail(format!("a heartbeat must come from the node's own agent: {e}"));
+    }
+    rule!(h.status.parse::<NodeStatus>());
+    rule!(check_claimed_time("timestamp", h.timestamp.as_micros(), header.timestamp.as_micros()));
+    if !(h.current_load.is_finite() && (0.0..=MAX_LOAD_PER_CORE).contains(&h.current_load)) {
+        return fail(format!("current_load out of range: {}", h.current_load));
+    }
+    ok()
+}
+
+fn check_attestation(a: &HealthAttestation, header: &ActionHeader) -> Check {
+    if a.attester_node_id == a.subject_node_id {
+        return fail("a node cannot attest its own health");
+    }
+    if let Err(e) = check_node_id_owner(&a.attester_node_id, header.author.get_raw_32()) {
+        return fail(format!("the attester must be the author's own node: {e}"));
+    }
+    if a.subject_node_id.is_empty() || a.subject_node_id.len() > 80 {
+        return fail("subject_node_id must be 1..=80 characters");
+    }
+    if a.response_time_ms > MAX_RESPONSE_TIME_MS {
+        return fail(format!(
+            "response_time_ms {} above the {MAX_RESPONSE_TIME_MS} ms limit",
+            a.response_time_ms
+        ));
+    }
+    rule!(check_claimed_time("timestamp", a.timestamp.as_micros(), header.timestamp.as_micros()));
+    ok()
+}
+
+fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
+    if a.content_id.is_empty() || a.content_id.len() > MAX_CONTENT_ID_LEN {
+        return fail(format!("content_id must be 1..={MAX_CONTENT_ID_LEN} characters"));
+    }
+    if a.content_hash.len() != 64 || !a.content_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return fail("content_hash must be 64 hex digits (blake3)");
+    }
+    if a.shard_hash.len() != 64 || !a.shard_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return fail("shard_hash must be 64 hex digits (blake3)");
+    }
+    let strategy: CustodyStrategy = match a.strategy.parse() {
+        Ok(s) => s,
+        Err(e) => return fail(format!("{e}")),
+    };
+    let decided_by: DecisionSource = match a.decided_by.parse() {
+        Ok(d) => d,
+        Err(e) => return fail(format!("{e}")),
+    };
+    rule!(check_layout(&ShardLayout {
+        strategy,
+        threshold: a.threshold,
+        shard_count: a.shard_count,
+        shard_index: a.shard_index,
+        custodian_node_id: &a.custodian_node_id,
+        round_custodians: &a.round_custodians,
+    }));
+    let expected_id =
+        registry_core::assignment::assignment_id(&a.content_id, a.shard_index, a.decision_round);
+    if a.assignment_id != expected_id {
+        return fail(format!("assignment_id must be {expected_id}"));
+    }
+    if let Some(region) = &a.preferred_region {
+        rule!(parse_region(region));
+    }
+    if let Some(tier) = &a.required_tier {
+        rule!(tier.parse::<StewardTier>());
+    }
+
+    // The custodian exists and takes custody.
+    let record = must_get_valid_record(a.custodian_registration.clone())?;
+    let custodian: Option<NodeRegistration> = record
+        .entry()
+        .to_app_option()
+        .map_err(|e| wasm_error!(e))?;
+    let Some(custodian) = custodian else {
+        return fail("custodian_registration is not a node registration");
+    };
+    if custodian.node_id != a.custodian_node_id {
+        return fail(format!(
+            "custodian_registration is node {}, not {}",
+            custodian.node_id, a.custodian_node_id
+        ));
+    }
+    if !custodian.custodian_opt_in {
+        return fail(format!("node {} has opted out of custody", a.custodian_node_id));
+    }
+
+    match decided_by {
+        DecisionSource::Publisher => {
+            if a.owner_agent != header.author {
+                return fail("only the content's owner places it as publisher");
+            }
+            if a.decision_round != 0 || a.replaces.is_some() {
+                return fail("a publisher assignment is round 0 and replaces nothing");
+            }
+        }
+        DecisionSource::DisasterRecovery => {
+            let Some(replaced) = &a.replaces else {
+                return fail("a disaster_recovery assignment must name the assignment it replaces");
+            };
+            let old = must_get_entry(replaced.clone())?;
+            let Ok(old) = CustodianAssignment::try_from(old.content) else {
+                return fail("replaces must point to a custodian assignment");
+            };
+            if old.content_id != a.content_id
+                || old.content_hash != a.content_hash
+                || old.shard_index != a.shard_index
+                || old.shard_hash != a.shard_hash
+                || old.strategy != a.strategy
+                || old.threshold != a.threshold
+                || old.shard_count != a.shard_count
+                || old.owner_agent != a.owner_agent
+            {
+                return fail("a repair must keep the replaced shard's content, index, hash and layout");
+            }
+            if a.decision_round != old.decision_round + 1 {
+                return fail(format!(
+                    "a repair of round {} must be round {}",
+                    old.decision_round,
+                    old.decision_round + 1
+                ));
+            }
+            if a.round_custodians.contains(&old.custodian_node_id) {
+                return fail("a repair cannot keep the replaced custodian in the round");
+            }
+        }
+        DecisionSource::Quorum | DecisionSource::RelationshipPolicy => {
+            return fail(format!(
+                "decided_by {} is not accepted by this version of the DNA",
+                a.decided_by
+            ));
+        }
+    }
+    ok()
+}
+
+fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>) -> Check {
+    let author = action.author();
+    let base = &action.base_address;
+    let target = &action.target_address;
+    match link_type {
+        LinkTypes::RegionIndex
+        | LinkTypes::TierIndex
+        | LinkTypes::StatusIndex
+        | LinkTypes::NodeIdIndex
+        | LinkTypes::AgentToNode => {
+            let Ok(summary) = NodeSummary::from_tag(&action.tag) else {
+                return fail("directory link tag must be a node summary");
+            };
+            if let Err(e) = check_owner(&summary.node_id, author)? {
+                return fail(format!("only a node's own agent indexes it: {e}"));
+            }
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("directory links point to a registration action");
+            };
+            let record = must_get_valid_record(target)?;
+            let reg: Option<NodeRegistration> =
+                record.entry().to_app_option().map_err(|e| wasm_error!(e))?;
+            match reg {
+                Some(reg) if NodeSummary::of(&reg) == summary => {}
+                _ => return fail("directory link tag does not match its registration"),
+            }
+            let expected: Vec<AnyLinkableHash> = match link_type {
+                LinkTypes::RegionIndex => vec![region_base(&summary.region)?.into()],
+                LinkTypes::TierIndex => vec![tier_base(&summary.steward_tier)?.into()],
+                LinkTypes::NodeIdIndex => vec![node_base(&summary.node_id)?.into()],
+                LinkTypes::AgentToNode => vec![author.clone().into()],
+                _ => NodeStatus::ALL
+                    .iter()
+                    .map(|s| status_base(s.as_str()).map(Into::into))
+                    .collect::<ExternResult<_>>()?,
+            };
+            if !expected.contains(base) {
+                return fail("directory link is on the wrong base");
+            }
+            ok()
+        }
+        LinkTypes::NodeToHeartbeat => {
+            let Ok(summary) = HeartbeatSummary::from_tag(&action.tag) else {
+                return fail("heartbeat link tag must be a heartbeat summary");
+            };
+            if let Err(e) = check_owner(&summary.node_id, author)? {
+                return fail(format!("only a node's own agent links its heartbeats: {e}"));
+            }
+            let Some(target) = target.clone().into_entry_hash() else {
+                return fail("heartbeat links point to a heartbeat entry");
+            };
+            let entry = must_get_entry(target)?;
+            match NodeHeartbeat::try_from(entry.content) {
+                Ok(hb) if HeartbeatSummary::of(&hb) == summary => {}
+                _ => return fail("heartbeat link tag does not match its heartbeat"),
+            }
+            let expected: AnyLinkableHash =
+                heartbeat_base(&summary.node_id, bucket_of(summary.timestamp.as_micros()))?.into();
+            if *base != expected {
+                return fail("heartbeat link is not on its node's bucket");
+            }
+            ok()
+        }
+        LinkTypes::NodeToAttestation => {
+            let Ok(att) = holochain_serialized_bytes::decode::<_, HealthAttestation>(&action.tag.0)
+            else {
+                return fail("attestation link tag must be the attestation");
+            };
+            if let Err(e) = check_owner(&att.attester_node_id, author)? {
+                return fail(format!("only the attester links its attestation: {e}"));
+            }
+            let Some(target) = target.clone().into_entry_hash() else {
+                return fail("attestation links point to an attestation entry");
+            };
+            let entry = must_get_entry(target)?;
+            match HealthAttestation::try_from(entry.content) {
+                Ok(stored) if stored == att => {}
+                _ => return fail("attestation link tag does not match its attestation"),
+            }
+            let expected: AnyLinkableHash =
+                attestation_base(&att.subject_node_id, bucket_of(att.timestamp.as_micros()))?.into();
+            if *base != expected {
+                return fail("attestation link is not on its subject's bucket");
+            }
+            ok()
+        }
+        LinkTypes::ContentToAssignment | LinkTypes::NodeToAssignment => {
+            let Ok(summary) = AssignmentSummary::from_tag(&action.tag) else {
+                return fail("assignment link tag must be an assignment summary");
+            };
+            let Some(target) = target.clone().into_entry_hash() else {
+                return fail("assignment links point to an assignment entry");
+            };
+            let entry = must_get_entry(target)?;
+            match CustodianAssignment::try_from(entry.content) {
+                Ok(a) if AssignmentSummary::of(&a) == summary => {}
+                _ => return fail("assignment link tag does not match its assignment"),
+            }
+            let expected: AnyLinkableHash = if link_type == LinkTypes::ContentToAssignment {
+                content_base(&summary.content_id)?.into()
+            } else {
+                custody_base(&summary.custodian_node_id)?.into()
+            };
+            if *base != expected {
+                return fail("assignment link is on the wrong base");
+            }
+            ok()
+        }
+    }
+}
