@@ -120,6 +120,44 @@ impl Network {
             .map_err(|e| format!("{e:?}"))
     }
 
+    /// Swaps the test-only "mallory" coordinator (the honest one plus attack
+    /// functions) in for the coordinator on `peer`'s cell: that peer can then
+    /// commit anything, as an attacker running modified code could. Same DNA,
+    /// same network. (It replaces rather than joins the coordinator because
+    /// holochain 0.7.1 does not register dependencies of a zome added by
+    /// `update_coordinators` under a new name.)
+    pub async fn arm_mallory(&mut self, peer: usize) {
+        let code =
+            std::fs::read(packed("mallory_coordinator.wasm")).expect("mallory wasm readable");
+        let wasm = DnaWasmHashed::from_content(DnaWasm::from(code)).await;
+        let def = CoordinatorZomeDef::from(ZomeDef::Wasm(WasmZomeDef::new(
+            wasm.as_hash().clone(),
+            Some(vec!["node_registry_integrity".into()]),
+        )));
+        let p = self.peers[peer].clone();
+        self.conductors[p.conductor]
+            .update_coordinators(
+                p.cell.cell_id().clone(),
+                vec![(COORDINATOR.into(), def)],
+                vec![wasm],
+            )
+            .await
+            .expect("mallory installs");
+    }
+
+    /// Calls a mallory function as `peer` (see [`Network::arm_mallory`]).
+    pub async fn mallory<I, O>(&self, peer: usize, func: &str, payload: I) -> Result<O, String>
+    where
+        I: serde::Serialize + std::fmt::Debug,
+        O: serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let p = &self.peers[peer];
+        self.conductors[p.conductor]
+            .call_fallible(&p.cell.zome(COORDINATOR), func, payload)
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+
     /// Waits until every peer has integrated the same DHT ops.
     pub async fn sync(&self) {
         let cells: Vec<&SweetCell> = self.peers.iter().map(|p| &p.cell).collect();

@@ -10,6 +10,7 @@ use holochain_client::{
 };
 use holochain_conductor_api::CellInfo;
 use holochain_types::websocket::AllowedOrigins;
+use node_registry_integrity::RegisteredNode;
 use std::net::Ipv4Addr;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,6 +93,7 @@ async fn happ_installs_through_admin_api_and_answers() {
         .await
         .expect("zome call through the app websocket");
     let node_id: String = out.decode().unwrap();
-    let expected = registry_core::node_id::derive_node_id("admin api", cell_id.agent_pubkey().get_raw_32());
+    let expected =
+        registry_core::node_id::derive_node_id("admin api", cell_id.agent_pubkey().get_raw_32());
     assert_eq!(node_id, expected);
 }

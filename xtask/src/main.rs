@@ -14,6 +14,8 @@ use std::process::Command;
 use std::time::Instant;
 
 const ZOMES: [&str; 2] = ["node_registry_integrity", "node_registry_coordinator"];
+/// Built and copied to workdir/ for the tests, never bundled.
+const TEST_ZOMES: [&str; 1] = ["mallory_coordinator"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
@@ -35,7 +37,9 @@ fn run() -> Result<()> {
             pack(&root)?;
             let started = Instant::now();
             let mut cmd = cargo();
-            cmd.current_dir(&root).args(["test", "--workspace"]).args(&rest);
+            cmd.current_dir(&root)
+                .args(["test", "--workspace"])
+                .args(&rest);
             status(cmd, "cargo test --workspace")?;
             eprintln!("xtask: tests passed in {:.0?}", started.elapsed());
             Ok(())
@@ -45,7 +49,15 @@ fn run() -> Result<()> {
             pack(&root)?;
             let mut cmd = cargo();
             cmd.current_dir(&root)
-                .args(["run", "--package", "elohim_sidecar", "--bin", "elohim-sidecar", "--", "run"])
+                .args([
+                    "run",
+                    "--package",
+                    "elohim_sidecar",
+                    "--bin",
+                    "elohim-sidecar",
+                    "--",
+                    "run",
+                ])
                 .args(&rest);
             status(cmd, "elohim-sidecar run")
         }
@@ -77,7 +89,9 @@ fn cargo() -> Command {
 }
 
 fn status(mut cmd: Command, what: &str) -> Result<()> {
-    let st = cmd.status().with_context(|| format!("could not start {what}"))?;
+    let st = cmd
+        .status()
+        .with_context(|| format!("could not start {what}"))?;
     if !st.success() {
         bail!("{what} failed ({st})");
     }
@@ -90,7 +104,13 @@ fn ensure_wasm_target() -> Result<()> {
         .args(["target", "list", "--installed"])
         .output();
     match out {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) => Ok(()),
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => {
             eprintln!("xtask: installing the {WASM_TARGET} target with rustup");
             let mut cmd = Command::new("rustup");
@@ -112,7 +132,10 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
         .output()
         .context("could not run cargo metadata")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let dir = meta["target_directory"]
@@ -124,8 +147,9 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
 fn pack(root: &Path) -> Result<()> {
     let started = Instant::now();
     let mut cmd = cargo();
-    cmd.current_dir(root).args(["build", "--profile", "zome", "--target", WASM_TARGET]);
-    for z in ZOMES {
+    cmd.current_dir(root)
+        .args(["build", "--profile", "zome", "--target", WASM_TARGET]);
+    for z in ZOMES.iter().chain(&TEST_ZOMES) {
         cmd.args(["--package", z]);
     }
     status(cmd, "building the zomes to wasm")?;
@@ -133,7 +157,7 @@ fn pack(root: &Path) -> Result<()> {
     let workdir = root.join("workdir");
     std::fs::create_dir_all(&workdir)?;
     let built = target_dir(root)?.join(WASM_TARGET).join("zome");
-    for z in ZOMES {
+    for z in ZOMES.iter().chain(&TEST_ZOMES) {
         let from = built.join(format!("{z}.wasm"));
         let to = workdir.join(format!("{z}.wasm"));
         std::fs::copy(&from, &to)
@@ -159,9 +183,16 @@ fn pack(root: &Path) -> Result<()> {
     let dna_hash = rt.block_on(dna_hash(&dna))?;
     for (name, path) in [("dna", &dna), ("happ", &happ)] {
         let len = std::fs::metadata(path)?.len();
-        eprintln!("xtask: wrote {} ({name}, {} KiB)", path.display(), len / 1024);
+        eprintln!(
+            "xtask: wrote {} ({name}, {} KiB)",
+            path.display(),
+            len / 1024
+        );
     }
-    eprintln!("xtask: DNA hash {dna_hash}; packed in {:.1?}", started.elapsed());
+    eprintln!(
+        "xtask: DNA hash {dna_hash}; packed in {:.1?}",
+        started.elapsed()
+    );
     Ok(())
 }
 

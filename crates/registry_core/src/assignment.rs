@@ -240,14 +240,20 @@ mod tests {
     fn duplicate_node_in_round_is_rejected() {
         let r = nodes(&["a", "b", "a"]);
         let err = check_layout(&layout(0, "a", &r)).unwrap_err();
-        assert!(err.to_string().contains("assigned twice to node a"), "{err}");
+        assert!(
+            err.to_string().contains("assigned twice to node a"),
+            "{err}"
+        );
     }
 
     #[test]
     fn inconsistent_layouts_are_rejected() {
         let r = nodes(&["a", "b", "c"]);
         assert!(check_layout(&layout(1, "c", &r)).is_err(), "wrong slot");
-        assert!(check_layout(&layout(3, "c", &r)).is_err(), "index out of range");
+        assert!(
+            check_layout(&layout(3, "c", &r)).is_err(),
+            "index out of range"
+        );
         let short = nodes(&["a", "b"]);
         assert!(check_layout(&layout(0, "a", &short)).is_err(), "length");
         let mut l = layout(0, "a", &r);
@@ -265,10 +271,26 @@ mod tests {
     #[test]
     fn highest_round_then_lowest_tiebreak_is_live() {
         let claims = vec![
-            SlotClaim { shard_index: 0, round: 0, tiebreak: "x" },
-            SlotClaim { shard_index: 1, round: 0, tiebreak: "y" },
-            SlotClaim { shard_index: 0, round: 1, tiebreak: "z" },
-            SlotClaim { shard_index: 0, round: 1, tiebreak: "m" },
+            SlotClaim {
+                shard_index: 0,
+                round: 0,
+                tiebreak: "x",
+            },
+            SlotClaim {
+                shard_index: 1,
+                round: 0,
+                tiebreak: "y",
+            },
+            SlotClaim {
+                shard_index: 0,
+                round: 1,
+                tiebreak: "z",
+            },
+            SlotClaim {
+                shard_index: 0,
+                round: 1,
+                tiebreak: "m",
+            },
         ];
         let live = live_claims(&claims);
         assert_eq!(live.get(&0), Some(&3));

@@ -60,7 +60,12 @@ pub fn check_capacity(c: &DeclaredCapacity) -> Result<(), RegistryError> {
         0.0,
         MAX_BANDWIDTH_MBPS as f64,
     )?;
-    in_range("max_custody_gb", c.max_custody_gb, 0.0, c.storage_tb * 1000.0)?;
+    in_range(
+        "max_custody_gb",
+        c.max_custody_gb,
+        0.0,
+        c.storage_tb * 1000.0,
+    )?;
     in_range(
         "max_bandwidth_mbps",
         c.max_bandwidth_mbps as f64,
@@ -138,7 +143,10 @@ mod tests {
             ("storage_tb", Box::new(|c| c.storage_tb = f64::INFINITY)),
             ("max_custody_gb", Box::new(|c| c.max_custody_gb = 2_001.0)),
             ("max_custody_gb", Box::new(|c| c.max_custody_gb = -0.5)),
-            ("max_bandwidth_mbps", Box::new(|c| c.max_bandwidth_mbps = 101)),
+            (
+                "max_bandwidth_mbps",
+                Box::new(|c| c.max_bandwidth_mbps = 101),
+            ),
             ("max_cpu_percent", Box::new(|c| c.max_cpu_percent = 100.1)),
             ("uptime_percent", Box::new(|c| c.uptime_percent = f64::NAN)),
         ];

@@ -47,7 +47,9 @@ pub enum RegistryError {
         len: usize,
     },
     /// A claimed timestamp too far from the action that carries it.
-    #[error("{field} is {skew_secs} s away from its action's timestamp (at most {max_secs} s allowed)")]
+    #[error(
+        "{field} is {skew_secs} s away from its action's timestamp (at most {max_secs} s allowed)"
+    )]
     TimestampSkew {
         /// Field name as on the wire.
         field: &'static str,

@@ -26,7 +26,9 @@ pub fn check_claimed_time(
     claimed_micros: i64,
     action_micros: i64,
 ) -> Result<(), RegistryError> {
-    let skew = claimed_micros.saturating_sub(action_micros).saturating_abs();
+    let skew = claimed_micros
+        .saturating_sub(action_micros)
+        .saturating_abs();
     if skew > MAX_CLAIMED_TIME_SKEW_SECS * MICROS_PER_SEC {
         return Err(RegistryError::TimestampSkew {
             field,
@@ -100,7 +102,11 @@ impl Liveness {
 /// Judges a node from the time of its latest heartbeat (if any was seen
 /// within the horizon that was read). A heartbeat from the future (clock
 /// skew) counts as fresh.
-pub fn judge_liveness(last_micros: Option<i64>, now_micros: i64, policy: LivenessPolicy) -> Liveness {
+pub fn judge_liveness(
+    last_micros: Option<i64>,
+    now_micros: i64,
+    policy: LivenessPolicy,
+) -> Liveness {
     let Some(last) = last_micros else {
         return Liveness::Failed { silent_secs: None };
     };

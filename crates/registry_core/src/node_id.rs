@@ -71,7 +71,9 @@ pub fn check_node_id_owner(node_id: &str, agent_key_core: &[u8]) -> Result<(), R
         return Err(bad("agent key too short"));
     }
     if suffix != key_suffix(agent_key_core) {
-        return Err(bad("not owned by this agent (suffix must match the agent key)"));
+        return Err(bad(
+            "not owned by this agent (suffix must match the agent key)",
+        ));
     }
     Ok(())
 }

@@ -138,7 +138,11 @@ pub fn weight(c: &Candidate) -> f64 {
     } else {
         c.free_bytes() as f64 / c.max_custody_bytes as f64
     };
-    let tier_rank = StewardTier::ALL.iter().position(|t| *t == c.tier).unwrap_or(0) as f64 / 3.0;
+    let tier_rank = StewardTier::ALL
+        .iter()
+        .position(|t| *t == c.tier)
+        .unwrap_or(0) as f64
+        / 3.0;
     let w = 0.05
         + 0.30 * clamp01(free)
         + 0.20 * clamp01(c.uptime_percent / 100.0)
@@ -189,9 +193,11 @@ pub fn rank(candidates: &[Candidate], q: &Criteria) -> Vec<Ranked> {
         })
         .collect();
     out.sort_by(|a, b| {
-        b.rank_key
-            .total_cmp(&a.rank_key)
-            .then_with(|| candidates[a.index].node_id.cmp(&candidates[b.index].node_id))
+        b.rank_key.total_cmp(&a.rank_key).then_with(|| {
+            candidates[a.index]
+                .node_id
+                .cmp(&candidates[b.index].node_id)
+        })
     });
     out
 }
@@ -303,7 +309,10 @@ mod tests {
             );
             firsts.insert(list[a[0].index].node_id.clone());
         }
-        assert!(firsts.len() >= 8, "equal nodes should all get some content: {firsts:?}");
+        assert!(
+            firsts.len() >= 8,
+            "equal nodes should all get some content: {firsts:?}"
+        );
     }
 
     #[test]

@@ -125,6 +125,35 @@ impl StewardTier {
     }
 }
 
+/// Slack, in percentage points, when judging a contribution from declared
+/// caps: `x / 1000 * 1000` need not give back `x` in floating point, and a
+/// node must not drop a tier over a rounding error.
+pub const PERCENT_SLACK: f64 = 1e-6;
+
+/// The tier a registration's declared caps reach: custody against storage,
+/// bandwidth cap against bandwidth, and the CPU cap. Used by validation and
+/// by the sidecar when it picks a tier, so both always agree.
+pub fn earned_tier(
+    max_custody_gb: f64,
+    storage_tb: f64,
+    max_bandwidth_mbps: u32,
+    bandwidth_mbps: u32,
+    max_cpu_percent: f64,
+) -> StewardTier {
+    let pct = |part: f64, whole: f64| {
+        if whole > 0.0 {
+            part / whole * 100.0 + PERCENT_SLACK
+        } else {
+            0.0
+        }
+    };
+    StewardTier::for_contribution(Contribution {
+        storage_percent: pct(max_custody_gb, storage_tb * 1000.0),
+        bandwidth_percent: pct(max_bandwidth_mbps as f64, bandwidth_mbps as f64),
+        cpu_percent: max_cpu_percent + PERCENT_SLACK,
+    })
+}
+
 impl fmt::Display for StewardTier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -206,6 +235,20 @@ mod tests {
             "overlord".parse::<StewardTier>().unwrap_err().to_string(),
             "unknown steward tier: overlord"
         );
+    }
+
+    #[test]
+    fn earned_tier_survives_rounding() {
+        // 10% of an awkward storage figure, converted GB -> TB -> GB.
+        let storage_gb = 123.456_789_f64;
+        let tb = storage_gb / 1000.0;
+        assert_eq!(
+            earned_tier(storage_gb * 0.10, tb, 20, 100, 15.0),
+            StewardTier::Guardian
+        );
+        assert_eq!(earned_tier(0.0, 0.0, 0, 0, 0.0), StewardTier::Caretaker);
+        assert_eq!(earned_tier(50.0, 0.1, 70, 100, 30.0), StewardTier::Pioneer);
+        assert_eq!(earned_tier(9.9, 0.1, 70, 100, 30.0), StewardTier::Caretaker);
     }
 
     #[test]

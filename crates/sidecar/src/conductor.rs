@@ -53,6 +53,26 @@ pub enum ConductorError {
     },
 }
 
+impl ConductorError {
+    /// Whether the websocket itself failed (so reconnecting may help), as
+    /// opposed to the conductor answering with an error.
+    pub fn is_connection_lost(&self) -> bool {
+        let detail = match self {
+            ConductorError::Api { detail, .. } | ConductorError::ZomeCall { detail, .. } => detail,
+            _ => return false,
+        };
+        [
+            "WebsocketError",
+            "Websocket",
+            "ConnectionClosed",
+            "Closed",
+            "Io(",
+        ]
+        .iter()
+        .any(|s| detail.contains(s))
+    }
+}
+
 fn api<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> ConductorError {
     move |e| ConductorError::Api {
         what,
@@ -201,7 +221,12 @@ impl Connection {
     /// Connects to the conductor's admin websocket at `admin_addr`, installs
     /// the hApp from `happ` if it is not installed, enables it, and opens an
     /// app websocket for it.
-    pub async fn open(admin_addr: SocketAddr, happ: &Path, app_id: &str, role: &str) -> Result<Self, ConductorError> {
+    pub async fn open(
+        admin_addr: SocketAddr,
+        happ: &Path,
+        app_id: &str,
+        role: &str,
+    ) -> Result<Self, ConductorError> {
         let admin = AdminWebsocket::connect(admin_addr, Some(ORIGIN.to_string()))
             .await
             .map_err(api("admin websocket connect"))?;
@@ -235,7 +260,12 @@ impl Connection {
         let app_port = match existing {
             Some(i) => i.port,
             None => admin
-                .attach_app_interface(0, None, AllowedOrigins::from(ORIGIN.to_string()), Some(app_id.to_string()))
+                .attach_app_interface(
+                    0,
+                    None,
+                    AllowedOrigins::from(ORIGIN.to_string()),
+                    Some(app_id.to_string()),
+                )
                 .await
                 .map_err(api("attach app interface"))?,
         };
@@ -295,7 +325,12 @@ impl Connection {
     }
 
     /// Calls a function of `zome` on the hApp's cell.
-    pub async fn call<I, O>(&self, zome: &str, function: &str, payload: I) -> Result<O, ConductorError>
+    pub async fn call<I, O>(
+        &self,
+        zome: &str,
+        function: &str,
+        payload: I,
+    ) -> Result<O, ConductorError>
     where
         I: Serialize + std::fmt::Debug,
         O: DeserializeOwned + std::fmt::Debug,
@@ -307,7 +342,12 @@ impl Connection {
         let payload = ExternIO::encode(payload).map_err(|e| zc(e.to_string()))?;
         let out = self
             .app
-            .call_zome(self.cell_id.clone().into(), zome.into(), function.into(), payload)
+            .call_zome(
+                self.cell_id.clone().into(),
+                zome.into(),
+                function.into(),
+                payload,
+            )
             .await
             .map_err(|e| zc(format!("{e:?}")))?;
         out.decode().map_err(|e| zc(e.to_string()))

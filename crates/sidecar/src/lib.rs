@@ -5,8 +5,14 @@
 //! existing one reached over the network, the sidecar talks to it only
 //! through its admin and app websockets, so both modes behave the same.
 
+pub mod agent;
+pub mod capacity;
 pub mod conductor;
+pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod rendezvous;
+pub mod uptime;
 
 /// The installed app id the sidecar uses for the hApp.
 pub const APP_ID: &str = "elohim_orchestrator";

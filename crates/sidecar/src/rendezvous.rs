@@ -34,10 +34,11 @@ impl Rendezvous {
         config.listen_address_list = vec![addr];
         // The relay's QUIC address discovery is not needed on a LAN.
         config.quic_bind_addr = None;
-        let server = tokio::task::spawn_blocking(move || kitsune2_bootstrap_srv::BootstrapSrv::new(config))
-            .await
-            .expect("bootstrap server start task does not panic")
-            .map_err(|source| RendezvousError::Start { addr, source })?;
+        let server =
+            tokio::task::spawn_blocking(move || kitsune2_bootstrap_srv::BootstrapSrv::new(config))
+                .await
+                .expect("bootstrap server start task does not panic")
+                .map_err(|source| RendezvousError::Start { addr, source })?;
         let addr = *server
             .listen_addrs()
             .first()

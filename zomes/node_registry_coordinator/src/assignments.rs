@@ -31,7 +31,10 @@ fn decode(links: Vec<Link>) -> Vec<AssignmentLink> {
 /// The live assignment links of a content: per shard, the highest round,
 /// ties broken by the lowest entry hash.
 fn live_links_of_content(content_id: &str) -> ExternResult<Vec<AssignmentLink>> {
-    let all = decode(links_on(content_base(content_id)?, LinkTypes::ContentToAssignment)?);
+    let all = decode(links_on(
+        content_base(content_id)?,
+        LinkTypes::ContentToAssignment,
+    )?);
     let claims: Vec<SlotClaim<Vec<u8>>> = all
         .iter()
         .map(|a| SlotClaim {
@@ -73,7 +76,12 @@ fn fetch(links: Vec<AssignmentLink>) -> ExternResult<Vec<AssignmentRecord>> {
 /// identical and its links are not repeated.
 #[hdk_extern]
 pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionHash> {
-    if get(assignment.custodian_registration.clone(), GetOptions::default())?.is_none() {
+    if get(
+        assignment.custodian_registration.clone(),
+        GetOptions::default(),
+    )?
+    .is_none()
+    {
         return Err(guest(format!(
             "custodian registration {} of node {} not found",
             assignment.custodian_registration, assignment.custodian_node_id
@@ -81,9 +89,12 @@ pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionH
     }
     let entry_hash = hash_entry(&assignment)?;
     let action = create_entry(EntryTypes::CustodianAssignment(assignment.clone()))?;
-    let already_linked = links_on(content_base(&assignment.content_id)?, LinkTypes::ContentToAssignment)?
-        .iter()
-        .any(|l| l.target.clone().into_entry_hash().as_ref() == Some(&entry_hash));
+    let already_linked = links_on(
+        content_base(&assignment.content_id)?,
+        LinkTypes::ContentToAssignment,
+    )?
+    .iter()
+    .any(|l| l.target.clone().into_entry_hash().as_ref() == Some(&entry_hash));
     if !already_linked {
         let tag = AssignmentSummary::of(&assignment).to_tag()?;
         create_link(
@@ -113,16 +124,24 @@ pub fn get_assignments_for_content(content_id: String) -> ExternResult<Vec<Custo
 
 /// As `get_assignments_for_content`, with each assignment's entry hash.
 #[hdk_extern]
-pub fn get_assignment_records_for_content(content_id: String) -> ExternResult<Vec<AssignmentRecord>> {
+pub fn get_assignment_records_for_content(
+    content_id: String,
+) -> ExternResult<Vec<AssignmentRecord>> {
     fetch(live_links_of_content(&content_id)?)
 }
 
 /// The live assignment links held by a node.
 fn live_links_of_node(node_id: &str) -> ExternResult<Vec<AssignmentLink>> {
-    let held = decode(links_on(custody_base(node_id)?, LinkTypes::NodeToAssignment)?);
+    let held = decode(links_on(
+        custody_base(node_id)?,
+        LinkTypes::NodeToAssignment,
+    )?);
     let mut by_content: BTreeMap<String, Vec<AssignmentLink>> = BTreeMap::new();
     for a in held {
-        by_content.entry(a.summary.content_id.clone()).or_default().push(a);
+        by_content
+            .entry(a.summary.content_id.clone())
+            .or_default()
+            .push(a);
     }
     let mut out = Vec::new();
     for (content_id, mine) in by_content {
@@ -130,9 +149,10 @@ fn live_links_of_node(node_id: &str) -> ExternResult<Vec<AssignmentLink>> {
             .into_iter()
             .map(|l| l.entry_hash)
             .collect();
-        out.extend(mine.into_iter().filter(|a| {
-            live.contains(&a.entry_hash) && a.summary.custodian_node_id == node_id
-        }));
+        out.extend(
+            mine.into_iter()
+                .filter(|a| live.contains(&a.entry_hash) && a.summary.custodian_node_id == node_id),
+        );
     }
     Ok(out)
 }

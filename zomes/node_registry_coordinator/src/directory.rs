@@ -71,7 +71,9 @@ pub(crate) fn my_registration_for(node_id: &str) -> ExternResult<RegisteredNode>
             "node {node_id} is not run by this agent (this agent runs {})",
             r.registration.node_id
         ))),
-        None => Err(guest(format!("node {node_id} is not registered by this agent"))),
+        None => Err(guest(format!(
+            "node {node_id} is not registered by this agent"
+        ))),
     }
 }
 
@@ -119,7 +121,11 @@ pub(crate) fn reindex(
             delete_my_links(base, lt, Some(&prev.action_hash))?;
         }
         for s in registry_core::NodeStatus::ALL {
-            delete_my_links(status_base(s.as_str())?.into(), LinkTypes::StatusIndex, None)?;
+            delete_my_links(
+                status_base(s.as_str())?.into(),
+                LinkTypes::StatusIndex,
+                None,
+            )?;
         }
     }
     let tag = NodeSummary::of(registration).to_tag()?;
@@ -127,7 +133,12 @@ pub(crate) fn reindex(
         create_link(base, hash.clone(), lt, tag.clone())?;
     }
     if let Some(status) = status {
-        create_link(status_base(status)?, hash.clone(), LinkTypes::StatusIndex, tag)?;
+        create_link(
+            status_base(status)?,
+            hash.clone(),
+            LinkTypes::StatusIndex,
+            tag,
+        )?;
     }
     Ok(())
 }

@@ -71,7 +71,8 @@ fn criteria(f: &CustodianFilters) -> ExternResult<Criteria> {
         regions,
         min_tier,
         exclude: f.exclude_nodes.iter().cloned().collect(),
-        needed_bytes: registry_core::capacity::gb_to_bytes(gb).max(f.min_storage_bytes.unwrap_or(0)),
+        needed_bytes: registry_core::capacity::gb_to_bytes(gb)
+            .max(f.min_storage_bytes.unwrap_or(0)),
         placement_key: f.content_id.clone(),
     })
 }
@@ -106,7 +107,11 @@ pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<R
         .map(|e| Candidate {
             node_id: e.summary.node_id.clone(),
             region: e.summary.region.clone(),
-            tier: e.summary.steward_tier.parse().unwrap_or(StewardTier::Caretaker),
+            tier: e
+                .summary
+                .steward_tier
+                .parse()
+                .unwrap_or(StewardTier::Caretaker),
             opted_in: e.summary.custodian_opt_in,
             status: Some(NodeStatus::Online),
             alive: true,

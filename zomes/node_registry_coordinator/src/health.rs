@@ -58,7 +58,11 @@ pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
         if let Some(me) = my_registration()? {
             if me.registration.node_id == hb.node_id {
                 for s in registry_core::NodeStatus::ALL {
-                    delete_my_links(status_base(s.as_str())?.into(), LinkTypes::StatusIndex, None)?;
+                    delete_my_links(
+                        status_base(s.as_str())?.into(),
+                        LinkTypes::StatusIndex,
+                        None,
+                    )?;
                 }
                 create_link(
                     status_base(&hb.status)?,
@@ -99,7 +103,10 @@ pub fn recent_attestations(
     let since = now.as_micros() - window_secs * MICROS_PER_SEC;
     let mut out = Vec::new();
     for bucket in buckets_covering(now.as_micros(), window_secs) {
-        for link in links_on(attestation_base(node_id, bucket)?, LinkTypes::NodeToAttestation)? {
+        for link in links_on(
+            attestation_base(node_id, bucket)?,
+            LinkTypes::NodeToAttestation,
+        )? {
             if let Ok(a) = holochain_serialized_bytes::decode::<_, HealthAttestation>(&link.tag.0) {
                 if a.subject_node_id == node_id && a.timestamp.as_micros() >= since {
                     out.push(a);
@@ -119,7 +126,10 @@ fn tally(atts: &[HealthAttestation]) -> AttestationTally {
         successes: successes.len() as u32,
         distinct_attesters: distinct.len() as u32,
         avg_response_time_ms: (!successes.is_empty()).then(|| {
-            (successes.iter().map(|a| a.response_time_ms as u64).sum::<u64>()
+            (successes
+                .iter()
+                .map(|a| a.response_time_ms as u64)
+                .sum::<u64>()
                 / successes.len() as u64) as u32
         }),
     }
@@ -141,7 +151,11 @@ pub fn get_node_health(node_id: String) -> ExternResult<NodeHealthSummary> {
         latest_heartbeat: latest,
         liveness,
         judged_at: now,
-        attestations: tally(&recent_attestations(&node_id, now, ATTESTATION_WINDOW_SECS)?),
+        attestations: tally(&recent_attestations(
+            &node_id,
+            now,
+            ATTESTATION_WINDOW_SECS,
+        )?),
         node_id,
     })
 }

@@ -11,10 +11,6 @@ use node_registry_integrity::*;
 /// `registered_at` and `updated_at` are stamped here from the call's time.
 #[hdk_extern]
 pub fn register_node(registration: NodeRegistration) -> ExternResult<ActionHash> {
-    let me = agent_info()?.agent_initial_pubkey;
-    if registration.agent_pub_key != me {
-        return Err(guest("agent_pub_key must be the calling agent's key"));
-    }
     let now = sys_time()?;
     let mut r = registration;
     r.updated_at = now;
@@ -37,7 +33,10 @@ pub fn register_node(registration: NodeRegistration) -> ExternResult<ActionHash>
 }
 
 /// Writes a registration version and points the directory at it.
-fn write_version(previous: Option<&RegisteredNode>, r: NodeRegistration) -> ExternResult<ActionHash> {
+fn write_version(
+    previous: Option<&RegisteredNode>,
+    r: NodeRegistration,
+) -> ExternResult<ActionHash> {
     let hash = match previous {
         Some(prev) => update_entry(
             prev.action_hash.clone(),
@@ -50,12 +49,15 @@ fn write_version(previous: Option<&RegisteredNode>, r: NodeRegistration) -> Exte
     Ok(hash)
 }
 
-/// Changes a node's declared capacity, caps, tier or opt-in.
+/// Changes a node's declared capacity, caps, tier or opt-in. When the caps
+/// shrink below the current tier and no tier is given, the tier drops to
+/// what the contribution earns.
 #[hdk_extern]
 pub fn update_node_capacity(input: UpdateCapacityInput) -> ExternResult<ActionHash> {
     let existing = my_registration_for(&input.node_id)?;
     let mut r = existing.registration.clone();
     let u = input.updates;
+    let tier_given = u.steward_tier.is_some();
     macro_rules! apply {
         ($($f:ident),*) => { $( if let Some(v) = u.$f { r.$f = v; } )* };
     }
@@ -74,6 +76,23 @@ pub fn update_node_capacity(input: UpdateCapacityInput) -> ExternResult<ActionHa
         off_peak_hours,
         uptime_percent
     );
+    if !tier_given {
+        // A smaller contribution lowers the tier rather than failing
+        // validation; a larger one never raises it unasked.
+        let earned = registry_core::tier::earned_tier(
+            r.max_custody_gb,
+            r.storage_tb,
+            r.max_bandwidth_mbps,
+            r.bandwidth_mbps,
+            r.max_cpu_percent,
+        );
+        if r.steward_tier
+            .parse::<registry_core::StewardTier>()
+            .is_ok_and(|t| t > earned)
+        {
+            r.steward_tier = earned.as_str().to_string();
+        }
+    }
     r.updated_at = sys_time()?;
     write_version(Some(&existing), r)
 }
@@ -95,7 +114,10 @@ pub fn deregister_node(input: DeregisterInput) -> ExternResult<()> {
     })?;
     let r = &existing.registration;
     for (base, lt) in [
-        (AnyLinkableHash::from(region_base(&r.region)?), LinkTypes::RegionIndex),
+        (
+            AnyLinkableHash::from(region_base(&r.region)?),
+            LinkTypes::RegionIndex,
+        ),
         (tier_base(&r.steward_tier)?.into(), LinkTypes::TierIndex),
         (node_base(&r.node_id)?.into(), LinkTypes::NodeIdIndex),
         (r.agent_pub_key.clone().into(), LinkTypes::AgentToNode),
@@ -103,7 +125,11 @@ pub fn deregister_node(input: DeregisterInput) -> ExternResult<()> {
         delete_my_links(base, lt, None)?;
     }
     for s in registry_core::NodeStatus::ALL {
-        delete_my_links(status_base(s.as_str())?.into(), LinkTypes::StatusIndex, None)?;
+        delete_my_links(
+            status_base(s.as_str())?.into(),
+            LinkTypes::StatusIndex,
+            None,
+        )?;
     }
     delete_entry(existing.action_hash)?;
     Ok(())

@@ -61,7 +61,8 @@ fn encode_tag<T: serde::Serialize + std::fmt::Debug>(t: &T) -> ExternResult<Link
 }
 
 fn decode_tag<T: serde::de::DeserializeOwned + std::fmt::Debug>(tag: &LinkTag) -> ExternResult<T> {
-    holochain_serialized_bytes::decode(&tag.0).map_err(|e| wasm_error!(WasmErrorInner::Serialize(e)))
+    holochain_serialized_bytes::decode(&tag.0)
+        .map_err(|e| wasm_error!(WasmErrorInner::Serialize(e)))
 }
 
 /// What a directory link (region, tier, status, node id, agent) says about

@@ -9,7 +9,7 @@ use registry_core::capacity::{check_capacity, check_location, check_text, Declar
 use registry_core::heartbeat::{bucket_of, check_claimed_time};
 use registry_core::node_id::check_node_id_owner;
 use registry_core::region::parse_region;
-use registry_core::tier::{Contribution, StewardTier};
+use registry_core::tier::StewardTier;
 use registry_core::NodeStatus;
 
 /// Longest a content id may be.
@@ -47,7 +47,9 @@ pub(crate) fn validate_op(op: Op) -> ExternResult<ValidateCallbackResult> {
         }
         FlatOp::CreateEntry(OpEntry::UpdateEntry { app_entry, action })
         | FlatOp::CreateRecord(OpRecord::UpdateEntry { app_entry, action })
-        | FlatOp::Update(OpUpdate::Entry { app_entry, action }) => check_update(&app_entry, &action)?,
+        | FlatOp::Update(OpUpdate::Entry { app_entry, action }) => {
+            check_update(&app_entry, &action)?
+        }
         FlatOp::Update(OpUpdate::PrivateEntry { .. })
         | FlatOp::CreateRecord(OpRecord::UpdatePrivateEntry { .. }) => {
             Err("this DNA has no private entries".to_string())
@@ -124,7 +126,11 @@ fn check_update(entry: &EntryTypes, action: &TypedAction<UpdateData>) -> Check {
 }
 
 fn check_registration(r: &NodeRegistration, header: &ActionHeader) -> Check {
-    if let Err(e) = check_claimed_time("registered_at", r.registered_at.as_micros(), header.timestamp.as_micros()) {
+    if let Err(e) = check_claimed_time(
+        "registered_at",
+        r.registered_at.as_micros(),
+        header.timestamp.as_micros(),
+    ) {
         return fail(e.to_string());
     }
     check_registration_fields(r, header)
@@ -134,8 +140,15 @@ fn check_registration_fields(r: &NodeRegistration, header: &ActionHeader) -> Che
     if r.agent_pub_key != header.author {
         return fail("agent_pub_key must be the author of the registration");
     }
-    rule!(check_node_id_owner(&r.node_id, r.agent_pub_key.get_raw_32()));
-    rule!(check_text("display_name", &r.display_name, registry_core::capacity::MAX_DISPLAY_NAME));
+    rule!(check_node_id_owner(
+        &r.node_id,
+        r.agent_pub_key.get_raw_32()
+    ));
+    rule!(check_text(
+        "display_name",
+        &r.display_name,
+        registry_core::capacity::MAX_DISPLAY_NAME
+    ));
     rule!(parse_region(&r.region));
     let tier: StewardTier = match r.steward_tier.parse() {
         Ok(t) => t,
@@ -159,18 +172,23 @@ fn check_registration_fields(r: &NodeRegistration, header: &ActionHeader) -> Che
     if r.zomes_hosted.len() > 64 || r.zomes_hosted.iter().any(|z| z.is_empty() || z.len() > 64) {
         return fail("zomes_hosted: at most 64 names of 1..=64 characters");
     }
-    let pct = |part: f64, whole: f64| if whole > 0.0 { part / whole * 100.0 } else { 0.0 };
-    let earned = StewardTier::for_contribution(Contribution {
-        storage_percent: pct(r.max_custody_gb, r.storage_tb * 1000.0),
-        bandwidth_percent: pct(r.max_bandwidth_mbps as f64, r.bandwidth_mbps as f64),
-        cpu_percent: r.max_cpu_percent,
-    });
+    let earned = registry_core::tier::earned_tier(
+        r.max_custody_gb,
+        r.storage_tb,
+        r.max_bandwidth_mbps,
+        r.bandwidth_mbps,
+        r.max_cpu_percent,
+    );
     if tier > earned {
         return fail(format!(
             "steward_tier {tier} is above what the contribution reaches ({earned})"
         ));
     }
-    rule!(check_claimed_time("updated_at", r.updated_at.as_micros(), header.timestamp.as_micros()));
+    rule!(check_claimed_time(
+        "updated_at",
+        r.updated_at.as_micros(),
+        header.timestamp.as_micros()
+    ));
     ok()
 }
 
@@ -181,10 +199,16 @@ fn check_owner(node_id: &str, author: &AgentPubKey) -> Check {
 
 fn check_heartbeat(h: &NodeHeartbeat, header: &ActionHeader) -> Check {
     if let Err(e) = check_node_id_owner(&h.node_id, header.author.get_raw_32()) {
-        return fail(format!("a heartbeat must come from the node's own agent: {e}"));
+        return fail(format!(
+            "a heartbeat must come from the node's own agent: {e}"
+        ));
     }
     rule!(h.status.parse::<NodeStatus>());
-    rule!(check_claimed_time("timestamp", h.timestamp.as_micros(), header.timestamp.as_micros()));
+    rule!(check_claimed_time(
+        "timestamp",
+        h.timestamp.as_micros(),
+        header.timestamp.as_micros()
+    ));
     if !(h.current_load.is_finite() && (0.0..=MAX_LOAD_PER_CORE).contains(&h.current_load)) {
         return fail(format!("current_load out of range: {}", h.current_load));
     }
@@ -207,13 +231,19 @@ fn check_attestation(a: &HealthAttestation, header: &ActionHeader) -> Check {
             a.response_time_ms
         ));
     }
-    rule!(check_claimed_time("timestamp", a.timestamp.as_micros(), header.timestamp.as_micros()));
+    rule!(check_claimed_time(
+        "timestamp",
+        a.timestamp.as_micros(),
+        header.timestamp.as_micros()
+    ));
     ok()
 }
 
 fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
     if a.content_id.is_empty() || a.content_id.len() > MAX_CONTENT_ID_LEN {
-        return fail(format!("content_id must be 1..={MAX_CONTENT_ID_LEN} characters"));
+        return fail(format!(
+            "content_id must be 1..={MAX_CONTENT_ID_LEN} characters"
+        ));
     }
     if a.content_hash.len() != 64 || !a.content_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return fail("content_hash must be 64 hex digits (blake3)");
@@ -251,10 +281,8 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
 
     // The custodian exists and takes custody.
     let record = must_get_valid_record(a.custodian_registration.clone())?;
-    let custodian: Option<NodeRegistration> = record
-        .entry()
-        .to_app_option()
-        .map_err(|e| wasm_error!(e))?;
+    // Another entry type fails to deserialize: that is "not a registration".
+    let custodian: Option<NodeRegistration> = record.entry().to_app_option().ok().flatten();
     let Some(custodian) = custodian else {
         return fail("custodian_registration is not a node registration");
     };
@@ -265,7 +293,10 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
         ));
     }
     if !custodian.custodian_opt_in {
-        return fail(format!("node {} has opted out of custody", a.custodian_node_id));
+        return fail(format!(
+            "node {} has opted out of custody",
+            a.custodian_node_id
+        ));
     }
 
     match decided_by {
@@ -294,7 +325,9 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
                 || old.shard_count != a.shard_count
                 || old.owner_agent != a.owner_agent
             {
-                return fail("a repair must keep the replaced shard's content, index, hash and layout");
+                return fail(
+                    "a repair must keep the replaced shard's content, index, hash and layout",
+                );
             }
             if a.decision_round != old.decision_round + 1 {
                 return fail(format!(
@@ -337,8 +370,7 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
                 return fail("directory links point to a registration action");
             };
             let record = must_get_valid_record(target)?;
-            let reg: Option<NodeRegistration> =
-                record.entry().to_app_option().map_err(|e| wasm_error!(e))?;
+            let reg: Option<NodeRegistration> = record.entry().to_app_option().ok().flatten();
             match reg {
                 Some(reg) if NodeSummary::of(&reg) == summary => {}
                 _ => return fail("directory link tag does not match its registration"),
@@ -397,7 +429,8 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
                 _ => return fail("attestation link tag does not match its attestation"),
             }
             let expected: AnyLinkableHash =
-                attestation_base(&att.subject_node_id, bucket_of(att.timestamp.as_micros()))?.into();
+                attestation_base(&att.subject_node_id, bucket_of(att.timestamp.as_micros()))?
+                    .into();
             if *base != expected {
                 return fail("attestation link is not on its subject's bucket");
             }

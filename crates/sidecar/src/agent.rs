@@ -1,0 +1,453 @@
+//! The node agent: registers this node with its "organ donation" defaults,
+//! keeps heartbeating, and leaves cleanly.
+
+use crate::capacity::{detect, sample_load, MachineCapacity};
+use crate::conductor::{ConductorError, Connection};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::uptime::{self, UptimeLedger};
+use crate::{APP_ID, COORDINATOR, ROLE};
+use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
+use node_registry_integrity::*;
+use registry_core::node_id::derive_node_id;
+use registry_core::status::status_from_machine;
+use registry_core::tier::earned_tier;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, RwLock};
+
+/// The registration this machine and config call for.
+pub fn build_registration(
+    cfg: &Config,
+    cap: &MachineCapacity,
+    agent: AgentPubKey,
+    node_id: String,
+    uptime_percent: f64,
+    now: Timestamp,
+) -> NodeRegistration {
+    let p = &cfg.participation;
+    let storage_tb = (cap.storage_gb / 1000.0).min(registry_core::capacity::MAX_STORAGE_TB);
+    let (max_custody_gb, max_bandwidth_mbps, max_cpu_percent) = if p.custodian_opt_in {
+        (
+            (cap.storage_gb * p.storage_percent / 100.0).min(storage_tb * 1000.0),
+            ((cap.bandwidth_mbps as f64 * p.bandwidth_percent / 100.0).ceil() as u32)
+                .min(cap.bandwidth_mbps),
+            p.cpu_percent,
+        )
+    } else {
+        // Opted out: nothing offered, so nothing can be assigned.
+        (0.0, 0, 0.0)
+    };
+    let tier = earned_tier(
+        max_custody_gb,
+        storage_tb,
+        max_bandwidth_mbps,
+        cap.bandwidth_mbps,
+        max_cpu_percent,
+    );
+    let display_name = if cfg.node.display_name.is_empty() {
+        let host = sysinfo::System::host_name().unwrap_or_else(|| "Elohim".into());
+        let name = format!("{host}'s Rack");
+        name.chars()
+            .take(registry_core::capacity::MAX_DISPLAY_NAME)
+            .collect()
+    } else {
+        cfg.node.display_name.clone()
+    };
+    NodeRegistration {
+        node_id,
+        agent_pub_key: agent,
+        display_name,
+        cpu_cores: cap.cpu_cores,
+        memory_gb: cap.memory_gb,
+        storage_tb,
+        bandwidth_mbps: cap.bandwidth_mbps,
+        region: cfg.node.region.clone(),
+        latitude: cfg.node.latitude,
+        longitude: cfg.node.longitude,
+        zomes_hosted: vec![ROLE.to_string()],
+        steward_tier: tier.as_str().to_string(),
+        custodian_opt_in: p.custodian_opt_in,
+        max_custody_gb,
+        max_bandwidth_mbps,
+        max_cpu_percent,
+        off_peak_hours: OffPeakHours {
+            start_hour: p.off_peak_start_hour,
+            end_hour: p.off_peak_end_hour,
+        },
+        uptime_percent,
+        registered_at: now,
+        updated_at: now,
+    }
+}
+
+/// Delay before retry number `attempt` (0-based): 1 s doubling up to `max`.
+pub fn backoff(attempt: u32, max: Duration) -> Duration {
+    Duration::from_secs(1u64.checked_shl(attempt.min(30)).unwrap_or(u64::MAX)).min(max)
+}
+
+/// What `elohim-sidecar status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// This node.
+    pub node_id: String,
+    /// Its agent.
+    pub agent: String,
+    /// Its registration as the DHT has it.
+    pub registration: Option<NodeRegistration>,
+    /// Its health as the DHT shows it now.
+    pub health: NodeHealthSummary,
+    /// Node ids registered in its region.
+    pub region_nodes: Vec<String>,
+}
+
+/// A node agent bound to a conductor.
+pub struct NodeAgent {
+    config: Config,
+    admin_addr: SocketAddr,
+    happ: PathBuf,
+    conn: RwLock<Arc<Connection>>,
+    stale: std::sync::atomic::AtomicBool,
+    agent: AgentPubKey,
+    /// This node's id.
+    pub node_id: String,
+    /// Metrics served at /metrics.
+    pub metrics: Arc<Metrics>,
+    capacity: MachineCapacity,
+    uptime: Mutex<UptimeLedger>,
+}
+
+fn unix_now() -> i64 {
+    Timestamp::now().as_micros() / 1_000_000
+}
+
+impl NodeAgent {
+    /// Connects to the conductor at `admin_addr` (installing the hApp when
+    /// missing) and prepares the agent.
+    pub async fn connect(config: Config, admin_addr: SocketAddr) -> Result<Self, ConductorError> {
+        let happ = config.conductor.happ.clone();
+        let conn = Connection::open(admin_addr, &happ, APP_ID, ROLE).await?;
+        let agent = conn.agent().clone();
+        let node_id = derive_node_id(&config.node.label, agent.get_raw_32());
+        let data_dir = &config.conductor.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| ConductorError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let capacity = detect(data_dir, &config.capacity);
+        let ledger = uptime::load(data_dir, unix_now());
+        Ok(NodeAgent {
+            admin_addr,
+            happ,
+            conn: RwLock::new(Arc::new(conn)),
+            stale: Default::default(),
+            agent,
+            node_id,
+            metrics: Arc::new(Metrics::default()),
+            capacity,
+            uptime: Mutex::new(ledger),
+            config,
+        })
+    }
+
+    /// The agent key of this node.
+    pub fn agent(&self) -> &AgentPubKey {
+        &self.agent
+    }
+
+    /// The detected capacity.
+    pub fn capacity(&self) -> &MachineCapacity {
+        &self.capacity
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current connection, reopened first if a call failed on it.
+    pub async fn connection(&self) -> Result<Arc<Connection>, ConductorError> {
+        if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!("reconnecting to the conductor at {}", self.admin_addr);
+            match Connection::open(self.admin_addr, &self.happ, APP_ID, ROLE).await {
+                Ok(c) => *self.conn.write().await = Arc::new(c),
+                Err(e) => {
+                    self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.conn.read().await.clone())
+    }
+
+    /// Calls a coordinator function, timing it; a failure marks the
+    /// connection for reopening before the next call.
+    pub async fn call<I, O>(&self, function: &str, payload: I) -> Result<O, ConductorError>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: DeserializeOwned + std::fmt::Debug,
+    {
+        let conn = self.connection().await?;
+        let started = Instant::now();
+        let out = conn.call(COORDINATOR, function, payload).await;
+        self.metrics
+            .observe_call(function, out.is_ok(), started.elapsed());
+        if let Err(e) = &out {
+            if e.is_connection_lost() {
+                self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        out
+    }
+
+    /// The registration this node declares now.
+    pub fn registration(&self) -> NodeRegistration {
+        let uptime = self.uptime.lock().unwrap().percent(unix_now());
+        build_registration(
+            &self.config,
+            &self.capacity,
+            self.agent.clone(),
+            self.node_id.clone(),
+            uptime,
+            Timestamp::now(),
+        )
+    }
+
+    /// Registers this node, or updates its registration after a restart.
+    pub async fn register(&self) -> Result<ActionHash, ConductorError> {
+        let hash = self.call("register_node", self.registration()).await?;
+        self.metrics.registrations.inc();
+        Ok(hash)
+    }
+
+    /// Sends one heartbeat with the machine's current status.
+    pub async fn heartbeat_once(&self) -> Result<ActionHash, ConductorError> {
+        let load = sample_load(&self.config.conductor.data_dir, self.capacity.cpu_cores);
+        let status = status_from_machine(load.load_per_core, load.disk_used_fraction);
+        let active_connections = self.active_connections().await;
+        let hb = NodeHeartbeat {
+            node_id: self.node_id.clone(),
+            timestamp: Timestamp::now(),
+            status: status.as_str().to_string(),
+            current_load: load.load_per_core.clamp(0.0, 1024.0),
+            active_connections,
+            custody_used_bytes: 0,
+        };
+        let hash = self.call("heartbeat", hb).await?;
+        self.metrics.heartbeats_sent.inc();
+        self.metrics
+            .last_heartbeat_unix
+            .set(Timestamp::now().as_micros() as f64 / 1e6);
+        Ok(hash)
+    }
+
+    /// Peers the conductor is connected to, for the heartbeat.
+    async fn active_connections(&self) -> u32 {
+        match self.connection().await {
+            Ok(c) => c
+                .admin
+                .dump_network_stats()
+                .await
+                .map(|s| s.transport_stats.connections.len() as u32)
+                .unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    /// Registers, then heartbeats every interval until `shutdown` turns
+    /// true. Failures back off (1 s doubling up to the configured maximum)
+    /// and never end the loop.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let interval = Duration::from_secs(self.config.heartbeat.interval_secs);
+        let max_backoff = Duration::from_secs(self.config.heartbeat.max_backoff_secs);
+        let mut registered = false;
+        let mut failures = 0u32;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let result = if registered {
+                self.heartbeat_once().await.map(|_| ())
+            } else {
+                match self.register().await {
+                    Ok(_) => {
+                        registered = true;
+                        tracing::info!(node_id = %self.node_id, "registered");
+                        self.heartbeat_once().await.map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let wait = match result {
+                Ok(()) => {
+                    failures = 0;
+                    let mut ledger = self.uptime.lock().unwrap();
+                    ledger.up_secs += interval.as_secs();
+                    if let Err(e) = uptime::save(&self.config.conductor.data_dir, &ledger) {
+                        tracing::warn!("could not save the uptime ledger: {e}");
+                    }
+                    interval
+                }
+                Err(e) => {
+                    self.metrics.heartbeat_failures.inc();
+                    let wait = backoff(failures, max_backoff);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!("heartbeat failed ({e}); retrying in {wait:?}");
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Deregisters this node: it leaves discovery and custody.
+    pub async fn leave(&self, reason: &str) -> Result<(), ConductorError> {
+        self.call(
+            "deregister_node",
+            DeregisterInput {
+                node_id: self.node_id.clone(),
+                reason: reason.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// This node as the DHT sees it.
+    pub async fn status(&self) -> Result<StatusReport, ConductorError> {
+        let mine: Option<RegisteredNode> = self.call("get_my_node", ()).await?;
+        let health: NodeHealthSummary = self.call("get_node_health", self.node_id.clone()).await?;
+        let region_nodes: Vec<NodeRegistration> = self
+            .call("get_nodes_by_region", self.config.node.region.clone())
+            .await?;
+        Ok(StatusReport {
+            node_id: self.node_id.clone(),
+            agent: self.agent.to_string(),
+            registration: mine.map(|m| m.registration),
+            health,
+            region_nodes: region_nodes.into_iter().map(|r| r.node_id).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry_core::StewardTier;
+
+    fn cap() -> MachineCapacity {
+        MachineCapacity {
+            cpu_cores: 8,
+            memory_gb: 32.0,
+            storage_gb: 1234.567,
+            bandwidth_mbps: 33,
+            bandwidth_source: "configured",
+        }
+    }
+
+    fn agent() -> AgentPubKey {
+        AgentPubKey::from_raw_32(vec![7u8; 32])
+    }
+
+    #[test]
+    fn defaults_offer_the_organ_donation_shares() {
+        let cfg = Config::default();
+        let r = build_registration(
+            &cfg,
+            &cap(),
+            agent(),
+            "rack-0707070707070707".into(),
+            100.0,
+            Timestamp::now(),
+        );
+        assert!(r.custodian_opt_in);
+        assert!(
+            (r.max_custody_gb - 123.4567).abs() < 1e-9,
+            "{}",
+            r.max_custody_gb
+        );
+        assert_eq!(r.max_bandwidth_mbps, 7, "20% of 33 Mbps, rounded up");
+        assert_eq!(r.max_cpu_percent, 15.0);
+        assert_eq!(
+            (r.off_peak_hours.start_hour, r.off_peak_hours.end_hour),
+            (22, 6)
+        );
+        assert_eq!(r.steward_tier, StewardTier::Guardian.as_str());
+        let declared = registry_core::capacity::DeclaredCapacity {
+            cpu_cores: r.cpu_cores,
+            memory_gb: r.memory_gb,
+            storage_tb: r.storage_tb,
+            bandwidth_mbps: r.bandwidth_mbps,
+            max_custody_gb: r.max_custody_gb,
+            max_bandwidth_mbps: r.max_bandwidth_mbps,
+            max_cpu_percent: r.max_cpu_percent,
+            uptime_percent: r.uptime_percent,
+        };
+        assert_eq!(
+            registry_core::capacity::check_capacity(&declared),
+            Ok(()),
+            "validation will accept it"
+        );
+    }
+
+    #[test]
+    fn tier_follows_the_contribution() {
+        let mut cfg = Config::default();
+        cfg.participation.storage_percent = 45.0;
+        cfg.participation.bandwidth_percent = 65.0;
+        cfg.participation.cpu_percent = 30.0;
+        let r = build_registration(
+            &cfg,
+            &cap(),
+            agent(),
+            "x-0707070707070707".into(),
+            100.0,
+            Timestamp::now(),
+        );
+        assert_eq!(r.steward_tier, "pioneer");
+        cfg.participation.bandwidth_percent = 5.0;
+        let r = build_registration(
+            &cfg,
+            &cap(),
+            agent(),
+            "x-0707070707070707".into(),
+            100.0,
+            Timestamp::now(),
+        );
+        assert_eq!(r.steward_tier, "caretaker");
+    }
+
+    #[test]
+    fn opting_out_offers_nothing() {
+        let mut cfg = Config::default();
+        cfg.participation.custodian_opt_in = false;
+        let r = build_registration(
+            &cfg,
+            &cap(),
+            agent(),
+            "x-0707070707070707".into(),
+            100.0,
+            Timestamp::now(),
+        );
+        assert!(!r.custodian_opt_in);
+        assert_eq!(
+            (r.max_custody_gb, r.max_bandwidth_mbps, r.max_cpu_percent),
+            (0.0, 0, 0.0)
+        );
+        assert_eq!(r.steward_tier, "caretaker");
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_ceiling() {
+        let max = Duration::from_secs(60);
+        let waits: Vec<u64> = (0..8).map(|a| backoff(a, max).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(u32::MAX, max), max);
+    }
+}

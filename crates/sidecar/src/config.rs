@@ -1,0 +1,503 @@
+//! The sidecar's configuration: a TOML file, overridden by flags and
+//! environment variables, checked field by field.
+
+use registry_core::region::parse_region;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A configuration problem, naming the field.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the key).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, which names the offending key.
+        message: String,
+    },
+    /// A value is out of range or unknown.
+    #[error("invalid config field `{field}`: {reason}")]
+    Invalid {
+        /// Dotted field name, as in the file.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Where the conductor comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConductorMode {
+    /// A conductor inside this process, data under `data_dir` (default).
+    Embedded,
+    /// An existing conductor reached through its admin websocket.
+    External,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Who this node is.
+    pub node: NodeSection,
+    /// What it gives to the network.
+    pub participation: ParticipationSection,
+    /// Overrides for detected capacity.
+    pub capacity: CapacitySection,
+    /// Heartbeat timing.
+    pub heartbeat: HeartbeatSection,
+    /// The conductor.
+    pub conductor: ConductorSection,
+    /// Bootstrap and relay.
+    pub network: NetworkSection,
+    /// The local HTTP server (metrics, APIs, pages).
+    pub http: HttpSection,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Label of the node id (`<label>-<key suffix>`).
+    pub label: String,
+    /// Name shown to people; empty means "<hostname>'s Rack".
+    pub display_name: String,
+    /// One of the 20 known regions.
+    pub region: String,
+    /// Optional latitude.
+    pub latitude: Option<f64>,
+    /// Optional longitude.
+    pub longitude: Option<f64>,
+}
+
+/// `[participation]`: the "organ donation" defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParticipationSection {
+    /// Take custody of others' content (opt-in by default).
+    pub custodian_opt_in: bool,
+    /// Share of free storage offered, percent.
+    pub storage_percent: f64,
+    /// Share of bandwidth offered, percent.
+    pub bandwidth_percent: f64,
+    /// Share of CPU offered, percent.
+    pub cpu_percent: f64,
+    /// Off-peak window start hour (local time).
+    pub off_peak_start_hour: u8,
+    /// Off-peak window end hour (local time).
+    pub off_peak_end_hour: u8,
+}
+
+/// `[capacity]`: leave unset to detect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacitySection {
+    /// Link bandwidth in Mbps; unset reads the network link speed.
+    pub bandwidth_mbps: Option<u32>,
+    /// Storage to declare in GB; unset measures free space on the data disk.
+    pub storage_gb: Option<f64>,
+}
+
+/// `[heartbeat]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatSection {
+    /// Seconds between heartbeats.
+    pub interval_secs: u64,
+    /// Longest wait between retries when the conductor is unreachable.
+    pub max_backoff_secs: u64,
+}
+
+/// `[conductor]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConductorSection {
+    /// embedded or external.
+    pub mode: ConductorMode,
+    /// Data directory (embedded conductor, shard store, state).
+    pub data_dir: PathBuf,
+    /// The packed hApp, installed when missing.
+    pub happ: PathBuf,
+    /// Embedded: admin port on 127.0.0.1 (0 picks a free one).
+    pub admin_port: u16,
+    /// External: the conductor's admin websocket address.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// Bootstrap + relay address shared by every node; the first embedded
+    /// node on a machine serves it when nothing listens there yet.
+    pub rendezvous: SocketAddr,
+    /// Serve the rendezvous when nothing listens at its address.
+    pub serve_rendezvous: bool,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Where the local HTTP server listens (metrics, APIs, pages).
+    pub listen: SocketAddr,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            label: "rack".into(),
+            display_name: String::new(),
+            region: "global".into(),
+            latitude: None,
+            longitude: None,
+        }
+    }
+}
+
+impl Default for ParticipationSection {
+    /// Opted in, 10% storage, 20% bandwidth off-peak 22:00-06:00, 15% CPU.
+    fn default() -> Self {
+        ParticipationSection {
+            custodian_opt_in: true,
+            storage_percent: 10.0,
+            bandwidth_percent: 20.0,
+            cpu_percent: 15.0,
+            off_peak_start_hour: 22,
+            off_peak_end_hour: 6,
+        }
+    }
+}
+
+impl Default for HeartbeatSection {
+    fn default() -> Self {
+        HeartbeatSection {
+            interval_secs: 30,
+            max_backoff_secs: 60,
+        }
+    }
+}
+
+impl Default for ConductorSection {
+    fn default() -> Self {
+        ConductorSection {
+            mode: ConductorMode::Embedded,
+            data_dir: PathBuf::from("elohim-data"),
+            happ: PathBuf::from("workdir/elohim_orchestrator.happ"),
+            admin_port: 0,
+            admin_addr: None,
+        }
+    }
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            rendezvous: ([127, 0, 0, 1], 45555).into(),
+            serve_rendezvous: true,
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: ([127, 0, 0, 1], 8787).into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: NodeSection::default(),
+            participation: ParticipationSection::default(),
+            capacity: CapacitySection::default(),
+            heartbeat: HeartbeatSection::default(),
+            conductor: ConductorSection::default(),
+            network: NetworkSection::default(),
+            http: HttpSection::default(),
+        }
+    }
+}
+
+fn percent(field: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && (0.0..=100.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{v} is not a percentage (0 to 100)"),
+        ))
+    }
+}
+
+impl Config {
+    /// Reads a config file. Unknown keys and wrong types are errors that name
+    /// the key; then every value is checked.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks every value, naming the first bad field.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let label = registry_core::node_id::slugify(&self.node.label);
+        if self.node.label.trim().is_empty() || label != self.node.label {
+            return Err(invalid(
+                "node.label",
+                format!(
+                    "{:?} must be lowercase letters, digits and inner dashes (e.g. {label:?})",
+                    self.node.label
+                ),
+            ));
+        }
+        if self.node.display_name.chars().count() > registry_core::capacity::MAX_DISPLAY_NAME {
+            return Err(invalid("node.display_name", "longer than 64 characters"));
+        }
+        parse_region(&self.node.region).map_err(|e| invalid("node.region", e.to_string()))?;
+        registry_core::capacity::check_location(self.node.latitude, None)
+            .map_err(|e| invalid("node.latitude", e.to_string()))?;
+        registry_core::capacity::check_location(None, self.node.longitude)
+            .map_err(|e| invalid("node.longitude", e.to_string()))?;
+        let p = &self.participation;
+        percent("participation.storage_percent", p.storage_percent)?;
+        percent("participation.bandwidth_percent", p.bandwidth_percent)?;
+        percent("participation.cpu_percent", p.cpu_percent)?;
+        if p.off_peak_start_hour > 23 {
+            return Err(invalid(
+                "participation.off_peak_start_hour",
+                "must be 0 to 23",
+            ));
+        }
+        if p.off_peak_end_hour > 23 {
+            return Err(invalid(
+                "participation.off_peak_end_hour",
+                "must be 0 to 23",
+            ));
+        }
+        if let Some(gb) = self.capacity.storage_gb {
+            if !(gb.is_finite()
+                && gb >= 0.0
+                && gb <= registry_core::capacity::MAX_STORAGE_TB * 1000.0)
+            {
+                return Err(invalid(
+                    "capacity.storage_gb",
+                    format!("{gb} is out of range"),
+                ));
+            }
+        }
+        if let Some(bw) = self.capacity.bandwidth_mbps {
+            if bw == 0 || bw > registry_core::capacity::MAX_BANDWIDTH_MBPS {
+                return Err(invalid(
+                    "capacity.bandwidth_mbps",
+                    format!("{bw} is out of range"),
+                ));
+            }
+        }
+        if !(5..=3600).contains(&self.heartbeat.interval_secs) {
+            return Err(invalid(
+                "heartbeat.interval_secs",
+                "must be 5 to 3600 seconds",
+            ));
+        }
+        if self.heartbeat.max_backoff_secs == 0 {
+            return Err(invalid("heartbeat.max_backoff_secs", "must be at least 1"));
+        }
+        if self.conductor.mode == ConductorMode::External && self.conductor.admin_addr.is_none() {
+            return Err(invalid(
+                "conductor.admin_addr",
+                "required when conductor.mode = \"external\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes a commented default config, refusing to overwrite a file.
+    pub fn write_default(path: &Path) -> Result<(), ConfigError> {
+        use std::io::Write;
+        let io = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io)?;
+        f.write_all(DEFAULT_CONFIG.as_bytes()).map_err(io)?;
+        Ok(())
+    }
+}
+
+/// The file `elohim-sidecar init` writes. Every value is the default, so the
+/// file parses to `Config::default()` (a unit test holds us to that).
+pub const DEFAULT_CONFIG: &str = r#"# Elohim sidecar configuration.
+# Every value below is the default; flags and ELOHIM_* environment variables
+# override the file (see `elohim-sidecar run --help`).
+
+[node]
+# Your node id is "<label>-<16 hex digits of your agent key>".
+label = "rack"
+# Shown to other people; empty means "<hostname>'s Rack".
+display_name = ""
+# One of: us-west us-central us-east ca-west ca-central ca-east mx-central
+# eu-west eu-central eu-north eu-south ap-south ap-southeast ap-northeast
+# ap-east sa-east af-south me-central oc-southeast global
+region = "global"
+# latitude = 45.5
+# longitude = -122.6
+
+[participation]
+# "Organ donation": your node keeps encrypted copies of others' content
+# unless you opt out here. Opting out is honoured everywhere.
+custodian_opt_in = true
+# Shares of this machine you offer (your steward tier follows from them).
+storage_percent = 10.0
+bandwidth_percent = 20.0
+cpu_percent = 15.0
+# Bandwidth is offered in this window, local time (22:00-06:00).
+off_peak_start_hour = 22
+off_peak_end_hour = 6
+
+[capacity]
+# Leave unset to detect: bandwidth from the network link speed, storage as
+# the free space on the data directory's disk.
+# bandwidth_mbps = 100
+# storage_gb = 500.0
+
+[heartbeat]
+interval_secs = 30
+# Retries back off up to this long while the conductor is unreachable.
+max_backoff_secs = 60
+
+[conductor]
+# "embedded" runs a conductor in this process; "external" uses yours.
+mode = "embedded"
+data_dir = "elohim-data"
+happ = "workdir/elohim_orchestrator.happ"
+# Embedded: admin websocket port on 127.0.0.1 (0 picks a free one).
+admin_port = 0
+# External: your conductor's admin websocket, e.g. "127.0.0.1:4444".
+# admin_addr = "127.0.0.1:4444"
+
+[network]
+# Bootstrap and relay for every node of your network. The first embedded
+# node on a machine serves it here; across machines use a LAN address.
+rendezvous = "127.0.0.1:45555"
+serve_rendezvous = true
+
+[http]
+# Metrics (/metrics) and the local pages and APIs.
+listen = "127.0.0.1:8787"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_default_is_the_default() {
+        assert_eq!(Config::parse(DEFAULT_CONFIG).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn organ_donation_defaults() {
+        let p = ParticipationSection::default();
+        assert!(p.custodian_opt_in);
+        assert_eq!(
+            (p.storage_percent, p.bandwidth_percent, p.cpu_percent),
+            (10.0, 20.0, 15.0)
+        );
+        assert_eq!((p.off_peak_start_hour, p.off_peak_end_hour), (22, 6));
+        assert_eq!(HeartbeatSection::default().interval_secs, 30);
+    }
+
+    fn field_of(text: &str) -> String {
+        match Config::parse(text) {
+            Err(ConfigError::Invalid { field, .. }) => field.to_string(),
+            Err(e) => e.to_string(),
+            Ok(c) => panic!("accepted: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        assert_eq!(field_of("[node]\nregion = \"mars-north\""), "node.region");
+        assert_eq!(field_of("[node]\nlabel = \"My Rack!\""), "node.label");
+        assert_eq!(field_of("[node]\nlatitude = 91.0"), "node.latitude");
+        assert_eq!(
+            field_of("[participation]\nstorage_percent = 150.0"),
+            "participation.storage_percent"
+        );
+        assert_eq!(
+            field_of("[participation]\ncpu_percent = -1.0"),
+            "participation.cpu_percent"
+        );
+        assert_eq!(
+            field_of("[participation]\noff_peak_end_hour = 24"),
+            "participation.off_peak_end_hour"
+        );
+        assert_eq!(
+            field_of("[capacity]\nbandwidth_mbps = 0"),
+            "capacity.bandwidth_mbps"
+        );
+        assert_eq!(
+            field_of("[heartbeat]\ninterval_secs = 1"),
+            "heartbeat.interval_secs"
+        );
+        assert_eq!(
+            field_of("[conductor]\nmode = \"external\""),
+            "conductor.admin_addr"
+        );
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_name_the_key() {
+        let e = field_of("[node]\nregoin = \"eu-west\"");
+        assert!(e.contains("regoin"), "{e}");
+        let e = field_of("[heartbeat]\ninterval_secs = \"often\"");
+        assert!(e.contains("interval_secs"), "{e}");
+        let e = field_of("[conductor]\nmode = \"cloud\"");
+        assert!(e.contains("mode") || e.contains("cloud"), "{e}");
+    }
+}

@@ -1,0 +1,235 @@
+//! The sidecar binary as a user runs it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_elohim-sidecar")
+}
+
+fn happ() -> PathBuf {
+    let p =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../workdir/elohim_orchestrator.happ");
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo xtask pack` first",
+        p.display()
+    );
+    p
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn bad_config_is_rejected_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[node]\nregion = \"mars-north\"\n", "node.region"),
+        (
+            "[participation]\nstorage_percent = 250.0\n",
+            "participation.storage_percent",
+        ),
+        (
+            "[heartbeat]\ninterval_secs = 0\n",
+            "heartbeat.interval_secs",
+        ),
+        ("[node]\nregoin = \"eu-west\"\n", "regoin"),
+    ];
+    for (text, field) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(field),
+            "{text}: stderr does not name {field}:\n{stderr}"
+        );
+    }
+    // A flag is checked like the file.
+    let out = Command::new(bin())
+        .args([
+            "run",
+            "--config",
+            "/nonexistent.toml",
+            "--region",
+            "atlantis",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node.region"));
+}
+
+#[test]
+fn init_writes_a_config_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elohim.toml");
+    let st = Command::new(bin())
+        .args(["init", "--config"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("custodian_opt_in = true"));
+    // init refuses to overwrite.
+    let st = Command::new(bin())
+        .args(["init", "--config"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(!st.success());
+}
+
+struct Daemon {
+    child: Child,
+    http: SocketAddr,
+    data: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(label: &str, region: &str, rendezvous: SocketAddr) -> Daemon {
+    let data = tempfile::tempdir().unwrap();
+    let http = free_addr();
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "--config",
+            "/nonexistent.toml",
+            "--label",
+            label,
+            "--region",
+            region,
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--happ")
+        .arg(happ())
+        .args([
+            "--rendezvous",
+            &rendezvous.to_string(),
+            "--http",
+            &http.to_string(),
+        ])
+        .args(["--heartbeat-secs", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Daemon { child, http, data }
+}
+
+fn get_status(d: &Daemon) -> Option<serde_json::Value> {
+    let resp = reqwest::blocking::get(format!("http://{}/api/status", d.http)).ok()?;
+    resp.json().ok()
+}
+
+/// Polls until `pred` holds on the daemon's status, or panics after `secs`.
+fn await_status(
+    d: &Daemon,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(s) = get_status(d) {
+            if pred(&s) {
+                return s;
+            }
+            last = Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("{what} not seen within {secs} s; last status: {last:?}");
+}
+
+#[test]
+fn two_sidecar_processes_find_each_other() {
+    let rendezvous = free_addr();
+    let alice = start("alice", "eu-west", rendezvous);
+    // Alice serves the rendezvous; wait until she is up before Bob joins.
+    let a = await_status(&alice, 180, "alice registered", |s| {
+        s["registration"].is_object()
+    });
+    let alice_id = a["node_id"].as_str().unwrap().to_string();
+    let bob = start("bob", "eu-west", rendezvous);
+    let b = await_status(&bob, 180, "bob registered", |s| {
+        s["registration"].is_object()
+    });
+    let bob_id = b["node_id"].as_str().unwrap().to_string();
+    assert_ne!(alice_id, bob_id);
+
+    let has = |id: String| {
+        move |s: &serde_json::Value| {
+            s["region_nodes"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(&id)))
+        }
+    };
+    await_status(&alice, 180, "bob seen from alice", has(bob_id.clone()));
+    await_status(&bob, 180, "alice seen from bob", has(alice_id.clone()));
+
+    // `status` from the command line reaches the running daemon.
+    let out = Command::new(bin())
+        .args([
+            "status",
+            "--config",
+            "/nonexistent.toml",
+            "--label",
+            "bob",
+            "--region",
+            "eu-west",
+        ])
+        .arg("--data-dir")
+        .arg(bob.data.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&bob_id) && text.contains(&alice_id), "{text}");
+
+    // Metrics count heartbeats.
+    let metrics = reqwest::blocking::get(format!("http://{}/metrics", bob.http))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("elohim_heartbeats_sent_total"),
+        "{metrics}"
+    );
+
+    // `leave` deregisters through the daemon, which then stops.
+    let st = Command::new(bin())
+        .args(["leave", "--config", "/nonexistent.toml"])
+        .arg("--data-dir")
+        .arg(bob.data.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    await_status(&alice, 180, "bob gone from alice's region", |s| {
+        !has(bob_id.clone())(s)
+    });
+}

@@ -1,0 +1,251 @@
+//! The node registry DNA across conductors: discovery, heartbeats and health,
+//! capacity updates, re-registration, custodian selection, deregistration.
+
+use elohim_tests::*;
+use holochain::prelude::*;
+use node_registry_integrity::*;
+use registry_core::heartbeat::Liveness;
+
+fn ids(v: &[NodeRegistration]) -> Vec<String> {
+    v.iter().map(|r| r.node_id.clone()).collect()
+}
+
+fn custodian_ids(v: &[RankedCustodian]) -> Vec<String> {
+    v.iter().map(|c| c.registration.node_id.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_lifecycle_across_two_conductors() {
+    let net = Network::start(2).await;
+    let alice = registration(&net.peers[0], "alice", "eu-west");
+    let mut bob = registration(&net.peers[1], "bob", "us-east");
+    bob.steward_tier = "caretaker".into();
+    let _: ActionHash = net.call(0, "register_node", alice.clone()).await;
+    let _: ActionHash = net.call(1, "register_node", bob.clone()).await;
+    net.sync().await;
+
+    // A node registered on one conductor is found by region and tier from the other.
+    let eu: Vec<NodeRegistration> = net.call(1, "get_nodes_by_region", "eu-west").await;
+    assert_eq!(ids(&eu), vec![alice.node_id.clone()]);
+    let us: Vec<NodeRegistration> = net.call(0, "get_nodes_by_region", "us-east").await;
+    assert_eq!(ids(&us), vec![bob.node_id.clone()]);
+    let guardians: Vec<NodeRegistration> = net.call(1, "get_nodes_by_tier", "guardian").await;
+    assert_eq!(ids(&guardians), vec![alice.node_id.clone()]);
+    let caretakers: Vec<NodeRegistration> = net.call(0, "get_nodes_by_tier", "caretaker").await;
+    assert_eq!(ids(&caretakers), vec![bob.node_id.clone()]);
+    let err = net
+        .try_call::<_, Vec<NodeRegistration>>(0, "get_nodes_by_region", "mars-north")
+        .await
+        .unwrap_err();
+    assert!(err.contains("unknown region: mars-north"), "{err}");
+
+    // Before any heartbeat the node is not alive and not offered as custodian.
+    let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    assert!(health.registered);
+    assert!(health.latest_heartbeat.is_none());
+    assert_eq!(health.liveness, Liveness::Failed { silent_secs: None });
+    let none: Vec<RankedCustodian> = net
+        .call(1, "get_available_custodians", CustodianFilters::default())
+        .await;
+    assert!(none.is_empty(), "silent nodes are not custodians: {none:?}");
+
+    // A heartbeat updates its health, as seen from the other conductor.
+    let _: ActionHash = net
+        .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+        .await;
+    let _: ActionHash = net
+        .call(1, "heartbeat", heartbeat(&bob.node_id, "online"))
+        .await;
+    net.sync().await;
+    let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    assert_eq!(
+        health.latest_heartbeat.as_ref().map(|h| h.status.as_str()),
+        Some("online")
+    );
+    assert!(health.liveness.is_alive(), "{:?}", health.liveness);
+    let _: ActionHash = net
+        .call(0, "heartbeat", heartbeat(&alice.node_id, "degraded"))
+        .await;
+    net.sync().await;
+    let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    assert_eq!(
+        health.latest_heartbeat.map(|h| h.status),
+        Some("degraded".to_string())
+    );
+
+    // Custodian selection: both alive; region, tier and exclusion filters apply.
+    let all: Vec<RankedCustodian> = net
+        .call(1, "get_available_custodians", CustodianFilters::default())
+        .await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        all[0].registration.node_id, bob.node_id,
+        "the degraded node ranks last"
+    );
+    let eu_only: Vec<RankedCustodian> = net
+        .call(
+            1,
+            "get_available_custodians",
+            CustodianFilters {
+                region: Some("eu-west".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(custodian_ids(&eu_only), vec![alice.node_id.clone()]);
+    let guardians_up: Vec<RankedCustodian> = net
+        .call(
+            1,
+            "get_available_custodians",
+            CustodianFilters {
+                min_tier: Some("guardian".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(custodian_ids(&guardians_up), vec![alice.node_id.clone()]);
+    let online_only: Vec<RankedCustodian> = net
+        .call(
+            1,
+            "get_available_custodians",
+            CustodianFilters {
+                status: Some("online".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(custodian_ids(&online_only), vec![bob.node_id.clone()]);
+    let excluded: Vec<RankedCustodian> = net
+        .call(
+            0,
+            "get_available_custodians",
+            CustodianFilters {
+                exclude_nodes: vec![bob.node_id.clone()],
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(custodian_ids(&excluded), vec![alice.node_id.clone()]);
+    let too_big: Vec<RankedCustodian> = net
+        .call(
+            0,
+            "get_available_custodians",
+            CustodianFilters {
+                min_storage_gb: Some(201.0),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(too_big.is_empty(), "200 GB caps cannot take 201 GB");
+
+    // A capacity update is seen by the other conductor, with no duplicate.
+    let _: ActionHash = net
+        .call(
+            0,
+            "update_node_capacity",
+            UpdateCapacityInput {
+                node_id: alice.node_id.clone(),
+                updates: CapacityUpdates {
+                    max_custody_gb: Some(50.0),
+                    ..Default::default()
+                },
+            },
+        )
+        .await;
+    net.sync().await;
+    let eu: Vec<NodeRegistration> = net.call(1, "get_nodes_by_region", "eu-west").await;
+    assert_eq!(eu.len(), 1);
+    assert_eq!(eu[0].max_custody_gb, 50.0);
+    assert_eq!(
+        eu[0].steward_tier, "caretaker",
+        "2.5% of storage no longer reaches guardian"
+    );
+    let roomy: Vec<RankedCustodian> = net
+        .call(
+            1,
+            "get_available_custodians",
+            CustodianFilters {
+                min_storage_gb: Some(60.0),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        custodian_ids(&roomy),
+        vec![bob.node_id.clone()],
+        "the lowered cap is honoured"
+    );
+
+    // Re-registering (a restart) updates rather than duplicates, and keeps registered_at.
+    let mut again = alice.clone();
+    again.display_name = "Alice's new rack".into();
+    let _: ActionHash = net.call(0, "register_node", again).await;
+    let mine: Option<RegisteredNode> = net.call(0, "get_my_node", ()).await;
+    let mine = mine.expect("still registered");
+    net.sync().await;
+    let eu: Vec<NodeRegistration> = net.call(1, "get_nodes_by_region", "eu-west").await;
+    assert_eq!(eu.len(), 1);
+    assert_eq!(eu[0].display_name, "Alice's new rack");
+    assert!(eu[0].updated_at > eu[0].registered_at);
+    assert_eq!(eu[0].registered_at, mine.registration.registered_at);
+    let other_id = net
+        .try_call::<_, ActionHash>(
+            0,
+            "register_node",
+            registration(&net.peers[0], "other", "eu-west"),
+        )
+        .await
+        .unwrap_err();
+    assert!(other_id.contains("already runs node"), "{other_id}");
+
+    // Opting out removes the node from custody without removing it from discovery.
+    let _: ActionHash = net
+        .call(
+            1,
+            "update_node_capacity",
+            UpdateCapacityInput {
+                node_id: bob.node_id.clone(),
+                updates: CapacityUpdates {
+                    custodian_opt_in: Some(false),
+                    ..Default::default()
+                },
+            },
+        )
+        .await;
+    net.sync().await;
+    let all: Vec<RankedCustodian> = net
+        .call(0, "get_available_custodians", CustodianFilters::default())
+        .await;
+    assert_eq!(custodian_ids(&all), vec![alice.node_id.clone()]);
+    let us: Vec<NodeRegistration> = net.call(0, "get_nodes_by_region", "us-east").await;
+    assert_eq!(ids(&us), vec![bob.node_id.clone()]);
+
+    // A deregistered node leaves discovery and says it left.
+    let _: () = net
+        .call(
+            0,
+            "deregister_node",
+            DeregisterInput {
+                node_id: alice.node_id.clone(),
+                reason: "moving house".into(),
+            },
+        )
+        .await;
+    net.sync().await;
+    let eu: Vec<NodeRegistration> = net.call(1, "get_nodes_by_region", "eu-west").await;
+    assert!(eu.is_empty(), "{eu:?}");
+    let guardians: Vec<NodeRegistration> = net.call(1, "get_nodes_by_tier", "guardian").await;
+    assert!(guardians.is_empty());
+    let gone: Option<RegisteredNode> = net.call(1, "get_node", alice.node_id.clone()).await;
+    assert!(gone.is_none());
+    let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    assert!(!health.registered);
+    assert_eq!(
+        health.latest_heartbeat.map(|h| h.status),
+        Some("offline".to_string())
+    );
+    let all: Vec<RankedCustodian> = net
+        .call(1, "get_available_custodians", CustodianFilters::default())
+        .await;
+    assert!(all.is_empty(), "{all:?}");
+}

@@ -1,0 +1,174 @@
+//! The sidecar's node agent against real conductors: registration and
+//! heartbeats seen from another conductor, opt-out, and a restart of its
+//! embedded conductor keeping the node's identity.
+
+use elohim_sidecar::agent::NodeAgent;
+use elohim_sidecar::conductor::{EmbeddedConductor, EmbeddedSettings};
+use elohim_sidecar::config::{ConductorMode, Config};
+use elohim_sidecar::rendezvous::Rendezvous;
+use elohim_tests::*;
+use holochain::sweettest::*;
+use node_registry_integrity::*;
+use std::net::{Ipv4Addr, SocketAddr};
+
+fn config(data_dir: &std::path::Path, label: &str, admin: Option<SocketAddr>) -> Config {
+    let mut c = Config::default();
+    c.node.label = label.into();
+    c.node.region = "eu-west".into();
+    c.conductor.data_dir = data_dir.to_path_buf();
+    c.conductor.happ = packed("elohim_orchestrator.happ");
+    c.capacity.storage_gb = Some(500.0);
+    c.capacity.bandwidth_mbps = Some(100);
+    if let Some(a) = admin {
+        c.conductor.mode = ConductorMode::External;
+        c.conductor.admin_addr = Some(a);
+    }
+    c.check().expect("test config is valid");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
+    let dna = packed_dna().await;
+    let mut conductors = SweetConductorBatch::standard(2).await;
+    let observer = conductors[1]
+        .setup_app(APP_ID, &[(ROLE.to_string(), dna)])
+        .await
+        .unwrap()
+        .into_cells()
+        .remove(0);
+    let admin: SocketAddr = (
+        Ipv4Addr::LOCALHOST,
+        conductors[0].get_arbitrary_admin_websocket_port().unwrap(),
+    )
+        .into();
+    let data = tempfile::tempdir().unwrap();
+    let agent = NodeAgent::connect(config(data.path(), "alice", Some(admin)), admin)
+        .await
+        .expect("the sidecar installs the hApp and connects");
+    let sidecar_cell = conductors[0]
+        .get_sweet_cell(agent.connection().await.unwrap().cell_id.clone())
+        .unwrap();
+    conductors.exchange_peer_info().await;
+
+    agent.register().await.expect("registers");
+    agent.heartbeat_once().await.expect("beats");
+    await_consistency_s(120, [&sidecar_cell, &observer])
+        .await
+        .unwrap();
+
+    let zome = observer.zome(COORDINATOR);
+    let health: NodeHealthSummary = conductors[1]
+        .call(&zome, "get_node_health", agent.node_id.clone())
+        .await;
+    assert!(health.registered);
+    assert!(health.liveness.is_alive(), "{:?}", health.liveness);
+    let seen: Vec<NodeRegistration> = conductors[1]
+        .call(&zome, "get_nodes_by_region", "eu-west")
+        .await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].node_id, agent.node_id);
+    assert_eq!(
+        seen[0].steward_tier, "guardian",
+        "organ-donation defaults reach guardian"
+    );
+    assert!(
+        (seen[0].max_custody_gb - 50.0).abs() < 1e-9,
+        "10% of 500 GB"
+    );
+    let custodians: Vec<RankedCustodian> = conductors[1]
+        .call(
+            &zome,
+            "get_available_custodians",
+            CustodianFilters::default(),
+        )
+        .await;
+    assert_eq!(
+        custodians.len(),
+        1,
+        "an opted-in, beating node is a custodian"
+    );
+
+    // Restarting the sidecar with opt-out: same node, updated, no longer a custodian.
+    let first_id = agent.node_id.clone();
+    drop(agent);
+    let mut opted_out = config(data.path(), "alice", Some(admin));
+    opted_out.participation.custodian_opt_in = false;
+    let agent = NodeAgent::connect(opted_out, admin).await.unwrap();
+    assert_eq!(agent.node_id, first_id, "restart keeps the node id");
+    agent.register().await.unwrap();
+    agent.heartbeat_once().await.unwrap();
+    await_consistency_s(120, [&sidecar_cell, &observer])
+        .await
+        .unwrap();
+    let custodians: Vec<RankedCustodian> = conductors[1]
+        .call(
+            &zome,
+            "get_available_custodians",
+            CustodianFilters::default(),
+        )
+        .await;
+    assert!(custodians.is_empty(), "opted out: {custodians:?}");
+    let seen: Vec<NodeRegistration> = conductors[1]
+        .call(&zome, "get_nodes_by_region", "eu-west")
+        .await;
+    assert_eq!(
+        seen.len(),
+        1,
+        "re-registration updates rather than duplicates"
+    );
+    assert!(!seen[0].custodian_opt_in);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_conductor_restart_keeps_node_identity() {
+    let rendezvous = Rendezvous::start((Ipv4Addr::LOCALHOST, 0).into())
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let settings = EmbeddedSettings {
+        data_dir: data.path().to_path_buf(),
+        admin_port: 0,
+        network_url: rendezvous.url(),
+    };
+
+    let conductor = EmbeddedConductor::start(&settings)
+        .await
+        .expect("embedded conductor starts");
+    let admin: SocketAddr = (Ipv4Addr::LOCALHOST, conductor.admin_port()).into();
+    let agent = NodeAgent::connect(config(data.path(), "rack", None), admin)
+        .await
+        .unwrap();
+    agent.register().await.unwrap();
+    let first: Option<RegisteredNode> = agent.call("get_my_node", ()).await.unwrap();
+    let first = first.expect("registered");
+    let first_id = agent.node_id.clone();
+    drop(agent);
+    conductor.shutdown().await;
+
+    let conductor = EmbeddedConductor::start(&settings)
+        .await
+        .expect("restarts on the same data");
+    let admin: SocketAddr = (Ipv4Addr::LOCALHOST, conductor.admin_port()).into();
+    let agent = NodeAgent::connect(config(data.path(), "rack", None), admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        agent.node_id, first_id,
+        "same keystore, same agent, same node id"
+    );
+    agent.register().await.unwrap();
+    let again: Option<RegisteredNode> = agent.call("get_my_node", ()).await.unwrap();
+    let again = again.expect("still registered");
+    assert_eq!(
+        again.registration.registered_at,
+        first.registration.registered_at
+    );
+    assert!(again.registration.updated_at > first.registration.updated_at);
+    assert_ne!(
+        again.action_hash, first.action_hash,
+        "a new version, not a new node"
+    );
+    drop(agent);
+    conductor.shutdown().await;
+}

@@ -1,0 +1,438 @@
+//! Every validation rule of the integrity zome, each shown rejecting an entry
+//! or link. Honest calls go through the coordinator; what honest code never
+//! writes goes through the test-only "mallory" zome, as an attacker would.
+
+use elohim_tests::*;
+use holochain::prelude::*;
+use node_registry_integrity::*;
+
+fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
+    match result {
+        Ok(v) => panic!("{what}: expected rejection containing {reason:?}, got Ok({v:?})"),
+        Err(e) => assert!(e.contains(reason), "{what}: expected {reason:?} in:\n{e}"),
+    }
+}
+
+fn assignment(
+    owner: &Peer,
+    custodian: &NodeRegistration,
+    custodian_hash: ActionHash,
+) -> CustodianAssignment {
+    CustodianAssignment {
+        assignment_id: registry_core::assignment::assignment_id("photo-1", 0, 0),
+        content_id: "photo-1".into(),
+        content_hash: "ab".repeat(32),
+        content_size_bytes: 1000,
+        shard_size_bytes: 1000,
+        shard_hash: "cd".repeat(32),
+        owner_agent: owner.agent(),
+        reach: "private".into(),
+        custodian_node_id: custodian.node_id.clone(),
+        custodian_registration: custodian_hash,
+        strategy: "full_replica".into(),
+        threshold: 1,
+        shard_count: 1,
+        shard_index: 0,
+        round_custodians: vec![custodian.node_id.clone()],
+        decided_by: "publisher".into(),
+        decision_round: 0,
+        replaces: None,
+        preferred_region: None,
+        required_tier: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_validation_rule_rejects() {
+    let mut net = Network::start(2).await;
+    net.arm_mallory(0).await;
+    net.arm_mallory(1).await;
+    let (a, b) = (net.peers[0].clone(), net.peers[1].clone());
+    let alice = registration(&a, "alice", "eu-west");
+
+    // --- registration ---------------------------------------------------
+    let bad = |f: &dyn Fn(&mut NodeRegistration)| {
+        let mut r = alice.clone();
+        f(&mut r);
+        r
+    };
+    let cases: Vec<(&str, NodeRegistration, &str)> = vec![
+        (
+            "unknown region",
+            bad(&|r| r.region = "mars-north".into()),
+            "unknown region: mars-north",
+        ),
+        (
+            "unknown tier",
+            bad(&|r| r.steward_tier = "overlord".into()),
+            "unknown steward tier: overlord",
+        ),
+        (
+            "too many cores",
+            bad(&|r| r.cpu_cores = 1025),
+            "cpu_cores out of range",
+        ),
+        (
+            "NaN memory",
+            bad(&|r| r.memory_gb = f64::NAN),
+            "memory_gb out of range",
+        ),
+        (
+            "too much memory",
+            bad(&|r| r.memory_gb = 10_001.0),
+            "memory_gb out of range",
+        ),
+        (
+            "negative storage",
+            bad(&|r| r.storage_tb = -1.0),
+            "storage_tb out of range",
+        ),
+        (
+            "too much storage",
+            bad(&|r| r.storage_tb = 10_001.0),
+            "storage_tb out of range",
+        ),
+        (
+            "custody above storage",
+            bad(&|r| r.max_custody_gb = 2_500.0),
+            "max_custody_gb out of range",
+        ),
+        (
+            "tier above contribution",
+            bad(&|r| r.steward_tier = "pioneer".into()),
+            "above what the contribution reaches",
+        ),
+        (
+            "someone else's key",
+            bad(&|r| r.agent_pub_key = b.agent()),
+            "agent_pub_key must be the author",
+        ),
+        (
+            "someone else's node id",
+            bad(&|r| r.node_id = b.node_id("bob")),
+            "not owned by this agent",
+        ),
+        (
+            "empty display name",
+            bad(&|r| r.display_name = String::new()),
+            "display_name must be 1 to 64",
+        ),
+    ];
+    for (what, r, reason) in cases {
+        rejected(
+            what,
+            net.try_call::<_, ActionHash>(0, "register_node", r).await,
+            reason,
+        );
+    }
+    let mut stale = alice.clone();
+    stale.registered_at = Timestamp::from_micros(stale.registered_at.as_micros() - 3_600_000_000);
+    rejected(
+        "registered_at an hour off",
+        net.mallory::<_, ActionHash>(0, "create_registration", stale)
+            .await,
+        "registered_at is 36",
+    );
+
+    // A node id cannot be taken by another agent.
+    let hijack = NodeRegistration {
+        agent_pub_key: b.agent(),
+        ..alice.clone()
+    };
+    rejected(
+        "bob takes alice's node id",
+        net.try_call::<_, ActionHash>(1, "register_node", hijack)
+            .await,
+        "not owned by this agent",
+    );
+
+    // Honest registrations for the rest.
+    let alice_hash: ActionHash = net.call(0, "register_node", alice.clone()).await;
+    let mut bob_reg = registration(&b, "bob", "us-east");
+    bob_reg.custodian_opt_in = false;
+    let bob_hash: ActionHash = net.call(1, "register_node", bob_reg.clone()).await;
+    net.sync().await;
+
+    // Update and delete only by the author; identity fields never change.
+    let mut renamed = alice.clone();
+    renamed.display_name = "Mallory's now".into();
+    rejected(
+        "bob updates alice's registration",
+        net.mallory::<_, ActionHash>(
+            1,
+            "update_registration",
+            update_input(&alice_hash, &renamed),
+        )
+        .await,
+        "only the author of a registration may update it",
+    );
+    rejected(
+        "bob deletes alice's registration",
+        net.mallory::<_, ActionHash>(1, "delete_any", alice_hash.clone())
+            .await,
+        "only the author may delete",
+    );
+    let mut moved = alice.clone();
+    moved.node_id = a.node_id("alice2");
+    moved.updated_at = Timestamp::now();
+    rejected(
+        "alice changes her node id",
+        net.mallory::<_, ActionHash>(0, "update_registration", update_input(&alice_hash, &moved))
+            .await,
+        "node_id cannot change on update",
+    );
+
+    // --- heartbeat ------------------------------------------------------
+    rejected(
+        "bob beats for alice",
+        net.try_call::<_, ActionHash>(1, "heartbeat", heartbeat(&alice.node_id, "online"))
+            .await,
+        "a heartbeat must come from the node's own agent",
+    );
+    rejected(
+        "unknown status",
+        net.try_call::<_, ActionHash>(0, "heartbeat", heartbeat(&alice.node_id, "sleeping"))
+            .await,
+        "unknown node status: sleeping",
+    );
+    let mut old = heartbeat(&alice.node_id, "online");
+    old.timestamp = Timestamp::from_micros(old.timestamp.as_micros() - 120_000_000);
+    rejected(
+        "heartbeat two minutes old",
+        net.try_call::<_, ActionHash>(0, "heartbeat", old).await,
+        "timestamp is 12",
+    );
+    let mut future = heartbeat(&alice.node_id, "online");
+    future.timestamp = Timestamp::from_micros(future.timestamp.as_micros() + 600_000_000);
+    rejected(
+        "heartbeat from the future",
+        net.try_call::<_, ActionHash>(0, "heartbeat", future).await,
+        "away from its action's timestamp",
+    );
+    let mut overloaded = heartbeat(&alice.node_id, "online");
+    overloaded.current_load = -1.0;
+    rejected(
+        "negative load",
+        net.try_call::<_, ActionHash>(0, "heartbeat", overloaded)
+            .await,
+        "current_load out of range",
+    );
+    let hb: ActionHash = net
+        .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+        .await;
+    rejected(
+        "heartbeats are immutable",
+        net.mallory::<_, ActionHash>(
+            0,
+            "update_as_heartbeat",
+            (hb.clone(), heartbeat(&alice.node_id, "offline")),
+        )
+        .await,
+        "only node registrations can be updated",
+    );
+
+    // --- attestation ----------------------------------------------------
+    let att = |attester: &str, subject: &str, ms: u32| HealthAttestation {
+        attester_node_id: attester.to_string(),
+        subject_node_id: subject.to_string(),
+        success: true,
+        response_time_ms: ms,
+        timestamp: Timestamp::now(),
+    };
+    rejected(
+        "self-attestation",
+        net.try_call::<_, ActionHash>(0, "attest_health", att(&alice.node_id, &alice.node_id, 20))
+            .await,
+        "cannot attest its own health",
+    );
+    rejected(
+        "attesting as another node",
+        net.try_call::<_, ActionHash>(
+            1,
+            "attest_health",
+            att(&alice.node_id, &bob_reg.node_id, 20),
+        )
+        .await,
+        "the attester must be the author's own node",
+    );
+    rejected(
+        "absurd response time",
+        net.try_call::<_, ActionHash>(
+            0,
+            "attest_health",
+            att(&alice.node_id, &bob_reg.node_id, 600_000),
+        )
+        .await,
+        "response_time_ms 600000",
+    );
+    let _: ActionHash = net
+        .call(
+            0,
+            "attest_health",
+            att(&alice.node_id, &bob_reg.node_id, 20),
+        )
+        .await;
+
+    // --- assignment -----------------------------------------------------
+    net.sync().await;
+    let ok = assignment(&b, &alice, alice_hash.clone());
+    let bad_asg = |f: &dyn Fn(&mut CustodianAssignment)| {
+        let mut x = ok.clone();
+        f(&mut x);
+        x
+    };
+    let cases: Vec<(&str, CustodianAssignment, &str)> = vec![
+        (
+            "custodian registration is a heartbeat",
+            bad_asg(&|x| x.custodian_registration = hb.clone()),
+            "is not a node registration",
+        ),
+        (
+            "opted-out custodian",
+            bad_asg(&|x| {
+                x.custodian_node_id = bob_reg.node_id.clone();
+                x.custodian_registration = bob_hash.clone();
+                x.round_custodians = vec![bob_reg.node_id.clone()];
+            }),
+            "has opted out of custody",
+        ),
+        (
+            "same node twice in a round",
+            bad_asg(&|x| {
+                x.strategy = "erasure_coded".into();
+                x.threshold = 2;
+                x.shard_count = 3;
+                x.round_custodians = vec![
+                    alice.node_id.clone(),
+                    bob_reg.node_id.clone(),
+                    alice.node_id.clone(),
+                ];
+            }),
+            "content assigned twice to node",
+        ),
+        (
+            "wrong slot",
+            bad_asg(&|x| x.round_custodians = vec![bob_reg.node_id.clone()]),
+            "is not in slot 0",
+        ),
+        (
+            "bad content hash",
+            bad_asg(&|x| x.content_hash = "nope".into()),
+            "content_hash must be 64 hex",
+        ),
+        (
+            "non-deterministic id",
+            bad_asg(&|x| x.assignment_id = "random-42".into()),
+            "assignment_id must be photo-1#0@0",
+        ),
+        (
+            "unknown strategy",
+            bad_asg(&|x| x.strategy = "raid5".into()),
+            "unknown custody strategy: raid5",
+        ),
+        (
+            "publisher placing others' content",
+            bad_asg(&|x| x.owner_agent = a.agent()),
+            "only the content's owner places it",
+        ),
+        (
+            "repair without a replaced assignment",
+            bad_asg(&|x| x.decided_by = "disaster_recovery".into()),
+            "must name the assignment it replaces",
+        ),
+    ];
+    for (what, x, reason) in cases {
+        rejected(
+            what,
+            net.try_call::<_, ActionHash>(1, "assign_custodian", x)
+                .await,
+            reason,
+        );
+    }
+    let _: ActionHash = net.call(1, "assign_custodian", ok.clone()).await;
+
+    // --- links ------------------------------------------------------------
+    net.sync().await;
+    let region_base: EntryHash = net.mallory(1, "region_base_hash", "eu-west").await.unwrap();
+    // The coordinator stamped the times: summarise what was stored.
+    let stored: Option<RegisteredNode> = net.call(0, "get_my_node", ()).await;
+    let stored = stored.expect("alice is registered");
+    assert_eq!(stored.action_hash, alice_hash);
+    let summary = NodeSummary::of(&stored.registration);
+    let tag = holochain_serialized_bytes::encode(&summary).unwrap();
+    rejected(
+        "bob indexes alice's node",
+        net.mallory::<_, ActionHash>(
+            1,
+            "create_link_raw",
+            RawLinkInput {
+                base: region_base.clone().into(),
+                target: alice_hash.clone().into(),
+                link_type: 0,
+                tag: tag.clone(),
+            },
+        )
+        .await,
+        "only a node's own agent indexes it",
+    );
+    let mut lying = summary.clone();
+    lying.max_custody_bytes = u64::MAX;
+    rejected(
+        "alice's directory tag lies about her cap",
+        net.mallory::<_, ActionHash>(
+            0,
+            "create_link_raw",
+            RawLinkInput {
+                base: region_base.clone().into(),
+                target: alice_hash.clone().into(),
+                link_type: 0,
+                tag: holochain_serialized_bytes::encode(&lying).unwrap(),
+            },
+        )
+        .await,
+        "directory link tag does not match its registration",
+    );
+    let my_link: ActionHash = net
+        .mallory(
+            0,
+            "create_link_raw",
+            RawLinkInput {
+                base: region_base.into(),
+                target: alice_hash.into(),
+                link_type: 0,
+                tag,
+            },
+        )
+        .await
+        .expect("alice may index herself");
+    net.sync().await;
+    rejected(
+        "bob deletes alice's link",
+        net.mallory::<_, ActionHash>(1, "delete_link_raw", my_link)
+            .await,
+        "only the author",
+    );
+}
+
+/// Mirror of mallory's `RawLink` input.
+#[derive(serde::Serialize, Debug)]
+struct RawLinkInput {
+    base: AnyLinkableHash,
+    target: AnyLinkableHash,
+    link_type: u8,
+    tag: Vec<u8>,
+}
+
+/// Mallory's `UpdateRegistration` input.
+#[derive(serde::Serialize, Debug)]
+struct UpdateInput {
+    original: ActionHash,
+    registration: NodeRegistration,
+}
+
+fn update_input(original: &ActionHash, r: &NodeRegistration) -> UpdateInput {
+    UpdateInput {
+        original: original.clone(),
+        registration: r.clone(),
+    }
+}

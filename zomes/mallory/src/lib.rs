@@ -1,0 +1,105 @@
+//! Mallory: a coordinator zome for tests only, never packed into the hApp.
+//!
+//! Anyone can run any coordinator code against our DNA; only the integrity
+//! zome's validation stands between them and the DHT. Mallory is the honest
+//! coordinator plus functions that commit, update, delete and link exactly
+//! what an attacker would. Tests hot-swap it in place of the coordinator on
+//! one cell (same DNA, same network).
+
+use hdk::prelude::*;
+/// Every honest function stays available.
+pub use node_registry_coordinator::*;
+use node_registry_integrity::*;
+
+/// Input of `update_registration`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct UpdateRegistration {
+    /// Version being replaced.
+    pub original: ActionHash,
+    /// New content.
+    pub registration: NodeRegistration,
+}
+
+/// Input of `create_link_raw`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RawLink {
+    /// Base.
+    pub base: AnyLinkableHash,
+    /// Target.
+    pub target: AnyLinkableHash,
+    /// Index into `LinkTypes` in declaration order.
+    pub link_type: u8,
+    /// Tag bytes.
+    pub tag: Vec<u8>,
+}
+
+/// Commits a registration as given.
+#[hdk_extern]
+pub fn create_registration(r: NodeRegistration) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::NodeRegistration(r))
+}
+
+/// Updates any registration with any content.
+#[hdk_extern]
+pub fn update_registration(u: UpdateRegistration) -> ExternResult<ActionHash> {
+    update_entry(u.original, EntryTypes::NodeRegistration(u.registration))
+}
+
+/// Deletes any action.
+#[hdk_extern]
+pub fn delete_any(hash: ActionHash) -> ExternResult<ActionHash> {
+    delete_entry(hash)
+}
+
+/// Commits a heartbeat as given.
+#[hdk_extern]
+pub fn create_heartbeat(h: NodeHeartbeat) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::NodeHeartbeat(h))
+}
+
+/// Commits an attestation as given.
+#[hdk_extern]
+pub fn create_attestation(a: HealthAttestation) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::HealthAttestation(a))
+}
+
+/// Commits an assignment as given.
+#[hdk_extern]
+pub fn create_assignment(a: CustodianAssignment) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::CustodianAssignment(a))
+}
+
+/// Updates any entry as a heartbeat (to try updating immutable entries).
+#[hdk_extern]
+pub fn update_as_heartbeat(input: (ActionHash, NodeHeartbeat)) -> ExternResult<ActionHash> {
+    update_entry(input.0, EntryTypes::NodeHeartbeat(input.1))
+}
+
+/// Creates any link.
+#[hdk_extern]
+pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {
+    let link_type = match l.link_type {
+        0 => LinkTypes::RegionIndex,
+        1 => LinkTypes::TierIndex,
+        2 => LinkTypes::StatusIndex,
+        3 => LinkTypes::NodeIdIndex,
+        4 => LinkTypes::AgentToNode,
+        5 => LinkTypes::NodeToHeartbeat,
+        6 => LinkTypes::NodeToAttestation,
+        7 => LinkTypes::ContentToAssignment,
+        _ => LinkTypes::NodeToAssignment,
+    };
+    create_link(l.base, l.target, link_type, LinkTag::new(l.tag))
+}
+
+/// Deletes any link.
+#[hdk_extern]
+pub fn delete_link_raw(hash: ActionHash) -> ExternResult<ActionHash> {
+    delete_link(hash, GetOptions::default())
+}
+
+/// Path hash of the region index, for building bases.
+#[hdk_extern]
+pub fn region_base_hash(region: String) -> ExternResult<EntryHash> {
+    region_base(&region)
+}
