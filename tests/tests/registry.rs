@@ -221,7 +221,7 @@ async fn registry_lifecycle_across_two_conductors() {
     assert_eq!(ids(&us), vec![bob.node_id.clone()]);
 
     // A deregistered node leaves discovery and says it left.
-    let _: () = net
+    let _: Vec<ActionHash> = net
         .call(
             0,
             "deregister_node",

@@ -307,16 +307,47 @@ impl NodeAgent {
         }
     }
 
-    /// Deregisters this node: it leaves discovery and custody.
-    pub async fn leave(&self, reason: &str) -> Result<(), ConductorError> {
-        self.call(
-            "deregister_node",
-            DeregisterInput {
-                node_id: self.node_id.clone(),
-                reason: reason.to_string(),
-            },
-        )
-        .await
+    /// Deregisters this node (it leaves discovery and custody), then waits
+    /// up to `linger` for a peer to acknowledge the departure, so going
+    /// offline right after does not strand it on this disk. Returns whether
+    /// a peer confirmed every action.
+    pub async fn leave(&self, reason: &str, linger: Duration) -> Result<bool, ConductorError> {
+        let written: Vec<ActionHash> = self
+            .call(
+                "deregister_node",
+                DeregisterInput {
+                    node_id: self.node_id.clone(),
+                    reason: reason.to_string(),
+                },
+            )
+            .await?;
+        let deadline = Instant::now() + linger;
+        let mut shown = None;
+        loop {
+            let st: PublicationStatus =
+                self.call("get_publication_status", written.clone()).await?;
+            if shown != Some(st.confirmed) {
+                tracing::info!(
+                    "departure acknowledged by peers: {}/{} actions",
+                    st.confirmed,
+                    st.total
+                );
+                shown = Some(st.confirmed);
+            }
+            if st.complete() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    "no peer acknowledged {} of {} departure actions within {linger:?}; \
+                     peers will see this node as failed instead",
+                    st.total - st.confirmed,
+                    st.total
+                );
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// This node as the DHT sees it.

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Longest a leaving node waits for peers to acknowledge its departure.
+pub const LEAVE_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -72,10 +75,11 @@ async fn leave(State(s): State<AppState>, body: Option<Json<LeaveRequest>>) -> R
     } else {
         reason
     };
-    match s.agent.leave(&reason).await {
-        Ok(()) => {
+    match s.agent.leave(&reason, LEAVE_LINGER).await {
+        Ok(acknowledged) => {
             let _ = s.shutdown.send(true);
-            Json(serde_json::json!({ "left": s.agent.node_id })).into_response()
+            Json(serde_json::json!({ "left": s.agent.node_id, "acknowledged": acknowledged }))
+                .into_response()
         }
         Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
     }

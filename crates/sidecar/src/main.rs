@@ -387,20 +387,40 @@ async fn status(config: Config) -> Result<()> {
 
 async fn leave(config: Config, reason: &str) -> Result<()> {
     if let Some(http) = running_daemon(&config.conductor.data_dir).await {
-        reqwest::Client::new()
+        println!("asking the running node to leave (waiting for peers to acknowledge)...");
+        let answer: serde_json::Value = reqwest::Client::new()
             .post(format!("http://{http}/api/leave"))
             .json(&serde_json::json!({ "reason": reason }))
             .send()
             .await?
-            .error_for_status()?;
-        println!("the running node deregistered and is stopping");
+            .error_for_status()?
+            .json()
+            .await?;
+        report_leave(
+            answer["left"].as_str().unwrap_or("?"),
+            answer["acknowledged"].as_bool() == Some(true),
+        );
         return Ok(());
     }
     let node = Node::start(config, true).await?;
-    let result = node.agent.leave(reason).await;
+    println!("deregistering (waiting for peers to acknowledge)...");
+    let result = node
+        .agent
+        .leave(reason, elohim_sidecar::http::LEAVE_LINGER)
+        .await;
     let id = node.agent.node_id.clone();
     node.stop().await;
-    result?;
-    println!("node {id} deregistered");
+    report_leave(&id, result?);
     Ok(())
+}
+
+fn report_leave(node_id: &str, acknowledged: bool) {
+    if acknowledged {
+        println!("node {node_id} deregistered; peers acknowledged it");
+    } else {
+        println!(
+            "node {node_id} deregistered locally, but no peer acknowledged it yet: \
+             start the node again later to finish leaving, or peers will treat it as failed"
+        );
+    }
 }

@@ -88,12 +88,13 @@ fn directory_bases(r: &NodeRegistration) -> ExternResult<Vec<(AnyLinkableHash, L
 }
 
 /// Deletes the caller's links of `link_type` on `base` (all, or only those
-/// pointing at `target`).
+/// pointing at `target`), returning the delete actions.
 pub(crate) fn delete_my_links(
     base: AnyLinkableHash,
     link_type: LinkTypes,
     target: Option<&ActionHash>,
-) -> ExternResult<()> {
+) -> ExternResult<Vec<ActionHash>> {
+    let mut deleted = Vec::new();
     let me = agent_info()?.agent_initial_pubkey;
     let query = LinkQuery::try_new(base, link_type)?.author(me);
     for link in get_links(query, GetStrategy::Network)? {
@@ -102,10 +103,10 @@ pub(crate) fn delete_my_links(
             None => true,
         };
         if matches {
-            delete_link(link.create_link_hash, GetOptions::default())?;
+            deleted.push(delete_link(link.create_link_hash, GetOptions::default())?);
         }
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// Points every directory link at a new registration version, removing the

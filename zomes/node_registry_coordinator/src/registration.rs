@@ -99,19 +99,21 @@ pub fn update_node_capacity(input: UpdateCapacityInput) -> ExternResult<ActionHa
 
 /// Removes the caller's node from the registry: its registration is deleted,
 /// it leaves every directory, and a last `offline` heartbeat says it left on
-/// purpose rather than failed.
+/// purpose rather than failed. Returns the actions written, so the caller can
+/// wait for peers to have them (`get_publication_status`) before going dark.
 #[hdk_extern]
-pub fn deregister_node(input: DeregisterInput) -> ExternResult<()> {
+pub fn deregister_node(input: DeregisterInput) -> ExternResult<Vec<ActionHash>> {
     let existing = my_registration_for(&input.node_id)?;
     debug!("deregistering {}: {}", input.node_id, input.reason);
-    crate::health::heartbeat(NodeHeartbeat {
+    let mut written = Vec::new();
+    written.push(crate::health::heartbeat(NodeHeartbeat {
         node_id: input.node_id.clone(),
         timestamp: sys_time()?,
         status: registry_core::NodeStatus::Offline.as_str().to_string(),
         current_load: 0.0,
         active_connections: 0,
         custody_used_bytes: 0,
-    })?;
+    })?);
     let r = &existing.registration;
     for (base, lt) in [
         (
@@ -122,17 +124,39 @@ pub fn deregister_node(input: DeregisterInput) -> ExternResult<()> {
         (node_base(&r.node_id)?.into(), LinkTypes::NodeIdIndex),
         (r.agent_pub_key.clone().into(), LinkTypes::AgentToNode),
     ] {
-        delete_my_links(base, lt, None)?;
+        written.extend(delete_my_links(base, lt, None)?);
     }
     for s in registry_core::NodeStatus::ALL {
-        delete_my_links(
+        written.extend(delete_my_links(
             status_base(s.as_str())?.into(),
             LinkTypes::StatusIndex,
             None,
-        )?;
+        )?);
     }
-    delete_entry(existing.action_hash)?;
-    Ok(())
+    written.push(delete_entry(existing.action_hash)?);
+    Ok(written)
+}
+
+/// How many of the given actions a peer has validated and acknowledged
+/// (validation receipts), so a node can wait before going offline.
+#[hdk_extern]
+pub fn get_publication_status(actions: Vec<ActionHash>) -> ExternResult<PublicationStatus> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let mut confirmed = 0;
+    for action in &actions {
+        let sets = get_validation_receipts(GetValidationReceiptsInput::new(action.clone()))?;
+        let by_peer = sets
+            .iter()
+            .flat_map(|s| s.receipts.iter())
+            .any(|r| r.validators.iter().any(|v| *v != me));
+        if by_peer {
+            confirmed += 1;
+        }
+    }
+    Ok(PublicationStatus {
+        confirmed,
+        total: actions.len() as u32,
+    })
 }
 
 /// The calling agent's node, if registered.

@@ -143,3 +143,19 @@ pub struct AssignmentRecord {
     /// Its entry hash (identical decisions share it).
     pub entry_hash: EntryHash,
 }
+
+/// Answer of `get_publication_status`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublicationStatus {
+    /// Actions at least one peer has validated.
+    pub confirmed: u32,
+    /// Actions asked about.
+    pub total: u32,
+}
+
+impl PublicationStatus {
+    /// Whether every action reached a peer.
+    pub fn complete(&self) -> bool {
+        self.confirmed >= self.total
+    }
+}
