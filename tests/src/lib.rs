@@ -218,6 +218,7 @@ pub fn registration(peer: &Peer, label: &str, region: &str) -> NodeRegistration 
         max_cpu_percent: 15.0,
         off_peak_hours: OffPeakHours::default(),
         uptime_percent: 99.0,
+        endpoint: None,
         registered_at: now,
         updated_at: now,
     }
@@ -232,5 +233,195 @@ pub fn heartbeat(node_id: &str, status: &str) -> NodeHeartbeat {
         current_load: 0.25,
         active_connections: 3,
         custody_used_bytes: 0,
+    }
+}
+
+/// Nodes made of a sweettest conductor plus an in-process sidecar daemon
+/// (external-conductor mode, as a user with their own conductor runs it),
+/// on one local rendezvous: the setting of the custody suites.
+pub mod sidecars {
+    use super::*;
+    use elohim_sidecar::agent::NodeAgent;
+    use elohim_sidecar::config::{ConductorMode, Config};
+    use elohim_sidecar::daemon::Daemon;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    /// Fast timings for tests: beats every 5 s, suspicion after 10 s of
+    /// silence, failure 5 s later; detection every 2 s, reconciliation
+    /// every 3 s.
+    pub fn fast_config(data_dir: &std::path::Path, label: &str, admin: SocketAddr) -> Config {
+        let mut c = Config::default();
+        c.node.label = label.into();
+        c.node.region = "eu-west".into();
+        c.conductor.mode = ConductorMode::External;
+        c.conductor.admin_addr = Some(admin);
+        c.conductor.data_dir = data_dir.to_path_buf();
+        c.conductor.happ = packed("elohim_orchestrator.happ");
+        c.capacity.storage_gb = Some(500.0);
+        c.capacity.bandwidth_mbps = Some(100);
+        c.heartbeat.interval_secs = 5;
+        c.heartbeat.max_backoff_secs = 5;
+        c.custody.detect_interval_secs = 2;
+        c.custody.reconcile_interval_secs = 3;
+        c.custody.failure_window_secs = 10;
+        c.custody.grace_secs = 5;
+        c
+    }
+
+    /// A network of conductor + sidecar nodes.
+    pub struct SidecarNet {
+        /// The conductors, one per node.
+        pub conductors: SweetConductorBatch,
+        /// Each node's daemon (None once killed, or before it joins).
+        pub daemons: Vec<Option<Daemon>>,
+        /// Each node's data directory.
+        pub dirs: Vec<tempfile::TempDir>,
+        configs: Vec<Config>,
+        members: Vec<bool>,
+    }
+
+    impl SidecarNet {
+        /// Logs to stderr when RUST_LOG is set (e.g. `RUST_LOG=elohim_sidecar=debug`).
+        fn init_logging() {
+            if std::env::var_os("RUST_LOG").is_some() {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                    .with_test_writer()
+                    .try_init();
+            }
+        }
+
+        /// Starts `n` conductors; nodes in `joined` get their sidecar (and
+        /// the hApp) now, the others only when [`SidecarNet::join`] is called.
+        pub async fn start(
+            n: usize,
+            joined: &[usize],
+            tune: impl Fn(usize, &mut Config),
+        ) -> SidecarNet {
+            Self::init_logging();
+            let conductors = SweetConductorBatch::standard(n).await;
+            let mut net = SidecarNet {
+                daemons: (0..n).map(|_| None).collect(),
+                dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
+                configs: Vec::new(),
+                members: vec![false; n],
+                conductors,
+            };
+            for i in 0..n {
+                let admin: SocketAddr = (
+                    Ipv4Addr::LOCALHOST,
+                    net.conductors[i]
+                        .get_arbitrary_admin_websocket_port()
+                        .unwrap(),
+                )
+                    .into();
+                let mut c = fast_config(net.dirs[i].path(), &format!("node{i}"), admin);
+                tune(i, &mut c);
+                c.check().expect("valid test config");
+                net.configs.push(c);
+            }
+            for &i in joined {
+                net.join(i).await;
+            }
+            net
+        }
+
+        /// Starts node `i`'s sidecar (installing the hApp on its conductor
+        /// the first time) and introduces the conductors to each other.
+        pub async fn join(&mut self, i: usize) {
+            let cfg = self.configs[i].clone();
+            let admin = cfg.conductor.admin_addr.unwrap();
+            let agent = NodeAgent::connect(cfg, admin)
+                .await
+                .expect("sidecar connects");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let daemon = Daemon::start(agent, listener).await.expect("daemon starts");
+            self.daemons[i] = Some(daemon);
+            self.members[i] = true;
+            self.introduce().await;
+        }
+
+        /// Shares peer info among the conductors whose node has joined and
+        /// is not dead (the local bootstrap would get there too, slower).
+        async fn introduce(&self) {
+            let members: Vec<&SweetConductor> = self
+                .conductors
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.members[*i])
+                .map(|(_, c)| c)
+                .collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !SweetConductor::exchange_peer_info(members.clone()).await {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "peer info exchange timed out"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// Node `i`'s running daemon.
+        pub fn node(&self, i: usize) -> &Daemon {
+            self.daemons[i].as_ref().expect("node is running")
+        }
+
+        /// Node `i`'s node id.
+        pub fn node_id(&self, i: usize) -> String {
+            self.node(i).agent.node_id.clone()
+        }
+
+        /// Stops node `i`'s sidecar only (its conductor keeps running).
+        pub async fn stop_sidecar(&mut self, i: usize) {
+            if let Some(d) = self.daemons[i].take() {
+                d.stop().await;
+            }
+        }
+
+        /// Kills node `i`: sidecar and conductor both gone.
+        pub async fn kill(&mut self, i: usize) {
+            self.stop_sidecar(i).await;
+            self.conductors[i].shutdown().await;
+            self.members[i] = false;
+        }
+
+        /// Polls `check` every 500 ms until it returns `Some`, or panics
+        /// after `secs` naming `what`.
+        pub async fn until<T, F, Fut>(&self, secs: u64, what: &str, mut check: F) -> T
+        where
+            F: FnMut() -> Fut,
+            Fut: std::future::Future<Output = Option<T>>,
+        {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+            loop {
+                if let Some(v) = check().await {
+                    return v;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    panic!("{what}: not reached within {secs} s");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+
+        /// Waits until node `observer` sees `count` available custodians.
+        pub async fn await_custodians(&self, observer: usize, count: usize) {
+            let agent = self.node(observer).agent.clone();
+            self.until(
+                180,
+                &format!("{count} custodians visible from node {observer}"),
+                || {
+                    let agent = agent.clone();
+                    async move {
+                        let c: Vec<RankedCustodian> = agent
+                            .call("get_available_custodians", CustodianFilters::default())
+                            .await
+                            .ok()?;
+                        (c.len() >= count).then_some(())
+                    }
+                },
+            )
+            .await
+        }
     }
 }

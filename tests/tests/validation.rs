@@ -331,8 +331,13 @@ async fn every_validation_rule_rejects() {
             "unknown custody strategy: raid5",
         ),
         (
-            "publisher placing others' content",
+            "owner as its own custodian",
             bad_asg(&|x| x.owner_agent = a.agent()),
+            "a content's owner cannot be its custodian",
+        ),
+        (
+            "publisher placing others' content",
+            bad_asg(&|x| x.owner_agent = AgentPubKey::from_raw_32(vec![1; 32])),
             "only the content's owner places it",
         ),
         (

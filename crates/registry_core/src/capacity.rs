@@ -97,6 +97,33 @@ pub fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), Reg
     Ok(())
 }
 
+/// Longest endpoint URL.
+pub const MAX_ENDPOINT_LEN: usize = 200;
+
+/// Checks a sidecar endpoint: an `http://` or `https://` URL with a host,
+/// no whitespace, at most [`MAX_ENDPOINT_LEN`] characters.
+pub fn check_endpoint(url: &str) -> Result<(), RegistryError> {
+    let bad = |why: &str| RegistryError::OutOfRange {
+        field: "endpoint",
+        value: url.chars().take(MAX_ENDPOINT_LEN).collect(),
+        allowed: why.to_string(),
+    };
+    if url.len() > MAX_ENDPOINT_LEN {
+        return Err(bad("at most 200 characters"));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("http:// or https:// URL"))?;
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad("a URL with a host and no spaces"));
+    }
+    Ok(())
+}
+
 /// Bytes in one (decimal) gigabyte, the unit of custody caps.
 pub const BYTES_PER_GB: f64 = 1e9;
 
@@ -176,6 +203,16 @@ mod tests {
         assert!(check_text("display_name", "Alice's rack", 64).is_ok());
         assert!(check_text("display_name", "", 64).is_err());
         assert!(check_text("display_name", &"x".repeat(65), 64).is_err());
+    }
+
+    #[test]
+    fn endpoints_are_http_urls() {
+        assert!(check_endpoint("http://192.168.1.20:8787").is_ok());
+        assert!(check_endpoint("https://rack.example").is_ok());
+        assert!(check_endpoint("ftp://x").is_err());
+        assert!(check_endpoint("http://").is_err());
+        assert!(check_endpoint("http://a b").is_err());
+        assert!(check_endpoint(&format!("http://{}", "a".repeat(300))).is_err());
     }
 
     #[test]

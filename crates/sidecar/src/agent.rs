@@ -27,6 +27,7 @@ pub fn build_registration(
     agent: AgentPubKey,
     node_id: String,
     uptime_percent: f64,
+    endpoint: Option<String>,
     now: Timestamp,
 ) -> NodeRegistration {
     let p = &cfg.participation;
@@ -80,6 +81,7 @@ pub fn build_registration(
             end_hour: p.off_peak_end_hour,
         },
         uptime_percent,
+        endpoint,
         registered_at: now,
         updated_at: now,
     }
@@ -119,6 +121,7 @@ pub struct NodeAgent {
     pub metrics: Arc<Metrics>,
     capacity: MachineCapacity,
     uptime: Mutex<UptimeLedger>,
+    endpoint: Mutex<Option<String>>,
 }
 
 fn unix_now() -> i64 {
@@ -150,6 +153,7 @@ impl NodeAgent {
             metrics: Arc::new(Metrics::default()),
             capacity,
             uptime: Mutex::new(ledger),
+            endpoint: Mutex::new(config.http.advertise.clone()),
             config,
         })
     }
@@ -204,6 +208,20 @@ impl NodeAgent {
         out
     }
 
+    /// Sets the URL peers reach this sidecar at (once its server is bound),
+    /// unless the config names one.
+    pub fn set_endpoint(&self, url: String) {
+        let mut e = self.endpoint.lock().unwrap();
+        if self.config.http.advertise.is_none() {
+            *e = Some(url);
+        }
+    }
+
+    /// The URL peers reach this sidecar at, if known.
+    pub fn endpoint(&self) -> Option<String> {
+        self.endpoint.lock().unwrap().clone()
+    }
+
     /// The registration this node declares now.
     pub fn registration(&self) -> NodeRegistration {
         let uptime = self.uptime.lock().unwrap().percent(unix_now());
@@ -213,6 +231,7 @@ impl NodeAgent {
             self.agent.clone(),
             self.node_id.clone(),
             uptime,
+            self.endpoint(),
             Timestamp::now(),
         )
     }
@@ -395,6 +414,7 @@ mod tests {
             agent(),
             "rack-0707070707070707".into(),
             100.0,
+            None,
             Timestamp::now(),
         );
         assert!(r.custodian_opt_in);
@@ -439,6 +459,7 @@ mod tests {
             agent(),
             "x-0707070707070707".into(),
             100.0,
+            None,
             Timestamp::now(),
         );
         assert_eq!(r.steward_tier, "pioneer");
@@ -449,6 +470,7 @@ mod tests {
             agent(),
             "x-0707070707070707".into(),
             100.0,
+            None,
             Timestamp::now(),
         );
         assert_eq!(r.steward_tier, "caretaker");
@@ -464,6 +486,7 @@ mod tests {
             agent(),
             "x-0707070707070707".into(),
             100.0,
+            None,
             Timestamp::now(),
         );
         assert!(!r.custodian_opt_in);

@@ -71,6 +71,34 @@ pub struct Config {
     pub network: NetworkSection,
     /// The local HTTP server (metrics, APIs, pages).
     pub http: HttpSection,
+    /// Failure detection, repair and reconciliation.
+    pub custody: CustodySection,
+}
+
+/// `[custody]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CustodySection {
+    /// Seconds between failure-detection runs.
+    pub detect_interval_secs: u64,
+    /// Seconds between reconciliations of the store with the DHT.
+    pub reconcile_interval_secs: u64,
+    /// Silence after which a node is suspected.
+    pub failure_window_secs: i64,
+    /// Further silence before a suspected node is declared failed and its
+    /// shards are re-homed (so a short blip moves no data).
+    pub grace_secs: i64,
+}
+
+impl Default for CustodySection {
+    fn default() -> Self {
+        CustodySection {
+            detect_interval_secs: 15,
+            reconcile_interval_secs: 30,
+            failure_window_secs: 60,
+            grace_secs: 120,
+        }
+    }
 }
 
 /// `[node]`
@@ -158,8 +186,13 @@ pub struct NetworkSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
-    /// Where the local HTTP server listens (metrics, APIs, pages).
+    /// Where the local HTTP server listens (metrics, APIs, pages, shard
+    /// transfers).
     pub listen: SocketAddr,
+    /// The URL other nodes use to reach this sidecar; unset means
+    /// `http://<listen address>` (right on one machine; set a LAN address
+    /// when nodes run on several).
+    pub advertise: Option<String>,
 }
 
 impl Default for NodeSection {
@@ -222,6 +255,7 @@ impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: ([127, 0, 0, 1], 8787).into(),
+            advertise: None,
         }
     }
 }
@@ -236,6 +270,7 @@ impl Default for Config {
             conductor: ConductorSection::default(),
             network: NetworkSection::default(),
             http: HttpSection::default(),
+            custody: CustodySection::default(),
         }
     }
 }
@@ -343,6 +378,32 @@ impl Config {
         if self.heartbeat.max_backoff_secs == 0 {
             return Err(invalid("heartbeat.max_backoff_secs", "must be at least 1"));
         }
+        if let Some(url) = &self.http.advertise {
+            registry_core::capacity::check_endpoint(url)
+                .map_err(|e| invalid("http.advertise", e.to_string()))?;
+        }
+        let c = &self.custody;
+        if !(1..=3600).contains(&c.detect_interval_secs) {
+            return Err(invalid(
+                "custody.detect_interval_secs",
+                "must be 1 to 3600 seconds",
+            ));
+        }
+        if !(1..=86_400).contains(&c.reconcile_interval_secs) {
+            return Err(invalid(
+                "custody.reconcile_interval_secs",
+                "must be 1 to 86400 seconds",
+            ));
+        }
+        if !(5..=86_400).contains(&c.failure_window_secs) {
+            return Err(invalid(
+                "custody.failure_window_secs",
+                "must be 5 to 86400 seconds",
+            ));
+        }
+        if !(0..=604_800).contains(&c.grace_secs) {
+            return Err(invalid("custody.grace_secs", "must be 0 to 604800 seconds"));
+        }
         if self.conductor.mode == ConductorMode::External && self.conductor.admin_addr.is_none() {
             return Err(invalid(
                 "conductor.admin_addr",
@@ -427,8 +488,21 @@ rendezvous = "127.0.0.1:45555"
 serve_rendezvous = true
 
 [http]
-# Metrics (/metrics) and the local pages and APIs.
+# Metrics (/metrics), the local pages and APIs, and shard transfers.
 listen = "127.0.0.1:8787"
+# How other nodes reach this one; unset means http://<listen>. Set a LAN
+# address (e.g. "http://192.168.1.20:8787") when nodes run on several machines.
+# advertise = "http://192.168.1.20:8787"
+
+[custody]
+# How often to look for failed nodes and to check this node holds every
+# shard it is assigned.
+detect_interval_secs = 15
+reconcile_interval_secs = 30
+# A node silent this long is suspected; after the grace period on top it is
+# declared failed and its shards are rebuilt elsewhere (a blip moves nothing).
+failure_window_secs = 60
+grace_secs = 120
 "#;
 
 #[cfg(test)]

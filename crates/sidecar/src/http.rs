@@ -1,26 +1,45 @@
-//! The sidecar's local HTTP server: `/metrics` for Prometheus, and the JSON
-//! API the `status` and `leave` commands use while the daemon runs.
+//! The sidecar's HTTP server.
+//!
+//! - `/metrics`: Prometheus text, open.
+//! - `/shards/{hash}`: signed shard transfers between sidecars (`PUT` to
+//!   deliver, `GET` to fetch); every request is authenticated by its
+//!   signature and authorized against the DHT, never by the token.
+//! - `/api/*`: the local API used by the `status`, `leave`, `store` and
+//!   `fetch` commands; it needs the token in the data directory.
 
 use crate::agent::NodeAgent;
-use axum::extract::State;
-use axum::http::StatusCode;
+use crate::custody::{Custody, Progress, PublishRequest};
+use crate::store::StoreError;
+use crate::transfer::{TransferAuth, TransferError};
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Longest a leaving node waits for peers to acknowledge its departure.
 pub const LEAVE_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
+/// Header carrying the local API token.
+pub const H_TOKEN: &str = "x-elohim-token";
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// The node agent.
     pub agent: Arc<NodeAgent>,
+    /// The custody engine.
+    pub custody: Arc<Custody>,
     /// Set to true to stop the daemon.
     pub shutdown: watch::Sender<bool>,
+    /// The local API token.
+    pub api_token: String,
 }
 
 /// Body of `POST /api/leave`.
@@ -31,6 +50,13 @@ pub struct LeaveRequest {
     pub reason: String,
 }
 
+/// Body of `POST /api/content/{id}/fetch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// Where to write the content on this machine.
+    pub out: PathBuf,
+}
+
 /// A JSON error answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApiError {
@@ -38,17 +64,65 @@ pub struct ApiError {
     pub error: String,
 }
 
+/// One line of a streamed (NDJSON) answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamLine<T> {
+    /// Progress of the work.
+    Progress(Progress),
+    /// The outcome.
+    Result(T),
+    /// The failure.
+    Error(String),
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(ApiError { error: msg.into() })).into_response()
 }
 
+impl IntoResponse for TransferError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            TransferError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            TransferError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            TransferError::Forbidden(_) => StatusCode::FORBIDDEN,
+            TransferError::HashMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            TransferError::NotFound(_) => StatusCode::NOT_FOUND,
+            TransferError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        };
+        error(status, self.to_string())
+    }
+}
+
 /// The router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
+    let api = Router::new()
         .route("/api/status", get(status))
         .route("/api/leave", post(leave))
+        .route("/api/content", post(publish))
+        .route("/api/content/{id}/fetch", post(fetch))
+        .route("/api/custody", get(custody))
+        .route("/api/reconcile", post(reconcile))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/shards/{hash}", put(put_shard).get(get_shard))
+        .merge(api)
         .with_state(state)
+}
+
+async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req.headers().get(H_TOKEN).and_then(|v| v.to_str().ok());
+    if given != Some(s.api_token.as_str()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            format!("missing or wrong {H_TOKEN} (it is in the data directory's api-token file)"),
+        );
+    }
+    next.run(req).await
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -81,6 +155,219 @@ async fn leave(State(s): State<AppState>, body: Option<Json<LeaveRequest>>) -> R
             Json(serde_json::json!({ "left": s.agent.node_id, "acknowledged": acknowledged }))
                 .into_response()
         }
+        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+async fn put_shard(
+    State(s): State<AppState>,
+    UrlPath(hash): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    use futures_util::StreamExt;
+    let auth = match TransferAuth::from_headers(&headers) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = crate::store::check_hash(&hash) {
+        return TransferError::BadRequest(e.to_string()).into_response();
+    }
+    let meta = match s.custody.authorize_put(&auth, &hash).await {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    if s.custody.store.has(&hash) {
+        return (StatusCode::OK, Json(serde_json::json!({ "held": hash }))).into_response();
+    }
+    let mut writer = match s.custody.store.writer(&hash, meta) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut stream = body.into_data_stream();
+    let mut stopping = s.shutdown.subscribe();
+    loop {
+        // A stopping daemon cuts uploads short; the unfinished writer
+        // leaves nothing behind.
+        let chunk = tokio::select! {
+            c = stream.next() => c,
+            _ = stopping.wait_for(|s| *s) => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return TransferError::BadRequest(format!("body: {e}")).into_response(),
+        };
+        if let Err(e) = writer.write_chunk(&chunk) {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+    }
+    match writer.finish() {
+        Ok(rec) => (StatusCode::CREATED, Json(rec)).into_response(),
+        Err(StoreError::HashMismatch { expected, actual }) => TransferError::HashMismatch(format!(
+            "the body hashes to {actual}, not {expected}; nothing was stored"
+        ))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn get_shard(
+    State(s): State<AppState>,
+    UrlPath(hash): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = match TransferAuth::from_headers(&headers) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = s.custody.authorize_get(&auth, &hash).await {
+        return e.into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let store = s.custody.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut reader = match store.open_verified(&hash) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx
+                        .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // A corrupt shard: the reader quarantined it; the
+                    // receiver sees a broken body and its hash check fails.
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Body::from_stream(tokio_stream_from(rx)).into_response()
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Runs `work` in the background, streaming its progress and outcome as
+/// NDJSON lines.
+fn ndjson<T, F>(work: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(
+            Box<dyn Fn(Progress) + Send + Sync>,
+        ) -> futures_util::future::BoxFuture<'static, Result<T, String>>
+        + Send
+        + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let line = |l: &StreamLine<T>| serde_json::to_string(l).unwrap_or_default() + "\n";
+    let progress_tx = tx.clone();
+    let last = std::sync::Mutex::new((String::new(), std::time::Instant::now()));
+    let progress: Box<dyn Fn(Progress) + Send + Sync> = Box::new(move |p: Progress| {
+        // At most ~10 lines a second per phase, and always the last one.
+        let mut l = last.lock().unwrap();
+        if l.0 != p.phase || l.1.elapsed().as_millis() >= 100 || p.done >= p.total {
+            *l = (p.phase.clone(), std::time::Instant::now());
+            let _ = progress_tx.send(
+                serde_json::to_string(&StreamLine::<()>::Progress(p)).unwrap_or_default() + "\n",
+            );
+        }
+    });
+    tokio::spawn(async move {
+        let outcome = work(progress).await;
+        let _ = tx.send(match outcome {
+            Ok(v) => line(&StreamLine::Result(v)),
+            Err(e) => line(&StreamLine::<T>::Error(e)),
+        });
+    });
+    let mut rx = rx;
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::io::Error>))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn publish(
+    State(s): State<AppState>,
+    body: Result<Json<PublishRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let custody = s.custody.clone();
+    ndjson(move |progress| {
+        Box::pin(async move {
+            custody
+                .publish(req, &*progress)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
+async fn fetch(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    body: Result<Json<FetchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let custody = s.custody.clone();
+    ndjson(move |progress| {
+        Box::pin(async move {
+            custody
+                .retrieve(&id, &req.out, &*progress)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
+async fn custody(State(s): State<AppState>) -> Response {
+    match (s.custody.store.list(), s.custody.catalog.list()) {
+        (Ok(held), Ok(published)) => {
+            let published: Vec<serde_json::Value> = published
+                .into_iter()
+                .map(|mut p| {
+                    p.key_hex = None;
+                    serde_json::to_value(p).unwrap_or_default()
+                })
+                .collect();
+            Json(serde_json::json!({ "held": held, "published": published })).into_response()
+        }
+        (Err(e), _) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        (_, Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn reconcile(State(s): State<AppState>) -> Response {
+    match s.custody.reconcile().await {
+        Ok(r) => Json(r).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }

@@ -7,11 +7,16 @@
 
 pub mod agent;
 pub mod capacity;
+pub mod catalog;
 pub mod conductor;
 pub mod config;
+pub mod custody;
+pub mod daemon;
 pub mod http;
 pub mod metrics;
 pub mod rendezvous;
+pub mod store;
+pub mod transfer;
 pub mod uptime;
 
 /// The installed app id the sidecar uses for the hApp.

@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 use elohim_sidecar::agent::{NodeAgent, StatusReport};
 use elohim_sidecar::conductor::{EmbeddedConductor, EmbeddedSettings};
 use elohim_sidecar::config::{ConductorMode, Config};
-use elohim_sidecar::http::{router, AppState};
+use elohim_sidecar::custody::{PublishReport, PublishRequest, RetrieveReport};
+use elohim_sidecar::daemon::Daemon;
+use elohim_sidecar::http::{FetchRequest, StreamLine, H_TOKEN};
 use elohim_sidecar::rendezvous::{is_listening, Rendezvous};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -35,6 +37,41 @@ enum Command {
     Run(Overrides),
     /// Show this node's registration, last heartbeat and health from the DHT.
     Status(Overrides),
+    /// Publish a file: encode it into shards and hand them to custodians.
+    Store {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// The file to publish.
+        file: PathBuf,
+        /// full_replica, erasure_coded or threshold_split.
+        #[arg(long, default_value = "full_replica")]
+        strategy: String,
+        /// Shards needed to restore (erasure_coded, threshold_split).
+        #[arg(long)]
+        k: Option<u32>,
+        /// Shards (and custodians) in total.
+        #[arg(long)]
+        n: Option<u32>,
+        /// Preferred custodian region.
+        #[arg(long = "to-region")]
+        to_region: Option<String>,
+        /// Lowest custodian tier.
+        #[arg(long)]
+        min_tier: Option<String>,
+        /// intimate, private or public.
+        #[arg(long, default_value = "private")]
+        reach: String,
+    },
+    /// Get content back from its custodians into a file.
+    Fetch {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// The content id `store` printed.
+        content_id: String,
+        /// Where to write it.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Deregister this node: it leaves discovery and custody.
     Leave {
         #[command(flatten)]
@@ -173,6 +210,41 @@ async fn main() {
             Ok(c) => leave(c, &reason).await,
             Err(e) => Err(e),
         },
+        Command::Store {
+            overrides,
+            file,
+            strategy,
+            k,
+            n,
+            to_region,
+            min_tier,
+            reach,
+        } => match overrides.resolve() {
+            Ok(c) => {
+                store(
+                    c,
+                    PublishRequest {
+                        path: std::fs::canonicalize(&file).unwrap_or(file),
+                        strategy: Some(strategy),
+                        k,
+                        n,
+                        region: to_region,
+                        min_tier,
+                        reach: Some(reach),
+                    },
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        },
+        Command::Fetch {
+            overrides,
+            content_id,
+            output,
+        } => match overrides.resolve() {
+            Ok(c) => fetch(c, &content_id, output).await,
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = result {
         eprintln!("elohim-sidecar: error: {e:#}");
@@ -250,8 +322,13 @@ async fn run(config: Config) -> Result<()> {
     let http_addr = config.http.listen;
     let data_dir = config.conductor.data_dir.clone();
     let node = Node::start(config, false).await?;
-    let agent = node.agent.clone();
-    let cap = agent.capacity();
+    let Node {
+        agent,
+        embedded,
+        _rendezvous,
+    } = node;
+    let agent = Arc::try_unwrap(agent).map_err(|_| anyhow::anyhow!("agent still shared"))?;
+    let cap = agent.capacity().clone();
     println!("node {} (agent {})", agent.node_id, agent.agent());
     println!(
         "  capacity: {} cores, {:.1} GB memory, {:.1} GB free storage, {} Mbps ({})",
@@ -272,68 +349,176 @@ async fn run(config: Config) -> Result<()> {
         reg.max_cpu_percent,
         reg.steward_tier
     );
-    if let Some(c) = &node.embedded {
+    if let Some(c) = &embedded {
         println!(
             "  embedded conductor: admin ws://127.0.0.1:{}, data in {}",
             c.admin_port(),
             data_dir.display()
         );
     }
-
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| {
             format!("binding the HTTP server to {http_addr} (set http.listen or --http)")
         })?;
-    let http_addr = listener.local_addr()?;
-    let app = router(AppState {
-        agent: agent.clone(),
-        shutdown: shutdown_tx.clone(),
-    });
-    let mut http_shutdown = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    println!("  http: http://{http_addr}/metrics, /api/status");
+    let daemon = Daemon::start(agent, listener).await?;
+    println!(
+        "  http: http://{}/metrics; shard transfers at /shards",
+        daemon.http_addr
+    );
     std::fs::write(
         runtime_path(&data_dir),
         serde_json::to_vec(&RuntimeInfo {
             pid: std::process::id(),
-            http: http_addr,
-            node_id: agent.node_id.clone(),
+            http: daemon.http_addr,
+            node_id: daemon.agent.node_id.clone(),
         })?,
     )?;
     println!("running; Ctrl-C stops, `elohim-sidecar leave` deregisters");
-
-    let heartbeats = {
-        let agent = agent.clone();
-        let rx = shutdown_rx.clone();
-        tokio::spawn(async move { agent.run(rx).await })
-    };
-    let mut rx = shutdown_rx.clone();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => { println!("stopping"); }
-        _ = rx.wait_for(|s| *s) => { println!("left the network; stopping"); }
+        _ = daemon.stopped() => { println!("left the network; stopping"); }
     }
-    let _ = shutdown_tx.send(true);
-    let _ = heartbeats.await;
-    let _ = server.await;
     let _ = std::fs::remove_file(runtime_path(&data_dir));
-    drop(agent);
-    node.stop().await;
+    daemon.stop().await;
+    if let Some(c) = embedded {
+        c.shutdown().await;
+    }
+    drop(_rendezvous);
     Ok(())
 }
 
 /// The running daemon's HTTP address, if one answers.
-async fn running_daemon(data_dir: &Path) -> Option<SocketAddr> {
+async fn running_daemon(data_dir: &Path) -> Option<(SocketAddr, String)> {
     let info: RuntimeInfo =
         serde_json::from_slice(&std::fs::read(runtime_path(data_dir)).ok()?).ok()?;
-    is_listening(info.http).await.then_some(info.http)
+    let token = std::fs::read_to_string(data_dir.join("api-token")).ok()?;
+    is_listening(info.http)
+        .await
+        .then_some((info.http, token.trim().to_string()))
+}
+
+/// The running daemon, or an error saying how to start one.
+async fn require_daemon(config: &Config) -> Result<(SocketAddr, String)> {
+    running_daemon(&config.conductor.data_dir).await.with_context(|| {
+        format!(
+            "no running node uses data directory {}: start one with `elohim-sidecar run` (same --data-dir)",
+            config.conductor.data_dir.display()
+        )
+    })
+}
+
+/// Reads an NDJSON answer, drawing a progress bar per phase, and returns
+/// the final result.
+async fn follow<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+    use futures_util::StreamExt;
+    use indicatif::{ProgressBar, ProgressStyle};
+    let status = resp.status();
+    if !status.is_success() {
+        bail!("{status}: {}", resp.text().await.unwrap_or_default());
+    }
+    let style = ProgressStyle::with_template("{msg:>9} [{bar:40}] {pos}/{len} {elapsed}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    let mut bar: Option<(String, ProgressBar)> = None;
+    let mut buf = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk?);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let parsed: StreamLine<T> =
+                serde_json::from_slice(&line).context("reading the node's answer")?;
+            match parsed {
+                StreamLine::Progress(p) => {
+                    if bar.as_ref().map(|(ph, _)| ph != &p.phase).unwrap_or(true) {
+                        if let Some((_, b)) = bar.take() {
+                            b.finish();
+                        }
+                        let b = ProgressBar::new(p.total)
+                            .with_style(style.clone())
+                            .with_message(p.phase.clone());
+                        bar = Some((p.phase.clone(), b));
+                    }
+                    if let Some((_, b)) = &bar {
+                        b.set_length(p.total);
+                        b.set_position(p.done);
+                    }
+                }
+                StreamLine::Result(v) => {
+                    if let Some((_, b)) = bar.take() {
+                        b.finish();
+                    }
+                    return Ok(v);
+                }
+                StreamLine::Error(e) => {
+                    if let Some((_, b)) = bar.take() {
+                        b.abandon();
+                    }
+                    bail!("{e}");
+                }
+            }
+        }
+    }
+    bail!("the node closed the connection before answering")
+}
+
+async fn store(config: Config, req: PublishRequest) -> Result<()> {
+    anyhow::ensure!(req.path.is_file(), "{} is not a file", req.path.display());
+    let (http, token) = require_daemon(&config).await?;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/api/content"))
+        .header(H_TOKEN, token)
+        .json(&req)
+        .send()
+        .await?;
+    let report: PublishReport = follow(resp).await?;
+    println!(
+        "stored {} ({} bytes) as content {}",
+        req.path.display(),
+        report.size,
+        report.content_id
+    );
+    println!(
+        "  {} {}-of-{} on: {}",
+        report.strategy,
+        report.k,
+        report.n,
+        report.custodians.join(", ")
+    );
+    println!("  delivered {}/{} shards", report.pushed, report.n);
+    for f in &report.push_failures {
+        println!("  not yet delivered (the custodian will rebuild it): {f}");
+    }
+    println!(
+        "fetch it back with: elohim-sidecar fetch {} -o FILE",
+        report.content_id
+    );
+    Ok(())
+}
+
+async fn fetch(config: Config, content_id: &str, output: PathBuf) -> Result<()> {
+    let (http, token) = require_daemon(&config).await?;
+    let out = if output.is_absolute() {
+        output
+    } else {
+        std::env::current_dir()?.join(output)
+    };
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/api/content/{content_id}/fetch"))
+        .header(H_TOKEN, token)
+        .json(&FetchRequest { out: out.clone() })
+        .send()
+        .await?;
+    let report: RetrieveReport = follow(resp).await?;
+    println!(
+        "wrote {} ({} bytes, blake3 {} verified) from {}",
+        out.display(),
+        report.size,
+        report.content_hash,
+        report.from.join(", ")
+    );
+    Ok(())
 }
 
 fn print_status(r: &StatusReport) {
@@ -369,8 +554,11 @@ fn print_status(r: &StatusReport) {
 }
 
 async fn status(config: Config) -> Result<()> {
-    if let Some(http) = running_daemon(&config.conductor.data_dir).await {
-        let report: StatusReport = reqwest::get(format!("http://{http}/api/status"))
+    if let Some((http, token)) = running_daemon(&config.conductor.data_dir).await {
+        let report: StatusReport = reqwest::Client::new()
+            .get(format!("http://{http}/api/status"))
+            .header(H_TOKEN, token)
+            .send()
             .await?
             .error_for_status()?
             .json()
@@ -386,10 +574,11 @@ async fn status(config: Config) -> Result<()> {
 }
 
 async fn leave(config: Config, reason: &str) -> Result<()> {
-    if let Some(http) = running_daemon(&config.conductor.data_dir).await {
+    if let Some((http, token)) = running_daemon(&config.conductor.data_dir).await {
         println!("asking the running node to leave (waiting for peers to acknowledge)...");
         let answer: serde_json::Value = reqwest::Client::new()
             .post(format!("http://{http}/api/leave"))
+            .header(H_TOKEN, token)
             .json(&serde_json::json!({ "reason": reason }))
             .send()
             .await?

@@ -137,7 +137,12 @@ fn start(label: &str, region: &str, rendezvous: SocketAddr) -> Daemon {
 }
 
 fn get_status(d: &Daemon) -> Option<serde_json::Value> {
-    let resp = reqwest::blocking::get(format!("http://{}/api/status", d.http)).ok()?;
+    let token = std::fs::read_to_string(d.data.path().join("api-token")).ok()?;
+    let resp = reqwest::blocking::Client::new()
+        .get(format!("http://{}/api/status", d.http))
+        .header("x-elohim-token", token.trim())
+        .send()
+        .ok()?;
     resp.json().ok()
 }
 
@@ -210,6 +215,60 @@ fn two_sidecar_processes_find_each_other() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains(&bob_id) && text.contains(&alice_id), "{text}");
+
+    // `store` publishes through alice's daemon to bob; `fetch` gets it back.
+    let file = alice.data.path().join("letter.txt");
+    let content: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(&file, &content).unwrap();
+    let out = Command::new(bin())
+        .args([
+            "store",
+            "--config",
+            "/nonexistent.toml",
+            "--strategy",
+            "full_replica",
+            "--n",
+            "1",
+        ])
+        .arg("--data-dir")
+        .arg(alice.data.path())
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "store failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&bob_id),
+        "bob is the only possible custodian: {text}"
+    );
+    let content_id = text
+        .split_whitespace()
+        .skip_while(|w| *w != "content")
+        .nth(1)
+        .expect("store prints the content id")
+        .to_string();
+    let back = alice.data.path().join("back.txt");
+    let out = Command::new(bin())
+        .args(["fetch", "--config", "/nonexistent.toml", &content_id, "-o"])
+        .arg(&back)
+        .arg("--data-dir")
+        .arg(alice.data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fetch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        content,
+        "fetched bytes are the stored bytes"
+    );
 
     // Metrics count heartbeats.
     let metrics = reqwest::blocking::get(format!("http://{}/metrics", bob.http))

@@ -113,6 +113,16 @@ pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionH
     Ok(action)
 }
 
+/// The live assignment records of a content.
+pub(crate) fn live_records_of_content(content_id: &str) -> ExternResult<Vec<AssignmentRecord>> {
+    fetch(live_links_of_content(content_id)?)
+}
+
+/// The live assignment records held by a node.
+pub(crate) fn live_records_of_node(node_id: &str) -> ExternResult<Vec<AssignmentRecord>> {
+    fetch(live_links_of_node(node_id)?)
+}
+
 /// The live assignments of a content, one per shard, by shard index.
 #[hdk_extern]
 pub fn get_assignments_for_content(content_id: String) -> ExternResult<Vec<CustodianAssignment>> {
@@ -128,6 +138,16 @@ pub fn get_assignment_records_for_content(
     content_id: String,
 ) -> ExternResult<Vec<AssignmentRecord>> {
     fetch(live_links_of_content(&content_id)?)
+}
+
+/// Every assignment ever made for a content (live and superseded), for
+/// audits and for checking that repairs did not duplicate work.
+#[hdk_extern]
+pub fn get_assignment_history(content_id: String) -> ExternResult<Vec<AssignmentRecord>> {
+    fetch(decode(links_on(
+        content_base(&content_id)?,
+        LinkTypes::ContentToAssignment,
+    )?))
 }
 
 /// The live assignment links held by a node.

@@ -53,6 +53,15 @@ pub(crate) fn registration_of_node(node_id: &str) -> ExternResult<Option<Registe
     }
 }
 
+/// The node id an agent runs, if registered.
+pub(crate) fn node_of_agent(agent: &AgentPubKey) -> ExternResult<Option<String>> {
+    let links = links_on(agent.clone(), LinkTypes::AgentToNode)?;
+    Ok(newest_per_node(links)
+        .into_iter()
+        .next()
+        .map(|e| e.summary.node_id))
+}
+
 /// The calling agent's own latest registration.
 pub(crate) fn my_registration() -> ExternResult<Option<RegisteredNode>> {
     let me = agent_info()?.agent_initial_pubkey;

@@ -9,11 +9,13 @@ mod assignments;
 mod directory;
 mod discovery;
 mod health;
+mod recovery;
 mod registration;
 
 pub use assignments::*;
 pub use discovery::*;
 pub use health::*;
+pub use recovery::*;
 pub use registration::*;
 
 use hdk::prelude::*;

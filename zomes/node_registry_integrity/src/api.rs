@@ -159,3 +159,110 @@ impl PublicationStatus {
         self.confirmed >= self.total
     }
 }
+
+/// Input of `detect_failed_nodes`; absent fields take the defaults (60 s
+/// failure window, 120 s grace).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct DetectionInput {
+    /// Silence after which a node is suspected, seconds.
+    pub failure_window_secs: Option<i64>,
+    /// Further silence before it is declared failed, seconds.
+    pub grace_secs: Option<i64>,
+}
+
+/// A registered node that is not alive.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NodeLiveness {
+    /// The node.
+    pub node_id: String,
+    /// Its agent.
+    pub agent: AgentPubKey,
+    /// Suspected or failed.
+    pub liveness: Liveness,
+    /// Its latest heartbeat, if one was seen.
+    pub last_heartbeat: Option<HeartbeatSummary>,
+}
+
+/// A holder of a shard of some content: where to fetch it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ShardHolder {
+    /// The custodian.
+    pub node_id: String,
+    /// Its agent (to verify its answers).
+    pub agent: AgentPubKey,
+    /// Its sidecar's endpoint, if it published one.
+    pub endpoint: Option<String>,
+    /// The shard it holds.
+    pub shard_index: u32,
+    /// That shard's hash.
+    pub shard_hash: String,
+    /// The assignment it holds it under.
+    pub assignment: EntryHash,
+}
+
+/// Signals of the DNA, to the local sidecar (and, for `ReplicateContent`,
+/// to the chosen custodian by remote signal).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type")]
+pub enum RegistrySignal {
+    /// A custodian must obtain a shard it was just assigned.
+    ReplicateContent {
+        /// The content.
+        content_id: String,
+        /// The new assignment (the shard to obtain).
+        assignment: AssignmentRecord,
+        /// Live holders of the content's other shards.
+        from_shard_holders: Vec<ShardHolder>,
+        /// The custodian that must obtain it.
+        to_custodian: String,
+        /// The content's strategy.
+        strategy: String,
+    },
+    /// No custodian could take a shard of a failed node.
+    DisasterRecoveryFailed {
+        /// The content.
+        content_id: String,
+        /// The shard left unplaced.
+        shard_index: u32,
+        /// The node that failed.
+        failed_node_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A shard that could not be re-homed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct UnplacedShard {
+    /// The content.
+    pub content_id: String,
+    /// The shard.
+    pub shard_index: u32,
+    /// Why.
+    pub reason: String,
+}
+
+/// Answer of `trigger_disaster_recovery`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct RecoveryReport {
+    /// The failed node.
+    pub failed_node_id: String,
+    /// New assignments (existing identical ones included: the run is
+    /// idempotent).
+    pub replacements: Vec<AssignmentRecord>,
+    /// Shards no custodian could take (retried on the next run).
+    pub unplaced: Vec<UnplacedShard>,
+}
+
+/// Input of `sign_transfer`: bytes the sidecar needs signed with this
+/// node's agent key, prefixed so the key can never be made to sign a
+/// Holochain action or anything else.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TransferToSign {
+    /// The canonical request text.
+    pub message: String,
+}
+
+/// The prefix every transfer signature covers.
+pub const TRANSFER_SIGNATURE_DOMAIN: &str = "elohim-shard-transfer-v1\n";

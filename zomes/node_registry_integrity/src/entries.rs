@@ -63,6 +63,8 @@ pub struct NodeRegistration {
     pub off_peak_hours: OffPeakHours,
     /// Self-reported uptime, percent.
     pub uptime_percent: f64,
+    /// Where the node's sidecar accepts shard transfers (`http://host:port`).
+    pub endpoint: Option<String>,
     /// When the node first registered.
     pub registered_at: Timestamp,
     /// When this version was written.

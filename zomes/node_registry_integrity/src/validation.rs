@@ -169,6 +169,9 @@ fn check_registration_fields(r: &NodeRegistration, header: &ActionHeader) -> Che
     if r.off_peak_hours.start_hour > 23 || r.off_peak_hours.end_hour > 23 {
         return fail("off_peak_hours must be hours 0..=23");
     }
+    if let Some(endpoint) = &r.endpoint {
+        rule!(registry_core::capacity::check_endpoint(endpoint));
+    }
     if r.zomes_hosted.len() > 64 || r.zomes_hosted.iter().any(|z| z.is_empty() || z.len() > 64) {
         return fail("zomes_hosted: at most 64 names of 1..=64 characters");
     }
@@ -297,6 +300,10 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
             "node {} has opted out of custody",
             a.custodian_node_id
         ));
+    }
+    if custodian.agent_pub_key == a.owner_agent {
+        // Custody protects the owner against losing their own node.
+        return fail("a content's owner cannot be its custodian");
     }
 
     match decided_by {

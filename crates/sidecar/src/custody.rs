@@ -1,0 +1,1065 @@
+//! Custody in motion: publishing content as shards to custodians, getting it
+//! back, obtaining (rebuilding) a shard this node was assigned, reconciling
+//! the store with the DHT, and repairing after a node fails.
+
+use crate::agent::NodeAgent;
+use crate::catalog::{Catalog, PublishedContent};
+use crate::conductor::ConductorError;
+use crate::store::{ShardMeta, ShardRecord, ShardStore, StoreError};
+use crate::transfer::{canonical_request, TransferAuth, TransferError};
+use holochain_types::prelude::{EntryHash, Signature, Timestamp};
+use node_registry_integrity::*;
+use registry_core::assignment::{assignment_id, DecisionSource};
+use serde::{Deserialize, Serialize};
+use shard_codec::{CodecParams, ContentKey, Decoder, Encoder, Strategy};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// What can go wrong moving custody around.
+#[derive(Debug, Error)]
+pub enum CustodyError {
+    /// The conductor failed or refused.
+    #[error(transparent)]
+    Conductor(#[from] ConductorError),
+    /// The shard store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Encoding or decoding failed.
+    #[error("codec: {0}")]
+    Codec(#[from] shard_codec::CodecError),
+    /// Local file trouble.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Not enough custodians for the shards.
+    #[error("need {needed} custodians, found {found} eligible (opted in, alive, with room, matching region/tier)")]
+    NotEnoughCustodians {
+        /// Custodians needed (n).
+        needed: u32,
+        /// Eligible custodians found.
+        found: u32,
+    },
+    /// A peer transfer failed.
+    #[error("transfer with {peer}: {detail}")]
+    Transfer {
+        /// The peer.
+        peer: String,
+        /// What happened.
+        detail: String,
+    },
+    /// Too few shards could be fetched.
+    #[error("content {content_id}: only {got} of the {needed} shards needed could be fetched ({detail})")]
+    TooFewShards {
+        /// The content.
+        content_id: String,
+        /// Good shards obtained.
+        got: usize,
+        /// Shards needed.
+        needed: usize,
+        /// Why the others failed.
+        detail: String,
+    },
+    /// No live assignment names this content.
+    #[error("content {0} has no live custodians")]
+    UnknownContent(String),
+    /// The content is encrypted with a key this node does not hold.
+    #[error("content {0} is encrypted with its owner's key, which this node does not hold")]
+    MissingKey(String),
+    /// A request was malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// Progress of a long operation, for progress bars.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Progress {
+    /// hashing, encoding, assigning, pushing, fetching, decoding.
+    pub phase: String,
+    /// Units done.
+    pub done: u64,
+    /// Units in total.
+    pub total: u64,
+}
+
+/// A progress callback.
+pub type ProgressFn<'a> = &'a (dyn Fn(Progress) + Send + Sync);
+
+/// What to publish and how.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PublishRequest {
+    /// The file on this machine.
+    pub path: PathBuf,
+    /// full_replica (default), erasure_coded or threshold_split.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Shards needed to restore.
+    #[serde(default)]
+    pub k: Option<u32>,
+    /// Shards made (custodians).
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// Preferred region of the custodians.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Lowest acceptable custodian tier.
+    #[serde(default)]
+    pub min_tier: Option<String>,
+    /// intimate, private (default) or public.
+    #[serde(default)]
+    pub reach: Option<String>,
+}
+
+/// The result of publishing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishReport {
+    /// The content id (owner- and content-derived, so republishing is idempotent).
+    pub content_id: String,
+    /// blake3 of the plaintext, hex.
+    pub content_hash: String,
+    /// Bytes.
+    pub size: u64,
+    /// The strategy.
+    pub strategy: String,
+    /// Shards needed.
+    pub k: u32,
+    /// Shards made.
+    pub n: u32,
+    /// The custodian of each shard.
+    pub custodians: Vec<String>,
+    /// Shards delivered.
+    pub pushed: u32,
+    /// Shards whose delivery failed (their custodians will rebuild them).
+    pub push_failures: Vec<String>,
+}
+
+/// The result of fetching content back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetrieveReport {
+    /// The content.
+    pub content_id: String,
+    /// Bytes written.
+    pub size: u64,
+    /// blake3 of what was written, hex (checked against the assignment).
+    pub content_hash: String,
+    /// Custodians whose shards were used.
+    pub from: Vec<String>,
+}
+
+/// The result of one reconciliation pass.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReconcileReport {
+    /// Live assignments of this node.
+    pub assigned: u32,
+    /// Shards obtained in this pass.
+    pub obtained: u32,
+    /// Shards that could not be obtained (retried next pass).
+    pub failed: Vec<String>,
+}
+
+fn strategy_defaults(s: Strategy) -> (u32, u32) {
+    match s {
+        Strategy::FullReplica => (1, 3),
+        Strategy::ErasureCoded => (4, 6),
+        Strategy::ThresholdSplit => (3, 5),
+    }
+}
+
+/// A `Write` that also hashes and counts.
+struct HashingFile {
+    file: std::fs::File,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A temp file removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_micros() -> i64 {
+    Timestamp::now().as_micros()
+}
+
+/// Hashes a file with blake3, reporting progress.
+fn hash_file(path: &Path, progress: ProgressFn<'_>) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let total = f.metadata()?.len();
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        done += n as u64;
+        progress(Progress {
+            phase: "hashing".into(),
+            done,
+            total,
+        });
+    }
+    Ok((h.finalize().to_hex().to_string(), done))
+}
+
+/// The content id of `content_hash` published by `owner`: unique per owner,
+/// stable across republishing.
+pub fn content_id_for(owner: &holochain_types::prelude::AgentPubKey, content_hash: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(owner.get_raw_32());
+    h.update(content_hash.as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
+/// The custody engine of one node.
+pub struct Custody {
+    /// The node agent (conductor access).
+    pub agent: Arc<NodeAgent>,
+    /// Shards this node holds for others.
+    pub store: Arc<ShardStore>,
+    /// What this node published.
+    pub catalog: Arc<Catalog>,
+    http: reqwest::Client,
+    work_dir: PathBuf,
+    in_flight: Mutex<HashSet<String>>,
+    /// `DisasterRecoveryFailed` signals seen, newest last.
+    pub recovery_failures: Mutex<Vec<RegistrySignal>>,
+}
+
+impl Custody {
+    /// Opens the store and catalog under the agent's data directory.
+    pub fn open(agent: Arc<NodeAgent>) -> Result<Custody, CustodyError> {
+        let data = agent.config().conductor.data_dir.clone();
+        let store = ShardStore::open(&data.join("shards"))?;
+        let catalog = Catalog::open(&data.join("catalog.redb"))?;
+        let work_dir = data.join("work");
+        std::fs::create_dir_all(&work_dir)?;
+        for e in std::fs::read_dir(&work_dir)? {
+            let _ = std::fs::remove_file(e?.path());
+        }
+        Ok(Custody {
+            agent,
+            store: Arc::new(store),
+            catalog: Arc::new(catalog),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .build()
+                .expect("a default HTTP client builds"),
+            work_dir,
+            in_flight: Mutex::new(HashSet::new()),
+            recovery_failures: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn temp_path(&self, what: &str) -> PathBuf {
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
+        self.work_dir.join(format!("{what}.{}", hex(&nonce)))
+    }
+
+    /// Signs a transfer request with this node's agent key.
+    pub async fn sign(
+        &self,
+        method: &str,
+        shard_hash: &str,
+        assignment: &str,
+    ) -> Result<TransferAuth, CustodyError> {
+        let mut auth = TransferAuth {
+            assignment: assignment.to_string(),
+            node_id: self.agent.node_id.clone(),
+            agent: self.agent.agent().to_string(),
+            time_micros: now_micros(),
+            signature: vec![],
+        };
+        let sig: Signature = self
+            .agent
+            .call(
+                "sign_transfer",
+                TransferToSign {
+                    message: canonical_request(method, shard_hash, &auth),
+                },
+            )
+            .await?;
+        auth.signature = sig.0.to_vec();
+        Ok(auth)
+    }
+
+    /// Sends a shard file to a custodian, retrying (with backoff, for up to
+    /// a minute) while the custodian cannot reach it or does not see the
+    /// assignment yet: assignments travel the DHT, shards travel HTTP, and
+    /// the shard may arrive first.
+    pub async fn deliver(
+        &self,
+        peer: &str,
+        endpoint: &str,
+        shard_hash: &str,
+        assignment: &str,
+        path: &Path,
+    ) -> Result<(), CustodyError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut wait = std::time::Duration::from_millis(250);
+        loop {
+            match self
+                .push(peer, endpoint, shard_hash, assignment, path)
+                .await
+            {
+                Err(CustodyError::Transfer { detail, .. })
+                    if (detail.contains("no such assignment")
+                        || detail.starts_with("unreachable"))
+                        && std::time::Instant::now() + wait < deadline =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a shard file to a custodian's sidecar, once.
+    pub async fn push(
+        &self,
+        peer: &str,
+        endpoint: &str,
+        shard_hash: &str,
+        assignment: &str,
+        path: &Path,
+    ) -> Result<(), CustodyError> {
+        let auth = self.sign("PUT", shard_hash, assignment).await?;
+        let file = tokio::fs::File::open(path).await?;
+        let len = file.metadata().await?.len();
+        let mut req = self
+            .http
+            .put(format!(
+                "{}/shards/{shard_hash}",
+                endpoint.trim_end_matches('/')
+            ))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(
+                tokio_util::io::ReaderStream::new(file),
+            ));
+        for (k, v) in auth.headers() {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| CustodyError::Transfer {
+            peer: peer.to_string(),
+            detail: format!("unreachable: {e}"),
+        })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(CustodyError::Transfer {
+                peer: peer.to_string(),
+                detail: format!("{status}: {body}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fetches a shard from a holder into a temp file, checking its hash.
+    async fn fetch_to_temp(
+        &self,
+        holder: &ShardHolder,
+        serving: &str,
+    ) -> Result<TempFile, CustodyError> {
+        use futures_util::StreamExt;
+        let endpoint = holder
+            .endpoint
+            .as_deref()
+            .ok_or_else(|| CustodyError::Transfer {
+                peer: holder.node_id.clone(),
+                detail: "no endpoint registered".into(),
+            })?;
+        let auth = self.sign("GET", &holder.shard_hash, serving).await?;
+        let mut req = self.http.get(format!(
+            "{}/shards/{}",
+            endpoint.trim_end_matches('/'),
+            holder.shard_hash
+        ));
+        for (k, v) in auth.headers() {
+            req = req.header(k, v);
+        }
+        let peer_err = |detail: String| CustodyError::Transfer {
+            peer: holder.node_id.clone(),
+            detail,
+        };
+        let resp = req.send().await.map_err(|e| peer_err(e.to_string()))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(peer_err(format!(
+                "{status}: {}",
+                resp.text().await.unwrap_or_default()
+            )));
+        }
+        let tmp = TempFile(self.temp_path("fetch"));
+        let mut out = HashingFile {
+            file: std::fs::File::create(&tmp.0)?,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        };
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            out.write_all(&chunk.map_err(|e| peer_err(e.to_string()))?)?;
+        }
+        let got = out.hasher.finalize().to_hex().to_string();
+        if got != holder.shard_hash {
+            return Err(peer_err(format!(
+                "sent bytes hashing to {got}, not {}",
+                holder.shard_hash
+            )));
+        }
+        Ok(tmp)
+    }
+
+    /// Publishes a file: hashes it, encodes it into `n` shards, chooses `n`
+    /// distinct custodians, records the assignments on the DHT and sends
+    /// each custodian its shard.
+    pub async fn publish(
+        &self,
+        req: PublishRequest,
+        progress: ProgressFn<'_>,
+    ) -> Result<PublishReport, CustodyError> {
+        let strategy: Strategy = req
+            .strategy
+            .as_deref()
+            .unwrap_or("full_replica")
+            .parse()
+            .map_err(|e: shard_codec::CodecError| CustodyError::BadRequest(e.to_string()))?;
+        let (dk, dn) = strategy_defaults(strategy);
+        let k = if strategy == Strategy::FullReplica {
+            1
+        } else {
+            req.k.unwrap_or(dk)
+        };
+        let n = req.n.unwrap_or(dn);
+        let params = CodecParams::new(strategy, k as usize, n as usize)?;
+        let reach = req.reach.clone().unwrap_or_else(|| "private".into());
+        if !req.path.is_file() {
+            return Err(CustodyError::BadRequest(format!(
+                "{} is not a readable file",
+                req.path.display()
+            )));
+        }
+
+        let path = req.path.clone();
+        let (content_hash, size) = tokio::task::block_in_place(|| hash_file(&path, progress))?;
+        let content_id = content_id_for(self.agent.agent(), &content_hash);
+
+        // Encode into n shard files.
+        progress(Progress {
+            phase: "encoding".into(),
+            done: 0,
+            total: size,
+        });
+        let tmps: Vec<TempFile> = (0..n)
+            .map(|i| TempFile(self.temp_path(&format!("shard{i}"))))
+            .collect();
+        let (report, shard_files) = tokio::task::block_in_place(|| -> Result<_, CustodyError> {
+            let mut writers = tmps
+                .iter()
+                .map(|t| {
+                    Ok(HashingFile {
+                        file: std::fs::File::create(&t.0)?,
+                        hasher: blake3::Hasher::new(),
+                        len: 0,
+                    })
+                })
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let report =
+                Encoder::new(params)?.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
+            let files: Vec<(String, u64)> = writers
+                .into_iter()
+                .map(|w| {
+                    w.file.sync_all()?;
+                    Ok((w.hasher.finalize().to_hex().to_string(), w.len))
+                })
+                .collect::<std::io::Result<_>>()?;
+            Ok((report, files))
+        })?;
+        progress(Progress {
+            phase: "encoding".into(),
+            done: size,
+            total: size,
+        });
+
+        // Choose custodians: distinct nodes, never this one.
+        let shard_size = shard_files.iter().map(|(_, l)| *l).max().unwrap_or(0);
+        let chosen: Vec<RankedCustodian> = self
+            .agent
+            .call(
+                "get_available_custodians",
+                CustodianFilters {
+                    region: req.region.clone(),
+                    min_tier: req.min_tier.clone(),
+                    exclude_nodes: vec![self.agent.node_id.clone()],
+                    min_storage_bytes: Some(shard_size),
+                    content_id: Some(content_id.clone()),
+                    limit: Some(n),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if chosen.len() < n as usize {
+            return Err(CustodyError::NotEnoughCustodians {
+                needed: n,
+                found: chosen.len() as u32,
+            });
+        }
+        let round: Vec<String> = chosen
+            .iter()
+            .map(|c| c.registration.node_id.clone())
+            .collect();
+
+        // Record the assignments.
+        let mut records = Vec::new();
+        for (i, c) in chosen.iter().enumerate() {
+            let (shard_hash, shard_len) = &shard_files[i];
+            let a = CustodianAssignment {
+                assignment_id: assignment_id(&content_id, i as u32, 0),
+                content_id: content_id.clone(),
+                content_hash: content_hash.clone(),
+                content_size_bytes: size,
+                shard_size_bytes: *shard_len,
+                shard_hash: shard_hash.clone(),
+                owner_agent: self.agent.agent().clone(),
+                reach: reach.clone(),
+                custodian_node_id: c.registration.node_id.clone(),
+                custodian_registration: c.registration_hash.clone(),
+                strategy: strategy.as_str().to_string(),
+                threshold: k,
+                shard_count: n,
+                shard_index: i as u32,
+                round_custodians: round.clone(),
+                decided_by: DecisionSource::Publisher.as_str().to_string(),
+                decision_round: 0,
+                replaces: None,
+                preferred_region: req.region.clone(),
+                required_tier: req.min_tier.clone(),
+            };
+            let _: holochain_types::prelude::ActionHash =
+                self.agent.call("assign_custodian", a.clone()).await?;
+            records.push(AssignmentRecord {
+                entry_hash: assignment_entry_hash(&a)?,
+                assignment: a,
+            });
+            progress(Progress {
+                phase: "assigning".into(),
+                done: i as u64 + 1,
+                total: n as u64,
+            });
+        }
+
+        // Deliver.
+        let mut pushed = 0;
+        let mut failures = Vec::new();
+        for (i, (c, r)) in chosen.iter().zip(&records).enumerate() {
+            let result = match &c.registration.endpoint {
+                Some(ep) => {
+                    self.deliver(
+                        &c.registration.node_id,
+                        ep,
+                        &r.assignment.shard_hash,
+                        &r.entry_hash.to_string(),
+                        &tmps[i].0,
+                    )
+                    .await
+                }
+                None => Err(CustodyError::Transfer {
+                    peer: c.registration.node_id.clone(),
+                    detail: "no endpoint registered".into(),
+                }),
+            };
+            match result {
+                Ok(()) => pushed += 1,
+                Err(e) => {
+                    tracing::warn!("shard {i} of {content_id}: {e}");
+                    failures.push(e.to_string());
+                }
+            }
+            progress(Progress {
+                phase: "pushing".into(),
+                done: i as u64 + 1,
+                total: n as u64,
+            });
+        }
+
+        self.catalog.put(&PublishedContent {
+            content_id: content_id.clone(),
+            name: req
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            size,
+            content_hash: content_hash.clone(),
+            strategy: strategy.as_str().to_string(),
+            k,
+            n,
+            reach,
+            key_hex: report.key.as_ref().map(|key| hex(key.as_bytes())),
+            published_at: now_micros() / 1_000_000,
+        })?;
+        Ok(PublishReport {
+            content_id,
+            content_hash,
+            size,
+            strategy: strategy.as_str().to_string(),
+            k,
+            n,
+            custodians: round,
+            pushed,
+            push_failures: failures,
+        })
+    }
+
+    /// Fetches enough shards of a content from its custodians, decodes them
+    /// and writes the content to `out` (via a temp file renamed at the end),
+    /// checking it hashes to what the assignments record.
+    pub async fn retrieve(
+        &self,
+        content_id: &str,
+        out: &Path,
+        progress: ProgressFn<'_>,
+    ) -> Result<RetrieveReport, CustodyError> {
+        let live: Vec<AssignmentRecord> = self
+            .agent
+            .call("get_assignment_records_for_content", content_id.to_string())
+            .await?;
+        let first = live
+            .first()
+            .ok_or_else(|| CustodyError::UnknownContent(content_id.to_string()))?;
+        let strategy: Strategy = first.assignment.strategy.parse()?;
+        let key = match self.catalog.get(content_id)?.and_then(|c| c.key_hex) {
+            Some(h) => Some(parse_key(&h)?),
+            None => None,
+        };
+        let holders: Vec<ShardHolder> = self
+            .agent
+            .call("get_shard_holders", content_id.to_string())
+            .await?;
+        let needed = if strategy == Strategy::FullReplica {
+            1
+        } else {
+            first.assignment.threshold as usize
+        };
+        let (files, from) = self
+            .fetch_some(
+                &holders,
+                needed,
+                &first.entry_hash.to_string(),
+                content_id,
+                progress,
+            )
+            .await?;
+        progress(Progress {
+            phase: "decoding".into(),
+            done: 0,
+            total: first.assignment.content_size_bytes,
+        });
+        let tmp = TempFile(self.temp_path("decode"));
+        let expected_hash = first.assignment.content_hash.clone();
+        let (size, hash) =
+            tokio::task::block_in_place(|| -> Result<(u64, String), CustodyError> {
+                let readers = files
+                    .iter()
+                    .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                let mut writer = HashingFile {
+                    file: std::fs::File::create(&tmp.0)?,
+                    hasher: blake3::Hasher::new(),
+                    len: 0,
+                };
+                let mut decoder = Decoder::new();
+                if let Some(k) = key.clone() {
+                    decoder = decoder.with_key(k);
+                }
+                match decoder.decode_stream(readers, &mut writer) {
+                    Err(shard_codec::CodecError::MissingKey) => {
+                        return Err(CustodyError::MissingKey(content_id.to_string()))
+                    }
+                    other => other?,
+                };
+                writer.file.sync_all()?;
+                Ok((writer.len, writer.hasher.finalize().to_hex().to_string()))
+            })?;
+        if hash != expected_hash {
+            return Err(CustodyError::Codec(
+                shard_codec::CodecError::MismatchedContent(format!(
+                    "decoded content hashes to {hash}, the assignments record {expected_hash}"
+                )),
+            ));
+        }
+        std::fs::rename(&tmp.0, out).or_else(|_| std::fs::copy(&tmp.0, out).map(|_| ()))?;
+        progress(Progress {
+            phase: "decoding".into(),
+            done: size,
+            total: size,
+        });
+        Ok(RetrieveReport {
+            content_id: content_id.to_string(),
+            size,
+            content_hash: hash,
+            from,
+        })
+    }
+
+    /// Fetches `needed` verified shards from `holders` (trying each in turn).
+    async fn fetch_some(
+        &self,
+        holders: &[ShardHolder],
+        needed: usize,
+        serving: &str,
+        content_id: &str,
+        progress: ProgressFn<'_>,
+    ) -> Result<(Vec<TempFile>, Vec<String>), CustodyError> {
+        let mut files = Vec::new();
+        let mut from = Vec::new();
+        let mut errors = Vec::new();
+        for h in holders {
+            if files.len() >= needed {
+                break;
+            }
+            if h.node_id == self.agent.node_id {
+                // Our own copy, if we hold one, is read straight from the store.
+                if let Ok(bytes) = self.store.read_verified(&h.shard_hash) {
+                    let tmp = TempFile(self.temp_path("own"));
+                    std::fs::write(&tmp.0, bytes)?;
+                    files.push(tmp);
+                    from.push(h.node_id.clone());
+                }
+                continue;
+            }
+            match self.fetch_to_temp(h, serving).await {
+                Ok(f) => {
+                    files.push(f);
+                    from.push(h.node_id.clone());
+                    progress(Progress {
+                        phase: "fetching".into(),
+                        done: files.len() as u64,
+                        total: needed as u64,
+                    });
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if files.len() < needed {
+            return Err(CustodyError::TooFewShards {
+                content_id: content_id.to_string(),
+                got: files.len(),
+                needed,
+                detail: if errors.is_empty() {
+                    "no other holders".into()
+                } else {
+                    errors.join("; ")
+                },
+            });
+        }
+        Ok((files, from))
+    }
+
+    /// Obtains the shard of one of this node's assignments, if not held:
+    /// fetches enough other shards from live holders and rebuilds exactly
+    /// this shard (one copy for `full_replica`, `k` shards otherwise), then
+    /// stores it if it hashes to what the assignment records.
+    pub async fn obtain(
+        &self,
+        record: &AssignmentRecord,
+        hint: Option<Vec<ShardHolder>>,
+    ) -> Result<bool, CustodyError> {
+        let a = &record.assignment;
+        if self.store.has(&a.shard_hash) {
+            return Ok(false);
+        }
+        if !self.in_flight.lock().unwrap().insert(a.shard_hash.clone()) {
+            return Ok(false);
+        }
+        let result = self.obtain_inner(record, hint).await;
+        self.in_flight.lock().unwrap().remove(&a.shard_hash);
+        result.map(|()| true)
+    }
+
+    async fn obtain_inner(
+        &self,
+        record: &AssignmentRecord,
+        hint: Option<Vec<ShardHolder>>,
+    ) -> Result<(), CustodyError> {
+        let a = &record.assignment;
+        let holders = match hint {
+            Some(h) if !h.is_empty() => h,
+            _ => {
+                self.agent
+                    .call("get_shard_holders", a.content_id.clone())
+                    .await?
+            }
+        };
+        let others: Vec<ShardHolder> = holders
+            .into_iter()
+            .filter(|h| h.node_id != self.agent.node_id && h.shard_hash != a.shard_hash)
+            .collect();
+        let needed = if a.strategy == "full_replica" {
+            1
+        } else {
+            a.threshold as usize
+        };
+        let (files, from) = self
+            .fetch_some(
+                &others,
+                needed,
+                &record.entry_hash.to_string(),
+                &a.content_id,
+                &|_| {},
+            )
+            .await?;
+        let meta = ShardMeta {
+            content_id: a.content_id.clone(),
+            shard_index: a.shard_index,
+            assignment: record.entry_hash.to_string(),
+        };
+        tokio::task::block_in_place(|| -> Result<(), CustodyError> {
+            let readers = files
+                .iter()
+                .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let mut writer = self.store.writer(&a.shard_hash, meta)?;
+            Decoder::new().rebuild_shard_stream(readers, a.shard_index as usize, &mut writer)?;
+            writer.finish()?;
+            Ok(())
+        })?;
+        tracing::info!(
+            "obtained shard {} of {} (rebuilt from {})",
+            a.shard_index,
+            a.content_id,
+            from.join(", ")
+        );
+        Ok(())
+    }
+
+    /// Brings the store in line with the DHT: every live assignment of this
+    /// node whose shard is missing is obtained. A lost signal only delays a
+    /// repair until the next pass.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, CustodyError> {
+        let mine: Vec<AssignmentRecord> = self
+            .agent
+            .call(
+                "get_assignment_records_for_node",
+                self.agent.node_id.clone(),
+            )
+            .await?;
+        let mut report = ReconcileReport {
+            assigned: mine.len() as u32,
+            ..Default::default()
+        };
+        for r in &mine {
+            match self.obtain(r, None).await {
+                Ok(true) => report.obtained += 1,
+                Ok(false) => {}
+                Err(e) => report.failed.push(format!(
+                    "{}#{}: {e}",
+                    r.assignment.content_id, r.assignment.shard_index
+                )),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Detects failed nodes (silent past window + grace) and re-homes their
+    /// shards. Repeated runs are harmless.
+    pub async fn detect_and_repair(
+        &self,
+        policy: DetectionInput,
+    ) -> Result<Vec<RecoveryReport>, CustodyError> {
+        let down: Vec<NodeLiveness> = self.agent.call("detect_failed_nodes", Some(policy)).await?;
+        let mut out = Vec::new();
+        for node in down {
+            if !matches!(
+                node.liveness,
+                registry_core::heartbeat::Liveness::Failed { .. }
+            ) {
+                continue;
+            }
+            if node.node_id == self.agent.node_id {
+                continue;
+            }
+            let report: RecoveryReport = self
+                .agent
+                .call("trigger_disaster_recovery", node.node_id.clone())
+                .await?;
+            if !report.replacements.is_empty() || !report.unplaced.is_empty() {
+                tracing::info!(
+                    "recovery for {}: {} shards re-homed, {} unplaced",
+                    node.node_id,
+                    report.replacements.len(),
+                    report.unplaced.len()
+                );
+            }
+            out.push(report);
+        }
+        Ok(out)
+    }
+
+    /// Acts on a signal from the DNA.
+    pub async fn on_signal(&self, signal: RegistrySignal) {
+        match &signal {
+            RegistrySignal::ReplicateContent {
+                assignment,
+                from_shard_holders,
+                to_custodian,
+                ..
+            } if *to_custodian == self.agent.node_id => {
+                if let Err(e) = self
+                    .obtain(assignment, Some(from_shard_holders.clone()))
+                    .await
+                {
+                    tracing::warn!(
+                        "replicating {}: {e} (reconciliation will retry)",
+                        assignment.assignment.content_id
+                    );
+                }
+            }
+            RegistrySignal::DisasterRecoveryFailed {
+                content_id,
+                shard_index,
+                reason,
+                ..
+            } => {
+                tracing::warn!(
+                    "disaster recovery could not re-home {content_id}#{shard_index}: {reason}"
+                );
+                self.recovery_failures.lock().unwrap().push(signal.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Authorizes an incoming shard: a fresh signed request, for a live
+    /// assignment of this node to this very shard, from the content's owner
+    /// or one of its custodians.
+    pub async fn authorize_put(
+        &self,
+        auth: &TransferAuth,
+        shard_hash: &str,
+    ) -> Result<ShardMeta, TransferError> {
+        let agent = auth.verify("PUT", shard_hash, now_micros())?;
+        let (a, live) = self.assignment(&auth.assignment).await?;
+        if !live {
+            return Err(TransferError::Forbidden(
+                "that assignment is retired".into(),
+            ));
+        }
+        if a.custodian_node_id != self.agent.node_id {
+            return Err(TransferError::Forbidden(format!(
+                "assignment is for {}, not this node",
+                a.custodian_node_id
+            )));
+        }
+        if a.shard_hash != shard_hash {
+            return Err(TransferError::Forbidden(
+                "assignment is for another shard".into(),
+            ));
+        }
+        if agent != a.owner_agent {
+            let holders: Vec<ShardHolder> = self
+                .agent
+                .call("get_shard_holders", a.content_id.clone())
+                .await
+                .map_err(|e| TransferError::Upstream(e.to_string()))?;
+            if !holders.iter().any(|h| h.agent == agent) {
+                return Err(TransferError::Forbidden(
+                    "sender is neither the content's owner nor one of its custodians".into(),
+                ));
+            }
+        }
+        Ok(ShardMeta {
+            content_id: a.content_id,
+            shard_index: a.shard_index,
+            assignment: auth.assignment.clone(),
+        })
+    }
+
+    /// Authorizes a shard download: a fresh signed request naming an
+    /// assignment of the same content, by that content's owner or by the
+    /// custodian of that (live) assignment.
+    pub async fn authorize_get(
+        &self,
+        auth: &TransferAuth,
+        shard_hash: &str,
+    ) -> Result<ShardRecord, TransferError> {
+        let agent = auth.verify("GET", shard_hash, now_micros())?;
+        let held = self
+            .store
+            .record(shard_hash)
+            .map_err(|e| TransferError::Upstream(e.to_string()))?
+            .ok_or_else(|| TransferError::NotFound(format!("shard {shard_hash}")))?;
+        let (a, live) = self.assignment(&auth.assignment).await?;
+        if a.content_id != held.content_id {
+            return Err(TransferError::Forbidden(
+                "assignment is for another content".into(),
+            ));
+        }
+        let custodian = live && a.custodian_node_id == auth.node_id;
+        if agent != a.owner_agent && !custodian {
+            return Err(TransferError::Forbidden(
+                "requester is neither the owner nor the custodian of a live assignment of this content".into(),
+            ));
+        }
+        Ok(held)
+    }
+
+    async fn assignment(
+        &self,
+        entry_hash: &str,
+    ) -> Result<(CustodianAssignment, bool), TransferError> {
+        let eh = EntryHash::try_from(entry_hash)
+            .map_err(|_| TransferError::BadRequest("assignment is not an entry hash".into()))?;
+        let found: Option<(CustodianAssignment, bool)> = self
+            .agent
+            .call("get_assignment", eh)
+            .await
+            .map_err(|e| TransferError::Upstream(e.to_string()))?;
+        found.ok_or_else(|| TransferError::Forbidden("no such assignment on the DHT".into()))
+    }
+}
+
+fn parse_key(h: &str) -> Result<ContentKey, CustodyError> {
+    let bytes: Vec<u8> = (0..h.len())
+        .step_by(2)
+        .filter_map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| CustodyError::BadRequest("stored content key is malformed".into()))?;
+    Ok(ContentKey::from_bytes(arr))
+}
+
+/// The DHT entry hash of an assignment, computed locally (identical
+/// decisions hash alike; this is how the network deduplicates them).
+pub fn assignment_entry_hash(a: &CustodianAssignment) -> Result<EntryHash, CustodyError> {
+    use holochain_types::prelude::{Entry, SerializedBytes};
+    let bytes = SerializedBytes::try_from(a.clone())
+        .map_err(|e| CustodyError::BadRequest(e.to_string()))?;
+    let entry = Entry::app(bytes).map_err(|e| CustodyError::BadRequest(e.to_string()))?;
+    Ok(EntryHash::with_data_sync(&entry))
+}

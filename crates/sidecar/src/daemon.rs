@@ -1,0 +1,208 @@
+//! The running node: HTTP server, heartbeats, DNA signals, failure
+//! detection and reconciliation, as one unit the binary and tests start.
+
+use crate::agent::NodeAgent;
+use crate::custody::{Custody, CustodyError};
+use crate::http::{router, AppState};
+use node_registry_integrity::{DetectionInput, RegistrySignal};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running node.
+pub struct Daemon {
+    /// The node agent.
+    pub agent: Arc<NodeAgent>,
+    /// The custody engine.
+    pub custody: Arc<Custody>,
+    /// Where the HTTP server listens.
+    pub http_addr: SocketAddr,
+    /// The local API token.
+    pub api_token: String,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Reads the local API token kept in the data directory, creating a random
+/// one (owner-readable only) on first start. Local tools present it; peers
+/// never need it.
+pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("api-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        _ => {}
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &token)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(tmp, path)?;
+    Ok(token)
+}
+
+fn every(
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut f: impl FnMut() -> futures_util::future::BoxFuture<'static, ()> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            f().await;
+        }
+    })
+}
+
+impl Daemon {
+    /// Starts serving on `listener` and runs every loop of the node.
+    pub async fn start(
+        agent: NodeAgent,
+        listener: tokio::net::TcpListener,
+    ) -> Result<Daemon, CustodyError> {
+        let http_addr = listener.local_addr()?;
+        agent.set_endpoint(format!("http://{http_addr}"));
+        let agent = Arc::new(agent);
+        let data_dir = agent.config().conductor.data_dir.clone();
+        let api_token = api_token(&data_dir)?;
+        let custody = Arc::new(Custody::open(agent.clone())?);
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let app = router(AppState {
+            agent: agent.clone(),
+            custody: custody.clone(),
+            shutdown: shutdown.clone(),
+            api_token: api_token.clone(),
+        });
+        let mut server_rx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_rx.wait_for(|s| *s).await;
+                })
+                .await;
+        }));
+
+        {
+            let agent = agent.clone();
+            let rx = rx.clone();
+            tasks.push(tokio::spawn(async move { agent.run(rx).await }));
+        }
+
+        // DNA signals (ReplicateContent, DisasterRecoveryFailed).
+        let (sig_tx, mut sig_rx) = tokio::sync::mpsc::unbounded_channel::<RegistrySignal>();
+        if let Ok(conn) = agent.connection().await {
+            conn.app
+                .on_signal(move |signal| {
+                    if let holochain_types::signal::Signal::App { signal, .. } = signal {
+                        if let Ok(s) = signal.into_inner().decode::<RegistrySignal>() {
+                            let _ = sig_tx.send(s);
+                        }
+                    }
+                })
+                .await;
+        }
+        {
+            let custody = custody.clone();
+            let mut rx = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        s = sig_rx.recv() => match s {
+                            Some(s) => custody.on_signal(s).await,
+                            None => return,
+                        },
+                        _ = async { rx.wait_for(|s| *s).await.map(|_| ()) } => return,
+                    }
+                }
+            }));
+        }
+
+        let cfg = agent.config().custody.clone();
+        let policy = DetectionInput {
+            failure_window_secs: Some(cfg.failure_window_secs),
+            grace_secs: Some(cfg.grace_secs),
+        };
+        {
+            let custody = custody.clone();
+            tasks.push(every(
+                Duration::from_secs(cfg.detect_interval_secs),
+                rx.clone(),
+                move || {
+                    let custody = custody.clone();
+                    Box::pin(async move {
+                        if let Err(e) = custody.detect_and_repair(policy).await {
+                            tracing::warn!("failure detection: {e}");
+                        }
+                    })
+                },
+            ));
+        }
+        {
+            let custody = custody.clone();
+            tasks.push(every(
+                Duration::from_secs(cfg.reconcile_interval_secs),
+                rx.clone(),
+                move || {
+                    let custody = custody.clone();
+                    Box::pin(async move {
+                        match custody.reconcile().await {
+                            Ok(r) if !r.failed.is_empty() => {
+                                tracing::warn!("reconcile: {:?}", r.failed)
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!("reconcile: {e}"),
+                        }
+                    })
+                },
+            ));
+        }
+        Ok(Daemon {
+            agent,
+            custody,
+            http_addr,
+            api_token,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A handle that stops the daemon when set to true.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Waits until something (e.g. `/api/leave`) asks the daemon to stop.
+    pub async fn stopped(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Stops every loop and the server.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for mut t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(10), &mut t)
+                .await
+                .is_err()
+            {
+                // A stuck task (e.g. an upload that never ends) is cut off;
+                // whatever it was writing is discarded by the store.
+                t.abort();
+                let _ = t.await;
+            }
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The shard store: shards as content-addressed files (named by the blake3
+//! hash of their bytes) plus a redb index of what is held for which content
+//! and assignment.
+//!
+//! A shard is written to `tmp/`, fsynced, checked against its expected hash,
+//! renamed into `objects/`, and only then indexed. On open, leftovers in
+//! `tmp/`, files the index does not know and index entries whose file is gone
+//! are cleared, so a crash at any point leaves no half shard behind. Every
+//! read re-hashes the bytes; a corrupt file is quarantined (removed and
+//! unindexed) so reconciliation fetches it again.
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+const HELD: TableDefinition<&str, &[u8]> = TableDefinition::new("held");
+
+/// What can go wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Filesystem trouble.
+    #[error("shard store {path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The index database failed.
+    #[error("shard index: {0}")]
+    Index(String),
+    /// Bytes did not hash to what was promised; nothing was kept.
+    #[error("shard hash mismatch: expected {expected}, got {actual}")]
+    HashMismatch {
+        /// Promised hash.
+        expected: String,
+        /// Hash of the bytes received.
+        actual: String,
+    },
+    /// A stored shard no longer matches its name; it was quarantined.
+    #[error("shard {0} is corrupt on disk and was removed")]
+    Corrupt(String),
+    /// The shard is not held.
+    #[error("shard {0} is not held here")]
+    NotFound(String),
+    /// A hash that is not 64 lowercase hex digits.
+    #[error("not a shard hash: {0:?}")]
+    BadHash(String),
+}
+
+fn index_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Index(e.to_string())
+}
+
+/// What the index says about a held shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// blake3 of the shard's bytes, hex; also its file name.
+    pub shard_hash: String,
+    /// The content it belongs to.
+    pub content_id: String,
+    /// Its index among the content's shards.
+    pub shard_index: u32,
+    /// The assignment (entry hash) it is held under.
+    pub assignment: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Unix seconds when stored.
+    pub stored_at: i64,
+}
+
+/// The metadata a new shard is stored with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardMeta {
+    /// The content.
+    pub content_id: String,
+    /// The shard index.
+    pub shard_index: u32,
+    /// The assignment entry hash.
+    pub assignment: String,
+}
+
+/// Checks a shard hash's form (it becomes a file name).
+pub fn check_hash(hash: &str) -> Result<(), StoreError> {
+    if hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(StoreError::BadHash(hash.to_string()))
+    }
+}
+
+/// The shard store of one node.
+pub struct ShardStore {
+    root: PathBuf,
+    db: Database,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl ShardStore {
+    /// Opens (creating) the store under `root`, clearing what a crash left.
+    pub fn open(root: &Path) -> Result<ShardStore, StoreError> {
+        for d in ["objects", "tmp"] {
+            std::fs::create_dir_all(root.join(d)).map_err(io(root))?;
+        }
+        let db = Database::create(root.join("index.redb")).map_err(index_err)?;
+        {
+            let tx = db.begin_write().map_err(index_err)?;
+            tx.open_table(HELD).map_err(index_err)?;
+            tx.commit().map_err(index_err)?;
+        }
+        let store = ShardStore {
+            root: root.to_path_buf(),
+            db,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Removes temp leftovers, unindexed files and entries without files.
+    fn recover(&self) -> Result<(), StoreError> {
+        let tmp = self.root.join("tmp");
+        for e in std::fs::read_dir(&tmp).map_err(io(&tmp))? {
+            let p = e.map_err(io(&tmp))?.path();
+            let _ = std::fs::remove_file(&p);
+        }
+        let indexed: std::collections::BTreeSet<String> =
+            self.list()?.into_iter().map(|r| r.shard_hash).collect();
+        let objects = self.root.join("objects");
+        for fan in std::fs::read_dir(&objects).map_err(io(&objects))? {
+            let fan = fan.map_err(io(&objects))?.path();
+            if !fan.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(&fan).map_err(io(&fan))? {
+                let p = f.map_err(io(&fan))?.path();
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if !indexed.contains(name) {
+                    tracing::info!("removing unindexed shard file {}", p.display());
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+        for hash in indexed {
+            if !self.path_of(&hash).exists() {
+                tracing::info!("forgetting shard {hash}: its file is gone");
+                self.unindex(&hash)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn path_of(&self, hash: &str) -> PathBuf {
+        self.root.join("objects").join(&hash[..2]).join(hash)
+    }
+
+    fn unindex(&self, hash: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(index_err)?;
+        tx.open_table(HELD)
+            .map_err(index_err)?
+            .remove(hash)
+            .map_err(index_err)?;
+        tx.commit().map_err(index_err)
+    }
+
+    /// Starts writing a shard that must hash to `expected_hash`.
+    pub fn writer(
+        &self,
+        expected_hash: &str,
+        meta: ShardMeta,
+    ) -> Result<ShardWriter<'_>, StoreError> {
+        check_hash(expected_hash)?;
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| index_err(e.to_string()))?;
+        let tmp = self.root.join("tmp").join(format!(
+            "{expected_hash}.{}.part",
+            nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        let file = File::create(&tmp).map_err(io(&tmp))?;
+        Ok(ShardWriter {
+            store: self,
+            tmp,
+            file: Some(file),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            expected: expected_hash.to_string(),
+            meta,
+        })
+    }
+
+    /// Stores a whole shard held in memory.
+    pub fn put(
+        &self,
+        expected_hash: &str,
+        meta: ShardMeta,
+        bytes: &[u8],
+    ) -> Result<ShardRecord, StoreError> {
+        let mut w = self.writer(expected_hash, meta)?;
+        w.write_chunk(bytes)?;
+        w.finish()
+    }
+
+    /// Whether a shard is held (indexed and present).
+    pub fn has(&self, hash: &str) -> bool {
+        check_hash(hash).is_ok()
+            && self.record(hash).ok().flatten().is_some()
+            && self.path_of(hash).exists()
+    }
+
+    /// The index record of a shard.
+    pub fn record(&self, hash: &str) -> Result<Option<ShardRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(index_err)?;
+        let t = tx.open_table(HELD).map_err(index_err)?;
+        let Some(v) = t.get(hash).map_err(index_err)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(index_err)
+    }
+
+    /// Every held shard.
+    pub fn list(&self) -> Result<Vec<ShardRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(index_err)?;
+        let t = tx.open_table(HELD).map_err(index_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(index_err)? {
+            let (_, v) = row.map_err(index_err)?;
+            out.push(serde_json::from_slice(v.value()).map_err(index_err)?);
+        }
+        Ok(out)
+    }
+
+    /// Bytes held.
+    pub fn used_bytes(&self) -> u64 {
+        self.list()
+            .map(|l| l.iter().map(|r| r.size).sum())
+            .unwrap_or(0)
+    }
+
+    /// Opens a shard for reading; the reader fails at the end if the bytes
+    /// do not hash to the shard's name (and the shard is then quarantined).
+    pub fn open_verified(&self, hash: &str) -> Result<VerifiedReader<'_>, StoreError> {
+        check_hash(hash)?;
+        if self.record(hash)?.is_none() {
+            return Err(StoreError::NotFound(hash.to_string()));
+        }
+        let path = self.path_of(hash);
+        let file = File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                let _ = self.unindex(hash);
+                StoreError::NotFound(hash.to_string())
+            } else {
+                io(&path)(e)
+            }
+        })?;
+        Ok(VerifiedReader {
+            store: self,
+            file,
+            hasher: blake3::Hasher::new(),
+            expected: hash.to_string(),
+            done: false,
+        })
+    }
+
+    /// Reads a whole shard, verified.
+    pub fn read_verified(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
+        let mut r = self.open_verified(hash)?;
+        let mut out = Vec::new();
+        match r.read_to_end(&mut out) {
+            Ok(_) => Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(StoreError::Corrupt(hash.to_string()))
+            }
+            Err(e) => Err(io(&self.path_of(hash))(e)),
+        }
+    }
+
+    /// Removes a shard (file first, then its index entry).
+    pub fn remove(&self, hash: &str) -> Result<(), StoreError> {
+        check_hash(hash)?;
+        let path = self.path_of(hash);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+        self.unindex(hash)
+    }
+}
+
+/// A shard being written; dropped without `finish`, it leaves nothing.
+pub struct ShardWriter<'a> {
+    store: &'a ShardStore,
+    tmp: PathBuf,
+    file: Option<File>,
+    hasher: blake3::Hasher,
+    size: u64,
+    expected: String,
+    meta: ShardMeta,
+}
+
+impl ShardWriter<'_> {
+    /// Appends bytes.
+    pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let f = self.file.as_mut().expect("writer not finished");
+        f.write_all(bytes).map_err(io(&self.tmp))?;
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.size
+    }
+
+    /// Checks the hash, makes the shard durable and indexes it. On a hash
+    /// mismatch nothing is kept.
+    pub fn finish(mut self) -> Result<ShardRecord, StoreError> {
+        let actual = self.hasher.finalize().to_hex().to_string();
+        if actual != self.expected {
+            return Err(StoreError::HashMismatch {
+                expected: self.expected.clone(),
+                actual,
+            });
+        }
+        let file = self.file.take().expect("writer not finished");
+        file.sync_all().map_err(io(&self.tmp))?;
+        drop(file);
+        let dest = self.store.path_of(&self.expected);
+        let fan = dest.parent().expect("objects/<fan>/<hash>");
+        std::fs::create_dir_all(fan).map_err(io(fan))?;
+        std::fs::rename(&self.tmp, &dest).map_err(io(&dest))?;
+        fsync_dir(fan)?;
+        let record = ShardRecord {
+            shard_hash: self.expected.clone(),
+            content_id: self.meta.content_id.clone(),
+            shard_index: self.meta.shard_index,
+            assignment: self.meta.assignment.clone(),
+            size: self.size,
+            stored_at: unix_now(),
+        };
+        let value = serde_json::to_vec(&record).map_err(index_err)?;
+        let tx = self.store.db.begin_write().map_err(index_err)?;
+        tx.open_table(HELD)
+            .map_err(index_err)?
+            .insert(record.shard_hash.as_str(), value.as_slice())
+            .map_err(index_err)?;
+        tx.commit().map_err(index_err)?;
+        Ok(record)
+    }
+}
+
+impl Drop for ShardWriter<'_> {
+    fn drop(&mut self) {
+        // Unfinished, or finished with a hash mismatch (the file is taken
+        // only once the hash matched): the temp file goes.
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Write for ShardWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_chunk(buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A shard reader that checks the shard's hash when it reaches the end.
+pub struct VerifiedReader<'a> {
+    store: &'a ShardStore,
+    file: File,
+    hasher: blake3::Hasher,
+    expected: String,
+    done: bool,
+}
+
+impl Read for VerifiedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            return Ok(n);
+        }
+        if !self.done {
+            self.done = true;
+            if self.hasher.finalize().to_hex().as_str() != self.expected {
+                tracing::warn!(
+                    "shard {} is corrupt on disk; quarantining it",
+                    self.expected
+                );
+                let _ = self.store.remove(&self.expected);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("shard {} is corrupt on disk", self.expected),
+                ));
+            }
+        }
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(i: u32) -> ShardMeta {
+        ShardMeta {
+            content_id: "c1".into(),
+            shard_index: i,
+            assignment: "uhCEk-assignment".into(),
+        }
+    }
+
+    fn hash(b: &[u8]) -> String {
+        blake3::hash(b).to_hex().to_string()
+    }
+
+    #[test]
+    fn stores_reads_and_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        let bytes = b"shard bytes".repeat(1000);
+        let rec = store.put(&hash(&bytes), meta(2), &bytes).unwrap();
+        assert_eq!(rec.size, bytes.len() as u64);
+        assert!(store.has(&rec.shard_hash));
+        assert_eq!(store.read_verified(&rec.shard_hash).unwrap(), bytes);
+        assert_eq!(store.list().unwrap(), vec![rec.clone()]);
+        assert_eq!(store.used_bytes(), bytes.len() as u64);
+        drop(store);
+        let store = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.record(&rec.shard_hash).unwrap(),
+            Some(rec),
+            "index survives reopen"
+        );
+    }
+
+    #[test]
+    fn wrong_hash_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        let err = store
+            .put(&hash(b"other"), meta(0), b"these bytes")
+            .unwrap_err();
+        assert!(matches!(err, StoreError::HashMismatch { .. }), "{err}");
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert!(!store.has(&hash(b"other")));
+    }
+
+    #[test]
+    fn a_crash_mid_write_leaves_no_half_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = vec![7u8; 100_000];
+        let h = hash(&bytes);
+        {
+            let store = ShardStore::open(dir.path()).unwrap();
+            let mut w = store.writer(&h, meta(0)).unwrap();
+            w.write_chunk(&bytes[..50_000]).unwrap();
+            // Simulate a crash: the process dies with the temp file on disk.
+            std::mem::forget(w);
+            // And a crash between rename and indexing: a file the index
+            // does not know.
+            let orphan = dir.path().join("objects").join(&h[..2]);
+            std::fs::create_dir_all(&orphan).unwrap();
+            std::fs::write(orphan.join(&h), &bytes).unwrap();
+        }
+        let store = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert!(!store.has(&h));
+        assert!(!dir.path().join("objects").join(&h[..2]).join(&h).exists());
+        // The shard can then be stored whole.
+        store.put(&h, meta(0), &bytes).unwrap();
+        assert_eq!(store.read_verified(&h).unwrap(), bytes);
+    }
+
+    #[test]
+    fn corruption_on_disk_is_detected_and_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        let bytes = vec![1u8; 4096];
+        let h = hash(&bytes);
+        store.put(&h, meta(0), &bytes).unwrap();
+        let path = dir.path().join("objects").join(&h[..2]).join(&h);
+        let mut on_disk = std::fs::read(&path).unwrap();
+        on_disk[100] ^= 0x01;
+        std::fs::write(&path, on_disk).unwrap();
+        let err = store.read_verified(&h).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert!(!store.has(&h), "quarantined");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn hashes_are_checked_before_use_as_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        for bad in ["../../etc/passwd", "ABCDEF", &"g".repeat(64)] {
+            assert!(matches!(
+                store.writer(bad, meta(0)),
+                Err(StoreError::BadHash(_))
+            ));
+            assert!(!store.has(bad));
+        }
+    }
+}

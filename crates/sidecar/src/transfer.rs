@@ -1,0 +1,243 @@
+//! Signed shard transfers between sidecars over HTTP.
+//!
+//! Every request names the assignment it serves and is signed with the
+//! sending node's agent key (through the zome's `sign_transfer`, so the key
+//! never leaves the keystore). The receiver checks the signature with the
+//! key the node id is bound to, then the assignment on the DHT, then the
+//! bytes' hash before it keeps anything.
+
+use base64::Engine;
+use holochain_types::prelude::AgentPubKey;
+use node_registry_integrity::TRANSFER_SIGNATURE_DOMAIN;
+use thiserror::Error;
+
+/// Header: the assignment (entry hash) the request serves.
+pub const H_ASSIGNMENT: &str = "x-elohim-assignment";
+/// Header: the requesting node's id.
+pub const H_NODE: &str = "x-elohim-node";
+/// Header: the requesting node's agent key.
+pub const H_AGENT: &str = "x-elohim-agent";
+/// Header: request time, microseconds since the Unix epoch.
+pub const H_TIME: &str = "x-elohim-time";
+/// Header: base64 ed25519 signature of the canonical request.
+pub const H_SIGNATURE: &str = "x-elohim-signature";
+/// Most a request's time may differ from the receiver's clock (replay window).
+pub const MAX_REQUEST_SKEW_SECS: i64 = 300;
+
+/// Why a transfer request was refused.
+#[derive(Debug, Error, PartialEq)]
+pub enum TransferError {
+    /// A header is missing or malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The signature does not verify, or the request is stale.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not allowed.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The bytes do not hash to the shard's name.
+    #[error("hash mismatch: {0}")]
+    HashMismatch(String),
+    /// The shard is not held here.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The peer or the conductor failed.
+    #[error("upstream: {0}")]
+    Upstream(String),
+}
+
+/// The authentication part of a transfer request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferAuth {
+    /// The assignment served (entry hash, base64).
+    pub assignment: String,
+    /// The requesting node.
+    pub node_id: String,
+    /// Its agent key (base64).
+    pub agent: String,
+    /// Request time, microseconds.
+    pub time_micros: i64,
+    /// Signature of [`canonical_request`].
+    pub signature: Vec<u8>,
+}
+
+/// The text a request's signature covers (after the domain prefix).
+pub fn canonical_request(method: &str, shard_hash: &str, auth: &TransferAuth) -> String {
+    format!(
+        "{method}\n{shard_hash}\n{}\n{}\n{}\n{}",
+        auth.assignment, auth.node_id, auth.agent, auth.time_micros
+    )
+}
+
+impl TransferAuth {
+    /// The request headers.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (H_ASSIGNMENT, self.assignment.clone()),
+            (H_NODE, self.node_id.clone()),
+            (H_AGENT, self.agent.clone()),
+            (H_TIME, self.time_micros.to_string()),
+            (
+                H_SIGNATURE,
+                base64::engine::general_purpose::STANDARD.encode(&self.signature),
+            ),
+        ]
+    }
+
+    /// Reads the headers of a request.
+    pub fn from_headers(h: &axum::http::HeaderMap) -> Result<TransferAuth, TransferError> {
+        let get = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| TransferError::BadRequest(format!("missing header {name}")))
+        };
+        let time_micros = get(H_TIME)?
+            .parse()
+            .map_err(|_| TransferError::BadRequest(format!("{H_TIME} is not an integer")))?;
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(get(H_SIGNATURE)?)
+            .map_err(|_| TransferError::BadRequest(format!("{H_SIGNATURE} is not base64")))?;
+        Ok(TransferAuth {
+            assignment: get(H_ASSIGNMENT)?,
+            node_id: get(H_NODE)?,
+            agent: get(H_AGENT)?,
+            time_micros,
+            signature,
+        })
+    }
+
+    /// Verifies the request: fresh, signed by `agent`, and `node_id` owned
+    /// by `agent`. Returns the authenticated agent key.
+    pub fn verify(
+        &self,
+        method: &str,
+        shard_hash: &str,
+        now_micros: i64,
+    ) -> Result<AgentPubKey, TransferError> {
+        let skew = (now_micros - self.time_micros).abs() / 1_000_000;
+        if skew > MAX_REQUEST_SKEW_SECS {
+            return Err(TransferError::Unauthenticated(format!(
+                "request time is {skew} s from now (at most {MAX_REQUEST_SKEW_SECS} s)"
+            )));
+        }
+        let agent = AgentPubKey::try_from(self.agent.as_str())
+            .map_err(|_| TransferError::BadRequest(format!("{H_AGENT} is not an agent key")))?;
+        registry_core::node_id::check_node_id_owner(&self.node_id, agent.get_raw_32())
+            .map_err(|e| TransferError::Unauthenticated(e.to_string()))?;
+        let key_bytes: [u8; 32] = agent
+            .get_raw_32()
+            .try_into()
+            .map_err(|_| TransferError::BadRequest("agent key is not 32 bytes".into()))?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&key_bytes).map_err(|_| {
+            TransferError::Unauthenticated("agent key is not an ed25519 point".into())
+        })?;
+        let sig_bytes: [u8; 64] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| TransferError::Unauthenticated("signature is not 64 bytes".into()))?;
+        let sig = ed25519_dalek::Signature::from_bytes(&sig_bytes);
+        let mut msg = TRANSFER_SIGNATURE_DOMAIN.as_bytes().to_vec();
+        msg.extend_from_slice(canonical_request(method, shard_hash, self).as_bytes());
+        key.verify_strict(&msg, &sig)
+            .map_err(|_| TransferError::Unauthenticated("bad signature".into()))?;
+        Ok(agent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn signed(key: &SigningKey, method: &str, shard: &str, time: i64) -> TransferAuth {
+        let agent = AgentPubKey::from_raw_32(key.verifying_key().to_bytes().to_vec());
+        let mut auth = TransferAuth {
+            assignment: "uhCEkAssignment".into(),
+            node_id: registry_core::node_id::derive_node_id("rack", agent.get_raw_32()),
+            agent: agent.to_string(),
+            time_micros: time,
+            signature: vec![],
+        };
+        let mut msg = TRANSFER_SIGNATURE_DOMAIN.as_bytes().to_vec();
+        msg.extend_from_slice(canonical_request(method, shard, &auth).as_bytes());
+        auth.signature = key.sign(&msg).to_bytes().to_vec();
+        auth
+    }
+
+    const NOW: i64 = 1_800_000_000_000_000;
+
+    #[test]
+    fn a_signed_request_verifies() {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let auth = signed(&key, "PUT", "ab", NOW);
+        let agent = auth.verify("PUT", "ab", NOW + 1_000_000).unwrap();
+        assert_eq!(agent.get_raw_32(), key.verifying_key().as_bytes());
+    }
+
+    #[test]
+    fn tampering_is_refused() {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let auth = signed(&key, "PUT", "ab", NOW);
+        assert!(
+            matches!(
+                auth.verify("GET", "ab", NOW),
+                Err(TransferError::Unauthenticated(_))
+            ),
+            "other method"
+        );
+        assert!(
+            matches!(
+                auth.verify("PUT", "cd", NOW),
+                Err(TransferError::Unauthenticated(_))
+            ),
+            "other shard"
+        );
+        let mut other = auth.clone();
+        other.assignment = "uhCEkOther".into();
+        assert!(matches!(
+            other.verify("PUT", "ab", NOW),
+            Err(TransferError::Unauthenticated(_))
+        ));
+        let mut flipped = auth.clone();
+        flipped.signature[0] ^= 1;
+        assert!(matches!(
+            flipped.verify("PUT", "ab", NOW),
+            Err(TransferError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            auth.verify("PUT", "ab", NOW + 301 * 1_000_000),
+            Err(TransferError::Unauthenticated(m)) if m.contains("request time")
+        ));
+    }
+
+    #[test]
+    fn a_key_cannot_speak_for_another_node() {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let other = SigningKey::from_bytes(&[3u8; 32]);
+        let mut auth = signed(&key, "PUT", "ab", NOW);
+        let other_agent = AgentPubKey::from_raw_32(other.verifying_key().to_bytes().to_vec());
+        auth.node_id = registry_core::node_id::derive_node_id("rack", other_agent.get_raw_32());
+        assert!(
+            matches!(auth.verify("PUT", "ab", NOW), Err(TransferError::Unauthenticated(m)) if m.contains("not owned"))
+        );
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let auth = signed(&key, "GET", "ab", NOW);
+        let mut map = axum::http::HeaderMap::new();
+        for (k, v) in auth.headers() {
+            map.insert(k, v.parse().unwrap());
+        }
+        assert_eq!(TransferAuth::from_headers(&map).unwrap(), auth);
+        map.remove(H_SIGNATURE);
+        assert!(matches!(
+            TransferAuth::from_headers(&map),
+            Err(TransferError::BadRequest(_))
+        ));
+    }
+}

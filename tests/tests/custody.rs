@@ -1,0 +1,481 @@
+//! Custody in motion, with real bytes: publishing to custodians, a
+//! custodian dying and its shards rebuilt elsewhere, no custodian available,
+//! concurrent repairs, refused transfers, and a sidecar killed mid-upload.
+
+use elohim_sidecar::custody::{PublishReport, PublishRequest};
+use elohim_tests::sidecars::*;
+use holochain::prelude::*;
+use node_registry_integrity::*;
+use std::time::Instant;
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+async fn publish(
+    net: &SidecarNet,
+    node: usize,
+    name: &str,
+    bytes: &[u8],
+    strategy: &str,
+    k: u32,
+    n: u32,
+) -> PublishReport {
+    let path = net.dirs[node].path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    net.node(node)
+        .custody
+        .publish(
+            PublishRequest {
+                path,
+                strategy: Some(strategy.into()),
+                k: Some(k),
+                n: Some(n),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("publishing {name}: {e}"))
+}
+
+async fn live(net: &SidecarNet, observer: usize, content_id: &str) -> Vec<AssignmentRecord> {
+    net.node(observer)
+        .agent
+        .call("get_assignment_records_for_content", content_id.to_string())
+        .await
+        .unwrap()
+}
+
+fn custodians(records: &[AssignmentRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r.assignment.custodian_node_id.clone())
+        .collect()
+}
+
+/// Waits until `content_id` has `n` live assignments, none on `dead`, each
+/// held (verified) by its custodian's store; returns them.
+async fn await_restored(
+    net: &SidecarNet,
+    observer: usize,
+    content_id: &str,
+    n: usize,
+    dead: &str,
+) -> Vec<AssignmentRecord> {
+    net.until(240, &format!("{content_id} restored"), || async {
+        let recs = live(net, observer, content_id).await;
+        if recs.len() != n || recs.iter().any(|r| r.assignment.custodian_node_id == dead) {
+            return None;
+        }
+        for r in &recs {
+            let holder = net
+                .daemons
+                .iter()
+                .flatten()
+                .find(|d| d.agent.node_id == r.assignment.custodian_node_id)?;
+            let bytes = holder
+                .custody
+                .store
+                .read_verified(&r.assignment.shard_hash)
+                .ok()?;
+            if blake3::hash(&bytes).to_hex().as_str() != r.assignment.shard_hash {
+                return None;
+            }
+        }
+        Some(recs)
+    })
+    .await
+}
+
+async fn retrieve(net: &SidecarNet, node: usize, content_id: &str) -> Vec<u8> {
+    let out = net.dirs[node].path().join(format!("{content_id}.out"));
+    net.node(node)
+        .custody
+        .retrieve(content_id, &out, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("retrieving {content_id}: {e}"));
+    std::fs::read(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_custodian_is_replaced_for_every_strategy() {
+    // Node 0 publishes; nodes 1-3 take the shards (node 4 starts opted out,
+    // so the first placement is forced); then node 4 opts in and node 1 dies.
+    let mut net = SidecarNet::start(5, &[0, 1, 2, 3, 4], |i, c| {
+        if i == 4 {
+            c.participation.custodian_opt_in = false;
+        }
+    })
+    .await;
+    net.await_custodians(0, 4).await;
+    let items = [
+        ("replica.bin", "full_replica", 1, 3, content(300_000, 1)),
+        ("coded.bin", "erasure_coded", 2, 3, content(400_000, 2)),
+        ("secret.bin", "threshold_split", 2, 3, content(350_000, 3)),
+    ];
+    let mut published = Vec::new();
+    for (name, strategy, k, n, bytes) in &items {
+        let r = publish(&net, 0, name, bytes, strategy, *k, *n).await;
+        assert_eq!(r.pushed, 3, "{name}: {:?}", r.push_failures);
+        let mut held_by = r.custodians.clone();
+        held_by.sort();
+        let mut expected = vec![net.node_id(1), net.node_id(2), net.node_id(3)];
+        expected.sort();
+        assert_eq!(held_by, expected, "{name}");
+        published.push(r);
+    }
+
+    let _: ActionHash = net
+        .node(4)
+        .agent
+        .call(
+            "update_node_capacity",
+            UpdateCapacityInput {
+                node_id: net.node_id(4),
+                updates: CapacityUpdates {
+                    custodian_opt_in: Some(true),
+                    max_custody_gb: Some(50.0),
+                    max_bandwidth_mbps: Some(20),
+                    max_cpu_percent: Some(15.0),
+                    ..Default::default()
+                },
+            },
+        )
+        .await
+        .unwrap();
+    net.await_custodians(0, 5).await;
+
+    let dead = net.node_id(1);
+    let newcomer = net.node_id(4);
+    let killed_at = Instant::now();
+    net.kill(1).await;
+    for (r, (name, _, _, n, bytes)) in published.iter().zip(&items) {
+        let recs = await_restored(&net, 0, &r.content_id, *n as usize, &dead).await;
+        assert!(
+            custodians(&recs).contains(&newcomer),
+            "{name}: node 4 took the lost shard"
+        );
+        let mut distinct = custodians(&recs);
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), *n as usize, "{name}: one shard per node");
+        let repaired = recs
+            .iter()
+            .find(|x| x.assignment.custodian_node_id == newcomer)
+            .unwrap();
+        assert_eq!(repaired.assignment.decision_round, 1);
+        assert_eq!(repaired.assignment.decided_by, "disaster_recovery");
+        assert_eq!(
+            &retrieve(&net, 0, &r.content_id).await,
+            bytes,
+            "{name} comes back byte-identical"
+        );
+    }
+    println!(
+        "custody: all three strategies restored {:.1} s after the custodian was killed \
+         (failure window 10 s + grace 5 s, heartbeats every 5 s)",
+        killed_at.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_custodian_fits_until_a_node_joins() {
+    let mut net = SidecarNet::start(5, &[0, 1, 2, 3], |_, _| {}).await;
+    net.await_custodians(0, 4).await;
+    let bytes = content(200_000, 7);
+    let r = publish(&net, 0, "photo.jpg", &bytes, "full_replica", 1, 3).await;
+    let dead = net.node_id(1);
+    net.kill(1).await;
+
+    // Every survivor that detects the failure finds nowhere to put the shard.
+    net.until(240, "DisasterRecoveryFailed signalled", || async {
+        net.daemons
+            .iter()
+            .flatten()
+            .any(|d| {
+                d.custody.recovery_failures.lock().unwrap().iter().any(|s| {
+                    matches!(s, RegistrySignal::DisasterRecoveryFailed { content_id, failed_node_id, .. }
+                        if *content_id == r.content_id && *failed_node_id == dead)
+                })
+            })
+            .then_some(())
+    })
+    .await;
+    // Nothing is lost: the two surviving replicas still restore the content.
+    assert_eq!(
+        live(&net, 0, &r.content_id).await.len(),
+        3,
+        "the dead node's assignment stays until replaced"
+    );
+    assert_eq!(retrieve(&net, 0, &r.content_id).await, bytes);
+
+    // A node joins: the next detection run re-homes the shard onto it.
+    net.join(4).await;
+    let recs = await_restored(&net, 0, &r.content_id, 3, &dead).await;
+    assert!(custodians(&recs).contains(&net.node_id(4)));
+    // Custodians hold ciphertext: without the owner's key nothing decodes.
+    let err = net
+        .node(2)
+        .custody
+        .retrieve(&r.content_id, &net.dirs[2].path().join("peek"), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, elohim_sidecar::custody::CustodyError::MissingKey(_)),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_recovery_creates_no_duplicates() {
+    // No automatic detection here: two nodes trigger the same repair at once.
+    let mut net = SidecarNet::start(5, &[0, 1, 2, 3, 4], |_, c| {
+        c.custody.detect_interval_secs = 3600
+    })
+    .await;
+    net.await_custodians(0, 5).await;
+    let bytes = content(250_000, 9);
+    let r = publish(&net, 0, "doc.pdf", &bytes, "erasure_coded", 2, 3).await;
+    let victim_id = r.custodians[0].clone();
+    let victim = (1..5).find(|i| net.node_id(*i) == victim_id).unwrap();
+    let (a, b) = {
+        let mut others = (0..5).filter(|i| *i != victim);
+        (others.next().unwrap(), others.next().unwrap())
+    };
+    net.kill(victim).await;
+    net.until(120, "victim declared failed", || async {
+        let down: Vec<NodeLiveness> = net
+            .node(a)
+            .agent
+            .call(
+                "detect_failed_nodes",
+                Some(DetectionInput {
+                    failure_window_secs: Some(10),
+                    grace_secs: Some(5),
+                }),
+            )
+            .await
+            .ok()?;
+        down.iter()
+            .any(|n| {
+                n.node_id == victim_id
+                    && matches!(
+                        n.liveness,
+                        registry_core::heartbeat::Liveness::Failed { .. }
+                    )
+            })
+            .then_some(())
+    })
+    .await;
+
+    let (ra, rb): (RecoveryReport, RecoveryReport) = tokio::join!(
+        async {
+            net.node(a)
+                .agent
+                .call("trigger_disaster_recovery", victim_id.clone())
+                .await
+                .unwrap()
+        },
+        async {
+            net.node(b)
+                .agent
+                .call("trigger_disaster_recovery", victim_id.clone())
+                .await
+                .unwrap()
+        },
+    );
+    assert_eq!(ra.replacements.len(), 1);
+    assert_eq!(rb.replacements.len(), 1);
+    assert_eq!(
+        ra.replacements[0].entry_hash, rb.replacements[0].entry_hash,
+        "same decision, same entry"
+    );
+
+    let recs = await_restored(&net, a, &r.content_id, 3, &victim_id).await;
+    let history: Vec<AssignmentRecord> = net
+        .node(b)
+        .agent
+        .call("get_assignment_history", r.content_id.clone())
+        .await
+        .unwrap();
+    let lost_index = recs
+        .iter()
+        .find(|x| x.assignment.decision_round == 1)
+        .unwrap()
+        .assignment
+        .shard_index;
+    let round1: Vec<_> = history
+        .iter()
+        .filter(|h| h.assignment.shard_index == lost_index && h.assignment.decision_round == 1)
+        .collect();
+    assert_eq!(
+        round1.len(),
+        1,
+        "one replacement, however many ran the repair: {history:?}"
+    );
+    assert_eq!(history.len(), 4, "3 originals + 1 replacement");
+
+    // A repeat run finds nothing left to do.
+    let again: RecoveryReport = net
+        .node(a)
+        .agent
+        .call("trigger_disaster_recovery", victim_id.clone())
+        .await
+        .unwrap();
+    assert!(
+        again.replacements.is_empty() && again.unplaced.is_empty(),
+        "{again:?}"
+    );
+    assert_eq!(retrieve(&net, 0, &r.content_id).await, bytes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
+    use elohim_sidecar::transfer::TransferAuth;
+    let mut net = SidecarNet::start(4, &[0, 1, 2, 3], |_, _| {}).await;
+    net.await_custodians(0, 4).await;
+    let bytes = content(3_000_000, 5);
+    let r = publish(&net, 0, "video.mp4", &bytes, "full_replica", 1, 3).await;
+    let recs = live(&net, 0, &r.content_id).await;
+    let mine = recs
+        .iter()
+        .find(|x| x.assignment.custodian_node_id == net.node_id(1))
+        .unwrap()
+        .clone();
+    let other = recs
+        .iter()
+        .find(|x| x.assignment.custodian_node_id != net.node_id(1))
+        .unwrap()
+        .clone();
+    let shard = net
+        .daemons
+        .iter()
+        .flatten()
+        .find(|d| d.agent.node_id == other.assignment.custodian_node_id)
+        .unwrap()
+        .custody
+        .store
+        .read_verified(&other.assignment.shard_hash)
+        .unwrap();
+    let my_shard = net
+        .node(1)
+        .custody
+        .store
+        .read_verified(&mine.assignment.shard_hash)
+        .unwrap();
+    // Node 1 forgets its shard, to see what it accepts back.
+    net.node(1)
+        .custody
+        .store
+        .remove(&mine.assignment.shard_hash)
+        .unwrap();
+
+    let url = |hash: &str| format!("http://{}/shards/{hash}", net.node(1).http_addr);
+    let put = |auth: TransferAuth, hash: String, body: Vec<u8>| {
+        let url = url(&hash);
+        async move {
+            let mut req = reqwest::Client::new().put(url).body(body);
+            for (k, v) in auth.headers() {
+                req = req.header(k, v);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    let sender = &net.node(0).custody;
+    let a1 = mine.entry_hash.to_string();
+    let h1 = mine.assignment.shard_hash.clone();
+
+    let mut forged = sender.sign("PUT", &h1, &a1).await.unwrap();
+    forged.signature[10] ^= 0x40;
+    assert_eq!(
+        put(forged, h1.clone(), my_shard.clone()).await,
+        401,
+        "bad signature"
+    );
+    let unassigned = sender
+        .sign(
+            "PUT",
+            &other.assignment.shard_hash,
+            &other.entry_hash.to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        put(
+            unassigned,
+            other.assignment.shard_hash.clone(),
+            shard.clone()
+        )
+        .await,
+        403,
+        "not assigned to node 1"
+    );
+    let wrong = sender.sign("PUT", &h1, &a1).await.unwrap();
+    let mut tampered = my_shard.clone();
+    tampered[1000] ^= 1;
+    assert_eq!(
+        put(wrong, h1.clone(), tampered).await,
+        422,
+        "bytes do not match the hash"
+    );
+    assert!(
+        !net.node(1).custody.store.has(&h1),
+        "nothing refused was kept"
+    );
+    assert_eq!(
+        std::fs::read_dir(net.dirs[1].path().join("shards/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // An upload that stalls halfway, then the receiving sidecar is killed.
+    let auth = sender.sign("PUT", &h1, &a1).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let half = my_shard[..my_shard.len() / 2].to_vec();
+    tx.send(Ok(half)).await.unwrap();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|x| (x, rx))
+    }));
+    let mut req = reqwest::Client::new().put(url(&h1)).body(body);
+    for (k, v) in auth.headers() {
+        req = req.header(k, v);
+    }
+    let upload = tokio::spawn(req.send());
+    let tmp = net.dirs[1].path().join("shards/tmp");
+    net.until(60, "the upload reached node 1's disk", || async {
+        (std::fs::read_dir(&tmp).ok()?.count() > 0).then_some(())
+    })
+    .await;
+    net.stop_sidecar(1).await;
+    drop(tx);
+    let _ = upload.await;
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the cut upload left no part file"
+    );
+    // And what a hard crash would leave: a stray part file.
+    std::fs::write(tmp.join("stray.part"), b"half a shard").unwrap();
+
+    net.join(1).await;
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "restart clears partial writes"
+    );
+    net.until(120, "node 1 obtained its shard again", || async {
+        net.node(1)
+            .custody
+            .store
+            .read_verified(&h1)
+            .ok()
+            .filter(|b| *b == my_shard)
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(retrieve(&net, 0, &r.content_id).await, bytes);
+}

@@ -1,0 +1,216 @@
+//! Failure detection and disaster recovery.
+
+use crate::assignments::{live_records_of_content, live_records_of_node};
+use crate::directory::{newest_per_node, registration_of_node};
+use crate::discovery::get_available_custodians;
+use crate::health::latest_heartbeat_within;
+use crate::links_on;
+use hdk::prelude::*;
+use node_registry_integrity::*;
+use registry_core::assignment::{assignment_id, DecisionSource};
+use registry_core::heartbeat::{judge_liveness, LivenessPolicy, HEARTBEAT_BUCKET_SECS};
+use registry_core::region::KNOWN_REGIONS;
+
+/// Registered nodes that are suspected or failed now: silent past the
+/// failure window (suspected) and past the grace period too (failed). Each
+/// node costs a bounded number of reads (its newest heartbeat buckets).
+#[hdk_extern]
+pub fn detect_failed_nodes(input: Option<DetectionInput>) -> ExternResult<Vec<NodeLiveness>> {
+    let input = input.unwrap_or_default();
+    let defaults = LivenessPolicy::default();
+    let policy = LivenessPolicy {
+        failure_window_secs: input
+            .failure_window_secs
+            .unwrap_or(defaults.failure_window_secs),
+        grace_secs: input.grace_secs.unwrap_or(defaults.grace_secs),
+    };
+    let now = sys_time()?;
+    let horizon = (policy.failure_window_secs + policy.grace_secs).max(HEARTBEAT_BUCKET_SECS);
+    let mut links = Vec::new();
+    for r in KNOWN_REGIONS {
+        links.extend(links_on(region_base(r)?, LinkTypes::RegionIndex)?);
+    }
+    let mut out = Vec::new();
+    for entry in newest_per_node(links) {
+        let last = latest_heartbeat_within(&entry.summary.node_id, now, horizon)?;
+        let liveness = judge_liveness(
+            last.as_ref().map(|h| h.timestamp.as_micros()),
+            now.as_micros(),
+            policy,
+        );
+        if liveness.is_alive() {
+            continue;
+        }
+        let Some(reg) = crate::directory::fetch_registration(&entry.target)? else {
+            continue;
+        };
+        out.push(NodeLiveness {
+            node_id: entry.summary.node_id,
+            agent: reg.registration.agent_pub_key,
+            liveness,
+            last_heartbeat: last,
+        });
+    }
+    Ok(out)
+}
+
+/// The holders of a content's live shards, with where to reach them.
+pub(crate) fn holders(live: &[AssignmentRecord]) -> ExternResult<Vec<ShardHolder>> {
+    let mut out = Vec::new();
+    for r in live {
+        let Some(reg) = registration_of_node(&r.assignment.custodian_node_id)? else {
+            continue;
+        };
+        out.push(ShardHolder {
+            node_id: r.assignment.custodian_node_id.clone(),
+            agent: reg.registration.agent_pub_key,
+            endpoint: reg.registration.endpoint,
+            shard_index: r.assignment.shard_index,
+            shard_hash: r.assignment.shard_hash.clone(),
+            assignment: r.entry_hash.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Re-homes every live shard of a failed node. Each replacement is the next
+/// round of the lost shard, on a node chosen by weighted rendezvous among
+/// eligible custodians (region, tier and free custody as the content asks,
+/// never a node already holding the content). Assignment ids and entries are
+/// deterministic, so a repeated or concurrent run creates nothing new; a run
+/// finds no work once the failed node's assignments are superseded.
+///
+/// The chosen custodian is told by remote signal (`ReplicateContent`), and
+/// finds the assignment anyway when its sidecar reconciles. Shards no node
+/// can take are reported and signalled locally (`DisasterRecoveryFailed`);
+/// the next run retries them.
+#[hdk_extern]
+pub fn trigger_disaster_recovery(failed_node_id: String) -> ExternResult<RecoveryReport> {
+    let mut report = RecoveryReport {
+        failed_node_id: failed_node_id.clone(),
+        ..Default::default()
+    };
+    for lost in live_records_of_node(&failed_node_id)? {
+        let old = &lost.assignment;
+        let live = live_records_of_content(&old.content_id)?;
+        let mut round_custodians = old.round_custodians.clone();
+        for r in &live {
+            if let Some(slot) = round_custodians.get_mut(r.assignment.shard_index as usize) {
+                *slot = r.assignment.custodian_node_id.clone();
+            }
+        }
+        let mut exclude: Vec<String> = round_custodians.clone();
+        exclude.push(failed_node_id.clone());
+        // The owner's own node never custodies its content.
+        if let Some(owner_node) = crate::directory::node_of_agent(&old.owner_agent)? {
+            exclude.push(owner_node);
+        }
+        let next_round = old.decision_round + 1;
+        let candidates = get_available_custodians(CustodianFilters {
+            region: old.preferred_region.clone(),
+            min_tier: old.required_tier.clone(),
+            exclude_nodes: exclude,
+            min_storage_bytes: Some(old.shard_size_bytes),
+            content_id: Some(assignment_id(&old.content_id, old.shard_index, next_round)),
+            limit: Some(1),
+            ..Default::default()
+        })?;
+        let Some(chosen) = candidates.into_iter().next() else {
+            let reason = "no eligible custodian with room".to_string();
+            emit_signal(RegistrySignal::DisasterRecoveryFailed {
+                content_id: old.content_id.clone(),
+                shard_index: old.shard_index,
+                failed_node_id: failed_node_id.clone(),
+                reason: reason.clone(),
+            })?;
+            report.unplaced.push(UnplacedShard {
+                content_id: old.content_id.clone(),
+                shard_index: old.shard_index,
+                reason,
+            });
+            continue;
+        };
+        round_custodians[old.shard_index as usize] = chosen.registration.node_id.clone();
+        let replacement = CustodianAssignment {
+            assignment_id: assignment_id(&old.content_id, old.shard_index, next_round),
+            custodian_node_id: chosen.registration.node_id.clone(),
+            custodian_registration: chosen.registration_hash.clone(),
+            round_custodians,
+            decided_by: DecisionSource::DisasterRecovery.as_str().to_string(),
+            decision_round: next_round,
+            replaces: Some(lost.entry_hash.clone()),
+            ..old.clone()
+        };
+        crate::assignments::assign_custodian(replacement.clone())?;
+        let record = AssignmentRecord {
+            entry_hash: hash_entry(&replacement)?,
+            assignment: replacement,
+        };
+        let others: Vec<AssignmentRecord> = live
+            .into_iter()
+            .filter(|r| r.assignment.custodian_node_id != failed_node_id)
+            .collect();
+        let signal = RegistrySignal::ReplicateContent {
+            content_id: old.content_id.clone(),
+            assignment: record.clone(),
+            from_shard_holders: holders(&others)?,
+            to_custodian: chosen.registration.node_id.clone(),
+            strategy: old.strategy.clone(),
+        };
+        send_remote_signal(&signal, vec![chosen.registration.agent_pub_key.clone()])?;
+        emit_signal(&signal)?;
+        report.replacements.push(record);
+    }
+    Ok(report)
+}
+
+/// Live holders of a content's shards.
+#[hdk_extern]
+pub fn get_shard_holders(content_id: String) -> ExternResult<Vec<ShardHolder>> {
+    holders(&live_records_of_content(&content_id)?)
+}
+
+/// Delivers a remote signal from another node to this node's sidecar.
+#[hdk_extern]
+pub fn recv_remote_signal(signal: RegistrySignal) -> ExternResult<()> {
+    emit_signal(signal)
+}
+
+/// Signs a sidecar transfer request with this node's agent key. The domain
+/// prefix keeps the key from signing anything but transfer requests.
+#[hdk_extern]
+pub fn sign_transfer(input: TransferToSign) -> ExternResult<Signature> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let mut bytes = TRANSFER_SIGNATURE_DOMAIN.as_bytes().to_vec();
+    bytes.extend_from_slice(input.message.as_bytes());
+    sign_raw(me, bytes)
+}
+
+/// One assignment by entry hash, with whether it is still live.
+#[hdk_extern]
+pub fn get_assignment(entry_hash: EntryHash) -> ExternResult<Option<(CustodianAssignment, bool)>> {
+    let Some(record) = get(entry_hash.clone(), GetOptions::default())? else {
+        return Ok(None);
+    };
+    let Some(a): Option<CustodianAssignment> = record.entry().to_app_option().ok().flatten() else {
+        return Ok(None);
+    };
+    let live = live_records_of_content(&a.content_id)?
+        .iter()
+        .any(|r| r.entry_hash == entry_hash);
+    Ok(Some((a, live)))
+}
+
+/// Lets other nodes deliver remote signals to this one.
+#[hdk_extern]
+pub fn init(_: ()) -> ExternResult<InitCallbackResult> {
+    let zome_name = zome_info()?.name;
+    let mut functions = std::collections::HashSet::new();
+    functions.insert((zome_name, FunctionName::from("recv_remote_signal")));
+    create_cap_grant(CapGrantEntry::new_zome_call_grant(
+        "remote signals".into(),
+        GrantConstraint::Unrestricted,
+        GrantedFunctions::Listed(functions),
+    ))?;
+    Ok(InitCallbackResult::Pass)
+}
