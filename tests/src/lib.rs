@@ -42,6 +42,17 @@ pub async fn packed_dna() -> DnaFile {
         .expect("workdir/node_registry.dna is a valid DNA bundle")
 }
 
+/// The packed DNA with other network parameters: the same code, a network
+/// whose clocks run faster (e.g. minutes of vetting age in seconds).
+pub async fn packed_dna_with(properties: RegistryProperties) -> DnaFile {
+    SweetDnaFile::from_bundle_with_overrides(
+        &packed("node_registry.dna"),
+        DnaModifiersOpt::none().with_properties(properties),
+    )
+    .await
+    .expect("workdir/node_registry.dna is a valid DNA bundle")
+}
+
 /// One agent's cell on one conductor of a [`Network`].
 #[derive(Clone)]
 pub struct Peer {
@@ -68,18 +79,46 @@ impl Peer {
 pub struct Network {
     /// The conductors.
     pub conductors: SweetConductorBatch,
-    /// One peer per conductor, in order.
+    /// One peer per conductor, in order (then any added agents).
     pub peers: Vec<Peer>,
+    dna: DnaFile,
 }
 
 impl Network {
     /// Starts `n` conductors with the packed DNA installed under the role
     /// `node_registry`.
     pub async fn start(n: usize) -> Network {
-        let dna = packed_dna().await;
+        Self::start_with_dna(n, packed_dna().await).await
+    }
+
+    /// Starts `n` conductors with the packed DNA under other properties.
+    pub async fn start_with(n: usize, properties: RegistryProperties) -> Network {
+        Self::start_with_dna(n, packed_dna_with(properties).await).await
+    }
+
+    /// Adds `count` more agents with the hApp on conductor `conductor`,
+    /// returning their peer indices.
+    pub async fn add_agents(&mut self, conductor: usize, count: usize, prefix: &str) -> Vec<usize> {
+        let dna = self.dna.clone();
+        let apps = self.conductors[conductor]
+            .setup_apps(prefix, count, &[(ROLE.to_string(), dna)])
+            .await
+            .expect("agents install");
+        let first = self.peers.len();
+        for app in apps.into_inner() {
+            self.peers.push(Peer {
+                conductor,
+                cell: app.into_cells().remove(0),
+            });
+        }
+        self.conductors.exchange_peer_info().await;
+        (first..self.peers.len()).collect()
+    }
+
+    async fn start_with_dna(n: usize, dna: DnaFile) -> Network {
         let mut conductors = SweetConductorBatch::standard(n).await;
         let apps = conductors
-            .setup_app(APP_ID, &[(ROLE.to_string(), dna)])
+            .setup_app(APP_ID, &[(ROLE.to_string(), dna.clone())])
             .await
             .expect("the hApp installs on every conductor");
         conductors.exchange_peer_info().await;
@@ -92,7 +131,11 @@ impl Network {
                 cell: app.into_cells().remove(0),
             })
             .collect();
-        Network { conductors, peers }
+        Network {
+            conductors,
+            peers,
+            dna,
+        }
     }
 
     /// Calls a coordinator function as `peer`, panicking on error.

@@ -39,6 +39,8 @@ fn assignment(
         replaces: None,
         preferred_region: None,
         required_tier: None,
+        quorum_proposal: None,
+        quorum_votes: vec![],
     }
 }
 

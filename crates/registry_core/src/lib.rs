@@ -8,11 +8,14 @@
 
 pub mod assignment;
 pub mod capacity;
+pub mod consensus;
 pub mod error;
 pub mod hash;
 pub mod heartbeat;
 pub mod node_id;
+pub mod quorum;
 pub mod region;
+pub mod reputation;
 pub mod selection;
 pub mod status;
 pub mod tier;

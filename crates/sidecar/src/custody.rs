@@ -558,6 +558,8 @@ impl Custody {
                 replaces: None,
                 preferred_region: req.region.clone(),
                 required_tier: req.min_tier.clone(),
+                quorum_proposal: None,
+                quorum_votes: vec![],
             };
             let _: holochain_types::prelude::ActionHash =
                 self.agent.call("assign_custodian", a.clone()).await?;

@@ -75,6 +75,18 @@ pub fn update_as_heartbeat(input: (ActionHash, NodeHeartbeat)) -> ExternResult<A
     update_entry(input.0, EntryTypes::NodeHeartbeat(input.1))
 }
 
+/// Commits a penalty as given (e.g. without cause).
+#[hdk_extern]
+pub fn create_penalty(p: ReputationPenalty) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::ReputationPenalty(p))
+}
+
+/// Commits a vote as given.
+#[hdk_extern]
+pub fn create_vote(v: CustodianVote) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::CustodianVote(v))
+}
+
 /// Creates any link.
 #[hdk_extern]
 pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {

@@ -89,6 +89,15 @@ pub fn attest_health(attestation: HealthAttestation) -> ExternResult<ActionHash>
         )?,
         hash_entry(&attestation)?,
         LinkTypes::NodeToAttestation,
+        LinkTag::new(tag.clone()),
+    )?;
+    create_link(
+        attested_by_base(
+            &attestation.attester_node_id,
+            bucket_of(attestation.timestamp.as_micros()),
+        )?,
+        hash_entry(&attestation)?,
+        LinkTypes::AttesterToAttestation,
         LinkTag::new(tag),
     )?;
     Ok(hash)

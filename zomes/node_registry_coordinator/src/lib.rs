@@ -6,6 +6,7 @@
 //! integrity zome. What is here is reading and writing the DHT.
 
 mod assignments;
+mod byzantine;
 mod directory;
 mod discovery;
 mod health;
@@ -13,6 +14,7 @@ mod recovery;
 mod registration;
 
 pub use assignments::*;
+pub use byzantine::*;
 pub use discovery::*;
 pub use health::*;
 pub use recovery::*;

@@ -206,9 +206,10 @@ pub fn get_assignment(entry_hash: EntryHash) -> ExternResult<Option<(CustodianAs
 pub fn init(_: ()) -> ExternResult<InitCallbackResult> {
     let zome_name = zome_info()?.name;
     let mut functions = std::collections::HashSet::new();
-    functions.insert((zome_name, FunctionName::from("recv_remote_signal")));
+    functions.insert((zome_name.clone(), FunctionName::from("recv_remote_signal")));
+    functions.insert((zome_name, FunctionName::from("ping")));
     create_cap_grant(CapGrantEntry::new_zome_call_grant(
-        "remote signals".into(),
+        "remote signals and health pings".into(),
         GrantConstraint::Unrestricted,
         GrantedFunctions::Listed(functions),
     ))?;

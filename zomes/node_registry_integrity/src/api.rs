@@ -266,3 +266,89 @@ pub struct TransferToSign {
 
 /// The prefix every transfer signature covers.
 pub const TRANSFER_SIGNATURE_DOMAIN: &str = "elohim-shard-transfer-v1\n";
+
+/// Answer of `get_node_health_consensus`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NodeHealthConsensus {
+    /// The node.
+    pub node_id: String,
+    /// healthy, degraded, unhealthy or unknown.
+    pub status: String,
+    /// The full consensus (ratio, confidence, response time, reporters).
+    pub consensus: registry_core::consensus::HealthConsensus,
+}
+
+/// One penalty of a node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PenaltySummary {
+    /// Why.
+    pub reason: String,
+    /// The offending attestation.
+    pub offence: ActionHash,
+    /// Who recorded it.
+    pub detected_by: String,
+}
+
+/// Answer of `get_reputation`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReputationReport {
+    /// The node.
+    pub node_id: String,
+    /// 100 minus its penalties (each offence once), at least 0.
+    pub reputation: f64,
+    /// Its penalties.
+    pub penalties: Vec<PenaltySummary>,
+}
+
+/// A node `detect_byzantine_attackers` penalised.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SuspiciousNode {
+    /// The node.
+    pub node_id: String,
+    /// Why.
+    pub reason: String,
+    /// The penalty entry written.
+    pub penalty: ActionHash,
+}
+
+/// Input of `propose_custodian_assignment`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ProposeInput {
+    /// The region whose vetted nodes vote.
+    pub region: String,
+    /// The assignment to make if approved (`decided_by` must be `quorum`).
+    pub assignment: CustodianAssignment,
+}
+
+/// Input of `cast_vote`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CastVoteInput {
+    /// The proposal.
+    pub proposal: ActionHash,
+    /// For or against.
+    pub approve: bool,
+}
+
+/// Votes on a proposal and their count.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct VoteRecord {
+    /// The proposal.
+    pub proposal: ActionHash,
+    /// Its eligible voters.
+    pub eligible: Vec<String>,
+    /// Valid votes found on the DHT.
+    pub ballots: Vec<registry_core::quorum::Ballot>,
+    /// Their count.
+    pub tally: registry_core::quorum::Tally,
+    /// The assignment made once the quorum was reached.
+    pub executed: Option<EntryHash>,
+}
+
+/// Answer of `cast_vote`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct VoteOutcome {
+    /// The vote written.
+    pub vote: ActionHash,
+    /// The record after it.
+    pub record: VoteRecord,
+}

@@ -153,4 +153,75 @@ pub struct CustodianAssignment {
     pub preferred_region: Option<String>,
     /// Lowest tier the content accepts.
     pub required_tier: Option<String>,
+    /// For `decided_by: quorum`: the proposal that was voted on.
+    pub quorum_proposal: Option<ActionHash>,
+    /// For `decided_by: quorum`: the approving votes that reached 2/3 of
+    /// the proposal's eligible voters.
+    pub quorum_votes: Vec<ActionHash>,
+}
+
+/// A voter named in a proposal's snapshot of eligible voters.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct VoterRef {
+    /// The voting node.
+    pub node_id: String,
+    /// Its registration (proves region and age at proposal time).
+    pub registration: ActionHash,
+}
+
+/// A proposal to assign custody, decided by 2/3 of the region's vetted
+/// nodes as snapshotted here when it is made.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct AssignmentProposal {
+    /// The node proposing; owned by the author.
+    pub proposer_node_id: String,
+    /// The region whose nodes decide.
+    pub region: String,
+    /// The assignment to make if approved (`decided_by: quorum`, no votes).
+    pub assignment: CustodianAssignment,
+    /// The eligible voters, fixed now: later registrations never vote.
+    pub eligible_voters: Vec<VoterRef>,
+    /// Votes after this time do not count (action time + vote window).
+    pub deadline: Timestamp,
+}
+
+/// One node's vote on a proposal.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct CustodianVote {
+    /// The proposal.
+    pub proposal: ActionHash,
+    /// The voting node; owned by the author.
+    pub voter_node_id: String,
+    /// For or against.
+    pub approve: bool,
+}
+
+/// An attestation with the registration of the node that made it, so a
+/// witness's age can be checked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Witness {
+    /// The attestation.
+    pub attestation: ActionHash,
+    /// The attester's registration.
+    pub registration: ActionHash,
+}
+
+/// A reputation penalty, valid only with the evidence that justifies it.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct ReputationPenalty {
+    /// The node penalised.
+    pub offender_node_id: String,
+    /// contradicted_consensus, false_accusation or repeated_failure.
+    pub reason: String,
+    /// The offending attestation (for repeated_failure: one of the failure
+    /// reports about the offender). Counted once per offence.
+    pub offence: ActionHash,
+    /// Vetted witnesses whose attestations form the consensus the offence
+    /// is judged against.
+    pub evidence: Vec<Witness>,
+    /// The node that recorded the penalty; owned by the author.
+    pub detected_by_node_id: String,
 }

@@ -44,6 +44,21 @@ pub fn attestation_base(subject_node_id: &str, bucket: i64) -> ExternResult<Entr
     path(&["attestations", subject_node_id, &bucket.to_string()]).path_entry_hash()
 }
 
+/// Base of the attestations one node made in one time bucket.
+pub fn attested_by_base(attester_node_id: &str, bucket: i64) -> ExternResult<EntryHash> {
+    path(&["attested-by", attester_node_id, &bucket.to_string()]).path_entry_hash()
+}
+
+/// Base of the open proposals of a region.
+pub fn proposals_base(region: &str) -> ExternResult<EntryHash> {
+    path(&["proposals", region]).path_entry_hash()
+}
+
+/// Base of the penalties of one node.
+pub fn penalties_base(node_id: &str) -> ExternResult<EntryHash> {
+    path(&["penalties", node_id]).path_entry_hash()
+}
+
 /// Base of the assignments of one content.
 pub fn content_base(content_id: &str) -> ExternResult<EntryHash> {
     path(&["content", content_id]).path_entry_hash()

@@ -10,11 +10,13 @@
 mod api;
 mod entries;
 mod indexes;
+mod properties;
 mod validation;
 
 pub use api::*;
 pub use entries::*;
 pub use indexes::*;
+pub use properties::*;
 
 use hdi::prelude::*;
 
@@ -30,6 +32,12 @@ pub enum EntryTypes {
     HealthAttestation(HealthAttestation),
     /// A custodian's duty to keep one shard of a content.
     CustodianAssignment(CustodianAssignment),
+    /// A custody decision put to a regional vote.
+    AssignmentProposal(AssignmentProposal),
+    /// A vote on a proposal.
+    CustodianVote(CustodianVote),
+    /// A penalty backed by evidence.
+    ReputationPenalty(ReputationPenalty),
 }
 
 /// Every link type of the DNA. Tags carry compact summaries (validated
@@ -54,6 +62,14 @@ pub enum LinkTypes {
     ContentToAssignment,
     /// `custody/<node>` to an assignment.
     NodeToAssignment,
+    /// `attested-by/<node>/<bucket>` to an attestation (what a node said).
+    AttesterToAttestation,
+    /// `proposals/<region>` to a proposal.
+    RegionToProposal,
+    /// A proposal to its votes.
+    ProposalToVote,
+    /// `penalties/<node>` to a penalty.
+    NodeToPenalty,
 }
 
 /// The single validation callback; see `validation.rs`.

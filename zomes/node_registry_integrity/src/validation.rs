@@ -76,6 +76,10 @@ pub(crate) fn validate_op(op: Op) -> ExternResult<ValidateCallbackResult> {
         FlatOp::CreateRecord(OpRecord::DeleteLink { action }) => {
             check_same_author(&action.link_add_address, action.author(), "delete a link")?
         }
+        FlatOp::AgentActivity(OpActivity::CreateEntry {
+            app_entry_type: Some(kind),
+            action,
+        }) => check_rate(kind, &action)?,
         _ => Ok(()),
     };
     Ok(match outcome {
@@ -98,7 +102,344 @@ fn check_create(entry: &EntryTypes, header: &ActionHeader) -> Check {
         EntryTypes::NodeHeartbeat(h) => check_heartbeat(h, header),
         EntryTypes::HealthAttestation(a) => check_attestation(a, header),
         EntryTypes::CustodianAssignment(a) => check_assignment(a, header),
+        EntryTypes::AssignmentProposal(p) => check_proposal(p, header),
+        EntryTypes::CustodianVote(v) => check_vote(v, header),
+        EntryTypes::ReputationPenalty(p) => check_penalty(p, header),
     }
+}
+
+/// Creates of the same entry type as `action` by its author since `since`
+/// (exclusive of `action`), read deterministically from the author's chain.
+fn earlier_creates_of_same_type(
+    action: &TypedAction<CreateData>,
+    since: Timestamp,
+) -> ExternResult<Vec<Action>> {
+    let Some(prev) = action.prev_action() else {
+        return Ok(vec![]);
+    };
+    let prev_action = must_get_action(prev.clone())?;
+    if prev_action.action().header.timestamp < since {
+        return Ok(vec![]);
+    }
+    let activity = must_get_agent_activity(
+        action.author().clone(),
+        ChainFilter::until_timestamp(prev.clone(), since),
+    )?;
+    Ok(activity
+        .into_iter()
+        .map(|a| a.action.action().clone())
+        .filter(|a| a.header.timestamp >= since)
+        .filter(|a| match &a.data {
+            ActionData::Create(c) => c.entry_type == *action.entry_type(),
+            _ => false,
+        })
+        .collect())
+}
+
+/// Rate limits from the DNA properties: heartbeats and attestations of one
+/// node within any 60 s.
+fn check_rate(kind: UnitEntryTypes, action: &TypedAction<CreateData>) -> Check {
+    let props = registry_properties()?;
+    let (limit, what) = match kind {
+        UnitEntryTypes::NodeHeartbeat => (props.max_heartbeats_per_minute, "heartbeats"),
+        UnitEntryTypes::HealthAttestation => (props.max_attestations_per_minute, "attestations"),
+        _ => return ok(),
+    };
+    let since =
+        Timestamp::from_micros(action.timestamp().as_micros() - 60 * registry_core::MICROS_PER_SEC);
+    let earlier = earlier_creates_of_same_type(action, since)?.len() as u32;
+    if earlier + 1 > limit {
+        return fail(format!(
+            "rate limit: more than {limit} {what} within 60 s from one node"
+        ));
+    }
+    ok()
+}
+
+fn registration_of(hash: &ActionHash) -> ExternResult<Option<NodeRegistration>> {
+    let record = must_get_valid_record(hash.clone())?;
+    Ok(record.entry().to_app_option().ok().flatten())
+}
+
+fn check_proposal(p: &AssignmentProposal, header: &ActionHeader) -> Check {
+    if let Err(e) = check_node_id_owner(&p.proposer_node_id, header.author.get_raw_32()) {
+        return fail(format!("the proposer must be the author's own node: {e}"));
+    }
+    rule!(parse_region(&p.region));
+    if p.assignment.decided_by != DecisionSource::Quorum.as_str()
+        || p.assignment.quorum_proposal.is_some()
+        || !p.assignment.quorum_votes.is_empty()
+    {
+        return fail("a proposal's assignment is decided_by quorum and carries no votes yet");
+    }
+    if p.eligible_voters.is_empty() || p.eligible_voters.len() > 500 {
+        return fail("a proposal needs 1 to 500 eligible voters");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if !p
+        .eligible_voters
+        .iter()
+        .all(|v| seen.insert(v.node_id.as_str()))
+    {
+        return fail("a voter is listed twice");
+    }
+    let props = registry_properties()?;
+    let expected = header.timestamp.as_micros()
+        + props.vote_window_secs as i64 * registry_core::MICROS_PER_SEC;
+    if (p.deadline.as_micros() - expected).abs() > 5 * registry_core::MICROS_PER_SEC {
+        return fail(format!(
+            "the deadline must be the proposal time plus the {} s vote window",
+            props.vote_window_secs
+        ));
+    }
+    let vetting = registry_core::reputation::VettingPolicy {
+        min_age_secs: props.min_voter_age_secs as i64,
+        ..Default::default()
+    };
+    for v in &p.eligible_voters {
+        let Some(reg) = registration_of(&v.registration)? else {
+            return fail(format!(
+                "voter {}'s registration is not a registration",
+                v.node_id
+            ));
+        };
+        if reg.node_id != v.node_id {
+            return fail(format!(
+                "voter {} cites another node's registration",
+                v.node_id
+            ));
+        }
+        if reg.region != p.region {
+            return fail(format!("voter {} is not in region {}", v.node_id, p.region));
+        }
+        if !vetting.old_enough(reg.registered_at.as_micros(), header.timestamp.as_micros()) {
+            return fail(format!(
+                "voter {} is not vetted: registered less than {} s before the proposal",
+                v.node_id, props.min_voter_age_secs
+            ));
+        }
+    }
+    ok()
+}
+
+fn proposal_of(hash: &ActionHash) -> ExternResult<Option<(AssignmentProposal, Timestamp)>> {
+    let record = must_get_valid_record(hash.clone())?;
+    let ts = record.action().header.timestamp;
+    Ok(record
+        .entry()
+        .to_app_option::<AssignmentProposal>()
+        .ok()
+        .flatten()
+        .map(|p| (p, ts)))
+}
+
+fn check_vote(v: &CustodianVote, header: &ActionHeader) -> Check {
+    if let Err(e) = check_node_id_owner(&v.voter_node_id, header.author.get_raw_32()) {
+        return fail(format!("a vote must come from the voter's own agent: {e}"));
+    }
+    let Some((proposal, proposed_at)) = proposal_of(&v.proposal)? else {
+        return fail("a vote must be on a proposal");
+    };
+    if !proposal
+        .eligible_voters
+        .iter()
+        .any(|e| e.node_id == v.voter_node_id)
+    {
+        return fail(format!(
+            "node {} is not among the proposal's eligible voters",
+            v.voter_node_id
+        ));
+    }
+    if header.timestamp > proposal.deadline {
+        return fail("the voting deadline has passed");
+    }
+    // One vote per voter: nothing of the same kind on this proposal earlier
+    // in the author's chain since the proposal was made.
+    let Some(prev) = &header.prev_action else {
+        return ok();
+    };
+    let prev_action = must_get_action(prev.clone())?;
+    if prev_action.action().header.timestamp < proposed_at {
+        return ok();
+    }
+    for a in must_get_agent_activity(
+        header.author.clone(),
+        ChainFilter::until_timestamp(prev.clone(), proposed_at),
+    )? {
+        let action = a.action.action();
+        if let ActionData::Create(c) = &action.data {
+            if action.header.timestamp < proposed_at {
+                continue;
+            }
+            if let Ok(earlier) =
+                CustodianVote::try_from(must_get_entry(c.entry_hash.clone())?.content)
+            {
+                if earlier.proposal == v.proposal {
+                    return fail("this voter has already voted on the proposal");
+                }
+            }
+        }
+    }
+    ok()
+}
+
+/// Checks that a quorum assignment is backed by approving votes of at least
+/// 2/3 of its proposal's eligible voters, cast before the deadline.
+fn check_quorum_backing(a: &CustodianAssignment) -> Check {
+    let Some(ph) = &a.quorum_proposal else {
+        return fail("a quorum assignment must name its proposal");
+    };
+    let Some((proposal, _)) = proposal_of(ph)? else {
+        return fail("quorum_proposal is not a proposal");
+    };
+    let mut template = a.clone();
+    template.quorum_proposal = None;
+    template.quorum_votes = vec![];
+    if template != proposal.assignment {
+        return fail("the assignment differs from what was proposed");
+    }
+    let eligible: std::collections::BTreeSet<String> = proposal
+        .eligible_voters
+        .iter()
+        .map(|v| v.node_id.clone())
+        .collect();
+    let mut ballots = Vec::new();
+    for vh in &a.quorum_votes {
+        let record = must_get_valid_record(vh.clone())?;
+        let Some(vote) = record
+            .entry()
+            .to_app_option::<CustodianVote>()
+            .ok()
+            .flatten()
+        else {
+            return fail("quorum_votes must be votes");
+        };
+        if vote.proposal != *ph {
+            return fail("a backing vote is on another proposal");
+        }
+        ballots.push(registry_core::quorum::Ballot {
+            voter: vote.voter_node_id,
+            approve: vote.approve,
+            cast_at_micros: record.action().header.timestamp.as_micros(),
+        });
+    }
+    let tally = registry_core::quorum::tally(&eligible, &ballots, proposal.deadline.as_micros());
+    if !tally.passed {
+        return fail(format!(
+            "quorum not reached: {} of {} eligible voters approved, {} needed",
+            tally.approvals, tally.eligible, tally.required
+        ));
+    }
+    ok()
+}
+
+fn check_penalty(p: &ReputationPenalty, header: &ActionHeader) -> Check {
+    use registry_core::consensus::{
+        contradicts, health_consensus, AttestationView, HealthVerdict, CONSENSUS_WINDOW_SECS,
+    };
+    use registry_core::reputation::PenaltyReason;
+    if let Err(e) = check_node_id_owner(&p.detected_by_node_id, header.author.get_raw_32()) {
+        return fail(format!("the detector must be the author's own node: {e}"));
+    }
+    if p.detected_by_node_id == p.offender_node_id {
+        return fail("a node cannot penalise itself");
+    }
+    let reason: PenaltyReason = match p.reason.parse() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("{e}")),
+    };
+    let offence = must_get_valid_record(p.offence.clone())?;
+    let Some(off) = offence
+        .entry()
+        .to_app_option::<HealthAttestation>()
+        .ok()
+        .flatten()
+    else {
+        return fail("the offence must be an attestation");
+    };
+    let props = registry_properties()?;
+    let vetting = registry_core::reputation::VettingPolicy {
+        min_age_secs: props.min_voter_age_secs as i64,
+        ..Default::default()
+    };
+    if p.evidence.len() < 3 || p.evidence.len() > 100 {
+        return fail("a penalty needs 3 to 100 witnesses");
+    }
+    let mut views = Vec::new();
+    let mut witnesses = std::collections::BTreeSet::new();
+    for w in &p.evidence {
+        let record = must_get_valid_record(w.attestation.clone())?;
+        let Some(att) = record
+            .entry()
+            .to_app_option::<HealthAttestation>()
+            .ok()
+            .flatten()
+        else {
+            return fail("evidence must be attestations");
+        };
+        if att.subject_node_id != off.subject_node_id {
+            return fail("evidence must be about the offence's subject");
+        }
+        if att.attester_node_id == p.offender_node_id && reason != PenaltyReason::RepeatedFailure {
+            return fail("the offender cannot witness against itself");
+        }
+        if !witnesses.insert(att.attester_node_id.clone()) {
+            return fail("each witness counts once");
+        }
+        let skew = (att.timestamp.as_micros() - off.timestamp.as_micros()).abs();
+        if skew > CONSENSUS_WINDOW_SECS * registry_core::MICROS_PER_SEC {
+            return fail("evidence must be within 5 minutes of the offence");
+        }
+        let Some(reg) = registration_of(&w.registration)? else {
+            return fail("a witness registration is not a registration");
+        };
+        if reg.node_id != att.attester_node_id {
+            return fail("a witness registration is for another node");
+        }
+        if !vetting.old_enough(reg.registered_at.as_micros(), att.timestamp.as_micros()) {
+            return fail(format!(
+                "witness {} was not vetted when it attested",
+                att.attester_node_id
+            ));
+        }
+        views.push(AttestationView {
+            attester: att.attester_node_id,
+            success: att.success,
+            response_time_ms: att.response_time_ms,
+            timestamp_micros: att.timestamp.as_micros(),
+            weight: 1.0,
+        });
+    }
+    let at = views
+        .iter()
+        .map(|v| v.timestamp_micros)
+        .max()
+        .unwrap_or_default();
+    let consensus = health_consensus(&views, at);
+    let justified = match reason {
+        PenaltyReason::FalseAccusation => {
+            off.attester_node_id == p.offender_node_id
+                && !off.success
+                && consensus.status == HealthVerdict::Healthy
+        }
+        PenaltyReason::ContradictedConsensus => {
+            off.attester_node_id == p.offender_node_id && contradicts(off.success, &consensus, 0.9)
+        }
+        PenaltyReason::RepeatedFailure => {
+            off.subject_node_id == p.offender_node_id
+                && !off.success
+                && consensus.status == HealthVerdict::Unhealthy
+        }
+    };
+    if !justified {
+        return fail(format!(
+            "the evidence does not justify {} (consensus {} from {} witnesses)",
+            p.reason,
+            consensus.status.as_str(),
+            consensus.attesters
+        ));
+    }
+    ok()
 }
 
 fn check_update(entry: &EntryTypes, action: &TypedAction<UpdateData>) -> Check {
@@ -270,6 +611,11 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
         custodian_node_id: &a.custodian_node_id,
         round_custodians: &a.round_custodians,
     }));
+    if decided_by != DecisionSource::Quorum
+        && (a.quorum_proposal.is_some() || !a.quorum_votes.is_empty())
+    {
+        return fail("only a quorum assignment carries a proposal and votes");
+    }
     let expected_id =
         registry_core::assignment::assignment_id(&a.content_id, a.shard_index, a.decision_round);
     if a.assignment_id != expected_id {
@@ -347,7 +693,8 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
                 return fail("a repair cannot keep the replaced custodian in the round");
             }
         }
-        DecisionSource::Quorum | DecisionSource::RelationshipPolicy => {
+        DecisionSource::Quorum => return check_quorum_backing(a),
+        DecisionSource::RelationshipPolicy => {
             return fail(format!(
                 "decided_by {} is not accepted by this version of the DNA",
                 a.decided_by
@@ -462,6 +809,82 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
             };
             if *base != expected {
                 return fail("assignment link is on the wrong base");
+            }
+            ok()
+        }
+        LinkTypes::AttesterToAttestation => {
+            let Ok(att) = holochain_serialized_bytes::decode::<_, HealthAttestation>(&action.tag.0)
+            else {
+                return fail("attester link tag must be the attestation");
+            };
+            if let Err(e) = check_owner(&att.attester_node_id, author)? {
+                return fail(format!("only the attester links its attestation: {e}"));
+            }
+            let Some(target) = target.clone().into_entry_hash() else {
+                return fail("attester links point to an attestation entry");
+            };
+            match HealthAttestation::try_from(must_get_entry(target)?.content) {
+                Ok(stored) if stored == att => {}
+                _ => return fail("attester link tag does not match its attestation"),
+            }
+            let expected: AnyLinkableHash =
+                attested_by_base(&att.attester_node_id, bucket_of(att.timestamp.as_micros()))?
+                    .into();
+            if *base != expected {
+                return fail("attester link is not on its attester's bucket");
+            }
+            ok()
+        }
+        LinkTypes::RegionToProposal => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("proposal links point to a proposal action");
+            };
+            let Some((proposal, _)) = proposal_of(&target)? else {
+                return fail("proposal links point to a proposal");
+            };
+            let expected: AnyLinkableHash = proposals_base(&proposal.region)?.into();
+            if *base != expected {
+                return fail("proposal link is not on its region");
+            }
+            ok()
+        }
+        LinkTypes::ProposalToVote => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("vote links point to a vote action");
+            };
+            let record = must_get_valid_record(target)?;
+            let Some(vote) = record
+                .entry()
+                .to_app_option::<CustodianVote>()
+                .ok()
+                .flatten()
+            else {
+                return fail("vote links point to a vote");
+            };
+            if record.action().header.author != *author {
+                return fail("only the voter links its vote");
+            }
+            if *base != AnyLinkableHash::from(vote.proposal) {
+                return fail("vote link is not on its proposal");
+            }
+            ok()
+        }
+        LinkTypes::NodeToPenalty => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("penalty links point to a penalty action");
+            };
+            let record = must_get_valid_record(target)?;
+            let Some(penalty) = record
+                .entry()
+                .to_app_option::<ReputationPenalty>()
+                .ok()
+                .flatten()
+            else {
+                return fail("penalty links point to a penalty");
+            };
+            let expected: AnyLinkableHash = penalties_base(&penalty.offender_node_id)?.into();
+            if *base != expected {
+                return fail("penalty link is not on its offender");
             }
             ok()
         }

@@ -1,0 +1,405 @@
+//! The plan's Byzantine scenarios, made real: a lying attester is outvoted
+//! and loses reputation; 100 Sybils cannot vote; a quorum is 2/3 of the
+//! vetted eligible voters; late and repeated votes do not count; nodes
+//! cannot flood heartbeats or attestations.
+
+use elohim_tests::*;
+use holochain::prelude::*;
+use node_registry_integrity::*;
+
+fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
+    match result {
+        Ok(v) => panic!("{what}: expected rejection containing {reason:?}, got Ok({v:?})"),
+        Err(e) => assert!(e.contains(reason), "{what}: expected {reason:?} in:\n{e}"),
+    }
+}
+
+/// Registers each peer (labels n<i>) in `region`; returns (registration,
+/// action hash) per peer, in order.
+async fn register_all(
+    net: &Network,
+    peers: &[usize],
+    region: &str,
+) -> Vec<(NodeRegistration, ActionHash)> {
+    let mut out = Vec::new();
+    for &p in peers {
+        let r = registration(&net.peers[p], &format!("n{p}"), region);
+        let h: ActionHash = net.call(p, "register_node", r.clone()).await;
+        out.push((r, h));
+    }
+    out
+}
+
+/// Waits until every registration is at least `age_secs` old (vetting is
+/// about elapsed time, so this waits on the clock, not on luck).
+async fn await_vetted(regs: &[(NodeRegistration, ActionHash)], age_secs: i64) {
+    let newest = regs
+        .iter()
+        .map(|(r, _)| r.registered_at.as_micros())
+        .max()
+        .unwrap();
+    while Timestamp::now().as_micros() < newest + (age_secs + 6) * 1_000_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn quick_props() -> RegistryProperties {
+    RegistryProperties {
+        min_voter_age_secs: 3,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lying_attester_is_outvoted_detected_and_penalised() {
+    let mut net = Network::start_with(2, quick_props()).await;
+    let mut peers = vec![0, 1];
+    peers.extend(net.add_agents(0, 5, "a").await);
+    peers.extend(net.add_agents(1, 5, "b").await);
+    let regs = register_all(&net, &peers, "eu-west").await;
+    let id = |i: usize| regs[i].0.node_id.clone();
+    let (subject, attacker) = (peers[0], peers[1]);
+    let honest: Vec<usize> = peers[2..].to_vec();
+    net.sync().await;
+    await_vetted(&regs, 3).await;
+
+    let mut honest_attestations = Vec::new();
+    for &h in &honest {
+        let a: ActionHash = net.call(h, "attest_peer_health", id(subject)).await;
+        honest_attestations.push(a);
+    }
+    // The attacker claims the healthy node is dead.
+    let _: ActionHash = net
+        .call(
+            attacker,
+            "attest_health",
+            HealthAttestation {
+                attester_node_id: id(attacker),
+                subject_node_id: id(subject),
+                success: false,
+                response_time_ms: 30_000,
+                timestamp: Timestamp::now(),
+            },
+        )
+        .await;
+    net.sync().await;
+
+    let c: NodeHealthConsensus = net
+        .call(honest[0], "get_node_health_consensus", id(subject))
+        .await;
+    assert_eq!(c.status, "healthy", "{c:?}");
+    assert!(c.consensus.lone_accusation_ignored, "{c:?}");
+    assert_eq!(c.consensus.attesters, 10);
+    assert!(c.consensus.avg_response_time_ms.is_some());
+
+    let found: Vec<SuspiciousNode> = net.call(honest[1], "detect_byzantine_attackers", ()).await;
+    assert!(
+        found
+            .iter()
+            .any(|s| s.node_id == id(attacker) && s.reason == "false_accusation"),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().all(|s| s.node_id == id(attacker)),
+        "only the liar: {found:?}"
+    );
+    net.sync().await;
+    let rep: ReputationReport = net.call(honest[2], "get_reputation", id(attacker)).await;
+    assert!(rep.reputation < 100.0, "{rep:?}");
+    assert_eq!(rep.reputation, 80.0);
+    let honest_rep: ReputationReport = net.call(honest[2], "get_reputation", id(honest[0])).await;
+    assert_eq!(honest_rep.reputation, 100.0);
+
+    // A second detector records the same offence: it still costs once.
+    let _: Vec<SuspiciousNode> = net.call(honest[3], "detect_byzantine_attackers", ()).await;
+    net.sync().await;
+    let rep: ReputationReport = net.call(honest[4], "get_reputation", id(attacker)).await;
+    assert_eq!(rep.reputation, 80.0, "{rep:?}");
+
+    // Nobody lowers a reputation without cause: the attacker, running
+    // modified code, accuses an honest attester of lying about a healthy node.
+    net.arm_mallory(attacker).await;
+    let witnesses: Vec<Witness> = (1..4)
+        .map(|i| Witness {
+            attestation: honest_attestations[i].clone(),
+            registration: regs[2 + i].1.clone(),
+        })
+        .collect();
+    rejected(
+        "penalty without cause",
+        net.mallory::<_, ActionHash>(
+            attacker,
+            "create_penalty",
+            ReputationPenalty {
+                offender_node_id: id(honest[0]),
+                reason: "false_accusation".into(),
+                offence: honest_attestations[0].clone(),
+                evidence: witnesses,
+                detected_by_node_id: id(attacker),
+            },
+        )
+        .await,
+        "the evidence does not justify false_accusation",
+    );
+}
+
+fn template(
+    owner: &Peer,
+    custodian: &(NodeRegistration, ActionHash),
+    content: &str,
+) -> CustodianAssignment {
+    CustodianAssignment {
+        assignment_id: registry_core::assignment::assignment_id(content, 0, 0),
+        content_id: content.into(),
+        content_hash: "ef".repeat(32),
+        content_size_bytes: 5000,
+        shard_size_bytes: 5000,
+        shard_hash: "12".repeat(32),
+        owner_agent: owner.agent(),
+        reach: "public".into(),
+        custodian_node_id: custodian.0.node_id.clone(),
+        custodian_registration: custodian.1.clone(),
+        strategy: "full_replica".into(),
+        threshold: 1,
+        shard_count: 1,
+        shard_index: 0,
+        round_custodians: vec![custodian.0.node_id.clone()],
+        decided_by: "quorum".into(),
+        decision_round: 0,
+        replaces: None,
+        preferred_region: Some("eu-west".into()),
+        required_tier: None,
+        quorum_proposal: None,
+        quorum_votes: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
+    let mut net = Network::start_with(2, quick_props()).await;
+    let mut real = vec![0];
+    real.extend(net.add_agents(0, 5, "real").await);
+    let regs = register_all(&net, &real, "eu-west").await;
+    net.sync().await;
+    await_vetted(&regs, 3).await;
+
+    let proposal: ActionHash = net
+        .call(
+            real[0],
+            "propose_custodian_assignment",
+            ProposeInput {
+                region: "eu-west".into(),
+                assignment: template(&net.peers[real[5]], &regs[1], "family-album"),
+            },
+        )
+        .await;
+    net.sync().await;
+
+    // 100 Sybil nodes join the region after the proposal and all approve.
+    let sybils = net.add_agents(1, 100, "sybil").await;
+    let _ = register_all(&net, &sybils, "eu-west").await;
+    let mut refused = 0;
+    for &s in &sybils {
+        let r = net
+            .try_call::<_, VoteOutcome>(
+                s,
+                "cast_vote",
+                CastVoteInput {
+                    proposal: proposal.clone(),
+                    approve: true,
+                },
+            )
+            .await;
+        rejected(
+            "sybil vote",
+            r,
+            "is not among the proposal's eligible voters",
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 100);
+    let record: VoteRecord = net.call(real[2], "get_vote_record", proposal.clone()).await;
+    assert_eq!(
+        record.eligible.len(),
+        6,
+        "the snapshot holds the six vetted nodes"
+    );
+    assert!(
+        record.ballots.is_empty(),
+        "no Sybil vote is on the DHT: {:?}",
+        record.ballots
+    );
+    assert!(!record.tally.passed && record.executed.is_none());
+
+    // One approval of six is not a quorum; a second vote by the same voter
+    // does not count.
+    let first: VoteOutcome = net
+        .call(
+            real[0],
+            "cast_vote",
+            CastVoteInput {
+                proposal: proposal.clone(),
+                approve: true,
+            },
+        )
+        .await;
+    assert_eq!(first.record.tally.approvals, 1);
+    assert_eq!(first.record.tally.required, 4);
+    assert!(!first.record.tally.passed);
+    rejected(
+        "second vote",
+        net.try_call::<_, VoteOutcome>(
+            real[0],
+            "cast_vote",
+            CastVoteInput {
+                proposal: proposal.clone(),
+                approve: true,
+            },
+        )
+        .await,
+        "already voted",
+    );
+
+    // A forged quorum assignment backed by one vote is refused.
+    net.arm_mallory(real[5]).await;
+    let mut forged = template(&net.peers[real[5]], &regs[1], "family-album");
+    forged.quorum_proposal = Some(proposal.clone());
+    forged.quorum_votes = vec![first.vote.clone()];
+    net.sync().await;
+    rejected(
+        "quorum of one",
+        net.mallory::<_, ActionHash>(real[5], "create_assignment", forged)
+            .await,
+        "quorum not reached: 1 of 6 eligible voters approved, 4 needed",
+    );
+
+    // 2/3 of the real eligible voters pass it.
+    net.sync().await;
+    for &v in &real[1..3] {
+        let o: VoteOutcome = net
+            .call(
+                v,
+                "cast_vote",
+                CastVoteInput {
+                    proposal: proposal.clone(),
+                    approve: true,
+                },
+            )
+            .await;
+        assert!(!o.record.tally.passed);
+    }
+    net.sync().await;
+    let last: VoteOutcome = net
+        .call(
+            real[3],
+            "cast_vote",
+            CastVoteInput {
+                proposal: proposal.clone(),
+                approve: true,
+            },
+        )
+        .await;
+    assert!(last.record.tally.passed, "{:?}", last.record.tally);
+    assert!(last.record.executed.is_some());
+    net.sync().await;
+    let made: Vec<CustodianAssignment> = net
+        .call(real[4], "get_assignments_for_content", "family-album")
+        .await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].decided_by, "quorum");
+    assert_eq!(
+        made[0].quorum_votes.len(),
+        4,
+        "backed by exactly the quorum"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_votes_and_floods_are_refused() {
+    let props = RegistryProperties {
+        min_voter_age_secs: 2,
+        vote_window_secs: 5,
+        max_heartbeats_per_minute: 6,
+        max_attestations_per_minute: 5,
+    };
+    let mut net = Network::start_with(2, props).await;
+    let mut peers = vec![0, 1];
+    peers.extend(net.add_agents(0, 1, "x").await);
+    let regs = register_all(&net, &peers, "eu-west").await;
+    let id = |i: usize| regs[i].0.node_id.clone();
+
+    // Six heartbeats a minute are fine; the seventh is a flood.
+    for _ in 0..6 {
+        let _: ActionHash = net
+            .call(peers[0], "heartbeat", heartbeat(&id(0), "online"))
+            .await;
+    }
+    rejected(
+        "seventh heartbeat in a minute",
+        net.try_call::<_, ActionHash>(peers[0], "heartbeat", heartbeat(&id(0), "online"))
+            .await,
+        "rate limit: more than 6 heartbeats within 60 s",
+    );
+    let att = || HealthAttestation {
+        attester_node_id: id(0),
+        subject_node_id: id(1),
+        success: true,
+        response_time_ms: 10,
+        timestamp: Timestamp::now(),
+    };
+    for _ in 0..5 {
+        let _: ActionHash = net.call(peers[0], "attest_health", att()).await;
+    }
+    rejected(
+        "sixth attestation in a minute",
+        net.try_call::<_, ActionHash>(peers[0], "attest_health", att())
+            .await,
+        "rate limit: more than 5 attestations within 60 s",
+    );
+
+    // A vote after the deadline does not count.
+    net.sync().await;
+    await_vetted(&regs, 2).await;
+    let proposal: ActionHash = net
+        .call(
+            peers[0],
+            "propose_custodian_assignment",
+            ProposeInput {
+                region: "eu-west".into(),
+                assignment: template(&net.peers[peers[2]], &regs[1], "late-doc"),
+            },
+        )
+        .await;
+    net.sync().await;
+    let record: VoteRecord = net
+        .call(peers[1], "get_vote_record", proposal.clone())
+        .await;
+    let p_deadline = {
+        let open: Vec<(ActionHash, AssignmentProposal)> =
+            net.call(peers[1], "get_open_proposals", "eu-west").await;
+        open.into_iter()
+            .find(|(h, _)| *h == proposal)
+            .expect("open until its deadline")
+            .1
+            .deadline
+    };
+    assert_eq!(record.eligible.len(), 3);
+    while Timestamp::now() <= p_deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    rejected(
+        "late vote",
+        net.try_call::<_, VoteOutcome>(
+            peers[1],
+            "cast_vote",
+            CastVoteInput {
+                proposal: proposal.clone(),
+                approve: true,
+            },
+        )
+        .await,
+        "the voting deadline has passed",
+    );
+    let record: VoteRecord = net.call(peers[2], "get_vote_record", proposal).await;
+    assert!(record.ballots.is_empty());
+}

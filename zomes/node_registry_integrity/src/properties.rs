@@ -1,0 +1,41 @@
+//! Network-wide parameters, fixed in the DNA's properties so that every
+//! node validates with the same numbers (changing one makes a new network).
+
+use hdi::prelude::*;
+
+/// The DNA's properties; absent fields take the defaults.
+#[derive(Serialize, Deserialize, SerializedBytes, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(default)]
+pub struct RegistryProperties {
+    /// Most heartbeats one node may write in any 60 s (30 s beats = 2).
+    pub max_heartbeats_per_minute: u32,
+    /// Most attestations one node may write in any 60 s.
+    pub max_attestations_per_minute: u32,
+    /// How long a proposal stays open for votes (the plan's 120 s).
+    pub vote_window_secs: u32,
+    /// How long a node must have been registered to vote or to witness in
+    /// a penalty (Sybil resistance by vetting, as Storj vets new nodes).
+    pub min_voter_age_secs: u32,
+}
+
+impl Default for RegistryProperties {
+    fn default() -> Self {
+        RegistryProperties {
+            max_heartbeats_per_minute: 6,
+            max_attestations_per_minute: 30,
+            vote_window_secs: 120,
+            min_voter_age_secs: 24 * 3600,
+        }
+    }
+}
+
+/// The properties of this DNA (defaults when none were given).
+pub fn registry_properties() -> ExternResult<RegistryProperties> {
+    let bytes = dna_info()?.modifiers.properties;
+    let raw = bytes.bytes();
+    // YAML `null` arrives as msgpack nil.
+    if raw.is_empty() || raw.as_slice() == [0xc0] {
+        return Ok(RegistryProperties::default());
+    }
+    holochain_serialized_bytes::decode(raw).map_err(|e| wasm_error!(WasmErrorInner::Serialize(e)))
+}
