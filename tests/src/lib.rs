@@ -308,6 +308,11 @@ pub mod sidecars {
         c.custody.reconcile_interval_secs = 3;
         c.custody.failure_window_secs = 10;
         c.custody.grace_secs = 5;
+        // Peer probing and scans off unless a test turns them on: they
+        // would only add load to the custody scenarios.
+        c.peers.attest_interval_secs = 3600;
+        c.peers.byzantine_scan_interval_secs = 86_400;
+        c.peers.vote_interval_secs = 3600;
         c
     }
 

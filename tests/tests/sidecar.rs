@@ -172,3 +172,32 @@ async fn embedded_conductor_restart_keeps_node_identity() {
     drop(agent);
     conductor.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_probe_their_region_so_every_node_has_several_attesters() {
+    use elohim_tests::sidecars::SidecarNet;
+    let net = SidecarNet::start(5, &[0, 1, 2, 3, 4], |_, c| {
+        // 4 probes every 10 s: 24 a minute, inside the DNA's limit of 30.
+        c.peers.attest_interval_secs = 10;
+        c.peers.attest_peers = 4;
+    })
+    .await;
+    net.await_custodians(0, 5).await;
+    let ids: Vec<String> = (0..5).map(|i| net.node_id(i)).collect();
+    let observer = net.node(0).agent.clone();
+    net.until(240, "every node attested by more than 3 peers", || {
+        let observer = observer.clone();
+        let ids = ids.clone();
+        async move {
+            for id in &ids {
+                let h: NodeHealthSummary =
+                    observer.call("get_node_health", id.clone()).await.ok()?;
+                if h.attestations.distinct_attesters <= 3 || h.attestations.successes <= 3 {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+}

@@ -73,6 +73,36 @@ pub struct Config {
     pub http: HttpSection,
     /// Failure detection, repair and reconciliation.
     pub custody: CustodySection,
+    /// Peer health attestation and regional votes.
+    pub peers: PeersSection,
+}
+
+/// `[peers]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeersSection {
+    /// Seconds between attestation rounds.
+    pub attest_interval_secs: u64,
+    /// Peers probed per round (rotating through the region).
+    pub attest_peers: u32,
+    /// Seconds between scans for lying attesters and failing nodes.
+    pub byzantine_scan_interval_secs: u64,
+    /// Seconds between checks for proposals to vote on.
+    pub vote_interval_secs: u64,
+}
+
+impl Default for PeersSection {
+    /// Four peers a minute: in a region of five or more nodes every node is
+    /// probed by more than three peers every five minutes (the plan's bar),
+    /// well inside the DNA's 30 attestations a minute.
+    fn default() -> Self {
+        PeersSection {
+            attest_interval_secs: 60,
+            attest_peers: 4,
+            byzantine_scan_interval_secs: 300,
+            vote_interval_secs: 10,
+        }
+    }
 }
 
 /// `[custody]`
@@ -271,6 +301,7 @@ impl Default for Config {
             network: NetworkSection::default(),
             http: HttpSection::default(),
             custody: CustodySection::default(),
+            peers: PeersSection::default(),
         }
     }
 }
@@ -404,6 +435,31 @@ impl Config {
         if !(0..=604_800).contains(&c.grace_secs) {
             return Err(invalid("custody.grace_secs", "must be 0 to 604800 seconds"));
         }
+        let p = &self.peers;
+        if !(5..=3600).contains(&p.attest_interval_secs) {
+            return Err(invalid(
+                "peers.attest_interval_secs",
+                "must be 5 to 3600 seconds",
+            ));
+        }
+        if !(1..=30).contains(&p.attest_peers) {
+            return Err(invalid(
+                "peers.attest_peers",
+                "must be 1 to 30 (the DNA allows 30 attestations a minute)",
+            ));
+        }
+        if !(10..=86_400).contains(&p.byzantine_scan_interval_secs) {
+            return Err(invalid(
+                "peers.byzantine_scan_interval_secs",
+                "must be 10 to 86400 seconds",
+            ));
+        }
+        if !(1..=3600).contains(&p.vote_interval_secs) {
+            return Err(invalid(
+                "peers.vote_interval_secs",
+                "must be 1 to 3600 seconds",
+            ));
+        }
         if self.conductor.mode == ConductorMode::External && self.conductor.admin_addr.is_none() {
             return Err(invalid(
                 "conductor.admin_addr",
@@ -503,6 +559,16 @@ reconcile_interval_secs = 30
 # declared failed and its shards are rebuilt elsewhere (a blip moves nothing).
 failure_window_secs = 60
 grace_secs = 120
+
+[peers]
+# Every round this node probes a few peers of its region and records what it
+# saw; the network weighs these attestations to judge health.
+attest_interval_secs = 60
+attest_peers = 4
+# How often to look for attesters that contradict the consensus.
+byzantine_scan_interval_secs = 300
+# How often to look for regional custody proposals to vote on.
+vote_interval_secs = 10
 "#;
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use crate::agent::NodeAgent;
 use crate::custody::{Custody, CustodyError};
 use crate::http::{router, AppState};
-use node_registry_integrity::{DetectionInput, RegistrySignal};
+use node_registry_integrity::{DetectionInput, RegistrySignal, SuspiciousNode};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -164,6 +164,62 @@ impl Daemon {
                             }
                             Ok(_) => {}
                             Err(e) => tracing::warn!("reconcile: {e}"),
+                        }
+                    })
+                },
+            ));
+        }
+        let peers_cfg = agent.config().peers.clone();
+        {
+            let agent = agent.clone();
+            let round = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            tasks.push(every(
+                Duration::from_secs(peers_cfg.attest_interval_secs),
+                rx.clone(),
+                move || {
+                    let agent = agent.clone();
+                    let r = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let count = peers_cfg.attest_peers as usize;
+                    Box::pin(async move {
+                        if let Err(e) = crate::peers::attest_round(&agent, r, count).await {
+                            tracing::debug!("attestation round: {e}");
+                        }
+                    })
+                },
+            ));
+        }
+        {
+            let agent = agent.clone();
+            tasks.push(every(
+                Duration::from_secs(peers_cfg.byzantine_scan_interval_secs),
+                rx.clone(),
+                move || {
+                    let agent = agent.clone();
+                    Box::pin(async move {
+                        match agent
+                            .call::<_, Vec<SuspiciousNode>>("detect_byzantine_attackers", ())
+                            .await
+                        {
+                            Ok(found) if !found.is_empty() => {
+                                tracing::warn!("penalised: {found:?}")
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!("byzantine scan: {e}"),
+                        }
+                    })
+                },
+            ));
+        }
+        {
+            let agent = agent.clone();
+            tasks.push(every(
+                Duration::from_secs(peers_cfg.vote_interval_secs),
+                rx.clone(),
+                move || {
+                    let agent = agent.clone();
+                    Box::pin(async move {
+                        if let Err(e) = crate::peers::vote_round(&agent).await {
+                            tracing::debug!("voting: {e}");
                         }
                     })
                 },

@@ -14,6 +14,7 @@ pub mod custody;
 pub mod daemon;
 pub mod http;
 pub mod metrics;
+pub mod peers;
 pub mod rendezvous;
 pub mod store;
 pub mod transfer;
