@@ -170,22 +170,8 @@ impl Network {
     /// holochain 0.7.1 does not register dependencies of a zome added by
     /// `update_coordinators` under a new name.)
     pub async fn arm_mallory(&mut self, peer: usize) {
-        let code =
-            std::fs::read(packed("mallory_coordinator.wasm")).expect("mallory wasm readable");
-        let wasm = DnaWasmHashed::from_content(DnaWasm::from(code)).await;
-        let def = CoordinatorZomeDef::from(ZomeDef::Wasm(WasmZomeDef::new(
-            wasm.as_hash().clone(),
-            Some(vec!["node_registry_integrity".into()]),
-        )));
         let p = self.peers[peer].clone();
-        self.conductors[p.conductor]
-            .update_coordinators(
-                p.cell.cell_id().clone(),
-                vec![(COORDINATOR.into(), def)],
-                vec![wasm],
-            )
-            .await
-            .expect("mallory installs");
+        install_mallory(&mut self.conductors[p.conductor], p.cell.cell_id().clone()).await;
     }
 
     /// Calls a mallory function as `peer` (see [`Network::arm_mallory`]).
@@ -235,6 +221,20 @@ impl Network {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// Swaps mallory in for the coordinator of `cell` (see [`Network::arm_mallory`]).
+pub async fn install_mallory(conductor: &mut SweetConductor, cell: CellId) {
+    let code = std::fs::read(packed("mallory_coordinator.wasm")).expect("mallory wasm readable");
+    let wasm = DnaWasmHashed::from_content(DnaWasm::from(code)).await;
+    let def = CoordinatorZomeDef::from(ZomeDef::Wasm(WasmZomeDef::new(
+        wasm.as_hash().clone(),
+        Some(vec!["node_registry_integrity".into()]),
+    )));
+    conductor
+        .update_coordinators(cell, vec![(COORDINATOR.into(), def)], vec![wasm])
+        .await
+        .expect("mallory installs");
 }
 
 /// A valid registration for `peer` with the organ-donation defaults of a
@@ -450,6 +450,32 @@ pub mod sidecars {
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+        }
+
+        /// The cell of node `i`'s hApp (the only one on its conductor).
+        pub fn cell_id(&self, i: usize) -> CellId {
+            let cells = self.conductors[i].running_cell_ids();
+            assert_eq!(cells.len(), 1, "node {i} runs one cell");
+            cells.into_iter().next().unwrap()
+        }
+
+        /// Swaps mallory in on node `i` (see [`Network::arm_mallory`]).
+        pub async fn arm_mallory(&mut self, i: usize) {
+            let cell = self.cell_id(i);
+            install_mallory(&mut self.conductors[i], cell).await;
+        }
+
+        /// Calls a mallory function as node `i`'s agent.
+        pub async fn mallory<I, O>(&self, i: usize, func: &str, payload: I) -> Result<O, String>
+        where
+            I: serde::Serialize + std::fmt::Debug,
+            O: serde::de::DeserializeOwned + std::fmt::Debug,
+        {
+            let zome = SweetZome::new(self.cell_id(i), COORDINATOR.into());
+            self.conductors[i]
+                .call_fallible(&zome, func, payload)
+                .await
+                .map_err(|e| format!("{e:?}"))
         }
 
         /// Waits until node `observer` sees `count` available custodians.

@@ -171,6 +171,7 @@ fn template(
         required_tier: None,
         quorum_proposal: None,
         quorum_votes: vec![],
+        relationship: None,
     }
 }
 

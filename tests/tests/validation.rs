@@ -41,6 +41,7 @@ fn assignment(
         required_tier: None,
         quorum_proposal: None,
         quorum_votes: vec![],
+        relationship: None,
     }
 }
 

@@ -160,7 +160,8 @@ mod tests {
 
     #[test]
     fn every_bound_is_enforced() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut DeclaredCapacity)>)> = vec![
+        type Breakage = Box<dyn Fn(&mut DeclaredCapacity)>;
+        let cases: Vec<(&str, Breakage)> = vec![
             ("cpu_cores", Box::new(|c| c.cpu_cores = 1025)),
             ("cpu_cores", Box::new(|c| c.cpu_cores = 0)),
             ("memory_gb", Box::new(|c| c.memory_gb = 10_001.0)),

@@ -107,7 +107,7 @@ pub fn check_eligible(c: &Candidate, q: &Criteria) -> Result<(), Ineligible> {
     if !status_ok {
         return Err(Ineligible::Status);
     }
-    if !q.regions.is_empty() && !q.regions.iter().any(|r| *r == c.region) {
+    if !q.regions.is_empty() && !q.regions.contains(&c.region) {
         return Err(Ineligible::Region);
     }
     if q.min_tier.is_some_and(|t| c.tier < t) {

@@ -145,13 +145,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The network section every embedded node uses: local bootstrap and relay
 /// at one URL, plain HTTP allowed for that relay.
 pub fn network_config(network_url: &str) -> NetworkConfig {
-    let mut network = NetworkConfig::default();
-    network.bootstrap_url = url2::Url2::parse(network_url);
-    network.relay_url = url2::Url2::parse(network_url);
-    network.advanced = Some(serde_json::json!({
-        "irohTransport": { "relayAllowPlainText": true }
-    }));
-    network
+    NetworkConfig {
+        bootstrap_url: url2::Url2::parse(network_url),
+        relay_url: url2::Url2::parse(network_url),
+        advanced: Some(serde_json::json!({
+            "irohTransport": { "relayAllowPlainText": true }
+        })),
+        ..NetworkConfig::default()
+    }
 }
 
 impl EmbeddedConductor {

@@ -54,7 +54,7 @@ pub enum ConductorMode {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Who this node is.
@@ -290,22 +290,6 @@ impl Default for HttpSection {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node: NodeSection::default(),
-            participation: ParticipationSection::default(),
-            capacity: CapacitySection::default(),
-            heartbeat: HeartbeatSection::default(),
-            conductor: ConductorSection::default(),
-            network: NetworkSection::default(),
-            http: HttpSection::default(),
-            custody: CustodySection::default(),
-            peers: PeersSection::default(),
-        }
-    }
-}
-
 fn percent(field: &'static str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && (0.0..=100.0).contains(&v) {
         Ok(())
@@ -383,8 +367,7 @@ impl Config {
         }
         if let Some(gb) = self.capacity.storage_gb {
             if !(gb.is_finite()
-                && gb >= 0.0
-                && gb <= registry_core::capacity::MAX_STORAGE_TB * 1000.0)
+                && (0.0..=registry_core::capacity::MAX_STORAGE_TB * 1000.0).contains(&gb))
             {
                 return Err(invalid(
                     "capacity.storage_gb",

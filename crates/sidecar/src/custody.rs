@@ -5,6 +5,7 @@
 use crate::agent::NodeAgent;
 use crate::catalog::{Catalog, PublishedContent};
 use crate::conductor::ConductorError;
+use crate::secret::RecoverySecret;
 use crate::store::{ShardMeta, ShardRecord, ShardStore, StoreError};
 use crate::transfer::{canonical_request, TransferAuth, TransferError};
 use holochain_types::prelude::{EntryHash, Signature, Timestamp};
@@ -156,6 +157,10 @@ pub struct ReconcileReport {
     pub obtained: u32,
     /// Shards that could not be obtained (retried next pass).
     pub failed: Vec<String>,
+    /// Shards let go because the family relationship they were kept under
+    /// was revoked.
+    #[serde(default)]
+    pub dropped: u32,
 }
 
 fn strategy_defaults(s: Strategy) -> (u32, u32) {
@@ -164,6 +169,14 @@ fn strategy_defaults(s: Strategy) -> (u32, u32) {
         Strategy::ErasureCoded => (4, 6),
         Strategy::ThresholdSplit => (3, 5),
     }
+}
+
+/// A custodian chosen for one shard.
+struct Slot {
+    node_id: String,
+    registration: holochain_types::prelude::ActionHash,
+    endpoint: Option<String>,
+    family: Option<FamilyProof>,
 }
 
 /// A `Write` that also hashes and counts.
@@ -247,6 +260,8 @@ pub struct Custody {
     in_flight: Mutex<HashSet<String>>,
     /// `DisasterRecoveryFailed` signals seen, newest last.
     pub recovery_failures: Mutex<Vec<RegistrySignal>>,
+    /// The person's recovery secret, from which content keys derive.
+    pub secret: RecoverySecret,
 }
 
 impl Custody {
@@ -255,6 +270,7 @@ impl Custody {
         let data = agent.config().conductor.data_dir.clone();
         let store = ShardStore::open(&data.join("shards"))?;
         let catalog = Catalog::open(&data.join("catalog.redb"))?;
+        let secret = crate::secret::load_or_create(&data)?;
         let work_dir = data.join("work");
         std::fs::create_dir_all(&work_dir)?;
         for e in std::fs::read_dir(&work_dir)? {
@@ -271,6 +287,7 @@ impl Custody {
             work_dir,
             in_flight: Mutex::new(HashSet::new()),
             recovery_failures: Mutex::new(Vec::new()),
+            secret,
         })
     }
 
@@ -384,6 +401,7 @@ impl Custody {
         &self,
         holder: &ShardHolder,
         serving: &str,
+        recovery: Option<&str>,
     ) -> Result<TempFile, CustodyError> {
         use futures_util::StreamExt;
         let endpoint = holder
@@ -401,6 +419,9 @@ impl Custody {
         ));
         for (k, v) in auth.headers() {
             req = req.header(k, v);
+        }
+        if let Some(r) = recovery {
+            req = req.header(crate::transfer::H_RECOVERY, r);
         }
         let peer_err = |detail: String| CustodyError::Transfer {
             peer: holder.node_id.clone(),
@@ -454,9 +475,28 @@ impl Custody {
         } else {
             req.k.unwrap_or(dk)
         };
-        let n = req.n.unwrap_or(dn);
-        let params = CodecParams::new(strategy, k as usize, n as usize)?;
         let reach = req.reach.clone().unwrap_or_else(|| "private".into());
+        if !["intimate", "private", "public"].contains(&reach.as_str()) {
+            return Err(CustodyError::BadRequest(format!(
+                "unknown reach {reach:?} (intimate, private or public)"
+            )));
+        }
+        // Private and intimate content goes to family first (integration
+        // point 3 of the plan): by default, one full copy per family node.
+        let family: Vec<FamilyCustodian> = if reach != "public" {
+            self.agent
+                .call("get_family_custodians", self.agent.agent().clone())
+                .await?
+        } else {
+            vec![]
+        };
+        let default_n = if !family.is_empty() && strategy == Strategy::FullReplica {
+            family.len() as u32
+        } else {
+            dn
+        };
+        let n = req.n.unwrap_or(default_n);
+        let params = CodecParams::new(strategy, k as usize, n as usize)?;
         if !req.path.is_file() {
             return Err(CustodyError::BadRequest(format!(
                 "{} is not a readable file",
@@ -477,6 +517,7 @@ impl Custody {
         let tmps: Vec<TempFile> = (0..n)
             .map(|i| TempFile(self.temp_path(&format!("shard{i}"))))
             .collect();
+        let key = self.secret.content_key(&content_id);
         let (report, shard_files) = tokio::task::block_in_place(|| -> Result<_, CustodyError> {
             let mut writers = tmps
                 .iter()
@@ -488,8 +529,11 @@ impl Custody {
                     })
                 })
                 .collect::<std::io::Result<Vec<_>>>()?;
-            let report =
-                Encoder::new(params)?.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
+            let mut encoder = Encoder::new(params)?;
+            if params.needs_owner_key() {
+                encoder = encoder.with_key(key.clone());
+            }
+            let report = encoder.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
             let files: Vec<(String, u64)> = writers
                 .into_iter()
                 .map(|w| {
@@ -505,33 +549,52 @@ impl Custody {
             total: size,
         });
 
-        // Choose custodians: distinct nodes, never this one.
+        // Choose custodians: family first, then the community; distinct
+        // nodes, never this one.
         let shard_size = shard_files.iter().map(|(_, l)| *l).max().unwrap_or(0);
-        let chosen: Vec<RankedCustodian> = self
-            .agent
-            .call(
-                "get_available_custodians",
-                CustodianFilters {
-                    region: req.region.clone(),
-                    min_tier: req.min_tier.clone(),
-                    exclude_nodes: vec![self.agent.node_id.clone()],
-                    min_storage_bytes: Some(shard_size),
-                    content_id: Some(content_id.clone()),
-                    limit: Some(n),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let mut chosen: Vec<Slot> = family
+            .iter()
+            .take(n as usize)
+            .map(|f| Slot {
+                node_id: f.node_id.clone(),
+                registration: f.registration_hash.clone(),
+                endpoint: f.endpoint.clone(),
+                family: Some(f.proof.clone()),
+            })
+            .collect();
+        let missing = n as usize - chosen.len();
+        if missing > 0 {
+            let mut exclude: Vec<String> = chosen.iter().map(|s| s.node_id.clone()).collect();
+            exclude.push(self.agent.node_id.clone());
+            let community: Vec<RankedCustodian> = self
+                .agent
+                .call(
+                    "get_available_custodians",
+                    CustodianFilters {
+                        region: req.region.clone(),
+                        min_tier: req.min_tier.clone(),
+                        exclude_nodes: exclude,
+                        min_storage_bytes: Some(shard_size),
+                        content_id: Some(content_id.clone()),
+                        limit: Some(missing as u32),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            chosen.extend(community.into_iter().map(|c| Slot {
+                node_id: c.registration.node_id,
+                registration: c.registration_hash,
+                endpoint: c.registration.endpoint,
+                family: None,
+            }));
+        }
         if chosen.len() < n as usize {
             return Err(CustodyError::NotEnoughCustodians {
                 needed: n,
                 found: chosen.len() as u32,
             });
         }
-        let round: Vec<String> = chosen
-            .iter()
-            .map(|c| c.registration.node_id.clone())
-            .collect();
+        let round: Vec<String> = chosen.iter().map(|c| c.node_id.clone()).collect();
 
         // Record the assignments.
         let mut records = Vec::new();
@@ -546,20 +609,27 @@ impl Custody {
                 shard_hash: shard_hash.clone(),
                 owner_agent: self.agent.agent().clone(),
                 reach: reach.clone(),
-                custodian_node_id: c.registration.node_id.clone(),
-                custodian_registration: c.registration_hash.clone(),
+                custodian_node_id: c.node_id.clone(),
+                custodian_registration: c.registration.clone(),
                 strategy: strategy.as_str().to_string(),
                 threshold: k,
                 shard_count: n,
                 shard_index: i as u32,
                 round_custodians: round.clone(),
-                decided_by: DecisionSource::Publisher.as_str().to_string(),
+                decided_by: if c.family.is_some() {
+                    DecisionSource::RelationshipPolicy
+                } else {
+                    DecisionSource::Publisher
+                }
+                .as_str()
+                .to_string(),
                 decision_round: 0,
                 replaces: None,
                 preferred_region: req.region.clone(),
                 required_tier: req.min_tier.clone(),
                 quorum_proposal: None,
                 quorum_votes: vec![],
+                relationship: c.family.clone(),
             };
             let _: holochain_types::prelude::ActionHash =
                 self.agent.call("assign_custodian", a.clone()).await?;
@@ -578,10 +648,10 @@ impl Custody {
         let mut pushed = 0;
         let mut failures = Vec::new();
         for (i, (c, r)) in chosen.iter().zip(&records).enumerate() {
-            let result = match &c.registration.endpoint {
+            let result = match &c.endpoint {
                 Some(ep) => {
                     self.deliver(
-                        &c.registration.node_id,
+                        &c.node_id,
                         ep,
                         &r.assignment.shard_hash,
                         &r.entry_hash.to_string(),
@@ -590,7 +660,7 @@ impl Custody {
                     .await
                 }
                 None => Err(CustodyError::Transfer {
-                    peer: c.registration.node_id.clone(),
+                    peer: c.node_id.clone(),
                     detail: "no endpoint registered".into(),
                 }),
             };
@@ -646,6 +716,21 @@ impl Custody {
         out: &Path,
         progress: ProgressFn<'_>,
     ) -> Result<RetrieveReport, CustodyError> {
+        self.retrieve_as(content_id, out, None, None, progress)
+            .await
+    }
+
+    /// As `retrieve`, with a content key (a recovered person's) and the
+    /// recovery request that authorizes this node to fetch another
+    /// person's shards.
+    pub async fn retrieve_as(
+        &self,
+        content_id: &str,
+        out: &Path,
+        key: Option<ContentKey>,
+        recovery: Option<&str>,
+        progress: ProgressFn<'_>,
+    ) -> Result<RetrieveReport, CustodyError> {
         let live: Vec<AssignmentRecord> = self
             .agent
             .call("get_assignment_records_for_content", content_id.to_string())
@@ -654,9 +739,14 @@ impl Custody {
             .first()
             .ok_or_else(|| CustodyError::UnknownContent(content_id.to_string()))?;
         let strategy: Strategy = first.assignment.strategy.parse()?;
+        // The owner's catalog, or else the key derived from this node's
+        // recovery secret (a recovered node adopts the lost one's secret).
         let key = match self.catalog.get(content_id)?.and_then(|c| c.key_hex) {
             Some(h) => Some(parse_key(&h)?),
-            None => None,
+            None if first.assignment.owner_agent == *self.agent.agent() => {
+                Some(self.secret.content_key(content_id))
+            }
+            None => key,
         };
         let holders: Vec<ShardHolder> = self
             .agent
@@ -673,6 +763,7 @@ impl Custody {
                 needed,
                 &first.entry_hash.to_string(),
                 content_id,
+                recovery,
                 progress,
             )
             .await?;
@@ -735,6 +826,7 @@ impl Custody {
         needed: usize,
         serving: &str,
         content_id: &str,
+        recovery: Option<&str>,
         progress: ProgressFn<'_>,
     ) -> Result<(Vec<TempFile>, Vec<String>), CustodyError> {
         let mut files = Vec::new();
@@ -754,7 +846,13 @@ impl Custody {
                 }
                 continue;
             }
-            match self.fetch_to_temp(h, serving).await {
+            // A recovering node is nobody's custodian: it names the
+            // holder's own assignment and shows its recovery instead.
+            let serving = match recovery {
+                Some(_) => h.assignment.to_string(),
+                None => serving.to_string(),
+            };
+            match self.fetch_to_temp(h, &serving, recovery).await {
                 Ok(f) => {
                     files.push(f);
                     from.push(h.node_id.clone());
@@ -832,6 +930,7 @@ impl Custody {
                 needed,
                 &record.entry_hash.to_string(),
                 &a.content_id,
+                None,
                 &|_| {},
             )
             .await?;
@@ -874,7 +973,36 @@ impl Custody {
             assigned: mine.len() as u32,
             ..Default::default()
         };
+        // Family custody lasts as long as both people consent: once either
+        // revokes, this node takes no more and lets go of what it kept.
+        let family_ok: HashSet<holochain_types::prelude::ActionHash> =
+            if mine.iter().any(|r| r.assignment.relationship.is_some()) {
+                let rels: Vec<RelationshipState> = self
+                    .agent
+                    .call("get_relationships", self.agent.agent().clone())
+                    .await?;
+                rels.into_iter()
+                    .filter(|r| r.active && r.relationship.auto_custody_enabled)
+                    .map(|r| r.relationship_hash)
+                    .collect()
+            } else {
+                HashSet::new()
+            };
         for r in &mine {
+            if let Some(proof) = &r.assignment.relationship {
+                if !family_ok.contains(&proof.relationship) {
+                    if self.store.has(&r.assignment.shard_hash) {
+                        self.store.remove(&r.assignment.shard_hash)?;
+                        report.dropped += 1;
+                        tracing::info!(
+                            "dropped shard {} of {}: the family relationship was revoked",
+                            r.assignment.shard_index,
+                            r.assignment.content_id
+                        );
+                    }
+                    continue;
+                }
+            }
             match self.obtain(r, None).await {
                 Ok(true) => report.obtained += 1,
                 Ok(false) => {}
@@ -1008,6 +1136,7 @@ impl Custody {
         &self,
         auth: &TransferAuth,
         shard_hash: &str,
+        recovery: Option<&str>,
     ) -> Result<ShardRecord, TransferError> {
         let agent = auth.verify("GET", shard_hash, now_micros())?;
         let held = self
@@ -1022,12 +1151,32 @@ impl Custody {
             ));
         }
         let custodian = live && a.custodian_node_id == auth.node_id;
-        if agent != a.owner_agent && !custodian {
+        if agent == a.owner_agent || custodian {
+            return Ok(held);
+        }
+        // A person's new node, once their family approved the recovery.
+        if let Some(request) = recovery {
+            let hash = holochain_types::prelude::ActionHash::try_from(request)
+                .map_err(|_| TransferError::BadRequest("recovery is not an action hash".into()))?;
+            let status: RecoveryStatus = self
+                .agent
+                .call("get_recovery_status", hash)
+                .await
+                .map_err(|e| TransferError::Forbidden(format!("recovery: {e}")))?;
+            if status.verified
+                && status.request.new_agent == agent
+                && status.request.lost_agent == a.owner_agent
+            {
+                return Ok(held);
+            }
             return Err(TransferError::Forbidden(
-                "requester is neither the owner nor the custodian of a live assignment of this content".into(),
+                "that recovery is not verified for this requester and owner".into(),
             ));
         }
-        Ok(held)
+        Err(TransferError::Forbidden(
+            "requester is neither the owner nor the custodian of a live assignment of this content"
+                .into(),
+        ))
     }
 
     async fn assignment(

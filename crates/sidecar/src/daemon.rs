@@ -4,6 +4,7 @@
 use crate::agent::NodeAgent;
 use crate::custody::{Custody, CustodyError};
 use crate::http::{router, AppState};
+use crate::recovery::Recovery;
 use node_registry_integrity::{DetectionInput, RegistrySignal, SuspiciousNode};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +19,8 @@ pub struct Daemon {
     pub agent: Arc<NodeAgent>,
     /// The custody engine.
     pub custody: Arc<Custody>,
+    /// The recovery engine.
+    pub recovery: Arc<Recovery>,
     /// Where the HTTP server listens.
     pub http_addr: SocketAddr,
     /// The local API token.
@@ -77,12 +80,17 @@ impl Daemon {
         let data_dir = agent.config().conductor.data_dir.clone();
         let api_token = api_token(&data_dir)?;
         let custody = Arc::new(Custody::open(agent.clone())?);
+        let recovery = Arc::new(
+            Recovery::open(custody.clone())
+                .map_err(|e| CustodyError::Io(std::io::Error::other(e.to_string())))?,
+        );
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
         let app = router(AppState {
             agent: agent.clone(),
             custody: custody.clone(),
+            recovery: recovery.clone(),
             shutdown: shutdown.clone(),
             api_token: api_token.clone(),
         });
@@ -228,6 +236,7 @@ impl Daemon {
         Ok(Daemon {
             agent,
             custody,
+            recovery,
             http_addr,
             api_token,
             shutdown,

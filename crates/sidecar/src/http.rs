@@ -5,10 +5,12 @@
 //!   deliver, `GET` to fetch); every request is authenticated by its
 //!   signature and authorized against the DHT, never by the token.
 //! - `/api/*`: the local API used by the `status`, `leave`, `store` and
-//!   `fetch` commands; it needs the token in the data directory.
+//!   `fetch` commands and the recovery routes (`docs/recovery-openapi.yaml`);
+//!   it needs the token in the data directory.
 
 use crate::agent::NodeAgent;
 use crate::custody::{Custody, Progress, PublishRequest};
+use crate::recovery::{Recovery, RecoveryError};
 use crate::store::StoreError;
 use crate::transfer::{TransferAuth, TransferError};
 use axum::body::Body;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub agent: Arc<NodeAgent>,
     /// The custody engine.
     pub custody: Arc<Custody>,
+    /// The recovery engine.
+    pub recovery: Arc<Recovery>,
     /// Set to true to stop the daemon.
     pub shutdown: watch::Sender<bool>,
     /// The local API token.
@@ -103,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/content/{id}/fetch", post(fetch))
         .route("/api/custody", get(custody))
         .route("/api/reconcile", post(reconcile))
+        .route("/api/recovery/initiate", post(recovery_initiate))
+        .route("/api/recovery/approve", post(recovery_approve))
+        .route("/api/recovery/sync", post(recovery_sync))
+        .route("/api/recovery/{id}", get(recovery_report))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -223,7 +231,10 @@ async fn get_shard(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = s.custody.authorize_get(&auth, &hash).await {
+    let recovery = headers
+        .get(crate::transfer::H_RECOVERY)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = s.custody.authorize_get(&auth, &hash, recovery).await {
         return e.into_response();
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
@@ -369,5 +380,129 @@ async fn reconcile(State(s): State<AppState>) -> Response {
     match s.custody.reconcile().await {
         Ok(r) => Json(r).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+/// Body of `POST /api/recovery/initiate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitiateRequest {
+    /// The lost node's agent key.
+    pub agent_id: String,
+}
+
+/// Body of `POST /api/recovery/approve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApproveRequest {
+    /// The session (request) to approve.
+    pub session_id: String,
+    /// False to refuse; approving is the default.
+    #[serde(default = "yes")]
+    pub approve: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Body of `POST /api/recovery/sync`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// The verified session.
+    pub session_id: String,
+    /// The lost person's recovery code (content keys derive from it).
+    pub recovery_code: String,
+}
+
+impl IntoResponse for RecoveryError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            RecoveryError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RecoveryError::NodeOnline { .. } => StatusCode::CONFLICT,
+            RecoveryError::NoFamilyCustodians => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    Json(serde_json::json!({
+                        "error": self.to_string(),
+                        "suggestion": "Set up family relationships with custody enabled \
+                            (both people consent, auto_custody_enabled) before a node is lost",
+                    })),
+                )
+                    .into_response()
+            }
+            RecoveryError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RecoveryError::UnknownSession(_) => StatusCode::NOT_FOUND,
+            RecoveryError::NotVerified { approved, required } => {
+                return (
+                    StatusCode::FORBIDDEN,
+                    Json(serde_json::json!({
+                        "error": self.to_string(),
+                        "approved": approved,
+                        "required": required,
+                    })),
+                )
+                    .into_response()
+            }
+            RecoveryError::Conductor(_) => StatusCode::BAD_GATEWAY,
+            RecoveryError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error(status, self.to_string())
+    }
+}
+
+fn bad_json(e: axum::extract::rejection::JsonRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, e.body_text())
+}
+
+async fn recovery_initiate(
+    State(s): State<AppState>,
+    body: Result<Json<InitiateRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return bad_json(e),
+    };
+    match s.recovery.initiate(&req.agent_id).await {
+        Ok((r, true)) => (StatusCode::CREATED, Json(r)).into_response(),
+        Ok((r, false)) => Json(r).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn recovery_approve(
+    State(s): State<AppState>,
+    body: Result<Json<ApproveRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return bad_json(e),
+    };
+    match s.recovery.approve(&req.session_id, req.approve).await {
+        Ok(h) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "approval": h, "approve": req.approve })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn recovery_sync(
+    State(s): State<AppState>,
+    body: Result<Json<SyncRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return bad_json(e),
+    };
+    match s.recovery.sync(&req.session_id, &req.recovery_code).await {
+        Ok(session) => (StatusCode::ACCEPTED, Json(session)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn recovery_report(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
+    match s.recovery.report(&id).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => e.into_response(),
     }
 }

@@ -72,6 +72,9 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// Show the recovery code that unlocks this person's content on a new
+    /// node if this one is lost. Write it down and keep it off this machine.
+    RecoveryCode(Overrides),
     /// Deregister this node: it leaves discovery and custody.
     Leave {
         #[command(flatten)]
@@ -204,6 +207,10 @@ async fn main() {
         },
         Command::Status(o) => match o.resolve() {
             Ok(c) => status(c).await,
+            Err(e) => Err(e),
+        },
+        Command::RecoveryCode(o) => match o.resolve() {
+            Ok(c) => recovery_code(&c),
             Err(e) => Err(e),
         },
         Command::Leave { overrides, reason } => match overrides.resolve() {
@@ -612,4 +619,19 @@ fn report_leave(node_id: &str, acknowledged: bool) {
              start the node again later to finish leaving, or peers will treat it as failed"
         );
     }
+}
+
+fn recovery_code(config: &Config) -> Result<()> {
+    let dir = &config.conductor.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let secret = elohim_sidecar::secret::load_or_create(dir)
+        .with_context(|| format!("reading the recovery secret in {}", dir.display()))?;
+    println!("{}", secret.code());
+    eprintln!(
+        "Keep this code somewhere safe, away from this machine. If this node is destroyed, \
+         a new node with this code and your family's approval gets your private content back \
+         (POST /api/recovery/sync)."
+    );
+    Ok(())
 }

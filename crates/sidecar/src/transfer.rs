@@ -21,6 +21,9 @@ pub const H_AGENT: &str = "x-elohim-agent";
 pub const H_TIME: &str = "x-elohim-time";
 /// Header: base64 ed25519 signature of the canonical request.
 pub const H_SIGNATURE: &str = "x-elohim-signature";
+/// Header: a verified recovery request that lets a person's new node fetch
+/// the lost node's shards.
+pub const H_RECOVERY: &str = "x-elohim-recovery";
 /// Most a request's time may differ from the receiver's clock (replay window).
 pub const MAX_REQUEST_SKEW_SECS: i64 = 300;
 

@@ -87,6 +87,12 @@ pub fn create_vote(v: CustodianVote) -> ExternResult<ActionHash> {
     create_entry(EntryTypes::CustodianVote(v))
 }
 
+/// Commits a recovery approval as given (e.g. by someone outside the family).
+#[hdk_extern]
+pub fn create_recovery_approval(a: RecoveryApproval) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::RecoveryApproval(a))
+}
+
 /// Creates any link.
 #[hdk_extern]
 pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {

@@ -105,8 +105,14 @@ pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionH
         )?;
         create_link(
             custody_base(&assignment.custodian_node_id)?,
-            entry_hash,
+            entry_hash.clone(),
             LinkTypes::NodeToAssignment,
+            tag.clone(),
+        )?;
+        create_link(
+            assignment.owner_agent.clone(),
+            entry_hash,
+            LinkTypes::OwnerToAssignment,
             tag,
         )?;
     }

@@ -139,6 +139,11 @@ pub fn trigger_disaster_recovery(failed_node_id: String) -> ExternResult<Recover
             decided_by: DecisionSource::DisasterRecovery.as_str().to_string(),
             decision_round: next_round,
             replaces: Some(lost.entry_hash.clone()),
+            // The replacement is this run's decision: it carries neither the
+            // owner's family proof nor the old round's votes.
+            relationship: None,
+            quorum_proposal: None,
+            quorum_votes: Vec::new(),
             ..old.clone()
         };
         crate::assignments::assign_custodian(replacement.clone())?;

@@ -2,7 +2,10 @@
 //! beside the entries, so that clients (the sidecar, the tests, a Doorway
 //! written in Rust) depend on this small crate and never on the coordinator.
 
-use crate::{CustodianAssignment, HeartbeatSummary, NodeRegistration, OffPeakHours};
+use crate::{
+    CustodianAssignment, FamilyProof, HeartbeatSummary, NodeRegistration, OffPeakHours,
+    RecoveryRequest, Relationship,
+};
 use hdi::prelude::*;
 use registry_core::heartbeat::Liveness;
 
@@ -205,6 +208,9 @@ pub struct ShardHolder {
 /// to the chosen custodian by remote signal).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type")]
+// Signals are rare and serialized at once; boxing would only complicate the
+// wire type's construction.
+#[allow(clippy::large_enum_variant)]
 pub enum RegistrySignal {
     /// A custodian must obtain a shard it was just assigned.
     ReplicateContent {
@@ -351,4 +357,78 @@ pub struct VoteOutcome {
     pub vote: ActionHash,
     /// The record after it.
     pub record: VoteRecord,
+}
+
+/// Input of `create_relationship`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CreateRelationshipInput {
+    /// The other person's agent key.
+    pub other: AgentPubKey,
+    /// intimate or family.
+    pub kind: String,
+    /// Keep each other's private and intimate content.
+    pub auto_custody_enabled: bool,
+}
+
+/// Input of `consent_to_relationship`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConsentInput {
+    /// The relationship.
+    pub relationship: ActionHash,
+    /// Give (true) or withdraw (false) consent.
+    pub consent: bool,
+}
+
+/// A relationship and where each party's consent stands.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RelationshipState {
+    /// The relationship's action hash.
+    pub relationship_hash: ActionHash,
+    /// The relationship.
+    pub relationship: Relationship,
+    /// Party a's newest consent (value and hash).
+    pub consent_a: Option<(bool, ActionHash)>,
+    /// Party b's newest consent.
+    pub consent_b: Option<(bool, ActionHash)>,
+    /// Both consent now.
+    pub active: bool,
+}
+
+/// A family member whose node keeps a person's private content.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FamilyCustodian {
+    /// The family member.
+    pub agent: AgentPubKey,
+    /// Their node.
+    pub node_id: String,
+    /// Its registration.
+    pub registration_hash: ActionHash,
+    /// Its sidecar.
+    pub endpoint: Option<String>,
+    /// The relationship and both consents.
+    pub proof: FamilyProof,
+}
+
+/// Input of `approve_recovery`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ApproveRecoveryInput {
+    /// The request.
+    pub request: ActionHash,
+    /// Approve or refuse.
+    pub approve: bool,
+}
+
+/// Where a recovery request stands.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecoveryStatus {
+    /// The request's action hash.
+    pub request_hash: ActionHash,
+    /// The request.
+    pub request: RecoveryRequest,
+    /// Family members who approved (valid approvals only).
+    pub approved_by: Vec<AgentPubKey>,
+    /// Family members who refused.
+    pub refused_by: Vec<AgentPubKey>,
+    /// Approvals reached 2/3 of the family.
+    pub verified: bool,
 }

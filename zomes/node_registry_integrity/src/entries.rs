@@ -158,6 +158,85 @@ pub struct CustodianAssignment {
     /// For `decided_by: quorum`: the approving votes that reached 2/3 of
     /// the proposal's eligible voters.
     pub quorum_votes: Vec<ActionHash>,
+    /// For `decided_by: relationship_policy`: the relationship between the
+    /// owner and the custodian's agent, and both parties' consents to it.
+    pub relationship: Option<FamilyProof>,
+}
+
+/// Proof that two agents are in an auto-custody relationship both accepted:
+/// the relationship and each party's consent, by hash.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FamilyProof {
+    /// The relationship.
+    pub relationship: ActionHash,
+    /// One consent per party (both `consent: true`).
+    pub consents: Vec<ActionHash>,
+}
+
+/// A relationship between two people (the plan's HumanRelationship), which
+/// can make each the other's data custodian.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct Relationship {
+    /// One party (the author is one of the two).
+    pub party_a: AgentPubKey,
+    /// The other party.
+    pub party_b: AgentPubKey,
+    /// intimate or family.
+    pub kind: String,
+    /// Whether each party's private and intimate content is automatically
+    /// kept by the other's node.
+    pub auto_custody_enabled: bool,
+    /// When proposed (within 60 s of its action).
+    pub created_at: Timestamp,
+}
+
+/// One party's consent to a relationship, or its revocation (the newest of
+/// a party's consents is in force). Each party speaks only for itself.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct RelationshipConsent {
+    /// The relationship.
+    pub relationship: ActionHash,
+    /// The consenting party; must be the author.
+    pub party: AgentPubKey,
+    /// Consent given (true) or withdrawn (false).
+    pub consent: bool,
+    /// When (within 60 s of its action).
+    pub timestamp: Timestamp,
+}
+
+/// A request by a new node to recover a person whose node was lost.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct RecoveryRequest {
+    /// The lost node's agent (the person's old key).
+    pub lost_agent: AgentPubKey,
+    /// The new node's agent; must be the author.
+    pub new_agent: AgentPubKey,
+    /// The new node; owned by the author.
+    pub new_node_id: String,
+    /// The lost agent's family custodians when the request was made.
+    pub family: Vec<AgentPubKey>,
+    /// Approvals needed: 2/3 of the family, rounded up.
+    pub required_approvals: u32,
+    /// When (within 60 s of its action).
+    pub created_at: Timestamp,
+}
+
+/// A family member's approval (or refusal) of a recovery, signed by that
+/// member's agent like every action.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct RecoveryApproval {
+    /// The request.
+    pub request: ActionHash,
+    /// The approving family member; must be the author.
+    pub approver: AgentPubKey,
+    /// Approve or refuse.
+    pub approve: bool,
+    /// Proof that the approver is the lost agent's consenting family.
+    pub proof: FamilyProof,
 }
 
 /// A voter named in a proposal's snapshot of eligible voters.

@@ -38,6 +38,14 @@ pub enum EntryTypes {
     CustodianVote(CustodianVote),
     /// A penalty backed by evidence.
     ReputationPenalty(ReputationPenalty),
+    /// A relationship between two people.
+    Relationship(Relationship),
+    /// A party's consent to a relationship (or its withdrawal).
+    RelationshipConsent(RelationshipConsent),
+    /// A request to recover a lost node's person.
+    RecoveryRequest(RecoveryRequest),
+    /// A family member's approval of a recovery.
+    RecoveryApproval(RecoveryApproval),
 }
 
 /// Every link type of the DNA. Tags carry compact summaries (validated
@@ -70,6 +78,16 @@ pub enum LinkTypes {
     ProposalToVote,
     /// `penalties/<node>` to a penalty.
     NodeToPenalty,
+    /// Each party's agent key to a relationship.
+    AgentToRelationship,
+    /// A relationship to its consents.
+    RelationshipToConsent,
+    /// An owner's agent key to the assignments of its content.
+    OwnerToAssignment,
+    /// A lost agent's key to recovery requests for it.
+    LostAgentToRecovery,
+    /// A recovery request to its approvals.
+    RecoveryToApproval,
 }
 
 /// The single validation callback; see `validation.rs`.

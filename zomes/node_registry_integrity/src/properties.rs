@@ -7,7 +7,9 @@ use hdi::prelude::*;
 #[derive(Serialize, Deserialize, SerializedBytes, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(default)]
 pub struct RegistryProperties {
-    /// Most heartbeats one node may write in any 60 s (30 s beats = 2).
+    /// Most heartbeats one node may write in any 60 s (30 s beats = 2; the
+    /// sidecar's fastest allowed interval, 5 s, = 12, plus slack for timer
+    /// jitter and a beat right after a reconnect).
     pub max_heartbeats_per_minute: u32,
     /// Most attestations one node may write in any 60 s.
     pub max_attestations_per_minute: u32,
@@ -21,7 +23,7 @@ pub struct RegistryProperties {
 impl Default for RegistryProperties {
     fn default() -> Self {
         RegistryProperties {
-            max_heartbeats_per_minute: 6,
+            max_heartbeats_per_minute: 15,
             max_attestations_per_minute: 30,
             vote_window_secs: 120,
             min_voter_age_secs: 24 * 3600,

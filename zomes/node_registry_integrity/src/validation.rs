@@ -105,7 +105,147 @@ fn check_create(entry: &EntryTypes, header: &ActionHeader) -> Check {
         EntryTypes::AssignmentProposal(p) => check_proposal(p, header),
         EntryTypes::CustodianVote(v) => check_vote(v, header),
         EntryTypes::ReputationPenalty(p) => check_penalty(p, header),
+        EntryTypes::Relationship(r) => check_relationship(r, header),
+        EntryTypes::RelationshipConsent(c) => check_consent(c, header),
+        EntryTypes::RecoveryRequest(r) => check_recovery_request(r, header),
+        EntryTypes::RecoveryApproval(a) => check_recovery_approval(a, header),
     }
+}
+
+/// Relationship kinds.
+pub const RELATIONSHIP_KINDS: [&str; 2] = ["intimate", "family"];
+
+fn check_relationship(r: &Relationship, header: &ActionHeader) -> Check {
+    if r.party_a == r.party_b {
+        return fail("a relationship needs two different people");
+    }
+    if header.author != r.party_a && header.author != r.party_b {
+        return fail("only one of its parties may propose a relationship");
+    }
+    if !RELATIONSHIP_KINDS.contains(&r.kind.as_str()) {
+        return fail(format!("unknown relationship kind: {}", r.kind));
+    }
+    rule!(check_claimed_time(
+        "created_at",
+        r.created_at.as_micros(),
+        header.timestamp.as_micros()
+    ));
+    ok()
+}
+
+fn relationship_of(hash: &ActionHash) -> ExternResult<Option<Relationship>> {
+    let record = must_get_valid_record(hash.clone())?;
+    Ok(record.entry().to_app_option().ok().flatten())
+}
+
+fn check_consent(c: &RelationshipConsent, header: &ActionHeader) -> Check {
+    if c.party != header.author {
+        return fail("each party consents only for themselves");
+    }
+    let Some(r) = relationship_of(&c.relationship)? else {
+        return fail("a consent must be to a relationship");
+    };
+    if c.party != r.party_a && c.party != r.party_b {
+        return fail("only a party to the relationship can consent to it");
+    }
+    rule!(check_claimed_time(
+        "timestamp",
+        c.timestamp.as_micros(),
+        header.timestamp.as_micros()
+    ));
+    ok()
+}
+
+/// Checks that `proof` shows `x` and `y` in an auto-custody relationship both
+/// consented to. Consents are proven given; a later withdrawal stops new
+/// decisions, which the coordinator checks when it makes them.
+fn check_family_proof(proof: &FamilyProof, x: &AgentPubKey, y: &AgentPubKey) -> Check {
+    let Some(r) = relationship_of(&proof.relationship)? else {
+        return fail("the family proof's relationship is not a relationship");
+    };
+    let parties = [&r.party_a, &r.party_b];
+    if !parties.contains(&x) || !parties.contains(&y) || x == y {
+        return fail("the relationship is not between these two people");
+    }
+    if !r.auto_custody_enabled {
+        return fail("the relationship does not enable auto-custody");
+    }
+    let mut consented = std::collections::BTreeSet::new();
+    for ch in &proof.consents {
+        let record = must_get_valid_record(ch.clone())?;
+        let Some(c) = record
+            .entry()
+            .to_app_option::<RelationshipConsent>()
+            .ok()
+            .flatten()
+        else {
+            return fail("a family proof consent is not a consent");
+        };
+        if c.relationship == proof.relationship && c.consent {
+            consented.insert(c.party);
+        }
+    }
+    if !consented.contains(x) || !consented.contains(y) {
+        return fail("both parties must have consented to the relationship");
+    }
+    ok()
+}
+
+fn check_recovery_request(r: &RecoveryRequest, header: &ActionHeader) -> Check {
+    if r.new_agent != header.author {
+        return fail("a recovery is requested by the new node's own agent");
+    }
+    if let Err(e) = check_node_id_owner(&r.new_node_id, header.author.get_raw_32()) {
+        return fail(format!("the new node must be the author's own: {e}"));
+    }
+    if r.lost_agent == r.new_agent {
+        return fail("the lost agent and the new agent must differ");
+    }
+    if r.family.is_empty() || r.family.len() > 64 {
+        return fail("a recovery needs 1 to 64 family custodians");
+    }
+    let distinct: std::collections::BTreeSet<&AgentPubKey> = r.family.iter().collect();
+    if distinct.len() != r.family.len()
+        || r.family.contains(&r.lost_agent)
+        || r.family.contains(&r.new_agent)
+    {
+        return fail("the family must be distinct people other than the lost and new agents");
+    }
+    let needed =
+        registry_core::quorum::required_approvals(r.family.len()).unwrap_or(usize::MAX) as u32;
+    if r.required_approvals != needed {
+        return fail(format!(
+            "required_approvals must be {needed} (2/3 of the family)"
+        ));
+    }
+    rule!(check_claimed_time(
+        "created_at",
+        r.created_at.as_micros(),
+        header.timestamp.as_micros()
+    ));
+    ok()
+}
+
+fn check_recovery_approval(a: &RecoveryApproval, header: &ActionHeader) -> Check {
+    if a.approver != header.author {
+        return fail("an approval is signed by the approving family member's own agent");
+    }
+    let record = must_get_valid_record(a.request.clone())?;
+    let Some(request) = record
+        .entry()
+        .to_app_option::<RecoveryRequest>()
+        .ok()
+        .flatten()
+    else {
+        return fail("an approval must be of a recovery request");
+    };
+    if !request.family.contains(&a.approver) {
+        return fail("the approver is not in the recovery's family");
+    }
+    if let Err(e) = check_family_proof(&a.proof, &a.approver, &request.lost_agent)? {
+        return fail(format!("the approver is not the lost person's family: {e}"));
+    }
+    ok()
 }
 
 /// Creates of the same entry type as `action` by its author since `since`
@@ -616,6 +756,9 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
     {
         return fail("only a quorum assignment carries a proposal and votes");
     }
+    if decided_by != DecisionSource::RelationshipPolicy && a.relationship.is_some() {
+        return fail("only a relationship_policy assignment carries a family proof");
+    }
     let expected_id =
         registry_core::assignment::assignment_id(&a.content_id, a.shard_index, a.decision_round);
     if a.assignment_id != expected_id {
@@ -695,10 +838,18 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
         }
         DecisionSource::Quorum => return check_quorum_backing(a),
         DecisionSource::RelationshipPolicy => {
-            return fail(format!(
-                "decided_by {} is not accepted by this version of the DNA",
-                a.decided_by
-            ));
+            if a.owner_agent != header.author {
+                return fail("only the content's owner places it with family");
+            }
+            if a.decision_round != 0 || a.replaces.is_some() {
+                return fail("a relationship_policy assignment is round 0 and replaces nothing");
+            }
+            let Some(proof) = &a.relationship else {
+                return fail("a relationship_policy assignment must prove the relationship");
+            };
+            if let Err(e) = check_family_proof(proof, &a.owner_agent, &custodian.agent_pub_key)? {
+                return fail(e);
+            }
         }
     }
     ok()
@@ -866,6 +1017,88 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
             }
             if *base != AnyLinkableHash::from(vote.proposal) {
                 return fail("vote link is not on its proposal");
+            }
+            ok()
+        }
+        LinkTypes::AgentToRelationship => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("relationship links point to a relationship action");
+            };
+            let Some(r) = relationship_of(&target)? else {
+                return fail("relationship links point to a relationship");
+            };
+            match base.clone().into_agent_pub_key() {
+                Some(agent) if agent == r.party_a || agent == r.party_b => {}
+                _ => return fail("relationship links are on a party's key"),
+            }
+            if *author != r.party_a && *author != r.party_b {
+                return fail("only a party links a relationship");
+            }
+            ok()
+        }
+        LinkTypes::RelationshipToConsent => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("consent links point to a consent action");
+            };
+            let record = must_get_valid_record(target)?;
+            let Some(c) = record
+                .entry()
+                .to_app_option::<RelationshipConsent>()
+                .ok()
+                .flatten()
+            else {
+                return fail("consent links point to a consent");
+            };
+            if *base != AnyLinkableHash::from(c.relationship) || *author != c.party {
+                return fail("a consent is linked by its party, from its relationship");
+            }
+            ok()
+        }
+        LinkTypes::OwnerToAssignment => {
+            let Some(target) = target.clone().into_entry_hash() else {
+                return fail("owner links point to an assignment entry");
+            };
+            let Ok(a) = CustodianAssignment::try_from(must_get_entry(target)?.content) else {
+                return fail("owner links point to an assignment");
+            };
+            if *base != AnyLinkableHash::from(a.owner_agent) {
+                return fail("owner links are on the content owner's key");
+            }
+            ok()
+        }
+        LinkTypes::LostAgentToRecovery => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("recovery links point to a request action");
+            };
+            let record = must_get_valid_record(target)?;
+            let Some(r) = record
+                .entry()
+                .to_app_option::<RecoveryRequest>()
+                .ok()
+                .flatten()
+            else {
+                return fail("recovery links point to a recovery request");
+            };
+            if *base != AnyLinkableHash::from(r.lost_agent) || *author != r.new_agent {
+                return fail("a recovery is linked by its requester, from the lost agent");
+            }
+            ok()
+        }
+        LinkTypes::RecoveryToApproval => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("approval links point to an approval action");
+            };
+            let record = must_get_valid_record(target)?;
+            let Some(a) = record
+                .entry()
+                .to_app_option::<RecoveryApproval>()
+                .ok()
+                .flatten()
+            else {
+                return fail("approval links point to an approval");
+            };
+            if *base != AnyLinkableHash::from(a.request) || *author != a.approver {
+                return fail("an approval is linked by its approver, from its request");
             }
             ok()
         }
