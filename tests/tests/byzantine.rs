@@ -177,9 +177,18 @@ fn template(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
-    let mut net = Network::start_with(2, quick_props()).await;
+    // The deadline is late_votes_and_floods_are_refused's subject; here a
+    // long window keeps a loaded machine from closing the vote early.
+    let props = RegistryProperties {
+        vote_window_secs: 900,
+        ..quick_props()
+    };
+    let mut net = Network::start_with(2, props).await;
     let mut real = vec![0];
     real.extend(net.add_agents(0, 5, "real").await);
+    // The Sybils' cells are created now; they register only after the
+    // proposal is made.
+    let sybils = net.add_agents(1, 100, "sybil").await;
     let regs = register_all(&net, &real, "eu-west").await;
     net.sync().await;
     await_vetted(&regs, 3).await;
@@ -197,7 +206,6 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     net.sync().await;
 
     // 100 Sybil nodes join the region after the proposal and all approve.
-    let sybils = net.add_agents(1, 100, "sybil").await;
     let _ = register_all(&net, &sybils, "eu-west").await;
     let mut refused = 0;
     for &s in &sybils {

@@ -335,7 +335,14 @@ async fn concurrent_recovery_creates_no_duplicates() {
 #[tokio::test(flavor = "multi_thread")]
 async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     use elohim_sidecar::transfer::TransferAuth;
-    let mut net = SidecarNet::start(4, &[0, 1, 2, 3], |_, _| {}).await;
+    // Node 1 reconciles only when told to: its own repair loop must not
+    // refetch the shard it forgets below while refused uploads are checked.
+    let mut net = SidecarNet::start(4, &[0, 1, 2, 3], |i, c| {
+        if i == 1 {
+            c.custody.reconcile_interval_secs = 86_400;
+        }
+    })
+    .await;
     net.await_custodians(0, 4).await;
     let bytes = content(3_000_000, 5);
     let r = publish(&net, 0, "video.mp4", &bytes, "full_replica", 1, 3).await;
@@ -468,6 +475,7 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         "restart clears partial writes"
     );
     net.until(120, "node 1 obtained its shard again", || async {
+        let _ = net.node(1).custody.reconcile().await;
         net.node(1)
             .custody
             .store

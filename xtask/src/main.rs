@@ -61,12 +61,29 @@ fn run() -> Result<()> {
                 .args(&rest);
             status(cmd, "elohim-sidecar run")
         }
+        "bench" => {
+            ensure_wasm_target()?;
+            pack(&root)?;
+            let mut cmd = cargo();
+            cmd.current_dir(&root)
+                .args([
+                    "run",
+                    "--package",
+                    "elohim_tests",
+                    "--bin",
+                    "elohim-bench",
+                    "--",
+                ])
+                .args(&rest);
+            status(cmd, "elohim-bench")
+        }
         other => {
             eprintln!(
-                "usage: cargo xtask <pack|test|run> [args]\n\
+                "usage: cargo xtask <pack|test|run|bench> [args]\n\
                  \n  pack   build the zomes and write workdir/node_registry.dna and workdir/elohim_orchestrator.happ\
                  \n  test   pack, then run every test in the workspace (args go to cargo test)\
-                 \n  run    pack, then run the sidecar with an embedded conductor (args go to elohim-sidecar run)"
+                 \n  run    pack, then run the sidecar with an embedded conductor (args go to elohim-sidecar run)\
+                 \n  bench  pack, then measure a local network of conductors and sidecars (args go to elohim-bench; --help)"
             );
             if other.is_empty() {
                 Ok(())

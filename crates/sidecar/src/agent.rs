@@ -124,6 +124,16 @@ pub struct NodeAgent {
     endpoint: Mutex<Option<String>>,
 }
 
+/// How often a call that lost a commit race to another call of the same
+/// agent is run again.
+const HEAD_MOVED_RETRIES: u32 = 5;
+
+/// Whether a call failed only because another call of this agent committed
+/// first (the conductor rolls the loser back whole).
+fn is_head_moved(e: &ConductorError) -> bool {
+    e.to_string().contains("source chain head has moved")
+}
+
 fn unix_now() -> i64 {
     Timestamp::now().as_micros() / 1_000_000
 }
@@ -196,16 +206,28 @@ impl NodeAgent {
         O: DeserializeOwned + std::fmt::Debug,
     {
         let conn = self.connection().await?;
-        let started = Instant::now();
-        let out = conn.call(COORDINATOR, function, payload).await;
-        self.metrics
-            .observe_call(function, out.is_ok(), started.elapsed());
-        if let Err(e) = &out {
-            if e.is_connection_lost() {
-                self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let out = conn.call(COORDINATOR, function, &payload).await;
+            self.metrics
+                .observe_call(function, out.is_ok(), started.elapsed());
+            match &out {
+                Err(e) if e.is_connection_lost() => {
+                    self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                // Two calls of this agent committed at once and this one
+                // lost the race: nothing of it was written, so it is simply
+                // run again.
+                Err(e) if is_head_moved(e) && attempt < HEAD_MOVED_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * (1 << attempt))).await;
+                    continue;
+                }
+                _ => {}
             }
+            return out;
         }
-        out
     }
 
     /// Sets the URL peers reach this sidecar at (once its server is bound),
@@ -390,6 +412,21 @@ impl NodeAgent {
 mod tests {
     use super::*;
     use registry_core::StewardTier;
+
+    #[test]
+    fn only_a_lost_commit_race_is_retried() {
+        let err = |detail: &str| ConductorError::ZomeCall {
+            function: "assign_custodian".into(),
+            detail: detail.into(),
+        };
+        assert!(is_head_moved(&err(
+            "Source chain error: Attempted to commit a bundle to the source chain, \
+             but the source chain head has moved since the bundle began."
+        )));
+        assert!(!is_head_moved(&err(
+            "Validation failed while committing: rate limit"
+        )));
+    }
 
     fn cap() -> MachineCapacity {
         MachineCapacity {

@@ -1,0 +1,644 @@
+//! `elohim-bench` (run by `cargo xtask bench`): measures the real system on a
+//! local network of conductors, and prints a table and a JSON report.
+//!
+//! Two parts:
+//! - the registry: agents on several conductors register one by one
+//!   (registration latency), and at each size of the registry the latency of
+//!   `get_available_custodians` and of a heartbeat zome call is sampled; one
+//!   agent's source chain is dumped around heartbeats to count the records,
+//!   bytes and DHT ops a heartbeat adds;
+//! - custody: conductors with their sidecars (the custody suites' fast
+//!   timings) publish content of each strategy, a custodian is killed, and
+//!   the time until the network declares it failed and until each of its
+//!   shards is rebuilt on a new custodian is measured.
+//!
+//! Figures come from a shared 2-core machine: read them as orders of
+//! magnitude, compare runs on one machine, never assert on them.
+
+use elohim_sidecar::custody::PublishRequest;
+use elohim_tests::sidecars::SidecarNet;
+use elohim_tests::*;
+use holochain::prelude::*;
+use node_registry_integrity::*;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+struct Args {
+    agents: usize,
+    conductors: usize,
+    samples: usize,
+    sidecars: usize,
+    sizes_mib: Vec<u64>,
+    strategies: Vec<String>,
+    out: std::path::PathBuf,
+    skip_registry: bool,
+    skip_custody: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: elohim-bench [--agents N (40)] [--conductors N (4)] [--samples N (40)] \
+         [--sidecars N (9)] [--sizes-mib 10,100] \
+         [--strategies full_replica,erasure_coded,threshold_split] [--out bench.json] [--skip-registry] [--skip-custody]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        agents: 40,
+        conductors: 4,
+        samples: 40,
+        sidecars: 9,
+        sizes_mib: vec![10, 100],
+        strategies: vec![
+            "full_replica".into(),
+            "erasure_coded".into(),
+            "threshold_split".into(),
+        ],
+        out: "bench.json".into(),
+        skip_registry: false,
+        skip_custody: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| {
+            it.next().unwrap_or_else(|| {
+                eprintln!("elohim-bench: {name} needs a value");
+                usage()
+            })
+        };
+        let number = |name: &str, v: String| -> usize {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("elohim-bench: {name} must be a whole number, got {v:?}");
+                usage()
+            })
+        };
+        match flag.as_str() {
+            "--agents" => a.agents = number("--agents", value("--agents")),
+            "--conductors" => a.conductors = number("--conductors", value("--conductors")),
+            "--samples" => a.samples = number("--samples", value("--samples")),
+            "--sidecars" => a.sidecars = number("--sidecars", value("--sidecars")),
+            "--sizes-mib" => {
+                a.sizes_mib = value("--sizes-mib")
+                    .split(',')
+                    .map(|s| number("--sizes-mib", s.trim().to_string()) as u64)
+                    .collect()
+            }
+            "--strategies" => {
+                a.strategies = value("--strategies")
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect();
+                for st in &a.strategies {
+                    if !["full_replica", "erasure_coded", "threshold_split"].contains(&st.as_str())
+                    {
+                        eprintln!("elohim-bench: unknown strategy {st:?}");
+                        usage()
+                    }
+                }
+            }
+            "--out" => a.out = value("--out").into(),
+            "--skip-registry" => a.skip_registry = true,
+            "--skip-custody" => a.skip_custody = true,
+            "-h" | "--help" => usage(),
+            other => {
+                eprintln!("elohim-bench: unknown flag {other}");
+                usage()
+            }
+        }
+    }
+    if a.conductors == 0 || a.agents < a.conductors || a.sidecars < 8 || a.samples == 0 {
+        eprintln!(
+            "elohim-bench: need --agents >= --conductors >= 1, --samples >= 1 and --sidecars >= 8 \
+             (an owner, six custodians for 4-of-6 and a spare)"
+        );
+        usage()
+    }
+    a
+}
+
+/// Milliseconds at the given percentiles of some samples.
+#[derive(Debug, Clone, Serialize)]
+struct Latency {
+    samples: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn latency(mut d: Vec<Duration>) -> Latency {
+    d.sort();
+    let ms = |x: Duration| (x.as_secs_f64() * 1e5).round() / 100.0;
+    let at = |q: f64| ms(d[((d.len() as f64 * q).ceil() as usize).clamp(1, d.len()) - 1]);
+    Latency {
+        samples: d.len(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: ms(*d.last().unwrap()),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct GrowthPoint {
+    registered: usize,
+    visible: usize,
+    /// No filter: every region's index read and every node confirmed.
+    get_available_custodians: Latency,
+    /// What publishing asks: one region, six custodians.
+    get_available_custodians_region_limit6: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct HeartbeatCost {
+    call: Latency,
+    records_per_beat: f64,
+    bytes_per_beat: f64,
+    ops_per_beat: f64,
+    beats_per_day_at_30s: u32,
+    records_per_node_per_day: f64,
+    bytes_per_node_per_day: f64,
+    ops_per_node_per_day: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct RepairRow {
+    content_mib: u64,
+    strategy: String,
+    k: u32,
+    n: u32,
+    detection_secs: f64,
+    repair_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+struct Report {
+    // The fields `elohim-sim compare --bench` reads (erasure 4-of-6 rows).
+    nodes: u32,
+    heartbeat_secs: f64,
+    failure_window_secs: f64,
+    grace_secs: f64,
+    detect_interval_secs: f64,
+    detection_secs: Vec<f64>,
+    repair_secs: Vec<f64>,
+    content_bytes: u64,
+    strategy: String,
+    k: u32,
+    n: u32,
+    // Everything measured.
+    machine_cores: usize,
+    agents: usize,
+    conductors: usize,
+    registration: Option<Latency>,
+    registry_growth: Vec<GrowthPoint>,
+    heartbeat: Option<HeartbeatCost>,
+    repairs: Vec<RepairRow>,
+    total_secs: f64,
+}
+
+async fn timed<F: std::future::Future>(f: F) -> (F::Output, Duration) {
+    let t = Instant::now();
+    let out = f.await;
+    (out, t.elapsed())
+}
+
+async fn chain_totals(net: &Network, peer: usize) -> (usize, usize, usize) {
+    let p = &net.peers[peer];
+    let dump = net.conductors[p.conductor]
+        .dump_full_cell_state(p.cell.cell_id(), None, Some(1))
+        .await
+        .expect("cell state dumps");
+    let bytes = dump
+        .source_chain_dump
+        .records
+        .iter()
+        .map(|r| {
+            holochain_serialized_bytes::encode(r)
+                .map(|b| b.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    // The DHT ops each action becomes (holochain's op production): every
+    // action is stored and registered as agent activity, plus what it
+    // creates or changes.
+    let ops = dump
+        .source_chain_dump
+        .records
+        .iter()
+        .map(|r| match r.action.action_type() {
+            ActionType::Create => 3,
+            ActionType::Update => 5,
+            ActionType::Delete => 4,
+            ActionType::CreateLink | ActionType::DeleteLink => 3,
+            _ => 2,
+        })
+        .sum();
+    (dump.source_chain_dump.records.len(), bytes, ops)
+}
+
+async fn bench_registry(a: &Args, report: &mut Report) {
+    eprintln!(
+        "registry: {} agents on {} conductors",
+        a.agents, a.conductors
+    );
+    let mut net = Network::start(a.conductors).await;
+    let mut peers: Vec<usize> = (0..a.conductors).collect();
+    let mut c = 0;
+    while peers.len() < a.agents {
+        let batch = (a.agents - peers.len()).min(10);
+        peers.extend(
+            net.add_agents(c % a.conductors, batch, &format!("b{c}"))
+                .await,
+        );
+        c += 1;
+    }
+    let steps: Vec<usize> = [5, 10, 20, 40, 80, 160, 320, 640, 1000]
+        .into_iter()
+        .filter(|s| *s < a.agents)
+        .chain([a.agents])
+        .collect();
+    let mut reg = Vec::new();
+    let mut registered = 0;
+    for step in steps {
+        while registered < step {
+            let p = peers[registered];
+            let r = registration(&net.peers[p], &format!("n{registered}"), "eu-west");
+            let (res, d) =
+                timed(net.try_call::<_, ActionHash>(p, "register_node", r.clone())).await;
+            res.unwrap_or_else(|e| panic!("registering agent {registered}: {e}"));
+            let (res, _) = timed(net.try_call::<_, ActionHash>(
+                p,
+                "heartbeat",
+                heartbeat(&r.node_id, "online"),
+            ))
+            .await;
+            res.unwrap_or_else(|e| panic!("first heartbeat of agent {registered}: {e}"));
+            reg.push(d);
+            registered += 1;
+        }
+        // Wait (bounded) until the observer sees them all, then sample.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut visible = 0;
+        while Instant::now() < deadline {
+            let found: Vec<RankedCustodian> = net
+                .call(0, "get_available_custodians", CustodianFilters::default())
+                .await;
+            visible = found.len();
+            if visible >= registered {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mut samples = Vec::new();
+        for _ in 0..a.samples {
+            let (_, d) = timed(net.call::<_, Vec<RankedCustodian>>(
+                0,
+                "get_available_custodians",
+                CustodianFilters::default(),
+            ))
+            .await;
+            samples.push(d);
+        }
+        let typical = CustodianFilters {
+            region: Some("eu-west".into()),
+            limit: Some(6),
+            ..Default::default()
+        };
+        let mut limited = Vec::new();
+        for _ in 0..a.samples {
+            let (_, d) = timed(net.call::<_, Vec<RankedCustodian>>(
+                0,
+                "get_available_custodians",
+                typical.clone(),
+            ))
+            .await;
+            limited.push(d);
+        }
+        let point = GrowthPoint {
+            registered,
+            visible,
+            get_available_custodians: latency(samples),
+            get_available_custodians_region_limit6: latency(limited),
+        };
+        eprintln!(
+            "  {registered:>5} registered, {visible:>5} visible: get_available_custodians p50 {} ms, p99 {} ms; \
+             one region, limit 6: p50 {} ms, p99 {} ms",
+            point.get_available_custodians.p50_ms,
+            point.get_available_custodians.p99_ms,
+            point.get_available_custodians_region_limit6.p50_ms,
+            point.get_available_custodians_region_limit6.p99_ms
+        );
+        report.registry_growth.push(point);
+    }
+    report.registration = Some(latency(reg));
+
+    // Heartbeat cost: one more beat per agent (well within the rate limit),
+    // and the chain growth of the first agent over three beats.
+    let mut calls = Vec::new();
+    for (i, &p) in peers.iter().enumerate() {
+        let id = net.peers[p].node_id(&format!("n{i}"));
+        let (res, d) =
+            timed(net.try_call::<_, ActionHash>(p, "heartbeat", heartbeat(&id, "online"))).await;
+        res.unwrap_or_else(|e| panic!("heartbeat of agent {i}: {e}"));
+        calls.push(d);
+    }
+    let before = chain_totals(&net, 0).await;
+    let beats = 3;
+    let id0 = net.peers[0].node_id("n0");
+    for _ in 0..beats {
+        let _: ActionHash = net.call(0, "heartbeat", heartbeat(&id0, "online")).await;
+    }
+    let after = chain_totals(&net, 0).await;
+    let per = |a: usize, b: usize| (b - a) as f64 / beats as f64;
+    let day = 86_400 / 30;
+    let cost = HeartbeatCost {
+        call: latency(calls),
+        records_per_beat: per(before.0, after.0),
+        bytes_per_beat: per(before.1, after.1),
+        ops_per_beat: per(before.2, after.2),
+        beats_per_day_at_30s: day,
+        records_per_node_per_day: per(before.0, after.0) * day as f64,
+        bytes_per_node_per_day: per(before.1, after.1) * day as f64,
+        ops_per_node_per_day: per(before.2, after.2) * day as f64,
+    };
+    report.heartbeat = Some(cost);
+    report.agents = a.agents;
+    report.conductors = a.conductors;
+}
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn bench_custody(a: &Args, report: &mut Report) {
+    let n = a.sidecars;
+    eprintln!("custody: {n} conductors with sidecars");
+    let mut net = SidecarNet::start(n, &(0..n).collect::<Vec<_>>(), |_, _| {}).await;
+    let cfg = elohim_tests::sidecars::fast_config(
+        std::path::Path::new("."),
+        "x",
+        ([127, 0, 0, 1], 1).into(),
+    );
+    report.nodes = n as u32;
+    report.heartbeat_secs = cfg.heartbeat.interval_secs as f64;
+    report.failure_window_secs = cfg.custody.failure_window_secs as f64;
+    report.grace_secs = cfg.custody.grace_secs as f64;
+    report.detect_interval_secs = cfg.custody.detect_interval_secs as f64;
+    report.strategy = "erasure_coded".into();
+    report.k = 4;
+    report.n = 6;
+    net.await_custodians(0, n - 1).await;
+    let strategies = [
+        ("full_replica", 1u32, 3u32),
+        ("erasure_coded", 4, 6),
+        ("threshold_split", 3, 5),
+    ];
+    let owner = 0;
+    let mut dead: Vec<String> = Vec::new();
+    for (round, &mib) in a.sizes_mib.iter().enumerate() {
+        let alive = (0..n).filter(|i| net.daemons[*i].is_some()).count();
+        if alive < 8 {
+            eprintln!("  {mib} MiB: skipped, only {alive} nodes left (need 8)");
+            continue;
+        }
+        let mut items = Vec::new();
+        for (s, (strategy, k, nn)) in strategies.iter().enumerate() {
+            if !a.strategies.iter().any(|x| x == strategy) {
+                continue;
+            }
+            let bytes = content((mib as usize) << 20, (round * 3 + s) as u8);
+            let path = net.dirs[owner]
+                .path()
+                .join(format!("bench-{mib}-{strategy}"));
+            std::fs::write(&path, &bytes).unwrap();
+            drop(bytes);
+            let t = Instant::now();
+            let r = net
+                .node(owner)
+                .custody
+                .publish(
+                    PublishRequest {
+                        path: path.clone(),
+                        strategy: Some(strategy.to_string()),
+                        k: Some(*k),
+                        n: Some(*nn),
+                        reach: Some("public".into()),
+                        ..Default::default()
+                    },
+                    &|_| {},
+                )
+                .await
+                .unwrap_or_else(|e| panic!("publishing {mib} MiB {strategy}: {e}"));
+            std::fs::remove_file(&path).ok();
+            eprintln!(
+                "  published {mib} MiB {strategy} {k}-of-{nn} in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            items.push((strategy.to_string(), *k, *nn, r));
+        }
+        // Wait until every custodian holds its shard.
+        for (strategy, _, _, r) in &items {
+            net.until(600, &format!("{strategy} shards held"), || async {
+                let recs: Vec<AssignmentRecord> = net
+                    .node(owner)
+                    .agent
+                    .call("get_assignment_records_for_content", r.content_id.clone())
+                    .await
+                    .ok()?;
+                recs.iter()
+                    .all(|rec| {
+                        net.daemons.iter().flatten().any(|d| {
+                            d.agent.node_id == rec.assignment.custodian_node_id
+                                && d.custody.store.has(&rec.assignment.shard_hash)
+                        })
+                    })
+                    .then_some(())
+            })
+            .await;
+        }
+        // The victim: the custodian holding shards of the most items.
+        let victim = (1..n)
+            .filter(|i| net.daemons[*i].is_some())
+            .max_by_key(|i| {
+                let id = net.node_id(*i);
+                items
+                    .iter()
+                    .filter(|(_, _, _, r)| r.custodians.contains(&id))
+                    .count()
+            })
+            .unwrap();
+        let victim_id = net.node_id(victim);
+        let observer = (1..n)
+            .find(|i| *i != victim && net.daemons[*i].is_some())
+            .unwrap();
+        let killed = Instant::now();
+        net.kill(victim).await;
+        dead.push(victim_id.clone());
+        let policy = DetectionInput {
+            failure_window_secs: Some(cfg.custody.failure_window_secs),
+            grace_secs: Some(cfg.custody.grace_secs),
+        };
+        let detection = net
+            .until(300, "failure detected", || async {
+                let down: Vec<NodeLiveness> = net
+                    .node(observer)
+                    .agent
+                    .call("detect_failed_nodes", Some(policy))
+                    .await
+                    .ok()?;
+                down.iter()
+                    .any(|d| {
+                        d.node_id == victim_id
+                            && matches!(
+                                d.liveness,
+                                registry_core::heartbeat::Liveness::Failed { .. }
+                            )
+                    })
+                    .then(|| killed.elapsed().as_secs_f64())
+            })
+            .await;
+        eprintln!("  {mib} MiB round: {victim_id} killed, declared failed after {detection:.1} s");
+        report.detection_secs.push(detection);
+        let mut pending: Vec<&(String, u32, u32, elohim_sidecar::custody::PublishReport)> = items
+            .iter()
+            .filter(|(_, _, _, r)| r.custodians.contains(&victim_id))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while !pending.is_empty() && Instant::now() < deadline {
+            let mut still = Vec::new();
+            for item in pending {
+                let (strategy, k, nn, r) = item;
+                let recs: Vec<AssignmentRecord> = net
+                    .node(observer)
+                    .agent
+                    .call("get_assignment_records_for_content", r.content_id.clone())
+                    .await
+                    .unwrap_or_default();
+                let repaired = recs.len() == *nn as usize
+                    && recs.iter().all(|rec| {
+                        !dead.contains(&rec.assignment.custodian_node_id)
+                            && net.daemons.iter().flatten().any(|d| {
+                                d.agent.node_id == rec.assignment.custodian_node_id
+                                    && d.custody.store.has(&rec.assignment.shard_hash)
+                            })
+                    });
+                if repaired {
+                    let secs = killed.elapsed().as_secs_f64();
+                    eprintln!(
+                        "  {mib} MiB {strategy} {k}-of-{nn}: repaired {secs:.1} s after the kill"
+                    );
+                    if strategy == "erasure_coded" {
+                        report.repair_secs.push(secs);
+                        report.content_bytes = mib << 20;
+                    }
+                    report.repairs.push(RepairRow {
+                        content_mib: mib,
+                        strategy: strategy.clone(),
+                        k: *k,
+                        n: *nn,
+                        detection_secs: detection,
+                        repair_secs: secs,
+                    });
+                } else {
+                    still.push(item);
+                }
+            }
+            pending = still;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        for (strategy, _, _, _) in pending {
+            eprintln!("  {mib} MiB {strategy}: NOT repaired within 900 s");
+        }
+    }
+}
+
+fn print_table(r: &Report) {
+    println!("\n## Elohim benchmark ({} cores)\n", r.machine_cores);
+    if let Some(l) = &r.registration {
+        println!("| measure | p50 | p99 | max | samples |\n| --- | --- | --- | --- | --- |");
+        println!(
+            "| register_node ({} agents, {} conductors) | {} ms | {} ms | {} ms | {} |",
+            r.agents, r.conductors, l.p50_ms, l.p99_ms, l.max_ms, l.samples
+        );
+        if let Some(h) = &r.heartbeat {
+            println!(
+                "| heartbeat zome call | {} ms | {} ms | {} ms | {} |",
+                h.call.p50_ms, h.call.p99_ms, h.call.max_ms, h.call.samples
+            );
+        }
+        for g in &r.registry_growth {
+            let l = &g.get_available_custodians;
+            println!(
+                "| get_available_custodians, all regions, {} registered ({} returned) | {} ms | {} ms | {} ms | {} |",
+                g.registered, g.visible, l.p50_ms, l.p99_ms, l.max_ms, l.samples
+            );
+            let l = &g.get_available_custodians_region_limit6;
+            println!(
+                "| get_available_custodians, one region, limit 6, {} registered | {} ms | {} ms | {} ms | {} |",
+                g.registered, l.p50_ms, l.p99_ms, l.max_ms, l.samples
+            );
+        }
+    }
+    if let Some(h) = &r.heartbeat {
+        println!(
+            "\nPer heartbeat: {:.1} source-chain records, {:.0} bytes, {:.1} DHT ops published.\n\
+             Per node per day at one beat every 30 s ({} beats): {:.0} records, {:.2} MiB, {:.0} ops \
+             (before DHT replication).",
+            h.records_per_beat,
+            h.bytes_per_beat,
+            h.ops_per_beat,
+            h.beats_per_day_at_30s,
+            h.records_per_node_per_day,
+            h.bytes_per_node_per_day / 1048576.0,
+            h.ops_per_node_per_day
+        );
+    }
+    if !r.repairs.is_empty() {
+        println!(
+            "\nCustody: {} nodes, heartbeat {} s, failure window {} s, grace {} s, detection every {} s\n",
+            r.nodes, r.heartbeat_secs, r.failure_window_secs, r.grace_secs, r.detect_interval_secs
+        );
+        println!("| content | strategy | failure detected | shard rebuilt on a new custodian |\n| --- | --- | --- | --- |");
+        for x in &r.repairs {
+            println!(
+                "| {} MiB | {} {}-of-{} | {:.1} s | {:.1} s |",
+                x.content_mib, x.strategy, x.k, x.n, x.detection_secs, x.repair_secs
+            );
+        }
+    }
+    println!("\nTotal {:.0} s.", r.total_secs);
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let a = parse_args();
+    let started = Instant::now();
+    let mut report = Report {
+        machine_cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        ..Default::default()
+    };
+    if !a.skip_registry {
+        bench_registry(&a, &mut report).await;
+    }
+    if !a.skip_custody {
+        bench_custody(&a, &mut report).await;
+    }
+    report.total_secs = started.elapsed().as_secs_f64();
+    print_table(&report);
+    let json = serde_json::to_string_pretty(&report).expect("the report serializes");
+    if let Err(e) = std::fs::write(&a.out, json) {
+        eprintln!("elohim-bench: writing {}: {e}", a.out.display());
+        std::process::exit(1);
+    }
+    eprintln!("wrote {}", a.out.display());
+}
