@@ -84,7 +84,13 @@ pub struct BenefitsEstimate {
 /// Uses the same tier rule as registration and validation, so what the page
 /// promises is what the DHT accepts.
 pub fn estimate_benefits(offer: OfferInput) -> BenefitsEstimate {
-    let clamp = |p: f64| if p.is_finite() { p.clamp(0.0, 100.0) } else { 0.0 };
+    let clamp = |p: f64| {
+        if p.is_finite() {
+            p.clamp(0.0, 100.0)
+        } else {
+            0.0
+        }
+    };
     let (s, b, c) = if offer.participate {
         (
             clamp(offer.storage_percent),
@@ -229,7 +235,10 @@ mod tests {
         let e = estimate_benefits(o);
         assert_eq!(e.tier, None);
         assert_eq!(e.benefits, None);
-        assert_eq!((e.storage_gb, e.bandwidth_mbps, e.cpu_percent), (0.0, 0, 0.0));
+        assert_eq!(
+            (e.storage_gb, e.bandwidth_mbps, e.cpu_percent),
+            (0.0, 0, 0.0)
+        );
     }
 
     #[test]
