@@ -185,3 +185,74 @@ async fn only_acknowledged_service_earns_points() {
         .await
         .expect("a well-formed event is valid");
 }
+
+/// Through the sidecars: a custodian serving a shard records the event, the
+/// receiving node acknowledges it after verifying the bytes, and the
+/// custodian's earnings (seen from a third node) count it.
+#[tokio::test(flavor = "multi_thread")]
+async fn serving_a_shard_earns_acknowledged_points() {
+    use elohim_sidecar::custody::PublishRequest;
+    use elohim_tests::sidecars::SidecarNet;
+    let net = SidecarNet::start(3, &[0, 1, 2], |_, _| {}).await;
+    net.await_custodians(0, 3).await;
+    let bytes: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    let path = net.dirs[0].path().join("song.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let report = net
+        .node(0)
+        .custody
+        .publish(
+            PublishRequest {
+                path,
+                strategy: Some("full_replica".into()),
+                k: Some(1),
+                n: Some(2),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .await
+        .expect("publishes to nodes 1 and 2");
+    let out = net.dirs[0].path().join("song.out");
+    net.node(0)
+        .custody
+        .retrieve(&report.content_id, &out, &|_| {})
+        .await
+        .expect("retrieves from a custodian");
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+
+    // Node 2 watches both custodians' earnings until the served shard counts.
+    let custodians = [net.node_id(1), net.node_id(2)];
+    let observer = net.node(2).agent.clone();
+    let (earned, tier) = net
+        .until(120, "the served shard is acknowledged", || {
+            let observer = observer.clone();
+            let custodians = custodians.clone();
+            async move {
+                for c in custodians {
+                    let e: NodeEarnings = observer.call("get_node_earnings", c).await.ok()?;
+                    if e.acknowledged_events >= 1 {
+                        let tier = e.recent[0].event.steward_tier.clone();
+                        return Some((e, tier));
+                    }
+                }
+                None
+            }
+        })
+        .await;
+    let event = &earned.recent[0].event;
+    assert_eq!(event.receiver, net.node(0).agent.agent().clone());
+    assert!(
+        event.bytes >= bytes.len() as u64,
+        "the whole shard was served"
+    );
+    assert_eq!(
+        earned.acknowledged_millipoints,
+        reward_millipoints(event.bytes, tier.parse().unwrap())
+    );
+    assert_eq!(
+        tier, "guardian",
+        "the organ-donation defaults reach guardian"
+    );
+    assert!(earned.acknowledged_millipoints >= 3_750, "2.5 MB x 1.5");
+}
