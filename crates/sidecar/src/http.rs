@@ -7,6 +7,8 @@
 //! - `/api/*`: the local API used by the `status`, `leave`, `store` and
 //!   `fetch` commands and the recovery routes (`docs/recovery-openapi.yaml`);
 //!   it needs the token in the data directory.
+//! - `/`, `/setup`, `/settings`, `/earnings`, `/dashboard`: the local
+//!   participation pages (`ui.rs`), for this machine only.
 
 use crate::agent::NodeAgent;
 use crate::custody::{Custody, Progress, PublishRequest};
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/shards/{hash}", put(put_shard).get(get_shard))
         .merge(api)
+        .merge(crate::ui::routes())
         .with_state(state)
 }
 
