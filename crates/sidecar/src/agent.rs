@@ -222,7 +222,29 @@ impl NodeAgent {
             Config::save_participation(&path, &p).map_err(SettingsError::Save)?;
         }
         *self.participation.lock().unwrap() = p;
-        Ok(self.register().await?)
+        Ok(self.retrying(|| self.register()).await?)
+    }
+
+    /// Runs a write a few times: a heartbeat committing at the same moment
+    /// moves the source chain's head and fails the other write, which then
+    /// simply has to be tried again.
+    async fn retrying<T, F, Fut>(&self, mut write: F) -> Result<T, ConductorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ConductorError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match write().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < 4 => {
+                    tracing::debug!("write failed ({e}); retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Hands over what this node holds after opting out: every live
@@ -230,7 +252,7 @@ impl NodeAgent {
     /// (the repair path, run by the node itself while it is still up), and
     /// the new custodians fetch the shards from the content's holders.
     pub async fn hand_over(&self) -> Result<RecoveryReport, ConductorError> {
-        self.call("trigger_disaster_recovery", self.node_id.clone())
+        self.retrying(|| self.call("trigger_disaster_recovery", self.node_id.clone()))
             .await
     }
 
