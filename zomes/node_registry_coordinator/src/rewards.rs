@@ -104,7 +104,7 @@ pub fn acknowledge_service(input: AcknowledgeServiceInput) -> ExternResult<Actio
 #[hdk_extern]
 pub fn get_node_earnings(node_id: String) -> ExternResult<NodeEarnings> {
     let mut links = links_on(earnings_base(&node_id)?, LinkTypes::ProviderToServiceEvent)?;
-    links.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+    links.sort_by_key(|l| std::cmp::Reverse(l.timestamp));
     let mut out = NodeEarnings {
         node_id: node_id.clone(),
         ..Default::default()
