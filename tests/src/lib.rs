@@ -9,6 +9,8 @@ use node_registry_integrity::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod webdriver;
+
 /// The installed app id the harness uses.
 pub const APP_ID: &str = "elohim";
 /// The role of the node registry DNA in the hApp.

@@ -3,7 +3,8 @@
 //! - `pack`: build both zomes to wasm and write `workdir/node_registry.dna`
 //!   and `workdir/elohim_orchestrator.happ` with the bundle library `hc`
 //!   itself uses, so `hc app install` accepts the result.
-//! - `test [ARGS]`: install the wasm target if missing, pack, then run every
+//! - `test [ARGS]`: install the wasm target and (on Debian/Ubuntu) the
+//!   headless browser of the page tests if missing, pack, then run every
 //!   test of the workspace (extra arguments go to `cargo test`).
 //! - `run [ARGS]`: pack, then start the sidecar with its embedded conductor
 //!   (extra arguments go to `elohim-sidecar run`).
@@ -34,6 +35,7 @@ fn run() -> Result<()> {
         "pack" => pack(&root),
         "test" => {
             ensure_wasm_target()?;
+            ensure_browser()?;
             pack(&root)?;
             let started = Instant::now();
             let mut cmd = cargo();
@@ -139,6 +141,50 @@ fn ensure_wasm_target() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The browser the participation page tests drive.
+const BROWSER_BINS: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
+
+/// Installs Debian's `chromium` and `chromium-driver` with apt-get when
+/// either binary is missing (a fresh CI machine), saying what it does; as a
+/// non-root user it goes through sudo.
+fn ensure_browser() -> Result<()> {
+    let missing: Vec<&str> = BROWSER_BINS
+        .into_iter()
+        .filter(|b| !Path::new(b).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: {} missing; installing the headless browser for the page tests: \
+         apt-get update && apt-get install -y chromium chromium-driver",
+        missing.join(" and ")
+    );
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    status(apt(&["update"]), "apt-get update")?;
+    status(
+        apt(&["install", "-y", "chromium", "chromium-driver"]),
+        "apt-get install -y chromium chromium-driver",
+    )
+    .context("install chromium and chromium-driver yourself, then rerun")?;
+    Ok(())
 }
 
 /// The cargo target directory (honours CARGO_TARGET_DIR and config).

@@ -16,6 +16,7 @@ pub mod node_id;
 pub mod quorum;
 pub mod region;
 pub mod reputation;
+pub mod reward;
 pub mod selection;
 pub mod status;
 pub mod tier;

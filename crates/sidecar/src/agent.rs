@@ -3,7 +3,7 @@
 
 use crate::capacity::{detect, sample_load, MachineCapacity};
 use crate::conductor::{ConductorError, Connection};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, ParticipationSection};
 use crate::metrics::Metrics;
 use crate::uptime::{self, UptimeLedger};
 use crate::{APP_ID, COORDINATOR, ROLE};
@@ -122,6 +122,22 @@ pub struct NodeAgent {
     capacity: MachineCapacity,
     uptime: Mutex<UptimeLedger>,
     endpoint: Mutex<Option<String>>,
+    participation: Mutex<ParticipationSection>,
+    config_file: Mutex<Option<PathBuf>>,
+}
+
+/// Why new participation settings could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A value is out of range (nothing was changed).
+    #[error(transparent)]
+    Invalid(ConfigError),
+    /// The config file could not be written (nothing was changed).
+    #[error("could not save the settings: {0}")]
+    Save(ConfigError),
+    /// Saved, but the DHT registration could not be updated yet.
+    #[error("settings saved, but the registration could not be updated: {0}")]
+    Conductor(#[from] ConductorError),
 }
 
 /// How often a call that lost a commit race to another call of the same
@@ -164,6 +180,8 @@ impl NodeAgent {
             capacity,
             uptime: Mutex::new(ledger),
             endpoint: Mutex::new(config.http.advertise.clone()),
+            participation: Mutex::new(config.participation.clone()),
+            config_file: Mutex::new(None),
             config,
         })
     }
@@ -178,9 +196,74 @@ impl NodeAgent {
         &self.capacity
     }
 
-    /// The configuration in force.
+    /// The configuration the node started with. Participation may have
+    /// changed since (settings page): read it with [`NodeAgent::participation`].
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The participation settings in force now.
+    pub fn participation(&self) -> ParticipationSection {
+        self.participation.lock().unwrap().clone()
+    }
+
+    /// Names the config file that settings changes are saved to (the
+    /// binary's `--config`); without one they last until restart only.
+    pub fn set_config_file(&self, path: PathBuf) {
+        *self.config_file.lock().unwrap() = Some(path);
+    }
+
+    /// The config file settings are saved to, if any.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config_file.lock().unwrap().clone()
+    }
+
+    /// Applies new participation settings: checks them, saves them to the
+    /// config file, then re-registers so the DHT has the new caps, opt-in
+    /// and tier. A bad value changes nothing.
+    pub async fn apply_participation(
+        &self,
+        p: ParticipationSection,
+    ) -> Result<ActionHash, SettingsError> {
+        let mut candidate = self.config.clone();
+        candidate.participation = p.clone();
+        candidate.check().map_err(SettingsError::Invalid)?;
+        if let Some(path) = self.config_file() {
+            Config::save_participation(&path, &p).map_err(SettingsError::Save)?;
+        }
+        *self.participation.lock().unwrap() = p;
+        Ok(self.retrying(|| self.register()).await?)
+    }
+
+    /// Runs a write a few times: a heartbeat committing at the same moment
+    /// moves the source chain's head and fails the other write, which then
+    /// simply has to be tried again.
+    async fn retrying<T, F, Fut>(&self, mut write: F) -> Result<T, ConductorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ConductorError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match write().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < 4 => {
+                    tracing::debug!("write failed ({e}); retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Hands over what this node holds after opting out: every live
+    /// assignment of this node is re-homed on another eligible custodian
+    /// (the repair path, run by the node itself while it is still up), and
+    /// the new custodians fetch the shards from the content's holders.
+    pub async fn hand_over(&self) -> Result<RecoveryReport, ConductorError> {
+        self.retrying(|| self.call("trigger_disaster_recovery", self.node_id.clone()))
+            .await
     }
 
     /// The current connection, reopened first if a call failed on it.
@@ -247,8 +330,10 @@ impl NodeAgent {
     /// The registration this node declares now.
     pub fn registration(&self) -> NodeRegistration {
         let uptime = self.uptime.lock().unwrap().percent(unix_now());
+        let mut config = self.config.clone();
+        config.participation = self.participation();
         build_registration(
-            &self.config,
+            &config,
             &self.capacity,
             self.agent.clone(),
             self.node_id.clone(),

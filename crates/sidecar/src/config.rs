@@ -163,6 +163,15 @@ pub struct ParticipationSection {
     pub off_peak_start_hour: u8,
     /// Off-peak window end hour (local time).
     pub off_peak_end_hour: u8,
+    /// Privacy: share only aggregate capacity figures with the network.
+    pub aggregate_metrics_only: bool,
+    /// Privacy: keep custodied content encrypted.
+    pub encrypt_custodied_content: bool,
+    /// Privacy: let family approve emergency access for disaster recovery.
+    pub allow_emergency_access: bool,
+    /// Whether the owner went through the first-time setup page (until then
+    /// the local page opens on it; the defaults apply meanwhile).
+    pub setup_complete: bool,
 }
 
 /// `[capacity]`: leave unset to detect.
@@ -247,6 +256,10 @@ impl Default for ParticipationSection {
             cpu_percent: 15.0,
             off_peak_start_hour: 22,
             off_peak_end_hour: 6,
+            aggregate_metrics_only: true,
+            encrypt_custodied_content: true,
+            allow_emergency_access: false,
+            setup_complete: false,
         }
     }
 }
@@ -452,6 +465,54 @@ impl Config {
         Ok(())
     }
 
+    /// Writes the `[participation]` section into the config file at `path`
+    /// (creating it from the commented default when missing), keeping every
+    /// other key and comment as the owner wrote them. The result is checked
+    /// by parsing it back before it replaces the file, atomically.
+    pub fn save_participation(path: &Path, p: &ParticipationSection) -> Result<(), ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DEFAULT_CONFIG.to_string(),
+            Err(e) => return Err(io(e)),
+        };
+        let mut doc: toml_edit::DocumentMut =
+            text.parse()
+                .map_err(|e: toml_edit::TomlError| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+        if !doc.contains_table("participation") {
+            doc["participation"] = toml_edit::table();
+        }
+        let t = &mut doc["participation"];
+        t["custodian_opt_in"] = toml_edit::value(p.custodian_opt_in);
+        t["storage_percent"] = toml_edit::value(p.storage_percent);
+        t["bandwidth_percent"] = toml_edit::value(p.bandwidth_percent);
+        t["cpu_percent"] = toml_edit::value(p.cpu_percent);
+        t["off_peak_start_hour"] = toml_edit::value(p.off_peak_start_hour as i64);
+        t["off_peak_end_hour"] = toml_edit::value(p.off_peak_end_hour as i64);
+        t["aggregate_metrics_only"] = toml_edit::value(p.aggregate_metrics_only);
+        t["encrypt_custodied_content"] = toml_edit::value(p.encrypt_custodied_content);
+        t["allow_emergency_access"] = toml_edit::value(p.allow_emergency_access);
+        t["setup_complete"] = toml_edit::value(p.setup_complete);
+        let out = doc.to_string();
+        let back = Config::parse(&out)?;
+        if back.participation != *p {
+            return Err(invalid(
+                "participation",
+                "the saved section does not read back as written",
+            ));
+        }
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, out).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    }
+
     /// Writes a commented default config, refusing to overwrite a file.
     pub fn write_default(path: &Path) -> Result<(), ConfigError> {
         use std::io::Write;
@@ -498,6 +559,12 @@ cpu_percent = 15.0
 # Bandwidth is offered in this window, local time (22:00-06:00).
 off_peak_start_hour = 22
 off_peak_end_hour = 6
+# Privacy controls (also on the local settings page).
+aggregate_metrics_only = true
+encrypt_custodied_content = true
+allow_emergency_access = false
+# Set once you have been through the first-time setup page.
+setup_complete = false
 
 [capacity]
 # Leave unset to detect: bandwidth from the network link speed, storage as
@@ -612,6 +679,45 @@ mod tests {
             field_of("[conductor]\nmode = \"external\""),
             "conductor.admin_addr"
         );
+    }
+
+    #[test]
+    fn saving_participation_keeps_the_rest_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("elohim.toml");
+        std::fs::write(
+            &path,
+            "# my rack\n[node]\nregion = \"eu-west\" # home\n[participation]\ncpu_percent = 5.0\n",
+        )
+        .unwrap();
+        let p = ParticipationSection {
+            custodian_opt_in: false,
+            storage_percent: 42.5,
+            setup_complete: true,
+            ..Default::default()
+        };
+        Config::save_participation(&path, &p).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("# my rack") && text.contains("# home"),
+            "{text}"
+        );
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.participation, p);
+        assert_eq!(c.node.region, "eu-west");
+
+        // No file yet: the commented default is written with the section.
+        let fresh = dir.path().join("new.toml");
+        Config::save_participation(&fresh, &p).unwrap();
+        assert_eq!(Config::load(&fresh).unwrap().participation, p);
+
+        // A value the config refuses is never written.
+        let bad = ParticipationSection {
+            cpu_percent: 150.0,
+            ..Default::default()
+        };
+        assert!(Config::save_participation(&path, &bad).is_err());
+        assert_eq!(Config::load(&path).unwrap().participation, p);
     }
 
     #[test]

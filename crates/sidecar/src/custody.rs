@@ -435,6 +435,11 @@ impl Custody {
                 resp.text().await.unwrap_or_default()
             )));
         }
+        let service_event = resp
+            .headers()
+            .get(crate::transfer::H_SERVICE_EVENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let tmp = TempFile(self.temp_path("fetch"));
         let mut out = HashingFile {
             file: std::fs::File::create(&tmp.0)?,
@@ -452,7 +457,80 @@ impl Custody {
                 holder.shard_hash
             )));
         }
+        if let Some(event) = service_event {
+            self.acknowledge_later(event, holder.shard_hash.clone(), out.len);
+        }
         Ok(tmp)
+    }
+
+    /// Records a Shefa service event for a shard about to be served to
+    /// `receiver` (base64 agent key). Returns its action hash, or `None`
+    /// (logged) when it could not be recorded: serving never depends on it.
+    pub async fn record_service(&self, receiver: &str, held: &ShardRecord) -> Option<String> {
+        let receiver = holochain_types::prelude::AgentPubKey::try_from(receiver).ok()?;
+        if receiver == *self.agent.agent() || held.size == 0 {
+            return None;
+        }
+        let input = RecordServiceInput {
+            receiver,
+            shard_hash: held.shard_hash.clone(),
+            bytes: held.size,
+        };
+        match self
+            .agent
+            .call::<_, holochain_types::prelude::ActionHash>("record_service_event", input)
+            .await
+        {
+            Ok(h) => Some(h.to_string()),
+            Err(e) => {
+                tracing::warn!("could not record the service event: {e}");
+                None
+            }
+        }
+    }
+
+    /// Acknowledges a provider's service event in the background once the
+    /// event reaches this node (it was written moments ago on the provider),
+    /// retrying for up to two minutes. Only shards that arrived whole and
+    /// hashed right are acknowledged.
+    pub fn acknowledge_later(&self, event: String, shard_hash: String, bytes: u64) {
+        let Ok(event) = holochain_types::prelude::ActionHash::try_from(event.as_str()) else {
+            tracing::warn!("a peer sent a malformed service event hash: {event}");
+            return;
+        };
+        let agent = self.agent.clone();
+        tokio::spawn(async move {
+            let input = AcknowledgeServiceInput {
+                event,
+                shard_hash,
+                bytes,
+            };
+            let mut last = String::new();
+            for attempt in 0..60u32 {
+                match agent
+                    .call::<_, holochain_types::prelude::ActionHash>(
+                        "acknowledge_service",
+                        input.clone(),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        agent.metrics.service_acks.inc();
+                        return;
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(crate::agent::backoff(
+                    attempt,
+                    std::time::Duration::from_secs(2),
+                ))
+                .await;
+            }
+            tracing::warn!(
+                "gave up acknowledging service event {}: {last}",
+                input.event
+            );
+        });
     }
 
     /// Publishes a file: hashes it, encodes it into `n` shards, chooses `n`

@@ -96,6 +96,8 @@ impl Daemon {
         });
         let mut server_rx = rx.clone();
         tasks.push(tokio::spawn(async move {
+            // Connection info lets the local pages refuse non-loopback peers.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = server_rx.wait_for(|s| *s).await;

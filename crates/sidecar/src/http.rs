@@ -7,6 +7,8 @@
 //! - `/api/*`: the local API used by the `status`, `leave`, `store` and
 //!   `fetch` commands and the recovery routes (`docs/recovery-openapi.yaml`);
 //!   it needs the token in the data directory.
+//! - `/`, `/setup`, `/settings`, `/earnings`, `/dashboard`: the local
+//!   participation pages (`ui.rs`), for this machine only.
 
 use crate::agent::NodeAgent;
 use crate::custody::{Custody, Progress, PublishRequest};
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/shards/{hash}", put(put_shard).get(get_shard))
         .merge(api)
+        .merge(crate::ui::routes())
         .with_state(state)
 }
 
@@ -234,9 +237,13 @@ async fn get_shard(
     let recovery = headers
         .get(crate::transfer::H_RECOVERY)
         .and_then(|v| v.to_str().ok());
-    if let Err(e) = s.custody.authorize_get(&auth, &hash, recovery).await {
-        return e.into_response();
-    }
+    let held = match s.custody.authorize_get(&auth, &hash, recovery).await {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    // A Shefa service event for the receiver to acknowledge once it has
+    // verified the bytes; serving never waits on rewards working.
+    let event = s.custody.record_service(&auth.agent, &held).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     let store = s.custody.store.clone();
     tokio::task::spawn_blocking(move || {
@@ -268,7 +275,12 @@ async fn get_shard(
             }
         }
     });
-    Body::from_stream(tokio_stream_from(rx)).into_response()
+    let mut resp = Body::from_stream(tokio_stream_from(rx)).into_response();
+    if let Some(v) = event.and_then(|e| axum::http::HeaderValue::from_str(&e).ok()) {
+        resp.headers_mut()
+            .insert(crate::transfer::H_SERVICE_EVENT, v);
+    }
+    resp
 }
 
 fn tokio_stream_from<T: Send + 'static>(

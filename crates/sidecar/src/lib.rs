@@ -20,6 +20,7 @@ pub mod rendezvous;
 pub mod secret;
 pub mod store;
 pub mod transfer;
+pub mod ui;
 pub mod uptime;
 
 /// The installed app id the sidecar uses for the hApp.

@@ -202,7 +202,7 @@ async fn main() {
             .map(|()| println!("wrote {}", config.display()))
             .map_err(Into::into),
         Command::Run(o) => match o.resolve() {
-            Ok(c) => run(c).await,
+            Ok(c) => run(c, o.config.clone()).await,
             Err(e) => Err(e),
         },
         Command::Status(o) => match o.resolve() {
@@ -325,7 +325,7 @@ impl Node {
     }
 }
 
-async fn run(config: Config) -> Result<()> {
+async fn run(config: Config, config_file: PathBuf) -> Result<()> {
     let http_addr = config.http.listen;
     let data_dir = config.conductor.data_dir.clone();
     let node = Node::start(config, false).await?;
@@ -335,6 +335,8 @@ async fn run(config: Config) -> Result<()> {
         _rendezvous,
     } = node;
     let agent = Arc::try_unwrap(agent).map_err(|_| anyhow::anyhow!("agent still shared"))?;
+    // The settings page saves participation changes back to this file.
+    agent.set_config_file(config_file);
     let cap = agent.capacity().clone();
     println!("node {} (agent {})", agent.node_id, agent.agent());
     println!(
@@ -373,6 +375,12 @@ async fn run(config: Config) -> Result<()> {
         "  http: http://{}/metrics; shard transfers at /shards",
         daemon.http_addr
     );
+    if daemon.http_addr.ip().is_loopback() || daemon.http_addr.ip().is_unspecified() {
+        println!(
+            "  participation settings and dashboard: http://localhost:{}/",
+            daemon.http_addr.port()
+        );
+    }
     std::fs::write(
         runtime_path(&data_dir),
         serde_json::to_vec(&RuntimeInfo {

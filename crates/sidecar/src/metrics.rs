@@ -25,6 +25,8 @@ pub struct Metrics {
     pub last_heartbeat_unix: Gauge<f64, AtomicU64>,
     /// Zome call latency by function and outcome.
     pub zome_call_seconds: Family<CallLabels, Histogram>,
+    /// Shefa service events this node acknowledged as a receiver.
+    pub service_acks: Counter,
 }
 
 impl Default for Metrics {
@@ -33,6 +35,7 @@ impl Default for Metrics {
         let heartbeats_sent = Counter::default();
         let heartbeat_failures = Counter::default();
         let registrations = Counter::default();
+        let service_acks = Counter::default();
         let last_heartbeat_unix = Gauge::<f64, AtomicU64>::default();
         let zome_call_seconds = Family::<CallLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -62,8 +65,14 @@ impl Default for Metrics {
             "Zome call latency",
             zome_call_seconds.clone(),
         );
+        registry.register(
+            "service_acks",
+            "Shefa service events acknowledged as receiver",
+            service_acks.clone(),
+        );
         Metrics {
             registry,
+            service_acks,
             heartbeats_sent,
             heartbeat_failures,
             registrations,

@@ -93,6 +93,18 @@ pub fn create_recovery_approval(a: RecoveryApproval) -> ExternResult<ActionHash>
     create_entry(EntryTypes::RecoveryApproval(a))
 }
 
+/// Commits a service event as given (e.g. with inflated points).
+#[hdk_extern]
+pub fn create_service_event(e: ServiceEvent) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::ServiceEvent(e))
+}
+
+/// Commits a service acknowledgement as given (e.g. by the provider itself).
+#[hdk_extern]
+pub fn create_service_ack(a: ServiceAcknowledgement) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::ServiceAcknowledgement(a))
+}
+
 /// Creates any link.
 #[hdk_extern]
 pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {

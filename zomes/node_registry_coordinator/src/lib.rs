@@ -13,6 +13,7 @@ mod family;
 mod health;
 mod recovery;
 mod registration;
+mod rewards;
 
 pub use assignments::*;
 pub use byzantine::*;
@@ -21,6 +22,7 @@ pub use family::*;
 pub use health::*;
 pub use recovery::*;
 pub use registration::*;
+pub use rewards::*;
 
 use hdk::prelude::*;
 

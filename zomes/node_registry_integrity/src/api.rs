@@ -432,3 +432,56 @@ pub struct RecoveryStatus {
     /// Approvals reached 2/3 of the family.
     pub verified: bool,
 }
+
+/// Input of `record_service_event`: what this node just served, and to whom.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecordServiceInput {
+    /// The agent that requested (and will acknowledge) the bytes.
+    pub receiver: AgentPubKey,
+    /// The shard served.
+    pub shard_hash: String,
+    /// Bytes served.
+    pub bytes: u64,
+}
+
+/// Input of `acknowledge_service`: what the receiver verified it got.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AcknowledgeServiceInput {
+    /// The provider's event.
+    pub event: ActionHash,
+    /// The shard received and verified.
+    pub shard_hash: String,
+    /// Bytes received.
+    pub bytes: u64,
+}
+
+/// One service event as the earnings page shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ServiceEventView {
+    /// The event's action hash.
+    pub event_hash: ActionHash,
+    /// The event.
+    pub event: crate::ServiceEvent,
+    /// Whether its receiver acknowledged it (only then it counts).
+    pub acknowledged: bool,
+}
+
+/// Answer of `get_node_earnings`: a node's Shefa points from served content.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct NodeEarnings {
+    /// The node.
+    pub node_id: String,
+    /// Points of acknowledged events, in millipoints (what counts).
+    pub acknowledged_millipoints: u64,
+    /// Bytes of acknowledged events.
+    pub acknowledged_bytes: u64,
+    /// Acknowledged events.
+    pub acknowledged_events: u32,
+    /// Points claimed but not (yet) acknowledged, in millipoints: never
+    /// counted.
+    pub pending_millipoints: u64,
+    /// Events not (yet) acknowledged.
+    pub pending_events: u32,
+    /// The newest events, newest first (at most 20).
+    pub recent: Vec<ServiceEventView>,
+}

@@ -304,3 +304,43 @@ pub struct ReputationPenalty {
     /// The node that recorded the penalty; owned by the author.
     pub detected_by_node_id: String,
 }
+
+/// A Shefa economic event: the serving custodian's claim that it delivered
+/// `bytes` of a shard to `receiver`, with the points the reward rule gives
+/// for that at its tier. It earns nothing until the receiver acknowledges it
+/// (see [`ServiceAcknowledgement`]), so points cannot be minted alone.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct ServiceEvent {
+    /// The serving node; owned by the author.
+    pub provider_node_id: String,
+    /// A version of the provider's registration: its tier sets the points.
+    pub provider_registration: ActionHash,
+    /// The agent that received the bytes; never the provider.
+    pub receiver: AgentPubKey,
+    /// blake3 of the shard delivered, hex.
+    pub shard_hash: String,
+    /// Bytes delivered.
+    pub bytes: u64,
+    /// The provider's tier, as in `provider_registration`.
+    pub steward_tier: String,
+    /// `registry_core::reward::reward_millipoints(bytes, tier)`.
+    pub points_milli: u64,
+    /// When served (within 60 s of the action).
+    pub timestamp: Timestamp,
+}
+
+/// The receiver's acknowledgement that it received and verified what a
+/// [`ServiceEvent`] claims; only acknowledged events count as earnings.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct ServiceAcknowledgement {
+    /// The event acknowledged.
+    pub event: ActionHash,
+    /// The acknowledging agent; must be the author and the event's receiver.
+    pub receiver: AgentPubKey,
+    /// The shard received (must match the event).
+    pub shard_hash: String,
+    /// Bytes received (must match the event).
+    pub bytes: u64,
+}

@@ -59,6 +59,11 @@ pub fn penalties_base(node_id: &str) -> ExternResult<EntryHash> {
     path(&["penalties", node_id]).path_entry_hash()
 }
 
+/// Base of the service events (Shefa earnings) of one node.
+pub fn earnings_base(node_id: &str) -> ExternResult<EntryHash> {
+    path(&["earnings", node_id]).path_entry_hash()
+}
+
 /// Base of the assignments of one content.
 pub fn content_base(content_id: &str) -> ExternResult<EntryHash> {
     path(&["content", content_id]).path_entry_hash()

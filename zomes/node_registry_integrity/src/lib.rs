@@ -46,6 +46,10 @@ pub enum EntryTypes {
     RecoveryRequest(RecoveryRequest),
     /// A family member's approval of a recovery.
     RecoveryApproval(RecoveryApproval),
+    /// A custodian's claim to have served bytes (a Shefa economic event).
+    ServiceEvent(ServiceEvent),
+    /// The receiver's acknowledgement of a service event.
+    ServiceAcknowledgement(ServiceAcknowledgement),
 }
 
 /// Every link type of the DNA. Tags carry compact summaries (validated
@@ -88,6 +92,12 @@ pub enum LinkTypes {
     LostAgentToRecovery,
     /// A recovery request to its approvals.
     RecoveryToApproval,
+    /// `earnings/<node>` to the service events a node provided.
+    ProviderToServiceEvent,
+    /// A receiver's agent key to the service events naming it.
+    ReceiverToServiceEvent,
+    /// A service event to its acknowledgement.
+    ServiceEventToAck,
 }
 
 /// The single validation callback; see `validation.rs`.

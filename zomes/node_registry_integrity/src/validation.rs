@@ -109,7 +109,94 @@ fn check_create(entry: &EntryTypes, header: &ActionHeader) -> Check {
         EntryTypes::RelationshipConsent(c) => check_consent(c, header),
         EntryTypes::RecoveryRequest(r) => check_recovery_request(r, header),
         EntryTypes::RecoveryApproval(a) => check_recovery_approval(a, header),
+        EntryTypes::ServiceEvent(e) => check_service_event(e, header),
+        EntryTypes::ServiceAcknowledgement(a) => check_service_ack(a, header),
     }
+}
+
+/// Largest delivery one service event may claim (1 TB): bounds the points
+/// any single event carries.
+pub const MAX_SERVICE_BYTES: u64 = 1_000_000_000_000;
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A service event is the provider's own, at the tier of the provider's
+/// registration it cites, with exactly the points the reward rule gives.
+fn check_service_event(e: &ServiceEvent, header: &ActionHeader) -> Check {
+    if let Err(err) = check_node_id_owner(&e.provider_node_id, header.author.get_raw_32()) {
+        return fail(format!(
+            "a service event is recorded by its provider: {err}"
+        ));
+    }
+    if e.receiver == header.author {
+        return fail("a node cannot serve itself");
+    }
+    if !is_hex64(&e.shard_hash) {
+        return fail("shard_hash must be 64 hex digits (blake3)");
+    }
+    if e.bytes == 0 || e.bytes > MAX_SERVICE_BYTES {
+        return fail(format!("bytes must be 1..={MAX_SERVICE_BYTES}"));
+    }
+    let Some(reg) = registration_of(&e.provider_registration)? else {
+        return fail("provider_registration is not a node registration");
+    };
+    if reg.node_id != e.provider_node_id || reg.agent_pub_key != header.author {
+        return fail("provider_registration is another node's");
+    }
+    if reg.steward_tier != e.steward_tier {
+        return fail(format!(
+            "steward_tier {} is not the registration's tier {}",
+            e.steward_tier, reg.steward_tier
+        ));
+    }
+    let tier: StewardTier = match e.steward_tier.parse() {
+        Ok(t) => t,
+        Err(err) => return fail(format!("{err}")),
+    };
+    let expected = registry_core::reward::reward_millipoints(e.bytes, tier);
+    if e.points_milli != expected {
+        return fail(format!(
+            "points_milli must be {expected} for {} bytes at {tier}",
+            e.bytes
+        ));
+    }
+    rule!(check_claimed_time(
+        "timestamp",
+        e.timestamp.as_micros(),
+        header.timestamp.as_micros()
+    ));
+    ok()
+}
+
+fn service_event_of(hash: &ActionHash) -> ExternResult<Option<(ServiceEvent, AgentPubKey)>> {
+    let record = must_get_valid_record(hash.clone())?;
+    let author = record.action().author().clone();
+    Ok(record
+        .entry()
+        .to_app_option::<ServiceEvent>()
+        .ok()
+        .flatten()
+        .map(|e| (e, author)))
+}
+
+/// Only the receiver named in the event acknowledges it, for exactly what
+/// the event claims.
+fn check_service_ack(a: &ServiceAcknowledgement, header: &ActionHeader) -> Check {
+    if a.receiver != header.author {
+        return fail("an acknowledgement is signed by the receiver itself");
+    }
+    let Some((event, _)) = service_event_of(&a.event)? else {
+        return fail("an acknowledgement must be of a service event");
+    };
+    if event.receiver != a.receiver {
+        return fail("only the event's receiver may acknowledge it");
+    }
+    if event.shard_hash != a.shard_hash || event.bytes != a.bytes {
+        return fail("the acknowledgement does not match the event's shard and bytes");
+    }
+    ok()
 }
 
 /// Relationship kinds.
@@ -1099,6 +1186,44 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
             };
             if *base != AnyLinkableHash::from(a.request) || *author != a.approver {
                 return fail("an approval is linked by its approver, from its request");
+            }
+            ok()
+        }
+        LinkTypes::ProviderToServiceEvent | LinkTypes::ReceiverToServiceEvent => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("service event links point to an event action");
+            };
+            let Some((event, event_author)) = service_event_of(&target)? else {
+                return fail("service event links point to a service event");
+            };
+            if *author != event_author {
+                return fail("only the provider links its service event");
+            }
+            let expected: AnyLinkableHash = if link_type == LinkTypes::ProviderToServiceEvent {
+                earnings_base(&event.provider_node_id)?.into()
+            } else {
+                event.receiver.into()
+            };
+            if *base != expected {
+                return fail("service event link is on the wrong base");
+            }
+            ok()
+        }
+        LinkTypes::ServiceEventToAck => {
+            let Some(target) = target.clone().into_action_hash() else {
+                return fail("acknowledgement links point to an acknowledgement action");
+            };
+            let record = must_get_valid_record(target)?;
+            let Some(ack) = record
+                .entry()
+                .to_app_option::<ServiceAcknowledgement>()
+                .ok()
+                .flatten()
+            else {
+                return fail("acknowledgement links point to an acknowledgement");
+            };
+            if *base != AnyLinkableHash::from(ack.event) || *author != ack.receiver {
+                return fail("an acknowledgement is linked by its receiver, from its event");
             }
             ok()
         }

@@ -1,0 +1,245 @@
+//! The participation pages in a real headless browser (Debian's `chromium`
+//! driven through `chromedriver`): first-time setup, a slider moving the
+//! benefits calculator, saving changing the registration another node sees,
+//! and opting out removing the node from `get_available_custodians`. Plus
+//! the pages' guards (loopback host, CSRF, clear 400s) over plain HTTP.
+//!
+//! Set `ELOHIM_SCREENSHOTS=1` to refresh the screenshots in `docs/img/`.
+
+use elohim_tests::sidecars::SidecarNet;
+use elohim_tests::webdriver::{Browser, Driver, KEY_END};
+use node_registry_integrity::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+async fn text(c: &Browser, css: &str) -> String {
+    match c.wait_for(css, 20).await {
+        Ok(e) => c.text(&e).await.unwrap(),
+        Err(e) => {
+            let alert = match c.find("[role=alert]").await {
+                Ok(a) => c.text(&a).await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("{css} on {:?}: {e}; page alert: {alert:?}", c.url().await)
+        }
+    }
+}
+
+async fn click_button(c: &Browser, name: &str, value: &str) {
+    let b = c
+        .find(&format!("button[name='{name}'][value='{value}']"))
+        .await
+        .unwrap_or_else(|e| panic!("button {name}={value}: {e}"));
+    c.click(&b).await.unwrap();
+}
+
+async fn path_of(c: &Browser) -> String {
+    let url = c.url().await.unwrap();
+    let after_host = url.splitn(4, '/').nth(3).unwrap_or("");
+    format!("/{}", after_host.split(['?', '#']).next().unwrap_or(""))
+}
+
+/// Saves a PNG screenshot next to the test data and, when asked, into
+/// `docs/img/`.
+async fn screenshot(c: &Browser, scratch: &Path, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    std::fs::write(scratch.join(name), &png).unwrap();
+    if std::env::var_os("ELOHIM_SCREENSHOTS").is_some() {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/img");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join(name), &png).unwrap();
+    }
+}
+
+/// Polls `f` until it returns Some, failing after `secs`.
+async fn until<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn participation_pages_in_a_real_browser() {
+    let net = SidecarNet::start(2, &[0, 1], |_, _| {}).await;
+    let config_file = net.dirs[0].path().join("elohim.toml");
+    net.node(0).agent.set_config_file(config_file.clone());
+    let me = net.node_id(0);
+    let observer = net.node(1).agent.clone();
+    net.await_custodians(1, 2).await;
+    let base = format!("http://localhost:{}", net.node(0).http_addr.port());
+    let scratch = net.dirs[0].path().to_path_buf();
+
+    // --- guards, over plain HTTP (what a browser without JS also does) ----
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("{base}/settings"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a DNS-rebinding host is refused");
+    let r = http
+        .post(format!("{base}/settings"))
+        .form(&[("action", "save"), ("storage_percent", "50")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "no CSRF token, no change");
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("did not come from this node"));
+    let csrf = elohim_sidecar::ui::csrf_token(&net.node(0).api_token);
+    let form = |storage: &str, action: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("action", action.to_string()),
+            ("participate", "on".into()),
+            ("storage_percent", storage.to_string()),
+            ("bandwidth_percent", "45".into()),
+            ("cpu_percent", "20".into()),
+            ("off_peak_start_hour", "22".into()),
+            ("off_peak_end_hour", "6".into()),
+        ]
+    };
+    let r = http
+        .post(format!("{base}/settings"))
+        .form(&form("lots", "save"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("storage_percent: &quot;lots&quot; is not a number from 0 to 100"));
+    // Without JavaScript, "Recalculate" recomputes on the server, saving
+    // nothing.
+    let r = http
+        .post(format!("{base}/settings"))
+        .form(&form("25", "preview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Steward"));
+    assert!(!config_file.exists(), "a preview saves nothing");
+
+    // --- first-time setup -------------------------------------------------
+    let driver = Driver::start().await;
+    let c = driver.browser().await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(
+        text(&c, "h1").await,
+        "Welcome to Elohim Network Participation"
+    );
+    assert_eq!(path_of(&c).await, "/setup");
+    screenshot(&c, &scratch, "setup.png").await;
+    click_button(&c, "choice", "recommended").await;
+    assert!(text(&c, "[data-testid=flash]")
+        .await
+        .contains("recommended"));
+    assert_eq!(path_of(&c).await, "/dashboard");
+    let saved = elohim_sidecar::config::Config::load(&config_file).unwrap();
+    assert!(saved.participation.setup_complete && saved.participation.custodian_opt_in);
+
+    // --- a slider moves the calculator, live -------------------------------
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    assert_eq!(text(&c, "[data-testid=tier]").await, "Guardian");
+    c.execute("window.__same_page = true;").await.unwrap();
+    for id in ["storage_percent", "bandwidth_percent", "cpu_percent"] {
+        let slider = c.find(&format!("#{id}")).await.unwrap();
+        c.send_keys(&slider, KEY_END).await.unwrap();
+    }
+    until(20, "the calculator shows pioneer", || async {
+        (text(&c, "[data-testid=tier]").await == "Pioneer").then_some(())
+    })
+    .await;
+    assert_eq!(text(&c, "[data-testid=points]").await, "2000");
+    assert_eq!(
+        c.execute("return window.__same_page === true;")
+            .await
+            .unwrap(),
+        serde_json::json!(true),
+        "updated without reloading the page"
+    );
+    assert!(text(&c, "#storage_percent-out").await.contains("(100%)"));
+    screenshot(&c, &scratch, "settings.png").await;
+
+    // --- save: the registration another node sees changes ------------------
+    click_button(&c, "action", "save").await;
+    assert!(text(&c, "[data-testid=flash]").await.contains("Saved"));
+    let reg = until(120, "node 1 sees node 0 as pioneer", || {
+        let observer = observer.clone();
+        let me = me.clone();
+        async move {
+            let r: Option<RegisteredNode> = observer.call("get_node", me).await.ok()?;
+            r.filter(|r| r.registration.steward_tier == "pioneer")
+        }
+    })
+    .await;
+    assert!(reg.registration.custodian_opt_in);
+    assert!((reg.registration.max_custody_gb - 500.0).abs() < 1e-6);
+    let saved = elohim_sidecar::config::Config::load(&config_file).unwrap();
+    assert_eq!(saved.participation.storage_percent, 100.0);
+
+    c.goto(&format!("{base}/dashboard")).await.unwrap();
+    assert_eq!(text(&c, "[data-testid=dash-tier]").await, "pioneer");
+    until(30, "the dashboard shows heartbeats", || async {
+        c.refresh().await.ok()?;
+        let n: u64 = text(&c, "[data-testid=heartbeats]")
+            .await
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        (n > 0
+            && text(&c, "[data-testid=liveness]")
+                .await
+                .starts_with("alive"))
+        .then_some(())
+    })
+    .await;
+    screenshot(&c, &scratch, "dashboard.png").await;
+
+    // --- opt out: no new assignments ----------------------------------------
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    click_button(&c, "action", "opt_out").await;
+    assert!(text(&c, "[data-testid=flash]").await.contains("opted out"));
+    assert_eq!(text(&c, "[data-testid=tier]").await, "none");
+    until(120, "node 0 leaves get_available_custodians", || {
+        let observer = observer.clone();
+        let me = me.clone();
+        async move {
+            let c: Vec<RankedCustodian> = observer
+                .call("get_available_custodians", CustodianFilters::default())
+                .await
+                .ok()?;
+            (!c.iter().any(|r| r.registration.node_id == me)).then_some(())
+        }
+    })
+    .await;
+    let saved = elohim_sidecar::config::Config::load(&config_file).unwrap();
+    assert!(!saved.participation.custodian_opt_in);
+    c.goto(&format!("{base}/earnings")).await.unwrap();
+    assert_eq!(text(&c, "[data-testid=earned]").await, "0.000");
+    c.close().await.unwrap();
+}

@@ -1,0 +1,146 @@
+//! Shefa rewards: service events recorded by the serving custodian,
+//! acknowledged by the receiver, and the earnings that follow (only
+//! acknowledged events count).
+
+use crate::directory::my_registration;
+use crate::{guest, links_on};
+use hdk::prelude::*;
+use node_registry_integrity::*;
+
+/// Most events `get_node_earnings` returns in `recent`.
+pub const RECENT_EVENTS: usize = 20;
+
+/// Records that this node served `bytes` of a shard to `receiver`, at the
+/// tier of its current registration. The event earns nothing until the
+/// receiver acknowledges it.
+#[hdk_extern]
+pub fn record_service_event(input: RecordServiceInput) -> ExternResult<ActionHash> {
+    let Some(mine) = my_registration()? else {
+        return Err(guest("this agent runs no registered node"));
+    };
+    let r = &mine.registration;
+    let tier: registry_core::StewardTier = r
+        .steward_tier
+        .parse()
+        .map_err(|e: registry_core::RegistryError| guest(e.to_string()))?;
+    let event = ServiceEvent {
+        provider_node_id: r.node_id.clone(),
+        provider_registration: mine.action_hash.clone(),
+        receiver: input.receiver.clone(),
+        shard_hash: input.shard_hash,
+        bytes: input.bytes,
+        steward_tier: r.steward_tier.clone(),
+        points_milli: registry_core::reward::reward_millipoints(input.bytes, tier),
+        timestamp: sys_time()?,
+    };
+    let hash = create_entry(EntryTypes::ServiceEvent(event.clone()))?;
+    create_link(
+        earnings_base(&event.provider_node_id)?,
+        hash.clone(),
+        LinkTypes::ProviderToServiceEvent,
+        (),
+    )?;
+    create_link(
+        input.receiver,
+        hash.clone(),
+        LinkTypes::ReceiverToServiceEvent,
+        (),
+    )?;
+    Ok(hash)
+}
+
+fn event_at(hash: &ActionHash) -> ExternResult<Option<ServiceEvent>> {
+    let Some(record) = get(hash.clone(), GetOptions::default())? else {
+        return Ok(None);
+    };
+    Ok(record.entry().to_app_option().ok().flatten())
+}
+
+/// The valid acknowledgements of an event (by its receiver).
+fn acks_of(hash: &ActionHash, receiver: &AgentPubKey) -> ExternResult<Vec<Link>> {
+    Ok(links_on(hash.clone(), LinkTypes::ServiceEventToAck)?
+        .into_iter()
+        .filter(|l| l.author == *receiver)
+        .collect())
+}
+
+/// Acknowledges, as the receiver, an event for a shard this node received
+/// and verified. Fails (so the caller retries) while the event is not yet
+/// visible; refuses an event naming someone else or other bytes.
+/// Idempotent: a second call returns the first acknowledgement.
+#[hdk_extern]
+pub fn acknowledge_service(input: AcknowledgeServiceInput) -> ExternResult<ActionHash> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let Some(event) = event_at(&input.event)? else {
+        return Err(guest("service event not found (yet)"));
+    };
+    if event.receiver != me {
+        return Err(guest("this event names another receiver"));
+    }
+    if event.shard_hash != input.shard_hash || event.bytes != input.bytes {
+        return Err(guest(format!(
+            "the event claims {} bytes of {}, but {} bytes of {} were received",
+            event.bytes, event.shard_hash, input.bytes, input.shard_hash
+        )));
+    }
+    if let Some(existing) = acks_of(&input.event, &me)?.into_iter().next() {
+        if let Some(h) = existing.target.into_action_hash() {
+            return Ok(h);
+        }
+    }
+    let ack = ServiceAcknowledgement {
+        event: input.event.clone(),
+        receiver: me,
+        shard_hash: input.shard_hash,
+        bytes: input.bytes,
+    };
+    let hash = create_entry(EntryTypes::ServiceAcknowledgement(ack))?;
+    create_link(input.event, hash.clone(), LinkTypes::ServiceEventToAck, ())?;
+    Ok(hash)
+}
+
+/// A node's Shefa earnings from served content: acknowledged events count,
+/// unacknowledged ones are shown as pending and never counted.
+#[hdk_extern]
+pub fn get_node_earnings(node_id: String) -> ExternResult<NodeEarnings> {
+    let mut links = links_on(earnings_base(&node_id)?, LinkTypes::ProviderToServiceEvent)?;
+    links.sort_by_key(|l| std::cmp::Reverse(l.timestamp));
+    let mut out = NodeEarnings {
+        node_id: node_id.clone(),
+        ..Default::default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for l in links {
+        let Some(hash) = l.target.into_action_hash() else {
+            continue;
+        };
+        if !seen.insert(hash.clone()) {
+            continue;
+        }
+        let Some(event) = event_at(&hash)? else {
+            continue;
+        };
+        if event.provider_node_id != node_id {
+            continue;
+        }
+        let acknowledged = !acks_of(&hash, &event.receiver)?.is_empty();
+        if acknowledged {
+            out.acknowledged_events += 1;
+            out.acknowledged_millipoints = out
+                .acknowledged_millipoints
+                .saturating_add(event.points_milli);
+            out.acknowledged_bytes = out.acknowledged_bytes.saturating_add(event.bytes);
+        } else {
+            out.pending_events += 1;
+            out.pending_millipoints = out.pending_millipoints.saturating_add(event.points_milli);
+        }
+        if out.recent.len() < RECENT_EVENTS {
+            out.recent.push(ServiceEventView {
+                event_hash: hash,
+                event,
+                acknowledged,
+            });
+        }
+    }
+    Ok(out)
+}
