@@ -97,6 +97,13 @@ fn whole_secs(name: &str, v: f64) -> Result<i64, SimError> {
 
 /// The model configuration that mirrors a benchmark.
 pub fn bench_config(b: &BenchReport, o: &CompareOptions) -> Result<SimConfig, SimError> {
+    // A report from a bench run that skipped the kill-and-repair phase
+    // carries zeros here: say so rather than complain about a flag.
+    if b.nodes == 0 || b.n == 0 || b.strategy.is_empty() {
+        return Err(SimError::Config(
+            "the benchmark report has no failure-detection run (nodes, strategy or n empty): rerun the benchmark with its kill-and-repair phase".into(),
+        ));
+    }
     let strategy: CustodyStrategy = b
         .strategy
         .parse()
@@ -298,6 +305,9 @@ mod tests {
         b.nodes = 10;
         b.strategy = "raid5".into();
         assert!(bench_config(&b, &CompareOptions::default()).is_err());
+        b.strategy = String::new();
+        let e = bench_config(&b, &CompareOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("no failure-detection run"), "{e}");
         let e = load_bench(Path::new("/nonexistent/bench.json")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/bench.json"));
     }

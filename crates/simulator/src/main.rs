@@ -295,8 +295,21 @@ fn bar_style() -> ProgressStyle {
     .progress_chars("=> ")
 }
 
+/// Fails now, not after minutes of simulation, if `path` cannot be written.
+fn check_writable(path: &PathBuf) -> Result<(), SimError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(|_| ())
+        .map_err(|e| SimError::io(path, e))
+}
+
 fn run(a: RunArgs) -> Result<(), SimError> {
     let cfg = a.sim.config()?;
+    if let Some(p) = &a.json {
+        check_writable(p)?;
+    }
     let bar = if a.quiet {
         ProgressBar::hidden()
     } else {
@@ -329,6 +342,7 @@ fn run(a: RunArgs) -> Result<(), SimError> {
 
 fn sweep_cmd(a: SweepArgs) -> Result<(), SimError> {
     let base = a.sim.config()?;
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| SimError::io(&a.out_dir, e))?;
     let values = if a.values.is_empty() {
         a.param.default_values()
     } else {
@@ -354,6 +368,9 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), SimError> {
 
 fn compare_cmd(a: CompareArgs) -> Result<(), SimError> {
     let bench = compare::load_bench(&a.bench)?;
+    if let Some(p) = &a.json {
+        check_writable(p)?;
+    }
     let o = CompareOptions {
         trials: a.trials,
         detectors: a.detectors,

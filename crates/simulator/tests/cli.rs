@@ -46,6 +46,15 @@ fn bad_arguments_are_refused_cleanly() {
             "sweep", "--param", "k-n", "--values", "3x6", "--nodes", "50", "--days", "1",
         ],
         vec!["compare", "--bench", "/nonexistent/bench.json"],
+        // Refused before simulating, not after.
+        vec![
+            "run",
+            "--nodes",
+            "100000",
+            "--json",
+            "/nonexistent/dir/out.json",
+        ],
+        vec!["heartbeat-check", "--window-secs", "10"],
     ] {
         let out = sim().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
