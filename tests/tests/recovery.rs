@@ -227,7 +227,7 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     assert!(body["suggestion"].is_string(), "{body}");
 
     // Refused while Alice's node is online.
-    net.until(60, "the doorway sees Alice's node", || async {
+    net.until(180, "the doorway sees Alice's node", || async {
         net.node(DOORWAY)
             .agent
             .call::<_, Option<RegisteredNode>>("get_node_of_agent", alice.clone())
