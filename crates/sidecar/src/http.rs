@@ -338,7 +338,7 @@ async fn publish(
 ) -> Response {
     let req = match body {
         Ok(Json(r)) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return bad_json(e),
     };
     let custody = s.custody.clone();
     ndjson(move |progress| {
@@ -358,7 +358,7 @@ async fn fetch(
 ) -> Response {
     let req = match body {
         Ok(Json(r)) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return bad_json(e),
     };
     let custody = s.custody.clone();
     ndjson(move |progress| {
