@@ -328,17 +328,43 @@ pub mod sidecars {
         pub dirs: Vec<tempfile::TempDir>,
         configs: Vec<Config>,
         members: Vec<bool>,
+        // Declared last, so it is released only once the conductors are gone.
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    }
+
+    /// How many sidecar networks one test binary runs at once. Each is
+    /// several conductors; two of them side by side on a 2-core machine
+    /// starve each other's gossip until DHT-dependent waits time out, and
+    /// running them in turn costs little wall time since the cores are the
+    /// bottleneck either way. `ELOHIM_TEST_NETS` raises it on bigger machines.
+    fn net_slots() -> std::sync::Arc<tokio::sync::Semaphore> {
+        static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+            std::sync::OnceLock::new();
+        SLOTS
+            .get_or_init(|| {
+                let n = std::env::var("ELOHIM_TEST_NETS")
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|n| *n > 0)
+                    .unwrap_or(1);
+                std::sync::Arc::new(tokio::sync::Semaphore::new(n))
+            })
+            .clone()
     }
 
     impl SidecarNet {
-        /// Logs to stderr when RUST_LOG is set (e.g. `RUST_LOG=elohim_sidecar=debug`).
+        /// Sends the sidecars' logs to the test's captured output, which the
+        /// test runner prints only when the test fails: a red CI run then
+        /// shows what each node did. `RUST_LOG` overrides the default
+        /// (`elohim_sidecar=info`), e.g. `RUST_LOG=elohim_sidecar=debug`.
         fn init_logging() {
-            if std::env::var_os("RUST_LOG").is_some() {
-                let _ = tracing_subscriber::fmt()
-                    .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                    .with_test_writer()
-                    .try_init();
-            }
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("elohim_sidecar=info"));
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_test_writer()
+                .try_init();
         }
 
         /// Starts `n` conductors; nodes in `joined` get their sidecar (and
@@ -349,8 +375,13 @@ pub mod sidecars {
             tune: impl Fn(usize, &mut Config),
         ) -> SidecarNet {
             Self::init_logging();
+            let slot = net_slots()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
             let conductors = SweetConductorBatch::standard(n).await;
             let mut net = SidecarNet {
+                _slot: slot,
                 daemons: (0..n).map(|_| None).collect(),
                 dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
                 configs: Vec::new(),

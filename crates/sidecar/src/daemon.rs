@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// A running node.
 pub struct Daemon {
@@ -55,17 +56,21 @@ pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
 fn every(
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
+    span: &tracing::Span,
     mut f: impl FnMut() -> futures_util::future::BoxFuture<'static, ()> + Send + 'static,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(period) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+    tokio::spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                f().await;
             }
-            f().await;
         }
-    })
+        .instrument(span.clone()),
+    )
 }
 
 impl Daemon {
@@ -77,6 +82,12 @@ impl Daemon {
         let http_addr = listener.local_addr()?;
         agent.set_endpoint(format!("http://{http_addr}"));
         let agent = Arc::new(agent);
+        // Every log line of this node's loops names the node, so the logs of
+        // several nodes in one process (tests, benchmarks) can be told apart.
+        let span = tracing::info_span!(
+            "node",
+            id = %agent.node_id.chars().take(12).collect::<String>()
+        );
         let data_dir = agent.config().conductor.data_dir.clone();
         let api_token = api_token(&data_dir)?;
         let custody = Arc::new(Custody::open(agent.clone())?);
@@ -95,20 +106,25 @@ impl Daemon {
             api_token: api_token.clone(),
         });
         let mut server_rx = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            // Connection info lets the local pages refuse non-loopback peers.
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_rx.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+        tasks.push(tokio::spawn(
+            async move {
+                // Connection info lets the local pages refuse non-loopback peers.
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = server_rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }
+            .instrument(span.clone()),
+        ));
 
         {
             let agent = agent.clone();
             let rx = rx.clone();
-            tasks.push(tokio::spawn(async move { agent.run(rx).await }));
+            tasks.push(tokio::spawn(
+                async move { agent.run(rx).await }.instrument(span.clone()),
+            ));
         }
 
         // DNA signals (ReplicateContent, DisasterRecoveryFailed).
@@ -127,17 +143,20 @@ impl Daemon {
         {
             let custody = custody.clone();
             let mut rx = rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        s = sig_rx.recv() => match s {
-                            Some(s) => custody.on_signal(s).await,
-                            None => return,
-                        },
-                        _ = async { rx.wait_for(|s| *s).await.map(|_| ()) } => return,
+            tasks.push(tokio::spawn(
+                async move {
+                    loop {
+                        tokio::select! {
+                            s = sig_rx.recv() => match s {
+                                Some(s) => custody.on_signal(s).await,
+                                None => return,
+                            },
+                            _ = async { rx.wait_for(|s| *s).await.map(|_| ()) } => return,
+                        }
                     }
                 }
-            }));
+                .instrument(span.clone()),
+            ));
         }
 
         let cfg = agent.config().custody.clone();
@@ -150,6 +169,7 @@ impl Daemon {
             tasks.push(every(
                 Duration::from_secs(cfg.detect_interval_secs),
                 rx.clone(),
+                &span,
                 move || {
                     let custody = custody.clone();
                     Box::pin(async move {
@@ -165,6 +185,7 @@ impl Daemon {
             tasks.push(every(
                 Duration::from_secs(cfg.reconcile_interval_secs),
                 rx.clone(),
+                &span,
                 move || {
                     let custody = custody.clone();
                     Box::pin(async move {
@@ -186,6 +207,7 @@ impl Daemon {
             tasks.push(every(
                 Duration::from_secs(peers_cfg.attest_interval_secs),
                 rx.clone(),
+                &span,
                 move || {
                     let agent = agent.clone();
                     let r = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -203,6 +225,7 @@ impl Daemon {
             tasks.push(every(
                 Duration::from_secs(peers_cfg.byzantine_scan_interval_secs),
                 rx.clone(),
+                &span,
                 move || {
                     let agent = agent.clone();
                     Box::pin(async move {
@@ -225,6 +248,7 @@ impl Daemon {
             tasks.push(every(
                 Duration::from_secs(peers_cfg.vote_interval_secs),
                 rx.clone(),
+                &span,
                 move || {
                     let agent = agent.clone();
                     Box::pin(async move {

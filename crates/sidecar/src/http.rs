@@ -179,17 +179,19 @@ async fn put_shard(
     use futures_util::StreamExt;
     let auth = match TransferAuth::from_headers(&headers) {
         Ok(a) => a,
-        Err(e) => return e.into_response(),
+        Err(e) => return answer_early(body, e.into_response()).await,
     };
     if let Err(e) = crate::store::check_hash(&hash) {
-        return TransferError::BadRequest(e.to_string()).into_response();
+        let refusal = TransferError::BadRequest(e.to_string()).into_response();
+        return answer_early(body, refusal).await;
     }
     let meta = match s.custody.authorize_put(&auth, &hash).await {
         Ok(m) => m,
-        Err(e) => return e.into_response(),
+        Err(e) => return answer_early(body, e.into_response()).await,
     };
     if s.custody.store.has(&hash) {
-        return (StatusCode::OK, Json(serde_json::json!({ "held": hash }))).into_response();
+        let held = (StatusCode::OK, Json(serde_json::json!({ "held": hash }))).into_response();
+        return answer_early(body, held).await;
     }
     let mut writer = match s.custody.store.writer(&hash, meta) {
         Ok(w) => w,
@@ -223,6 +225,32 @@ async fn put_shard(
         .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// How much of an upload is read and thrown away when it is answered
+/// before its body is used (a refusal, or a shard already held).
+const EARLY_ANSWER_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+/// How long an upload answered early may take to finish sending.
+const EARLY_ANSWER_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends `response` after reading what is left of the request body, up to a
+/// size and time limit. Closing a connection the client is still writing to
+/// resets it, and the client then sees "broken pipe" instead of why it was
+/// refused; past the limits a sender is cut off anyway.
+async fn answer_early(body: Body, response: Response) -> Response {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(EARLY_ANSWER_DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > EARLY_ANSWER_DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+    response
 }
 
 async fn get_shard(
