@@ -18,9 +18,18 @@ pub const ROLE: &str = "node_registry";
 /// The coordinator zome's name.
 pub const COORDINATOR: &str = "node_registry_coordinator";
 
+/// This crate's directory: the one cargo names when it runs the tests, else
+/// the one compiled in (a test binary reused from a shared target directory
+/// may have been built in another clone).
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The workspace's `workdir/`.
 pub fn workdir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .parent()
         .expect("tests/ is inside the workspace")
         .join("workdir")

@@ -46,7 +46,7 @@ async fn screenshot(c: &Browser, scratch: &Path, name: &str) {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     std::fs::write(scratch.join(name), &png).unwrap();
     if std::env::var_os("ELOHIM_SCREENSHOTS").is_some() {
-        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/img");
+        let docs = elohim_tests::manifest_dir().join("../docs/img");
         std::fs::create_dir_all(&docs).unwrap();
         std::fs::write(docs.join(name), &png).unwrap();
     }

@@ -96,8 +96,15 @@ fn run() -> Result<()> {
     }
 }
 
+/// The workspace this run was started in. `cargo run` tells the process
+/// where its manifest is; the path compiled into the binary is only a
+/// fallback, since a binary reused from a shared target directory may have
+/// been built in another clone.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()

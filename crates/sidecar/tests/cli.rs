@@ -10,8 +10,12 @@ fn bin() -> &'static str {
 }
 
 fn happ() -> PathBuf {
-    let p =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../workdir/elohim_orchestrator.happ");
+    // The directory cargo names at run time, not the one compiled in: a test
+    // binary reused from a shared target directory may come from another clone.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let p = dir.join("../../workdir/elohim_orchestrator.happ");
     assert!(
         p.exists(),
         "{} missing: run `cargo xtask pack` first",
