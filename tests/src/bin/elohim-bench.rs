@@ -363,16 +363,12 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     report.conductors = a.conductors;
 }
 
+/// Incompressible, reproducible content of `len` bytes.
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed as u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let mut bytes = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed as u64).fill_bytes(&mut bytes);
+    bytes
 }
 
 async fn bench_custody(a: &Args, report: &mut Report) {
