@@ -330,6 +330,7 @@ async fn late_votes_and_floods_are_refused() {
         vote_window_secs: 5,
         max_heartbeats_per_minute: 6,
         max_attestations_per_minute: 5,
+        ..Default::default()
     };
     let mut net = Network::start_with(2, props).await;
     let mut peers = vec![0, 1];

@@ -246,30 +246,11 @@ async fn concurrent_recovery_creates_no_duplicates() {
         (others.next().unwrap(), others.next().unwrap())
     };
     net.kill(victim).await;
-    net.until(120, "victim declared failed", || async {
-        let down: Vec<NodeLiveness> = net
-            .node(a)
-            .agent
-            .call(
-                "detect_failed_nodes",
-                Some(DetectionInput {
-                    failure_window_secs: Some(10),
-                    grace_secs: Some(5),
-                }),
-            )
-            .await
-            .ok()?;
-        down.iter()
-            .any(|n| {
-                n.node_id == victim_id
-                    && matches!(
-                        n.liveness,
-                        registry_core::heartbeat::Liveness::Failed { .. }
-                    )
-            })
-            .then_some(())
-    })
-    .await;
+    let policy = DetectionInput {
+        failure_window_secs: Some(10),
+        grace_secs: Some(5),
+    };
+    await_declared(&net, a, &victim_id, policy).await;
 
     let (ra, rb): (RecoveryReport, RecoveryReport) = tokio::join!(
         async {
@@ -330,6 +311,83 @@ async fn concurrent_recovery_creates_no_duplicates() {
         "{again:?}"
     );
     assert_eq!(retrieve(&net, 0, &r.content_id).await, bytes);
+}
+
+/// Waits until `observer`'s detection (10 s window, 5 s grace) finds `node`
+/// failed.
+async fn await_declared(net: &SidecarNet, observer: usize, node: &str, policy: DetectionInput) {
+    net.until(120, &format!("{node} declared failed"), || async {
+        let down: Vec<NodeLiveness> = net
+            .node(observer)
+            .agent
+            .call("detect_failed_nodes", Some(policy))
+            .await
+            .ok()?;
+        down.iter()
+            .any(|n| {
+                n.node_id == node
+                    && matches!(
+                        n.liveness,
+                        registry_core::heartbeat::Liveness::Failed { .. }
+                    )
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_node_that_still_answers_is_not_repaired_away() {
+    // Heartbeats missing from a detector's view are not proof of death (its
+    // view may lag): a node that answers a probe keeps its shards.
+    let mut net = SidecarNet::start(4, &[0, 1, 2, 3], |_, c| {
+        c.custody.detect_interval_secs = 3600
+    })
+    .await;
+    net.await_custodians(0, 4).await;
+    let bytes = content(120_000, 11);
+    let r = publish(&net, 0, "notes.txt", &bytes, "full_replica", 1, 2).await;
+    let silent_id = r.custodians[0].clone();
+    let silent = (1..4).find(|i| net.node_id(*i) == silent_id).unwrap();
+    let observer = (1..4).find(|i| *i != silent).unwrap();
+    let policy = DetectionInput {
+        failure_window_secs: Some(10),
+        grace_secs: Some(5),
+    };
+    // The sidecar stops beating; the conductor still answers.
+    net.stop_sidecar(silent).await;
+    await_declared(&net, observer, &silent_id, policy).await;
+    let reports = net
+        .node(observer)
+        .custody
+        .detect_and_repair(policy)
+        .await
+        .unwrap();
+    assert!(
+        reports.iter().all(|r| r.failed_node_id != silent_id),
+        "a node that answers is not repaired: {reports:?}"
+    );
+    let live_now = live(&net, observer, &r.content_id).await;
+    assert!(
+        live_now
+            .iter()
+            .any(|x| x.assignment.custodian_node_id == silent_id),
+        "its assignment stays live"
+    );
+
+    // Once it no longer answers either, it is repaired.
+    net.kill(silent).await;
+    let reports = net
+        .node(observer)
+        .custody
+        .detect_and_repair(policy)
+        .await
+        .unwrap();
+    let report = reports
+        .iter()
+        .find(|r| r.failed_node_id == silent_id)
+        .unwrap_or_else(|| panic!("no repair of the dead node: {reports:?}"));
+    assert_eq!(report.replacements.len(), 1, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

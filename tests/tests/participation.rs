@@ -9,7 +9,7 @@
 use elohim_tests::sidecars::SidecarNet;
 use elohim_tests::webdriver::{Browser, Driver, KEY_END};
 use node_registry_integrity::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 async fn text(c: &Browser, css: &str) -> String {

@@ -1111,6 +1111,25 @@ impl Custody {
             if node.node_id == self.agent.node_id {
                 continue;
             }
+            // Silence in this node's view of the DHT may only be lag (it
+            // just joined, or gossip is behind): ask the node itself first.
+            // A probe that cannot be made does not hold a repair back.
+            match self
+                .agent
+                .call::<_, NodeProbe>("probe_node", node.node_id.clone())
+                .await
+            {
+                Ok(p) if p.answered => {
+                    tracing::info!(
+                        "{} looks silent here but answered a probe in {} ms: not repairing",
+                        node.node_id,
+                        p.response_time_ms
+                    );
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("could not probe {}: {e}", node.node_id),
+            }
             let report: RecoveryReport = self
                 .agent
                 .call("trigger_disaster_recovery", node.node_id.clone())

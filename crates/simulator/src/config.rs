@@ -131,6 +131,9 @@ pub struct SimConfig {
     /// (and, in or-mode, declares an Unhealthy node failed); 0.9 is the
     /// coordinator's `PENALTY_MIN_CONFIDENCE`.
     pub min_confidence: f64,
+    /// Each penalty's cost halves every this many seconds (0: never
+    /// forgiven); the DNA's `penalty_half_life_secs`.
+    pub penalty_half_life_secs: i64,
     /// Upload bandwidth of a shard source, Mbit/s.
     pub uplink_mbps: f64,
     /// Download bandwidth of a repairing node, Mbit/s.
@@ -172,6 +175,7 @@ impl Default for SimConfig {
             attesters: 5,
             audits_per_node_day: 1.0,
             min_confidence: 0.9,
+            penalty_half_life_secs: registry_core::reputation::DEFAULT_PENALTY_HALF_LIFE_SECS,
             uplink_mbps: 20.0,
             downlink_mbps: 100.0,
             repair_setup_secs: 5.0,
@@ -315,6 +319,15 @@ impl SimConfig {
             10_000.0,
         )?;
         finite_in("--min-confidence", self.min_confidence, 0.0, 1.0)?;
+        check(
+            (0..=10 * 365 * 86_400).contains(&self.penalty_half_life_secs),
+            || {
+                format!(
+                    "--penalty-half-life-secs must be within 0..=315360000 (got {})",
+                    self.penalty_half_life_secs
+                )
+            },
+        )?;
         finite_in("--uplink-mbps", self.uplink_mbps, 0.001, 1e6)?;
         finite_in("--downlink-mbps", self.downlink_mbps, 0.001, 1e6)?;
         finite_in("--repair-setup-secs", self.repair_setup_secs, 0.0, 86_400.0)?;

@@ -125,6 +125,9 @@ struct SimArgs {
     /// Consensus confidence needed to penalise (and, in or-mode, declare).
     #[arg(long, default_value_t = 0.9)]
     min_confidence: f64,
+    /// Seconds for a penalty's cost to halve (0: never forgiven).
+    #[arg(long, default_value_t = registry_core::reputation::DEFAULT_PENALTY_HALF_LIFE_SECS)]
+    penalty_half_life_secs: i64,
     /// Shard source upload, Mbit/s.
     #[arg(long, default_value_t = 20.0)]
     uplink_mbps: f64,
@@ -171,6 +174,7 @@ impl SimArgs {
             attesters: self.attesters,
             audits_per_node_day: self.audits_per_node_day,
             min_confidence: self.min_confidence,
+            penalty_half_life_secs: self.penalty_half_life_secs,
             uplink_mbps: self.uplink_mbps,
             downlink_mbps: self.downlink_mbps,
             repair_setup_secs: self.repair_setup_secs,

@@ -24,7 +24,7 @@ use registry_core::consensus::{
     CONSENSUS_WINDOW_SECS,
 };
 use registry_core::heartbeat::{judge_liveness, LivenessPolicy};
-use registry_core::reputation::{reputation, PenaltyReason, VettingPolicy, INITIAL_REPUTATION};
+use registry_core::reputation::{PenaltyDebt, PenaltyReason, VettingPolicy};
 use registry_core::selection::{rank, Candidate, Criteria};
 use registry_core::status::status_from_machine;
 use registry_core::{NodeStatus, StewardTier, KNOWN_REGIONS, MICROS_PER_SEC};
@@ -78,8 +78,11 @@ struct Node {
     up_since: i64,
     /// Shards it holds, is rebuilding, or held before being declared.
     slots: Vec<(u32, u16)>,
-    penalties: Vec<(String, PenaltyReason)>,
-    reputation: f64,
+    /// Its penalties, fading with the configured half-life.
+    debt: PenaltyDebt,
+    /// How many penalties it got, by reason (contradicted consensus, false
+    /// accusation, repeated failure).
+    penalty_counts: [u32; 3],
     pool_pos: u32,
     /// When its last RepeatedFailure penalty was recorded.
     failure_penalised_at: i64,
@@ -154,7 +157,6 @@ pub struct Simulation {
     cand_nodes: Vec<u32>,
     att_buf: Vec<AttestationView>,
     att_nodes: Vec<u32>,
-    offences: u64,
     c: Counters,
     detection: Vec<f32>,
     suspicion: Vec<f32>,
@@ -227,7 +229,6 @@ impl Simulation {
             cand_nodes: Vec::new(),
             att_buf: Vec::new(),
             att_nodes: Vec::new(),
-            offences: 0,
             c: Counters::default(),
             detection: Vec::new(),
             suspicion: Vec::new(),
@@ -298,8 +299,8 @@ impl Simulation {
             gen: 0,
             up_since: self.now,
             slots: Vec::new(),
-            penalties: Vec::new(),
-            reputation: INITIAL_REPUTATION,
+            debt: PenaltyDebt::default(),
+            penalty_counts: [0; 3],
             pool_pos: NONE,
             failure_penalised_at: i64::MIN / 2,
         };
@@ -412,7 +413,9 @@ impl Simulation {
         c.assigned_bytes = n.assigned;
         c.current_load = n.load;
         c.uptime_percent = n.uptime_percent;
-        c.reputation = n.reputation;
+        c.reputation = n
+            .debt
+            .reputation_at(self.now, self.cfg.penalty_half_life_secs);
     }
 
     /// Ranks a random sample of registered nodes with `rank` and returns
@@ -1072,13 +1075,14 @@ impl Simulation {
 
     fn penalize(&mut self, id: u32, reason: PenaltyReason) {
         self.c.penalties += 1;
-        self.offences += 1;
+        let (now, half_life) = (self.now, self.cfg.penalty_half_life_secs);
         let n = &mut self.nodes[id as usize];
-        if n.reputation <= 0.0 {
-            return;
-        }
-        n.penalties.push((format!("att-{}", self.offences), reason));
-        n.reputation = reputation(n.penalties.iter().map(|(k, r)| (k.as_str(), *r)));
+        n.debt.add(reason, now, half_life);
+        n.penalty_counts[match reason {
+            PenaltyReason::ContradictedConsensus => 0,
+            PenaltyReason::FalseAccusation => 1,
+            PenaltyReason::RepeatedFailure => 2,
+        }] += 1;
     }
 
     /// One health-consensus evaluation of `subject`: sampled up attesters
@@ -1115,9 +1119,11 @@ impl Simulation {
             view.attester.clone_from(&n.id);
             view.success = success;
             view.timestamp_micros = now;
-            view.weight = self
-                .vetting
-                .attestation_weight(n.registered_at, now, n.reputation);
+            view.weight = self.vetting.attestation_weight(
+                n.registered_at,
+                now,
+                n.debt.reputation_at(now, self.cfg.penalty_half_life_secs),
+            );
         }
         let m = who.len();
         let c = health_consensus(&atts[..m], now);
@@ -1240,17 +1246,18 @@ impl Simulation {
         let node_years: f64 = c.node_up_secs / (365.0 * 86_400.0);
         let false_decl = c.false_by_message_loss + c.false_by_outage + c.false_by_attestation;
         let (mut byz, mut byz_w0, mut hon, mut hon_w0, mut hon_rep) = (0u64, 0u64, 0u64, 0u64, 0.0);
+        let rep_at_end = |n: &Node| n.debt.reputation_at(end, cfg.penalty_half_life_secs);
         for n in &self.nodes {
             let w = self
                 .vetting
-                .attestation_weight(n.registered_at, end, n.reputation);
+                .attestation_weight(n.registered_at, end, rep_at_end(n));
             if n.byzantine {
                 byz += 1;
                 byz_w0 += (w == 0.0) as u64;
             } else if !n.dead {
                 hon += 1;
                 hon_w0 += (w == 0.0) as u64;
-                hon_rep += n.reputation;
+                hon_rep += rep_at_end(n);
             }
         }
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };

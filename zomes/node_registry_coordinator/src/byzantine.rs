@@ -36,6 +36,15 @@ pub fn ping(_: ()) -> ExternResult<()> {
 /// the outcome as this node's attestation.
 #[hdk_extern]
 pub fn attest_peer_health(subject_node_id: String) -> ExternResult<ActionHash> {
+    Ok(probe_node(subject_node_id)?.attestation)
+}
+
+/// Probes a peer as [`attest_peer_health`] does and says whether it
+/// answered. A node's DHT view can lag (it just joined, or gossip is slow),
+/// so heartbeats missing from it are not proof of death: a node that
+/// answers is not repaired away.
+#[hdk_extern]
+pub fn probe_node(subject_node_id: String) -> ExternResult<NodeProbe> {
     let me = my_registration()?.ok_or_else(|| guest("this agent runs no registered node"))?;
     let subject = registration_of_node(&subject_node_id)?
         .ok_or_else(|| guest(format!("node {subject_node_id} is not registered")))?;
@@ -50,12 +59,19 @@ pub fn attest_peer_health(subject_node_id: String) -> ExternResult<ActionHash> {
     )?;
     let end = sys_time()?;
     let elapsed_ms = ((end.as_micros() - start.as_micros()) / 1000).clamp(0, 120_000) as u32;
-    crate::health::attest_health(HealthAttestation {
+    let answered = matches!(response, ZomeCallResponse::Ok(_));
+    let attestation = crate::health::attest_health(HealthAttestation {
         attester_node_id: me.registration.node_id,
-        subject_node_id,
-        success: matches!(response, ZomeCallResponse::Ok(_)),
+        subject_node_id: subject_node_id.clone(),
+        success: answered,
         response_time_ms: elapsed_ms,
         timestamp: end,
+    })?;
+    Ok(NodeProbe {
+        node_id: subject_node_id,
+        answered,
+        response_time_ms: elapsed_ms,
+        attestation,
     })
 }
 
@@ -79,15 +95,27 @@ pub fn get_reputation(node_id: String) -> ExternResult<ReputationReport> {
                 reason: p.reason,
                 offence: p.offence,
                 detected_by: p.detected_by_node_id,
+                recorded_at: record.action().timestamp(),
             });
         }
     }
-    let offences: Vec<(String, PenaltyReason)> = penalties
+    let offences: Vec<(String, PenaltyReason, i64)> = penalties
         .iter()
-        .filter_map(|p| Some((p.offence.to_string(), p.reason.parse().ok()?)))
+        .filter_map(|p| {
+            Some((
+                p.offence.to_string(),
+                p.reason.parse().ok()?,
+                p.recorded_at.as_micros(),
+            ))
+        })
         .collect();
+    let half_life = registry_properties()?.penalty_half_life_secs as i64;
     Ok(ReputationReport {
-        reputation: reputation(offences.iter().map(|(o, r)| (o.as_str(), *r))),
+        reputation: reputation(
+            offences.iter().map(|(o, r, t)| (o.as_str(), *r, *t)),
+            sys_time()?.as_micros(),
+            half_life,
+        ),
         node_id,
         penalties,
     })

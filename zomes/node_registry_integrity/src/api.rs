@@ -293,6 +293,21 @@ pub struct PenaltySummary {
     pub offence: ActionHash,
     /// Who recorded it.
     pub detected_by: String,
+    /// When it was recorded: its cost fades from then on.
+    pub recorded_at: Timestamp,
+}
+
+/// Answer of `probe_node`: whether the node answered a remote call just now.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NodeProbe {
+    /// The probed node.
+    pub node_id: String,
+    /// Whether it answered.
+    pub answered: bool,
+    /// The round trip, in milliseconds.
+    pub response_time_ms: u32,
+    /// The attestation recording the outcome.
+    pub attestation: ActionHash,
 }
 
 /// Answer of `get_reputation`.

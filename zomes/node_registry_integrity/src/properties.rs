@@ -18,6 +18,10 @@ pub struct RegistryProperties {
     /// How long a node must have been registered to vote or to witness in
     /// a penalty (Sybil resistance by vetting, as Storj vets new nodes).
     pub min_voter_age_secs: u32,
+    /// How fast penalties are forgiven: each one's cost halves every this
+    /// many seconds (0: never). Only read when reputations are computed,
+    /// never in validation.
+    pub penalty_half_life_secs: u32,
 }
 
 impl Default for RegistryProperties {
@@ -27,6 +31,8 @@ impl Default for RegistryProperties {
             max_attestations_per_minute: 30,
             vote_window_secs: 120,
             min_voter_age_secs: 24 * 3600,
+            penalty_half_life_secs: registry_core::reputation::DEFAULT_PENALTY_HALF_LIFE_SECS
+                as u32,
         }
     }
 }

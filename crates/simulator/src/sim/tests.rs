@@ -297,13 +297,7 @@ fn an_outage_costs_one_failure_penalty_per_consensus_window() {
     sim.schedule_outage(0, 1_000.0, 1_800).unwrap();
     let r = sim.run(None);
     assert!(r.counters.consensus_evaluations > 4_000);
-    let failures = |id: usize| {
-        sim.nodes[id]
-            .penalties
-            .iter()
-            .filter(|(_, p)| *p == PenaltyReason::RepeatedFailure)
-            .count()
-    };
+    let failures = |id: usize| sim.nodes[id].penalty_counts[2];
     // About 30 Unhealthy evaluations, one penalty per 300 s window.
     let n = failures(0);
     assert!((4..=7).contains(&n), "{n} RepeatedFailure penalties");
