@@ -105,8 +105,10 @@ async fn a_lying_attester_is_outvoted_detected_and_penalised() {
     );
     net.sync().await;
     let rep: ReputationReport = net.call(honest[2], "get_reputation", id(attacker)).await;
-    assert!(rep.reputation < 100.0, "{rep:?}");
-    assert_eq!(rep.reputation, 80.0);
+    // One false accusation: 20 points, of which a week's half-life has
+    // forgiven a hair since.
+    let one_penalty = |r: f64| (80.0..=80.01).contains(&r);
+    assert!(one_penalty(rep.reputation), "{rep:?}");
     let honest_rep: ReputationReport = net.call(honest[2], "get_reputation", id(honest[0])).await;
     assert_eq!(honest_rep.reputation, 100.0);
 
@@ -114,7 +116,7 @@ async fn a_lying_attester_is_outvoted_detected_and_penalised() {
     let _: Vec<SuspiciousNode> = net.call(honest[3], "detect_byzantine_attackers", ()).await;
     net.sync().await;
     let rep: ReputationReport = net.call(honest[4], "get_reputation", id(attacker)).await;
-    assert_eq!(rep.reputation, 80.0, "{rep:?}");
+    assert!(one_penalty(rep.reputation), "{rep:?}");
 
     // Nobody lowers a reputation without cause: the attacker, running
     // modified code, accuses an honest attester of lying about a healthy node.
