@@ -258,6 +258,9 @@ pub struct Custody {
     http: reqwest::Client,
     work_dir: PathBuf,
     in_flight: Mutex<HashSet<String>>,
+    /// Nodes that looked failed here but answered a probe, and when: not
+    /// probed again (nor repaired) for one failure window.
+    answered: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// `DisasterRecoveryFailed` signals seen, newest last.
     pub recovery_failures: Mutex<Vec<RegistrySignal>>,
     /// The person's recovery secret, from which content keys derive.
@@ -286,6 +289,7 @@ impl Custody {
                 .expect("a default HTTP client builds"),
             work_dir,
             in_flight: Mutex::new(HashSet::new()),
+            answered: Mutex::new(std::collections::HashMap::new()),
             recovery_failures: Mutex::new(Vec::new()),
             secret,
         })
@@ -325,9 +329,11 @@ impl Custody {
     }
 
     /// Sends a shard file to a custodian, retrying (with backoff, for up to
-    /// a minute) while the custodian cannot reach it or does not see the
+    /// three minutes) while the custodian cannot reach it or does not see the
     /// assignment yet: assignments travel the DHT, shards travel HTTP, and
-    /// the shard may arrive first.
+    /// the shard may arrive first. A node that holds a DHT address reads it
+    /// only from its own store, so on a busy network the assignment can take
+    /// more than a minute to become visible there.
     pub async fn deliver(
         &self,
         peer: &str,
@@ -336,7 +342,7 @@ impl Custody {
         assignment: &str,
         path: &Path,
     ) -> Result<(), CustodyError> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         let mut wait = std::time::Duration::from_millis(250);
         loop {
             match self
@@ -722,26 +728,45 @@ impl Custody {
             });
         }
 
-        // Deliver.
+        // Deliver to every custodian at once: each waits on its own link
+        // (and on the assignment reaching it through the DHT), so the slowest
+        // sets the pace instead of the sum of them all.
+        let delivered = std::sync::atomic::AtomicU64::new(0);
+        let results = futures_util::future::join_all(chosen.iter().zip(&records).enumerate().map(
+            |(i, (c, r))| {
+                let delivered = &delivered;
+                let tmp = &tmps[i].0;
+                async move {
+                    let result = match &c.endpoint {
+                        Some(ep) => {
+                            self.deliver(
+                                &c.node_id,
+                                ep,
+                                &r.assignment.shard_hash,
+                                &r.entry_hash.to_string(),
+                                tmp,
+                            )
+                            .await
+                        }
+                        None => Err(CustodyError::Transfer {
+                            peer: c.node_id.clone(),
+                            detail: "no endpoint registered".into(),
+                        }),
+                    };
+                    let done = delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress(Progress {
+                        phase: "pushing".into(),
+                        done,
+                        total: n as u64,
+                    });
+                    result
+                }
+            },
+        ))
+        .await;
         let mut pushed = 0;
         let mut failures = Vec::new();
-        for (i, (c, r)) in chosen.iter().zip(&records).enumerate() {
-            let result = match &c.endpoint {
-                Some(ep) => {
-                    self.deliver(
-                        &c.node_id,
-                        ep,
-                        &r.assignment.shard_hash,
-                        &r.entry_hash.to_string(),
-                        &tmps[i].0,
-                    )
-                    .await
-                }
-                None => Err(CustodyError::Transfer {
-                    peer: c.node_id.clone(),
-                    detail: "no endpoint registered".into(),
-                }),
-            };
+        for (i, result) in results.into_iter().enumerate() {
             match result {
                 Ok(()) => pushed += 1,
                 Err(e) => {
@@ -749,11 +774,6 @@ impl Custody {
                     failures.push(e.to_string());
                 }
             }
-            progress(Progress {
-                phase: "pushing".into(),
-                done: i as u64 + 1,
-                total: n as u64,
-            });
         }
 
         self.catalog.put(&PublishedContent {
@@ -1113,7 +1133,23 @@ impl Custody {
             }
             // Silence in this node's view of the DHT may only be lag (it
             // just joined, or gossip is behind): ask the node itself first.
-            // A probe that cannot be made does not hold a repair back.
+            // If it cannot even be probed, this view is too incomplete to
+            // act on; other detectors, or a later round, will.
+            let window = std::time::Duration::from_secs(
+                policy
+                    .failure_window_secs
+                    .unwrap_or(registry_core::heartbeat::DEFAULT_FAILURE_WINDOW_SECS)
+                    .max(0) as u64,
+            );
+            let recently_answered = self
+                .answered
+                .lock()
+                .unwrap()
+                .get(&node.node_id)
+                .is_some_and(|t| t.elapsed() < window);
+            if recently_answered {
+                continue;
+            }
             match self
                 .agent
                 .call::<_, NodeProbe>("probe_node", node.node_id.clone())
@@ -1125,10 +1161,20 @@ impl Custody {
                         node.node_id,
                         p.response_time_ms
                     );
+                    self.answered
+                        .lock()
+                        .unwrap()
+                        .insert(node.node_id.clone(), std::time::Instant::now());
                     continue;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("could not probe {}: {e}", node.node_id),
+                Err(e) => {
+                    tracing::warn!(
+                        "not repairing {} yet: could not probe it: {e}",
+                        node.node_id
+                    );
+                    continue;
+                }
             }
             let report: RecoveryReport = self
                 .agent

@@ -108,10 +108,10 @@ fn parse_args() -> Args {
             }
         }
     }
-    if a.conductors == 0 || a.agents < a.conductors || a.sidecars < 8 || a.samples == 0 {
+    if a.conductors == 0 || a.agents < a.conductors || a.sidecars < 5 || a.samples == 0 {
         eprintln!(
-            "elohim-bench: need --agents >= --conductors >= 1, --samples >= 1 and --sidecars >= 8 \
-             (an owner, six custodians for 4-of-6 and a spare)"
+            "elohim-bench: need --agents >= --conductors >= 1, --samples >= 1 and --sidecars >= 5 \
+             (an owner, the custodians and a spare; with fewer than 8, contents get fewer shards)"
         );
         usage()
     }
@@ -385,21 +385,27 @@ async fn bench_custody(a: &Args, report: &mut Report) {
     report.failure_window_secs = cfg.custody.failure_window_secs as f64;
     report.grace_secs = cfg.custody.grace_secs as f64;
     report.detect_interval_secs = cfg.custody.detect_interval_secs as f64;
-    report.strategy = "erasure_coded".into();
-    report.k = 4;
-    report.n = 6;
-    net.await_custodians(0, n - 1).await;
+    // Shards per content: the custody suites' parameters, narrowed to what
+    // the network holds (the owner and a spare for the repair aside, and
+    // one more node per round lost to the kill).
+    let rounds = a.sizes_mib.len();
+    let room = n.saturating_sub(2 + rounds.saturating_sub(1)).max(1) as u32;
     let strategies = [
-        ("full_replica", 1u32, 3u32),
-        ("erasure_coded", 4, 6),
-        ("threshold_split", 3, 5),
+        ("full_replica", 1u32, 3.min(room)),
+        ("erasure_coded", 4.min(room * 2 / 3).max(1), 6.min(room)),
+        ("threshold_split", 3.min(room * 3 / 5).max(1), 5.min(room)),
     ];
+    report.strategy = "erasure_coded".into();
+    report.k = strategies[1].1;
+    report.n = strategies[1].2;
+    net.await_custodians(0, n - 1).await;
     let owner = 0;
     let mut dead: Vec<String> = Vec::new();
     for (round, &mib) in a.sizes_mib.iter().enumerate() {
         let alive = (0..n).filter(|i| net.daemons[*i].is_some()).count();
-        if alive < 8 {
-            eprintln!("  {mib} MiB: skipped, only {alive} nodes left (need 8)");
+        let need = strategies.iter().map(|s| s.2 as usize).max().unwrap_or(1) + 2;
+        if alive < need {
+            eprintln!("  {mib} MiB: skipped, only {alive} nodes left (need {need})");
             continue;
         }
         let mut items = Vec::new();
