@@ -1131,6 +1131,16 @@ impl Custody {
             if node.node_id == self.agent.node_id {
                 continue;
             }
+            // A node already repaired away (or that never held anything)
+            // needs neither a probe nor a repair: a dead node stays "failed"
+            // in every later detection round.
+            let held: Vec<AssignmentRecord> = self
+                .agent
+                .call("get_assignment_records_for_node", node.node_id.clone())
+                .await?;
+            if held.is_empty() {
+                continue;
+            }
             // Silence in this node's view of the DHT may only be lag (it
             // just joined, or gossip is behind): ask the node itself first.
             // If it cannot even be probed, this view is too incomplete to
