@@ -475,6 +475,32 @@ pub mod sidecars {
             self.members[i] = false;
         }
 
+        /// Whether node `observer`'s `detect_failed_nodes`, under `policy`,
+        /// now finds `node` failed (false if the call fails).
+        pub async fn finds_failed(
+            &self,
+            observer: usize,
+            node: &str,
+            policy: DetectionInput,
+        ) -> bool {
+            let down: Vec<NodeLiveness> = match self
+                .node(observer)
+                .agent
+                .call("detect_failed_nodes", Some(policy))
+                .await
+            {
+                Ok(d) => d,
+                Err(_) => return false,
+            };
+            down.iter().any(|n| {
+                n.node_id == node
+                    && matches!(
+                        n.liveness,
+                        registry_core::heartbeat::Liveness::Failed { .. }
+                    )
+            })
+        }
+
         /// Polls `check` every 500 ms until it returns `Some`, or panics
         /// after `secs` naming `what`.
         pub async fn until<T, F, Fut>(&self, secs: u64, what: &str, mut check: F) -> T

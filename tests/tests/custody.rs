@@ -317,21 +317,7 @@ async fn concurrent_recovery_creates_no_duplicates() {
 /// failed.
 async fn await_declared(net: &SidecarNet, observer: usize, node: &str, policy: DetectionInput) {
     net.until(120, &format!("{node} declared failed"), || async {
-        let down: Vec<NodeLiveness> = net
-            .node(observer)
-            .agent
-            .call("detect_failed_nodes", Some(policy))
-            .await
-            .ok()?;
-        down.iter()
-            .any(|n| {
-                n.node_id == node
-                    && matches!(
-                        n.liveness,
-                        registry_core::heartbeat::Liveness::Failed { .. }
-                    )
-            })
-            .then_some(())
+        net.finds_failed(observer, node, policy).await.then_some(())
     })
     .await;
 }

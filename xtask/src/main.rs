@@ -110,8 +110,30 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A cargo command without the package variables `cargo run` gave this
+/// process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...). Some build scripts
+/// (ring's) ask to rerun when those change, and their values name this
+/// clone: passed on, every build from another clone, or from a shell,
+/// would rebuild ring and everything above it, holochain included.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 fn status(mut cmd: Command, what: &str) -> Result<()> {

@@ -487,20 +487,8 @@ async fn bench_custody(a: &Args, report: &mut Report) {
         };
         let detection = net
             .until(300, "failure detected", || async {
-                let down: Vec<NodeLiveness> = net
-                    .node(observer)
-                    .agent
-                    .call("detect_failed_nodes", Some(policy))
+                net.finds_failed(observer, &victim_id, policy)
                     .await
-                    .ok()?;
-                down.iter()
-                    .any(|d| {
-                        d.node_id == victim_id
-                            && matches!(
-                                d.liveness,
-                                registry_core::heartbeat::Liveness::Failed { .. }
-                            )
-                    })
                     .then(|| killed.elapsed().as_secs_f64())
             })
             .await;
