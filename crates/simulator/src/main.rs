@@ -71,18 +71,8 @@ struct SimArgs {
     /// Shards per content (default 6, or 3 for full_replica).
     #[arg(long)]
     n: Option<u32>,
-    /// Heartbeat interval, seconds.
-    #[arg(long, default_value_t = 30)]
-    heartbeat_secs: i64,
-    /// Failure window (silence before suspicion), seconds.
-    #[arg(long, default_value_t = 60)]
-    window_secs: i64,
-    /// Grace period after the window before a node is declared failed, seconds.
-    #[arg(long, default_value_t = 120)]
-    grace_secs: i64,
-    /// Period of each detector's run, seconds.
-    #[arg(long, default_value_t = 15)]
-    detect_secs: i64,
+    #[command(flatten)]
+    timing: Timing,
     /// Independent detectors (random phases).
     #[arg(long, default_value_t = 1)]
     detectors: u32,
@@ -156,10 +146,10 @@ impl SimArgs {
             strategy: self.strategy,
             k: self.k.unwrap_or(if replica { 1 } else { 3 }),
             n: self.n.unwrap_or(if replica { 3 } else { 6 }),
-            heartbeat_secs: self.heartbeat_secs,
-            window_secs: self.window_secs,
-            grace_secs: self.grace_secs,
-            detect_secs: self.detect_secs,
+            heartbeat_secs: self.timing.heartbeat_secs,
+            window_secs: self.timing.window_secs,
+            grace_secs: self.timing.grace_secs,
+            detect_secs: self.timing.detect_secs,
             detectors: self.detectors,
             reconcile_secs: self.reconcile_secs,
             monthly_failure_rate: self.monthly_failure_rate,
@@ -255,23 +245,30 @@ struct CompareArgs {
     json: Option<PathBuf>,
 }
 
+/// The detection timings, the same flags for every subcommand that takes them.
+#[derive(Args, Clone, Copy)]
+struct Timing {
+    /// Heartbeat interval, seconds.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_secs: i64,
+    /// Failure window (silence before suspicion), seconds.
+    #[arg(long, default_value_t = 60)]
+    window_secs: i64,
+    /// Grace period after the window before a node is declared failed, seconds.
+    #[arg(long, default_value_t = 120)]
+    grace_secs: i64,
+    /// Period of each detector's run, seconds.
+    #[arg(long, default_value_t = 15)]
+    detect_secs: i64,
+}
+
 #[derive(Args)]
 struct HeartbeatCheckArgs {
     /// Heartbeat loss probability (high, so that false declarations are countable).
     #[arg(long, default_value_t = 0.3)]
     loss: f64,
-    /// Heartbeat interval, seconds.
-    #[arg(long, default_value_t = 30)]
-    heartbeat_secs: i64,
-    /// Failure window, seconds.
-    #[arg(long, default_value_t = 60)]
-    window_secs: i64,
-    /// Grace, seconds.
-    #[arg(long, default_value_t = 120)]
-    grace_secs: i64,
-    /// Detector period, seconds.
-    #[arg(long, default_value_t = 15)]
-    detect_secs: i64,
+    #[command(flatten)]
+    timing: Timing,
     /// Nodes.
     #[arg(long, default_value_t = 1_000)]
     nodes: u32,
@@ -404,19 +401,26 @@ fn heartbeat_check(a: HeartbeatCheckArgs) -> Result<(), SimError> {
     if !(a.loss >= 0.0 && a.loss < 1.0) {
         return bad("--loss must be within 0..1");
     }
-    if a.heartbeat_secs < 1 || a.detect_secs < 1 || a.window_secs < 1 || a.grace_secs < 0 {
+    if a.timing.heartbeat_secs < 1
+        || a.timing.detect_secs < 1
+        || a.timing.window_secs < 1
+        || a.timing.grace_secs < 0
+    {
         return bad("timings must be positive (grace may be 0)");
     }
-    if a.heartbeat_secs > 3_600 || a.detect_secs > 3_600 || a.window_secs > 86_400 {
+    if a.timing.heartbeat_secs > 3_600
+        || a.timing.detect_secs > 3_600
+        || a.timing.window_secs > 86_400
+    {
         return bad("--heartbeat-secs and --detect-secs at most 3600, --window-secs at most 86400");
     }
-    if a.window_secs < a.heartbeat_secs {
+    if a.timing.window_secs < a.timing.heartbeat_secs {
         return bad("--window-secs must be at least --heartbeat-secs");
     }
     if a.trials == 0 || a.trials > 10_000_000 {
         return bad("--trials must be 1..=10000000");
     }
-    if a.grace_secs > 604_800 {
+    if a.timing.grace_secs > 604_800 {
         return bad("--grace-secs at most 604800");
     }
     if !(a.horizon_secs > 0.0 && a.horizon_secs <= 1e9) || a.nodes == 0 || a.nodes > 100_000 {
@@ -425,18 +429,18 @@ fn heartbeat_check(a: HeartbeatCheckArgs) -> Result<(), SimError> {
     // The brute force visits every heartbeat and detector tick.
     let steps = a.nodes as f64
         * a.horizon_secs
-        * (1.0 / a.heartbeat_secs as f64 + 1.0 / a.detect_secs as f64);
+        * (1.0 / a.timing.heartbeat_secs as f64 + 1.0 / a.timing.detect_secs as f64);
     if steps > 1e11 {
         return bad("--nodes x --horizon-secs too large for the brute force (over 1e11 heartbeats and ticks)");
     }
     let h = hbm::HeartbeatParams {
-        interval_secs: a.heartbeat_secs,
+        interval_secs: a.timing.heartbeat_secs,
         policy: LivenessPolicy {
-            failure_window_secs: a.window_secs,
-            grace_secs: a.grace_secs,
+            failure_window_secs: a.timing.window_secs,
+            grace_secs: a.timing.grace_secs,
         },
         loss: a.loss,
-        detect_secs: a.detect_secs,
+        detect_secs: a.timing.detect_secs,
     };
     let t = Instant::now();
     let brute = hbm::brute_force_false_declarations(
@@ -455,21 +459,21 @@ fn heartbeat_check(a: HeartbeatCheckArgs) -> Result<(), SimError> {
     );
     let ts = t.elapsed().as_secs_f64();
     let expected = hbm::expected_false_declarations_per_sec(h) * a.nodes as f64 * a.horizon_secs;
-    let beats = a.nodes as f64 * a.horizon_secs / a.heartbeat_secs as f64;
+    let beats = a.nodes as f64 * a.horizon_secs / a.timing.heartbeat_secs as f64;
     println!(
         "loss {}, heartbeat {} s, window {} s, grace {} s, detect {} s; {} nodes x {} s ({} heartbeats)",
         a.loss,
-        a.heartbeat_secs,
-        a.window_secs,
-        a.grace_secs,
-        a.detect_secs,
+        a.timing.heartbeat_secs,
+        a.timing.window_secs,
+        a.timing.grace_secs,
+        a.timing.detect_secs,
         a.nodes,
         a.horizon_secs,
         report::count(beats)
     );
     println!(
         "minimum loss run that can be declared: {} heartbeats",
-        hbm::min_run_for_failure(a.heartbeat_secs, h.policy)
+        hbm::min_run_for_failure(a.timing.heartbeat_secs, h.policy)
     );
     println!("{:<40} {:>12} {:>10}", "", "declared", "time");
     println!(
