@@ -249,3 +249,83 @@ async fn registry_lifecycle_across_two_conductors() {
         .await;
     assert!(all.is_empty(), "{all:?}");
 }
+
+/// Selection reads liveness from the presence index, refreshed once per
+/// failure window: a node that keeps beating stays offered, one that falls
+/// silent is gone two windows after its last beat, and it is back as soon as
+/// it beats again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_node_leaves_custodian_selection_within_two_windows() {
+    let window_secs = 8;
+    let net = Network::start_with(
+        2,
+        RegistryProperties {
+            failure_window_secs: window_secs,
+            ..Default::default()
+        },
+    )
+    .await;
+    let alice = registration(&net.peers[0], "alice", "eu-west");
+    let bob = registration(&net.peers[1], "bob", "eu-west");
+    let _: ActionHash = net.call(0, "register_node", alice.clone()).await;
+    let _: ActionHash = net.call(1, "register_node", bob.clone()).await;
+    let offered = |peer: usize| {
+        let net = &net;
+        async move {
+            let found: Vec<RankedCustodian> = net
+                .call(
+                    peer,
+                    "get_available_custodians",
+                    CustodianFilters {
+                        region: Some("eu-west".into()),
+                        limit: Some(6),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            let mut ids = custodian_ids(&found);
+            ids.sort();
+            ids
+        }
+    };
+    let mut both = vec![alice.node_id.clone(), bob.node_id.clone()];
+    both.sort();
+
+    let _: ActionHash = net
+        .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+        .await;
+    let bob_last = heartbeat(&bob.node_id, "online");
+    let _: ActionHash = net.call(1, "heartbeat", bob_last.clone()).await;
+    net.sync().await;
+    assert_eq!(offered(0).await, both, "both beat: both offered");
+
+    // Alice beats every half window; Bob is silent. Alice must stay offered
+    // throughout (her presence is refreshed as buckets turn), Bob only until
+    // two windows after his last beat.
+    let gone_at = bob_last.timestamp.as_micros() + (2 * window_secs as i64 + 1) * 1_000_000;
+    while Timestamp::now().as_micros() < gone_at {
+        let _: ActionHash = net
+            .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+            .await;
+        assert!(
+            offered(0).await.contains(&alice.node_id),
+            "a beating node stays offered"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(window_secs as u64 / 2)).await;
+    }
+    let _: ActionHash = net
+        .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+        .await;
+    assert_eq!(
+        offered(0).await,
+        vec![alice.node_id.clone()],
+        "two windows after his last beat, the silent node is not offered"
+    );
+
+    // Bob comes back: one beat puts him back in the index.
+    let _: ActionHash = net
+        .call(1, "heartbeat", heartbeat(&bob.node_id, "online"))
+        .await;
+    net.sync().await;
+    assert_eq!(offered(0).await, both, "a returning node is offered again");
+}

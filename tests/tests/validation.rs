@@ -5,6 +5,7 @@
 use elohim_tests::*;
 use holochain::prelude::*;
 use node_registry_integrity::*;
+use registry_core::presence::presence_bucket;
 
 fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
     match result {
@@ -413,6 +414,64 @@ async fn every_validation_rule_rejects() {
         )
         .await
         .expect("alice may index herself");
+
+    // Presence links: in the bucket of a recent heartbeat, or rejected.
+    let now = Timestamp::now();
+    let window = RegistryProperties::default().failure_window_secs as i64;
+    let presence = |beat_at: Timestamp| PresenceSummary {
+        node: summary.clone(),
+        heartbeat: HeartbeatSummary {
+            node_id: summary.node_id.clone(),
+            timestamp: beat_at,
+            status: "online".into(),
+            current_load: 0.1,
+            custody_used_bytes: 0,
+        },
+    };
+    let presence_link = |bucket: i64, p: PresenceSummary| {
+        let net = &net;
+        let target = stored.action_hash.clone();
+        async move {
+            let base: EntryHash = net
+                .mallory(0, "presence_base_hash", ("eu-west".to_string(), bucket))
+                .await
+                .unwrap();
+            net.mallory::<_, ActionHash>(
+                0,
+                "create_link_raw",
+                RawLinkInput {
+                    base: base.into(),
+                    target: target.into(),
+                    link_type: 20,
+                    tag: holochain_serialized_bytes::encode(&p).unwrap(),
+                },
+            )
+            .await
+        }
+    };
+    let bucket_now = presence_bucket(now.as_micros(), window);
+    rejected(
+        "a presence link in a later bucket than its heartbeat",
+        presence_link(bucket_now + 5, presence(now)).await,
+        "not on its region's bucket for its heartbeat",
+    );
+    let stale = Timestamp::from_micros(now.as_micros() - 3600 * 1_000_000);
+    rejected(
+        "a presence link reporting an hour-old heartbeat",
+        presence_link(presence_bucket(stale.as_micros(), window), presence(stale)).await,
+        "heartbeat of the last two failure windows",
+    );
+    let mut offline_lie = presence(now);
+    offline_lie.heartbeat.node_id = "someone-else".into();
+    rejected(
+        "a presence link with another node's heartbeat",
+        presence_link(bucket_now, offline_lie).await,
+        "heartbeat is of another node",
+    );
+    presence_link(bucket_now, presence(now))
+        .await
+        .expect("alice may announce her own presence");
+
     net.sync().await;
     rejected(
         "bob deletes alice's link",

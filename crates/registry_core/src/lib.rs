@@ -13,6 +13,7 @@ pub mod error;
 pub mod hash;
 pub mod heartbeat;
 pub mod node_id;
+pub mod presence;
 pub mod quorum;
 pub mod region;
 pub mod reputation;

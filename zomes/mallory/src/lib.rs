@@ -117,6 +117,7 @@ pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {
         5 => LinkTypes::NodeToHeartbeat,
         6 => LinkTypes::NodeToAttestation,
         7 => LinkTypes::ContentToAssignment,
+        20 => LinkTypes::PresenceIndex,
         _ => LinkTypes::NodeToAssignment,
     };
     create_link(l.base, l.target, link_type, LinkTag::new(l.tag))
@@ -132,4 +133,10 @@ pub fn delete_link_raw(hash: ActionHash) -> ExternResult<ActionHash> {
 #[hdk_extern]
 pub fn region_base_hash(region: String) -> ExternResult<EntryHash> {
     region_base(&region)
+}
+
+/// Path hash of a presence bucket, for building bases.
+#[hdk_extern]
+pub fn presence_base_hash(input: (String, i64)) -> ExternResult<EntryHash> {
+    presence_base(&input.0, input.1)
 }

@@ -1,10 +1,9 @@
 //! Custody assignments: create them, and read which are live.
 
-use crate::{guest, links_on};
+use crate::{guest, links_on, links_on_many};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::assignment::{live_claims, SlotClaim};
-use std::collections::BTreeMap;
 
 /// An assignment link, decoded.
 struct AssignmentLink {
@@ -28,13 +27,9 @@ fn decode(links: Vec<Link>) -> Vec<AssignmentLink> {
         .collect()
 }
 
-/// The live assignment links of a content: per shard, the highest round,
-/// ties broken by the lowest entry hash.
-fn live_links_of_content(content_id: &str) -> ExternResult<Vec<AssignmentLink>> {
-    let all = decode(links_on(
-        content_base(content_id)?,
-        LinkTypes::ContentToAssignment,
-    )?);
+/// The live links among a content's assignment links: per shard, the
+/// highest round, ties broken by the lowest entry hash.
+fn live_among(all: Vec<AssignmentLink>) -> Vec<AssignmentLink> {
     let claims: Vec<SlotClaim<Vec<u8>>> = all
         .iter()
         .map(|a| SlotClaim {
@@ -44,12 +39,19 @@ fn live_links_of_content(content_id: &str) -> ExternResult<Vec<AssignmentLink>> 
         })
         .collect();
     let live: std::collections::BTreeSet<usize> = live_claims(&claims).into_values().collect();
-    Ok(all
-        .into_iter()
+    all.into_iter()
         .enumerate()
         .filter(|(i, _)| live.contains(i))
         .map(|(_, a)| a)
-        .collect())
+        .collect()
+}
+
+/// The live assignment links of a content.
+fn live_links_of_content(content_id: &str) -> ExternResult<Vec<AssignmentLink>> {
+    Ok(live_among(decode(links_on(
+        content_base(content_id)?,
+        LinkTypes::ContentToAssignment,
+    )?)))
 }
 
 fn fetch(links: Vec<AssignmentLink>) -> ExternResult<Vec<AssignmentRecord>> {
@@ -156,31 +158,54 @@ pub fn get_assignment_history(content_id: String) -> ExternResult<Vec<Assignment
     )?))
 }
 
+/// The live assignment links held by each of several nodes, in two batched
+/// reads whatever their number: their custody indexes, then the indexes of
+/// every content they hold (an assignment is live only if its content still
+/// says so).
+fn live_links_of_nodes(node_ids: &[String]) -> ExternResult<Vec<Vec<AssignmentLink>>> {
+    let held: Vec<Vec<AssignmentLink>> = links_on_many(
+        node_ids
+            .iter()
+            .map(|n| Ok((custody_base(n)?.into(), LinkTypes::NodeToAssignment)))
+            .collect::<ExternResult<_>>()?,
+    )?
+    .into_iter()
+    .map(decode)
+    .collect();
+    let contents: Vec<String> = held
+        .iter()
+        .flatten()
+        .map(|a| a.summary.content_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let content_links = links_on_many(
+        contents
+            .iter()
+            .map(|c| Ok((content_base(c)?.into(), LinkTypes::ContentToAssignment)))
+            .collect::<ExternResult<_>>()?,
+    )?;
+    let live: std::collections::BTreeSet<EntryHash> = content_links
+        .into_iter()
+        .flat_map(|links| live_among(decode(links)))
+        .map(|l| l.entry_hash)
+        .collect();
+    Ok(held
+        .into_iter()
+        .zip(node_ids)
+        .map(|(mine, node_id)| {
+            mine.into_iter()
+                .filter(|a| live.contains(&a.entry_hash) && a.summary.custodian_node_id == *node_id)
+                .collect()
+        })
+        .collect())
+}
+
 /// The live assignment links held by a node.
 fn live_links_of_node(node_id: &str) -> ExternResult<Vec<AssignmentLink>> {
-    let held = decode(links_on(
-        custody_base(node_id)?,
-        LinkTypes::NodeToAssignment,
-    )?);
-    let mut by_content: BTreeMap<String, Vec<AssignmentLink>> = BTreeMap::new();
-    for a in held {
-        by_content
-            .entry(a.summary.content_id.clone())
-            .or_default()
-            .push(a);
-    }
-    let mut out = Vec::new();
-    for (content_id, mine) in by_content {
-        let live: std::collections::BTreeSet<EntryHash> = live_links_of_content(&content_id)?
-            .into_iter()
-            .map(|l| l.entry_hash)
-            .collect();
-        out.extend(
-            mine.into_iter()
-                .filter(|a| live.contains(&a.entry_hash) && a.summary.custodian_node_id == node_id),
-        );
-    }
-    Ok(out)
+    Ok(live_links_of_nodes(&[node_id.to_string()])?
+        .pop()
+        .unwrap_or_default())
 }
 
 /// The live assignments a node holds.
@@ -198,10 +223,10 @@ pub fn get_assignment_records_for_node(node_id: String) -> ExternResult<Vec<Assi
     fetch(live_links_of_node(&node_id)?)
 }
 
-/// Bytes of custody a node is committed to by its live assignments.
-pub(crate) fn committed_bytes(node_id: &str) -> ExternResult<u64> {
-    Ok(live_links_of_node(node_id)?
+/// Bytes of custody each node is committed to by its live assignments.
+pub(crate) fn committed_bytes_of(node_ids: &[String]) -> ExternResult<Vec<u64>> {
+    Ok(live_links_of_nodes(node_ids)?
         .iter()
-        .map(|a| a.summary.shard_size_bytes)
-        .sum())
+        .map(|held| held.iter().map(|a| a.summary.shard_size_bytes).sum())
+        .collect())
 }

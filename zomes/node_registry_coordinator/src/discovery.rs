@@ -1,15 +1,15 @@
 //! Discovery: nodes by region and tier, and ranked custodians.
 
-use crate::assignments::committed_bytes;
+use crate::assignments::committed_bytes_of;
 use crate::directory::{fetch_registration, newest_per_node, DirectoryEntry};
-use crate::health::latest_heartbeat;
-use crate::{guest, links_on};
+use crate::{get_many, guest, links_on, links_on_many};
 use hdk::prelude::*;
 use node_registry_integrity::*;
-use registry_core::heartbeat::{judge_liveness, LivenessPolicy};
+use registry_core::presence::presence_buckets_to_read;
 use registry_core::region::{parse_region, KNOWN_REGIONS};
 use registry_core::selection::{check_eligible, rank, Candidate, Criteria};
 use registry_core::{NodeStatus, StewardTier};
+use std::collections::BTreeMap;
 
 fn registrations(entries: Vec<DirectoryEntry>) -> ExternResult<Vec<NodeRegistration>> {
     let mut out = Vec::new();
@@ -77,97 +77,155 @@ fn criteria(f: &CustodianFilters) -> ExternResult<Criteria> {
     })
 }
 
-/// Candidate custodians, best first: opted in, alive, in an allowed status,
-/// region and tier, not excluded, with enough free custody (declared cap
-/// minus what is already assigned). With `content_id` the order is weighted
-/// rendezvous on (content, node), so independent callers choose alike and
-/// contents spread across nodes.
+/// A node found in the presence index: the newest presence link per node.
+struct Present {
+    summary: PresenceSummary,
+    registration: ActionHash,
+}
+
+/// The nodes with a presence link in the current or previous bucket of the
+/// given regions, newest link per node, in one batched read.
+fn present_nodes(regions: &[&str], now: Timestamp, window_secs: i64) -> ExternResult<Vec<Present>> {
+    let buckets = presence_buckets_to_read(now.as_micros(), window_secs);
+    let mut queries = Vec::new();
+    for r in regions {
+        for b in buckets {
+            queries.push((presence_base(r, b)?.into(), LinkTypes::PresenceIndex));
+        }
+    }
+    let mut newest: BTreeMap<String, (Timestamp, Present)> = BTreeMap::new();
+    for link in links_on_many(queries)?.into_iter().flatten() {
+        let (Ok(summary), Some(registration)) = (
+            PresenceSummary::from_tag(&link.tag),
+            link.target.into_action_hash(),
+        ) else {
+            continue;
+        };
+        let node_id = summary.node.node_id.clone();
+        if newest
+            .get(&node_id)
+            .is_none_or(|(t, _)| link.timestamp > *t)
+        {
+            newest.insert(
+                node_id,
+                (
+                    link.timestamp,
+                    Present {
+                        summary,
+                        registration,
+                    },
+                ),
+            );
+        }
+    }
+    Ok(newest.into_values().map(|(_, p)| p).collect())
+}
+
+/// A present node as a selection candidate, before its committed custody
+/// is known.
+fn candidate(p: &PresenceSummary) -> Candidate {
+    Candidate {
+        node_id: p.node.node_id.clone(),
+        region: p.node.region.clone(),
+        tier: p
+            .node
+            .steward_tier
+            .parse()
+            .unwrap_or(StewardTier::Caretaker),
+        opted_in: p.node.custodian_opt_in,
+        status: p.heartbeat.status.parse().ok(),
+        // In the index within two failure windows (see
+        // `registry_core::presence`).
+        alive: true,
+        max_custody_bytes: p.node.max_custody_bytes,
+        assigned_bytes: 0,
+        current_load: p.heartbeat.current_load,
+        uptime_percent: p.node.uptime_percent,
+        reputation: 100.0,
+    }
+}
+
+/// Candidate custodians, best first: opted in, present (beating within the
+/// failure window, give or take one window), in an allowed status, region
+/// and tier, not excluded, with enough free custody (declared cap minus what
+/// is already assigned). With `content_id` the order is weighted rendezvous
+/// on (content, node), so independent callers choose alike and contents
+/// spread across nodes.
 ///
-/// Directory tags give a first, optimistic order; liveness and committed
-/// custody are then read per node (a bounded number of reads each). With a
-/// `limit`, reading stops once three times the limit are confirmed eligible.
+/// Reads are batched so their number does not grow with the network: the
+/// presence index of the regions (one call), the committed custody of the
+/// best candidates (two calls; with a `limit`, only the best three times the
+/// limit, more rounds only if too many of those are full), and the chosen
+/// registrations (one call).
 #[hdk_extern]
 pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<RankedCustodian>> {
     let q = criteria(&filters)?;
     let now = sys_time()?;
+    let window = registry_properties()?.failure_window_secs as i64;
     let regions: Vec<&str> = if q.regions.is_empty() {
         KNOWN_REGIONS.to_vec()
     } else {
         q.regions.iter().map(String::as_str).collect()
     };
-    let mut links = Vec::new();
-    for r in regions {
-        links.extend(links_on(region_base(r)?, LinkTypes::RegionIndex)?);
-    }
-    let entries = newest_per_node(links);
+    let present = present_nodes(&regions, now, window)?;
+    let mut candidates: Vec<Candidate> = present.iter().map(|p| candidate(&p.summary)).collect();
+    let enough = filters
+        .limit
+        .map(|l| (l as usize).saturating_mul(3).max(1))
+        .unwrap_or(usize::MAX);
 
-    // Optimistic candidates from the tags alone.
-    let optimistic: Vec<Candidate> = entries
-        .iter()
-        .map(|e| Candidate {
-            node_id: e.summary.node_id.clone(),
-            region: e.summary.region.clone(),
-            tier: e
-                .summary
-                .steward_tier
-                .parse()
-                .unwrap_or(StewardTier::Caretaker),
-            opted_in: e.summary.custodian_opt_in,
-            status: Some(NodeStatus::Online),
-            alive: true,
-            max_custody_bytes: e.summary.max_custody_bytes,
-            assigned_bytes: 0,
-            current_load: 0.0,
-            uptime_percent: e.summary.uptime_percent,
-            reputation: 100.0,
-        })
-        .collect();
-    let enough = filters.limit.map(|l| (l as usize).saturating_mul(3).max(1));
-
-    // Confirm in optimistic order.
-    let mut confirmed: Vec<(Candidate, usize, Option<HeartbeatSummary>)> = Vec::new();
+    // Confirm committed custody in optimistic order, a batch at a time.
+    let order: Vec<usize> = rank(&candidates, &q).into_iter().map(|r| r.index).collect();
+    let mut confirmed: Vec<usize> = Vec::new();
     let mut eligible = 0usize;
-    for ranked in rank(&optimistic, &q) {
-        if enough.is_some_and(|n| eligible >= n) {
-            break;
+    let mut next = 0usize;
+    while eligible < enough && next < order.len() {
+        let batch: Vec<usize> = order[next..]
+            .iter()
+            .take(enough - eligible)
+            .copied()
+            .collect();
+        next += batch.len();
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|&i| candidates[i].node_id.clone())
+            .collect();
+        for (&i, assigned) in batch.iter().zip(committed_bytes_of(&ids)?) {
+            candidates[i].assigned_bytes = assigned;
+            if check_eligible(&candidates[i], &q).is_ok() {
+                eligible += 1;
+            }
+            confirmed.push(i);
         }
-        let mut c = optimistic[ranked.index].clone();
-        let hb = latest_heartbeat(&c.node_id, now)?;
-        c.alive = judge_liveness(
-            hb.as_ref().map(|h| h.timestamp.as_micros()),
-            now.as_micros(),
-            LivenessPolicy {
-                grace_secs: 0,
-                ..Default::default()
-            },
-        )
-        .is_alive();
-        c.status = hb.as_ref().and_then(|h| h.status.parse().ok());
-        c.current_load = hb.as_ref().map(|h| h.current_load).unwrap_or(1.0);
-        c.assigned_bytes = committed_bytes(&c.node_id)?;
-        if check_eligible(&c, &q).is_ok() {
-            eligible += 1;
-        }
-        confirmed.push((c, ranked.index, hb));
     }
 
-    let candidates: Vec<Candidate> = confirmed.iter().map(|c| c.0.clone()).collect();
+    let pool: Vec<Candidate> = confirmed.iter().map(|&i| candidates[i].clone()).collect();
+    let mut chosen = rank(&pool, &q);
+    if let Some(l) = filters.limit {
+        chosen.truncate(l as usize);
+    }
+    let hashes: Vec<ActionHash> = chosen
+        .iter()
+        .map(|r| present[confirmed[r.index]].registration.clone())
+        .collect();
     let mut out = Vec::new();
-    for ranked in rank(&candidates, &q) {
-        if filters.limit.is_some_and(|l| out.len() >= l as usize) {
-            break;
-        }
-        let (c, entry_index, hb) = &confirmed[ranked.index];
-        let entry = &entries[*entry_index];
-        if let Some(reg) = fetch_registration(&entry.target)? {
-            out.push(RankedCustodian {
-                registration: reg.registration,
-                registration_hash: reg.action_hash,
-                free_custody_bytes: c.free_bytes(),
-                score: ranked.weight,
-                last_heartbeat: hb.clone(),
-            });
-        }
+    for (ranked, record) in chosen.iter().zip(get_many(&hashes)?) {
+        let Some(record) = record else { continue };
+        let Some(registration) = record
+            .entry()
+            .to_app_option::<NodeRegistration>()
+            .map_err(|e| wasm_error!(e))?
+        else {
+            continue;
+        };
+        let i = confirmed[ranked.index];
+        out.push(RankedCustodian {
+            registration,
+            registration_hash: record.action_address().clone(),
+            free_custody_bytes: candidates[i].free_bytes(),
+            score: ranked.weight,
+            last_heartbeat: Some(present[i].summary.heartbeat.clone()),
+        });
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ use node_registry_integrity::*;
 use registry_core::heartbeat::{
     bucket_of, buckets_covering, judge_liveness, LivenessPolicy, HEARTBEAT_BUCKET_SECS,
 };
+use registry_core::presence::{needs_presence_refresh, presence_bucket};
 use registry_core::MICROS_PER_SEC;
 
 /// How far back `get_node_health` looks for a last heartbeat.
@@ -42,34 +43,68 @@ pub fn latest_heartbeat(node_id: &str, now: Timestamp) -> ExternResult<Option<He
     latest_heartbeat_within(node_id, now, HEARTBEAT_BUCKET_SECS)
 }
 
-/// Records a heartbeat of the caller's node and keeps its status index
-/// current.
+/// Links a node from the presence index of its region, in the bucket of
+/// the heartbeat it reports (see `registry_core::presence`).
+pub(crate) fn announce_presence(me: &RegisteredNode, beat: &HeartbeatSummary) -> ExternResult<()> {
+    let window = registry_properties()?.failure_window_secs as i64;
+    create_link(
+        presence_base(
+            &me.registration.region,
+            presence_bucket(beat.timestamp.as_micros(), window),
+        )?,
+        me.action_hash.clone(),
+        LinkTypes::PresenceIndex,
+        PresenceSummary {
+            node: NodeSummary::of(&me.registration),
+            heartbeat: beat.clone(),
+        }
+        .to_tag()?,
+    )?;
+    Ok(())
+}
+
+/// Records a heartbeat of the caller's node and keeps its status index and
+/// its presence current (the latter at most once per failure window, or when
+/// its status changes).
 #[hdk_extern]
 pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
     let previous = latest_heartbeat(&hb.node_id, sys_time()?)?;
     let hash = create_entry(EntryTypes::NodeHeartbeat(hb.clone()))?;
+    let summary = HeartbeatSummary::of(&hb);
     create_link(
         heartbeat_base(&hb.node_id, bucket_of(hb.timestamp.as_micros()))?,
         hash_entry(&hb)?,
         LinkTypes::NodeToHeartbeat,
-        HeartbeatSummary::of(&hb).to_tag()?,
+        summary.to_tag()?,
     )?;
-    if previous.as_ref().map(|p| p.status.as_str()) != Some(hb.status.as_str()) {
+    let status_changed = previous.as_ref().map(|p| p.status.as_str()) != Some(hb.status.as_str());
+    let refresh = needs_presence_refresh(
+        previous
+            .as_ref()
+            .map(|p| (p.timestamp.as_micros(), p.status.as_str())),
+        hb.timestamp.as_micros(),
+        &hb.status,
+        registry_properties()?.failure_window_secs as i64,
+    );
+    if status_changed || refresh {
         if let Some(me) = my_registration()? {
             if me.registration.node_id == hb.node_id {
-                for s in registry_core::NodeStatus::ALL {
-                    delete_my_links(
-                        status_base(s.as_str())?.into(),
+                if status_changed {
+                    for s in registry_core::NodeStatus::ALL {
+                        delete_my_links(
+                            status_base(s.as_str())?.into(),
+                            LinkTypes::StatusIndex,
+                            None,
+                        )?;
+                    }
+                    create_link(
+                        status_base(&hb.status)?,
+                        me.action_hash.clone(),
                         LinkTypes::StatusIndex,
-                        None,
+                        NodeSummary::of(&me.registration).to_tag()?,
                     )?;
                 }
-                create_link(
-                    status_base(&hb.status)?,
-                    me.action_hash,
-                    LinkTypes::StatusIndex,
-                    NodeSummary::of(&me.registration).to_tag()?,
-                )?;
+                announce_presence(&me, &summary)?;
             }
         }
     }
@@ -153,7 +188,10 @@ pub fn get_node_health(node_id: String) -> ExternResult<NodeHealthSummary> {
     let liveness = judge_liveness(
         latest.as_ref().map(|h| h.timestamp.as_micros()),
         now.as_micros(),
-        LivenessPolicy::default(),
+        LivenessPolicy {
+            failure_window_secs: registry_properties()?.failure_window_secs as i64,
+            ..LivenessPolicy::default()
+        },
     );
     Ok(NodeHealthSummary {
         registered: registration_of_node(&node_id)?.is_some(),

@@ -39,6 +39,40 @@ pub(crate) fn links_on(
     get_links(LinkQuery::try_new(base, link_type)?, GetStrategy::Network)
 }
 
+/// The links of several (base, type) queries in one host call, which the
+/// conductor answers concurrently: the cost of a read is mostly the call,
+/// so a selection reads its candidates in batches, not one by one.
+pub(crate) fn links_on_many(
+    queries: Vec<(AnyLinkableHash, node_registry_integrity::LinkTypes)>,
+) -> ExternResult<Vec<Vec<Link>>> {
+    if queries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inputs = queries
+        .into_iter()
+        .map(|(base, link_type)| {
+            Ok(GetLinksInput::from_query(
+                LinkQuery::try_new(base, link_type)?,
+                GetStrategy::Network,
+            ))
+        })
+        .collect::<ExternResult<Vec<_>>>()?;
+    HDK.with(|h| h.borrow().get_links(inputs))
+}
+
+/// The records at several action hashes in one host call (`None` where a
+/// record cannot be found).
+pub(crate) fn get_many(hashes: &[ActionHash]) -> ExternResult<Vec<Option<Record>>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inputs = hashes
+        .iter()
+        .map(|h| GetInput::new(h.clone().into(), GetOptions::default()))
+        .collect();
+    HDK.with(|h| h.borrow().get(inputs))
+}
+
 /// The id a node run by the calling agent would have for `label`.
 #[hdk_extern]
 pub fn derive_node_id(label: String) -> ExternResult<String> {

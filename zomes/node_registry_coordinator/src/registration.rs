@@ -2,9 +2,10 @@
 
 use crate::directory::*;
 use crate::guest;
-use crate::health::latest_heartbeat;
+use crate::health::{announce_presence, latest_heartbeat};
 use hdk::prelude::*;
 use node_registry_integrity::*;
+use registry_core::presence::{presence_bucket, presence_buckets_to_read};
 
 /// Registers the calling agent's node, or updates it if this agent already
 /// runs one (a restarted node re-registers without duplicating itself).
@@ -44,8 +45,27 @@ fn write_version(
         )?,
         None => create_entry(EntryTypes::NodeRegistration(r.clone()))?,
     };
-    let status = latest_heartbeat(&r.node_id, sys_time()?)?.map(|h| h.status);
-    reindex(previous, &r, &hash, status.as_deref())?;
+    let now = sys_time()?;
+    let latest = latest_heartbeat(&r.node_id, now)?;
+    reindex(
+        previous,
+        &r,
+        &hash,
+        latest.as_ref().map(|h| h.status.as_str()),
+    )?;
+    // A live node's presence must show the new version at once (an opt-out
+    // takes effect now, not at the next bucket).
+    if let Some(beat) = latest {
+        let window = registry_properties()?.failure_window_secs as i64;
+        let read = presence_buckets_to_read(now.as_micros(), window);
+        if read.contains(&presence_bucket(beat.timestamp.as_micros(), window)) {
+            let me = RegisteredNode {
+                registration: r,
+                action_hash: hash.clone(),
+            };
+            announce_presence(&me, &beat)?;
+        }
+    }
     Ok(hash)
 }
 

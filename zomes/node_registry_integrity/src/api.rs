@@ -104,7 +104,8 @@ pub struct RankedCustodian {
     pub free_custody_bytes: u64,
     /// Quality weight used in ranking, 0..=1.
     pub score: f64,
-    /// Its latest heartbeat.
+    /// The heartbeat that last refreshed its presence, which may be up to
+    /// about one failure window older than its latest.
     pub last_heartbeat: Option<HeartbeatSummary>,
 }
 

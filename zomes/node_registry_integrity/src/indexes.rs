@@ -29,6 +29,11 @@ pub fn status_base(status: &str) -> ExternResult<EntryHash> {
     path(&["status", status]).path_entry_hash()
 }
 
+/// Base listing the nodes of a region that beat in one presence bucket.
+pub fn presence_base(region: &str, bucket: i64) -> ExternResult<EntryHash> {
+    path(&["presence", region, &bucket.to_string()]).path_entry_hash()
+}
+
 /// Base pointing at one node's registration.
 pub fn node_base(node_id: &str) -> ExternResult<EntryHash> {
     path(&["node", node_id]).path_entry_hash()
@@ -157,6 +162,28 @@ impl HeartbeatSummary {
         }
     }
 
+    /// As a link tag.
+    pub fn to_tag(&self) -> ExternResult<LinkTag> {
+        encode_tag(self)
+    }
+
+    /// From a link tag.
+    pub fn from_tag(tag: &LinkTag) -> ExternResult<Self> {
+        decode_tag(tag)
+    }
+}
+
+/// What a presence link says: the node as registered and as it last
+/// reported itself, enough to rank it as a custodian without further reads.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+pub struct PresenceSummary {
+    /// The registration version the link points to.
+    pub node: NodeSummary,
+    /// The heartbeat that wrote the link (status, load, custody held).
+    pub heartbeat: HeartbeatSummary,
+}
+
+impl PresenceSummary {
     /// As a link tag.
     pub fn to_tag(&self) -> ExternResult<LinkTag> {
         encode_tag(self)

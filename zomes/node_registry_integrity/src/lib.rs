@@ -98,6 +98,9 @@ pub enum LinkTypes {
     ReceiverToServiceEvent,
     /// A service event to its acknowledgement.
     ServiceEventToAck,
+    /// `presence/<region>/<bucket>` to a live node's registration, written
+    /// at most once per failure window (see `registry_core::presence`).
+    PresenceIndex,
 }
 
 /// The single validation callback; see `validation.rs`.

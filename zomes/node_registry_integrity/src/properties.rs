@@ -22,6 +22,10 @@ pub struct RegistryProperties {
     /// many seconds (0: never). Only read when reputations are computed,
     /// never in validation.
     pub penalty_half_life_secs: u32,
+    /// Silence after which a node is no longer offered as a custodian, and
+    /// the length of a presence bucket (see `registry_core::presence`).
+    /// Validation reads it to check a presence link's bucket.
+    pub failure_window_secs: u32,
 }
 
 impl Default for RegistryProperties {
@@ -33,6 +37,7 @@ impl Default for RegistryProperties {
             min_voter_age_secs: 24 * 3600,
             penalty_half_life_secs: registry_core::reputation::DEFAULT_PENALTY_HALF_LIFE_SECS
                 as u32,
+            failure_window_secs: registry_core::heartbeat::DEFAULT_FAILURE_WINDOW_SECS as u32,
         }
     }
 }

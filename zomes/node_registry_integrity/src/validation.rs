@@ -6,11 +6,13 @@
 use crate::*;
 use registry_core::assignment::{check_layout, CustodyStrategy, DecisionSource, ShardLayout};
 use registry_core::capacity::{check_capacity, check_location, check_text, DeclaredCapacity};
-use registry_core::heartbeat::{bucket_of, check_claimed_time};
+use registry_core::heartbeat::{bucket_of, check_claimed_time, MAX_CLAIMED_TIME_SKEW_SECS};
 use registry_core::node_id::check_node_id_owner;
+use registry_core::presence::presence_bucket;
 use registry_core::region::parse_region;
 use registry_core::tier::StewardTier;
 use registry_core::NodeStatus;
+use registry_core::MICROS_PER_SEC;
 
 /// Longest a content id may be.
 pub const MAX_CONTENT_ID_LEN: usize = 128;
@@ -768,6 +770,27 @@ fn check_owner(node_id: &str, author: &AgentPubKey) -> Check {
     ok()
 }
 
+/// A link carrying a node summary must be written by the node's own agent
+/// and point at the registration version the summary describes.
+fn check_points_at_registration(
+    summary: &NodeSummary,
+    author: &AgentPubKey,
+    target: &AnyLinkableHash,
+) -> Check {
+    if let Err(e) = check_owner(&summary.node_id, author)? {
+        return fail(format!("only a node's own agent indexes it: {e}"));
+    }
+    let Some(target) = target.clone().into_action_hash() else {
+        return fail("directory links point to a registration action");
+    };
+    let record = must_get_valid_record(target)?;
+    let reg: Option<NodeRegistration> = record.entry().to_app_option().ok().flatten();
+    match reg {
+        Some(reg) if NodeSummary::of(&reg) == *summary => ok(),
+        _ => fail("directory link tag does not match its registration"),
+    }
+}
+
 fn check_heartbeat(h: &NodeHeartbeat, header: &ActionHeader) -> Check {
     if let Err(e) = check_node_id_owner(&h.node_id, header.author.get_raw_32()) {
         return fail(format!(
@@ -955,18 +978,7 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
             let Ok(summary) = NodeSummary::from_tag(&action.tag) else {
                 return fail("directory link tag must be a node summary");
             };
-            if let Err(e) = check_owner(&summary.node_id, author)? {
-                return fail(format!("only a node's own agent indexes it: {e}"));
-            }
-            let Some(target) = target.clone().into_action_hash() else {
-                return fail("directory links point to a registration action");
-            };
-            let record = must_get_valid_record(target)?;
-            let reg: Option<NodeRegistration> = record.entry().to_app_option().ok().flatten();
-            match reg {
-                Some(reg) if NodeSummary::of(&reg) == summary => {}
-                _ => return fail("directory link tag does not match its registration"),
-            }
+            rule!(check_points_at_registration(&summary, author, target)?);
             let expected: Vec<AnyLinkableHash> = match link_type {
                 LinkTypes::RegionIndex => vec![region_base(&summary.region)?.into()],
                 LinkTypes::TierIndex => vec![tier_base(&summary.steward_tier)?.into()],
@@ -979,6 +991,47 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
             };
             if !expected.contains(base) {
                 return fail("directory link is on the wrong base");
+            }
+            ok()
+        }
+        LinkTypes::PresenceIndex => {
+            let Ok(presence) = PresenceSummary::from_tag(&action.tag) else {
+                return fail("presence link tag must be a presence summary");
+            };
+            rule!(check_points_at_registration(
+                &presence.node,
+                author,
+                target
+            )?);
+            let hb = &presence.heartbeat;
+            if hb.node_id != presence.node.node_id {
+                return fail("a presence link's heartbeat is of another node");
+            }
+            rule!(hb.status.parse::<NodeStatus>());
+            if !(hb.current_load.is_finite()
+                && (0.0..=MAX_LOAD_PER_CORE).contains(&hb.current_load))
+            {
+                return fail(format!("load per core out of range: {}", hb.current_load));
+            }
+            // The heartbeat it reports is from the two buckets a reader
+            // reads when the link is written, and the link sits in that
+            // heartbeat's bucket.
+            let written = action.timestamp().as_micros();
+            let beat = hb.timestamp.as_micros();
+            let window = registry_properties()?.failure_window_secs.max(1) as i64;
+            let skew = MAX_CLAIMED_TIME_SKEW_SECS * MICROS_PER_SEC;
+            if beat > written + skew {
+                return fail("a presence link cannot report a heartbeat from its future");
+            }
+            if beat < written - 2 * window * MICROS_PER_SEC - skew {
+                return fail(
+                    "a presence link must report a heartbeat of the last two failure windows",
+                );
+            }
+            let expected: AnyLinkableHash =
+                presence_base(&presence.node.region, presence_bucket(beat, window))?.into();
+            if *base != expected {
+                return fail("presence link is not on its region's bucket for its heartbeat");
             }
             ok()
         }
