@@ -71,6 +71,8 @@ pub struct Peer {
     pub conductor: usize,
     /// Its cell.
     pub cell: SweetCell,
+    /// The installed app the cell belongs to.
+    pub app_id: InstalledAppId,
 }
 
 impl Peer {
@@ -119,6 +121,7 @@ impl Network {
         for app in apps.into_inner() {
             self.peers.push(Peer {
                 conductor,
+                app_id: app.installed_app_id().clone(),
                 cell: app.into_cells().remove(0),
             });
         }
@@ -139,6 +142,7 @@ impl Network {
             .enumerate()
             .map(|(conductor, app)| Peer {
                 conductor,
+                app_id: app.installed_app_id().clone(),
                 cell: app.into_cells().remove(0),
             })
             .collect();
@@ -147,6 +151,17 @@ impl Network {
             peers,
             dna,
         }
+    }
+
+    /// Disables `peer`'s app: its cell stops and frees its memory, while
+    /// what it published stays on the DHT (a node that went dark). Calls as
+    /// that peer fail afterwards.
+    pub async fn retire(&self, peer: usize) {
+        let p = &self.peers[peer];
+        self.conductors[p.conductor]
+            .disable_app(p.app_id.clone(), DisabledAppReason::User)
+            .await
+            .expect("the app disables");
     }
 
     /// Calls a coordinator function as `peer`, panicking on error.

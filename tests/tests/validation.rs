@@ -428,12 +428,12 @@ async fn every_validation_rule_rejects() {
             custody_used_bytes: 0,
         },
     };
-    let presence_link = |bucket: i64, p: PresenceSummary| {
+    let presence_link_in = |region: &'static str, bucket: i64, p: PresenceSummary| {
         let net = &net;
         let target = stored.action_hash.clone();
         async move {
             let base: EntryHash = net
-                .mallory(0, "presence_base_hash", ("eu-west".to_string(), bucket))
+                .mallory(0, "presence_base_hash", (region.to_string(), bucket))
                 .await
                 .unwrap();
             net.mallory::<_, ActionHash>(
@@ -449,7 +449,13 @@ async fn every_validation_rule_rejects() {
             .await
         }
     };
+    let presence_link = |bucket: i64, p: PresenceSummary| presence_link_in("eu-west", bucket, p);
     let bucket_now = presence_bucket(now.as_micros(), window);
+    rejected(
+        "a presence link in another region's index",
+        presence_link_in("us-east", bucket_now, presence(now)).await,
+        "not on its region's bucket for its heartbeat",
+    );
     rejected(
         "a presence link in a later bucket than its heartbeat",
         presence_link(bucket_now + 5, presence(now)).await,

@@ -2,11 +2,13 @@
 //! local network of conductors, and prints a table and a JSON report.
 //!
 //! Two parts:
-//! - the registry: agents on several conductors register one by one
-//!   (registration latency), and at each size of the registry the latency of
-//!   `get_available_custodians` and of a heartbeat zome call is sampled; one
-//!   agent's source chain is dumped around heartbeats to count the records,
-//!   bytes and DHT ops a heartbeat adds;
+//! - the registry: agents on several conductors register and beat one by
+//!   one (registration and heartbeat latency), installed in waves and
+//!   retired once present (a retired cell frees its memory; what it
+//!   published stays on the DHT), so the registry can grow past what this
+//!   machine runs at once. At each size the observer samples
+//!   `get_available_custodians`; its source chain is dumped around
+//!   heartbeats to count the records, bytes and DHT ops a heartbeat adds;
 //! - custody: conductors with their sidecars (the custody suites' fast
 //!   timings) publish content of each strategy, a custodian is killed, and
 //!   the time until the network declares it failed and until each of its
@@ -33,13 +35,16 @@ struct Args {
     out: std::path::PathBuf,
     skip_registry: bool,
     skip_custody: bool,
+    wave: usize,
+    window_secs: u32,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: elohim-bench [--agents N (40)] [--conductors N (4)] [--samples N (40)] \
          [--sidecars N (9)] [--sizes-mib 10,100] \
-         [--strategies full_replica,erasure_coded,threshold_split] [--out bench.json] [--skip-registry] [--skip-custody]"
+         [--strategies full_replica,erasure_coded,threshold_split] [--out bench.json] [--skip-registry] [--skip-custody] \
+         [--wave N (50)] [--window-secs S (3600)]"
     );
     std::process::exit(2)
 }
@@ -59,6 +64,8 @@ fn parse_args() -> Args {
         out: "bench.json".into(),
         skip_registry: false,
         skip_custody: false,
+        wave: 50,
+        window_secs: 3600,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -99,6 +106,10 @@ fn parse_args() -> Args {
                 }
             }
             "--out" => a.out = value("--out").into(),
+            "--wave" => a.wave = number("--wave", value("--wave")),
+            "--window-secs" => {
+                a.window_secs = number("--window-secs", value("--window-secs")) as u32
+            }
             "--skip-registry" => a.skip_registry = true,
             "--skip-custody" => a.skip_custody = true,
             "-h" | "--help" => usage(),
@@ -108,9 +119,16 @@ fn parse_args() -> Args {
             }
         }
     }
-    if a.conductors == 0 || a.agents < a.conductors || a.sidecars < 5 || a.samples == 0 {
+    if a.conductors == 0
+        || a.agents < a.conductors
+        || a.sidecars < 5
+        || a.samples == 0
+        || a.wave == 0
+        || a.window_secs < 60
+    {
         eprintln!(
-            "elohim-bench: need --agents >= --conductors >= 1, --samples >= 1 and --sidecars >= 5 \
+            "elohim-bench: need --agents >= --conductors >= 1, --samples >= 1, --wave >= 1, \
+             --window-secs >= 60 and --sidecars >= 5 \
              (an owner, the custodians and a spare; with fewer than 8, contents get fewer shards)"
         );
         usage()
@@ -143,10 +161,16 @@ fn latency(mut d: Vec<Duration>) -> Latency {
 struct GrowthPoint {
     registered: usize,
     visible: usize,
-    /// No filter: every region's index read and every node confirmed.
+    /// No filter, no limit: the full listing of every present node.
     get_available_custodians: Latency,
-    /// What publishing asks: one region, six custodians.
+    /// What publishing asks: one region, six custodians, placed by content.
     get_available_custodians_region_limit6: Latency,
+    /// Six custodians from any region.
+    get_available_custodians_any_region_limit6: Latency,
+    /// Resident memory of the benchmark (all conductors) at this point.
+    rss_mib: u64,
+    /// Time since the first registration.
+    elapsed_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +179,7 @@ struct HeartbeatCost {
     records_per_beat: f64,
     bytes_per_beat: f64,
     ops_per_beat: f64,
+    presence_link_bytes: f64,
     beats_per_day_at_30s: u32,
     records_per_node_per_day: f64,
     bytes_per_node_per_day: f64,
@@ -202,57 +227,121 @@ async fn timed<F: std::future::Future>(f: F) -> (F::Output, Duration) {
     (out, t.elapsed())
 }
 
-async fn chain_totals(net: &Network, peer: usize) -> (usize, usize, usize) {
+/// Each record of an agent's source chain: whether it is a presence link,
+/// its serialized size, and the DHT ops it becomes (holochain's op
+/// production: every action is stored and registered as agent activity,
+/// plus what it creates or changes).
+async fn chain_records(net: &Network, peer: usize) -> Vec<(bool, usize, usize)> {
     let p = &net.peers[peer];
     let dump = net.conductors[p.conductor]
         .dump_full_cell_state(p.cell.cell_id(), None, Some(1))
         .await
         .expect("cell state dumps");
-    let bytes = dump
-        .source_chain_dump
+    dump.source_chain_dump
         .records
         .iter()
         .map(|r| {
-            holochain_serialized_bytes::encode(r)
+            let presence = matches!(
+                &r.action.data,
+                ActionData::CreateLink(l) if l.link_type.0 == LinkTypes::PresenceIndex as u8
+            );
+            let bytes = holochain_serialized_bytes::encode(r)
                 .map(|b| b.len())
-                .unwrap_or(0)
+                .unwrap_or(0);
+            let ops = match r.action.action_type() {
+                ActionType::Create => 3,
+                ActionType::Update => 5,
+                ActionType::Delete => 4,
+                ActionType::CreateLink | ActionType::DeleteLink => 3,
+                _ => 2,
+            };
+            (presence, bytes, ops)
         })
-        .sum();
-    // The DHT ops each action becomes (holochain's op production): every
-    // action is stored and registered as agent activity, plus what it
-    // creates or changes.
-    let ops = dump
-        .source_chain_dump
-        .records
-        .iter()
-        .map(|r| match r.action.action_type() {
-            ActionType::Create => 3,
-            ActionType::Update => 5,
-            ActionType::Delete => 4,
-            ActionType::CreateLink | ActionType::DeleteLink => 3,
-            _ => 2,
+        .collect()
+}
+
+/// Resident memory of this process, MiB (Linux; 0 elsewhere).
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
-        .sum();
-    (dump.source_chain_dump.records.len(), bytes, ops)
+        .map(|kib| kib / 1024)
+        .unwrap_or(0)
+}
+
+/// Samples one kind of selection query `samples` times from the observer.
+async fn sample_selection(
+    net: &Network,
+    samples: usize,
+    filters: impl Fn(usize) -> CustodianFilters,
+) -> (Latency, usize) {
+    let mut d = Vec::new();
+    let mut found = 0;
+    for i in 0..samples {
+        let (res, t) =
+            timed(net.call::<_, Vec<RankedCustodian>>(0, "get_available_custodians", filters(i)))
+                .await;
+        found = res.len();
+        d.push(t);
+    }
+    (latency(d), found)
+}
+
+/// Registers peer `p` as node `n{i}` and beats once, timing both calls.
+async fn register_and_beat(net: &Network, p: usize, i: usize) -> (Duration, Duration) {
+    let r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
+    let id = r.node_id.clone();
+    let (res, dr) = timed(net.try_call::<_, ActionHash>(p, "register_node", r)).await;
+    res.unwrap_or_else(|e| panic!("registering node {i}: {e}"));
+    let (res, db) =
+        timed(net.try_call::<_, ActionHash>(p, "heartbeat", heartbeat(&id, "online"))).await;
+    res.unwrap_or_else(|e| panic!("heartbeat of node {i}: {e}"));
+    (dr, db)
+}
+
+/// Waits (at most five minutes) until the observer sees `n` nodes present,
+/// returning how many it sees.
+async fn await_present(net: &Network, n: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let found: Vec<RankedCustodian> = net
+            .call(0, "get_available_custodians", CustodianFilters::default())
+            .await;
+        if found.len() >= n || Instant::now() > deadline {
+            if found.len() < n {
+                eprintln!(
+                    "  only {} of {n} nodes present after 5 minutes",
+                    found.len()
+                );
+            }
+            return found.len();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn bench_registry(a: &Args, report: &mut Report) {
     eprintln!(
-        "registry: {} agents on {} conductors",
-        a.agents, a.conductors
+        "registry: {} nodes on {} conductors, installed {} at a time and retired once \
+         registered and beating (failure window of this network: {} s)",
+        a.agents, a.conductors, a.wave, a.window_secs
     );
-    let mut net = Network::start(a.conductors).await;
-    let mut peers: Vec<usize> = (0..a.conductors).collect();
-    let mut c = 0;
-    while peers.len() < a.agents {
-        let batch = (a.agents - peers.len()).min(10);
-        peers.extend(
-            net.add_agents(c % a.conductors, batch, &format!("b{c}"))
-                .await,
-        );
-        c += 1;
-    }
-    let steps: Vec<usize> = [5, 10, 20, 40, 80, 160, 320, 640, 1000]
+    // A long failure window: a node that beat once stays present while the
+    // registry grows, so the registry can hold more nodes than this machine
+    // can keep running at once.
+    let mut net = Network::start_with(
+        a.conductors,
+        RegistryProperties {
+            failure_window_secs: a.window_secs,
+            ..Default::default()
+        },
+    )
+    .await;
+    let steps: Vec<usize> = [5, 10, 20, 40, 80, 160, 320, 640, 1000, 2000]
         .into_iter()
         .filter(|s| *s < a.agents)
         .chain([a.agents])
@@ -260,110 +349,130 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     let mut reg = Vec::new();
     let mut beats = Vec::new();
     let mut registered = 0;
+    // Peer 0, on conductor 0, is the observer: registered first, never retired.
+    let mut pending: Vec<usize> = vec![0];
+    let mut wave_no = 0;
+    let started = Instant::now();
+    let mut visible = 0;
     for step in steps {
         while registered < step {
-            let p = peers[registered];
-            let r = registration(&net.peers[p], &format!("n{registered}"), "eu-west");
-            let (res, d) =
-                timed(net.try_call::<_, ActionHash>(p, "register_node", r.clone())).await;
-            res.unwrap_or_else(|e| panic!("registering agent {registered}: {e}"));
-            reg.push(d);
-            registered += 1;
-        }
-        // Keep the registered nodes alive (a custodian must have beaten
-        // within the failure window), timing each heartbeat call.
-        for (i, &p) in peers.iter().enumerate().take(registered) {
-            let id = net.peers[p].node_id(&format!("n{i}"));
-            let (res, d) =
-                timed(net.try_call::<_, ActionHash>(p, "heartbeat", heartbeat(&id, "online")))
+            if pending.is_empty() {
+                let conductor = if a.conductors > 1 {
+                    1 + wave_no % (a.conductors - 1)
+                } else {
+                    0
+                };
+                let count = a.wave.min(step - registered);
+                pending = net
+                    .add_agents(conductor, count, &format!("w{wave_no}"))
                     .await;
-            res.unwrap_or_else(|e| panic!("heartbeat of agent {i}: {e}"));
-            beats.push(d);
-        }
-        // Wait (bounded) until the observer sees them all, then sample.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut visible = 0;
-        while Instant::now() < deadline {
-            let found: Vec<RankedCustodian> = net
-                .call(0, "get_available_custodians", CustodianFilters::default())
-                .await;
-            visible = found.len();
-            if visible >= registered {
-                break;
+                wave_no += 1;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            let wave: Vec<usize> = std::mem::take(&mut pending);
+            let mut retire = Vec::new();
+            for &p in &wave {
+                if registered >= step {
+                    pending.push(p);
+                    continue;
+                }
+                let (dr, db) = register_and_beat(&net, p, registered).await;
+                reg.push(dr);
+                beats.push(db);
+                registered += 1;
+                if p != 0 {
+                    retire.push(p);
+                }
+            }
+            // Retire only what the observer already sees: a retired cell
+            // publishes nothing more.
+            visible = await_present(&net, registered).await;
+            for p in retire {
+                net.retire(p).await;
+            }
         }
-        let mut samples = Vec::new();
-        for _ in 0..a.samples {
-            let (_, d) = timed(net.call::<_, Vec<RankedCustodian>>(
-                0,
-                "get_available_custodians",
-                CustodianFilters::default(),
-            ))
-            .await;
-            samples.push(d);
-        }
-        let typical = CustodianFilters {
+        // What publishing asks (one region, six custodians, placement by
+        // content), the same across every region, and the full listing.
+        let (publish, _) = sample_selection(&net, a.samples, |i| CustodianFilters {
             region: Some("eu-west".into()),
             limit: Some(6),
+            content_id: Some(format!("bench-content-{i}")),
             ..Default::default()
-        };
-        let mut limited = Vec::new();
-        for _ in 0..a.samples {
-            let (_, d) = timed(net.call::<_, Vec<RankedCustodian>>(
-                0,
-                "get_available_custodians",
-                typical.clone(),
-            ))
-            .await;
-            limited.push(d);
-        }
+        })
+        .await;
+        let (any_region, _) = sample_selection(&net, a.samples, |i| CustodianFilters {
+            limit: Some(6),
+            content_id: Some(format!("bench-content-{i}")),
+            ..Default::default()
+        })
+        .await;
+        let (listing, _) =
+            sample_selection(&net, a.samples.div_ceil(4), |_| CustodianFilters::default()).await;
         let point = GrowthPoint {
             registered,
             visible,
-            get_available_custodians: latency(samples),
-            get_available_custodians_region_limit6: latency(limited),
+            get_available_custodians: listing,
+            get_available_custodians_region_limit6: publish,
+            get_available_custodians_any_region_limit6: any_region,
+            rss_mib: rss_mib(),
+            elapsed_secs: started.elapsed().as_secs_f64().round(),
         };
         eprintln!(
-            "  {registered:>5} registered, {visible:>5} visible: get_available_custodians p50 {} ms, p99 {} ms; \
-             one region, limit 6: p50 {} ms, p99 {} ms",
+            "  {registered:>5} registered, {visible:>5} visible ({} MiB, {} s): \
+             one region limit 6 p50 {} ms p99 {} ms; any region limit 6 p50 {} ms p99 {} ms; \
+             full listing p50 {} ms p99 {} ms",
+            point.rss_mib,
+            point.elapsed_secs,
+            point.get_available_custodians_region_limit6.p50_ms,
+            point.get_available_custodians_region_limit6.p99_ms,
+            point.get_available_custodians_any_region_limit6.p50_ms,
+            point.get_available_custodians_any_region_limit6.p99_ms,
             point.get_available_custodians.p50_ms,
             point.get_available_custodians.p99_ms,
-            point.get_available_custodians_region_limit6.p50_ms,
-            point.get_available_custodians_region_limit6.p99_ms
         );
         report.registry_growth.push(point);
     }
     report.registration = Some(latency(reg));
 
-    // Heartbeat cost: the calls above, and the chain growth of the first
-    // agent over three more beats.
-    let calls = beats;
-    let before = chain_totals(&net, 0).await;
+    // Heartbeat cost: the calls above, and the observer's chain growth over
+    // three more beats (in one presence bucket: no presence link), plus the
+    // size of the presence links it wrote (one per failure window).
+    let before = chain_records(&net, 0).await;
     let extra_beats = 3;
     let id0 = net.peers[0].node_id("n0");
     for _ in 0..extra_beats {
         let _: ActionHash = net.call(0, "heartbeat", heartbeat(&id0, "online")).await;
     }
-    let after = chain_totals(&net, 0).await;
-    let per = |a: usize, b: usize| (b - a) as f64 / extra_beats as f64;
-    let day = 86_400 / 30;
-    let cost = HeartbeatCost {
-        call: latency(calls),
-        records_per_beat: per(before.0, after.0),
-        bytes_per_beat: per(before.1, after.1),
-        ops_per_beat: per(before.2, after.2),
-        beats_per_day_at_30s: day,
-        records_per_node_per_day: per(before.0, after.0) * day as f64,
-        bytes_per_node_per_day: per(before.1, after.1) * day as f64,
-        ops_per_node_per_day: per(before.2, after.2) * day as f64,
+    let after = chain_records(&net, 0).await;
+    let added: Vec<&(bool, usize, usize)> = after[before.len()..].iter().filter(|r| !r.0).collect();
+    let per = |f: &dyn Fn(&(bool, usize, usize)) -> usize| {
+        added.iter().map(|r| f(r)).sum::<usize>() as f64 / extra_beats as f64
     };
-    report.heartbeat = Some(cost);
+    let presence: Vec<&(bool, usize, usize)> = after.iter().filter(|r| r.0).collect();
+    let presence_bytes =
+        presence.iter().map(|r| r.1).sum::<usize>() as f64 / presence.len().max(1) as f64;
+    let day = 86_400 / 30;
+    // Two presence links (its region's and the all-regions index) per
+    // default failure window.
+    let presence_per_day =
+        2.0 * 86_400.0 / registry_core::heartbeat::DEFAULT_FAILURE_WINDOW_SECS as f64;
+    let records = per(&|_| 1);
+    let bytes = per(&|r| r.1);
+    let ops = per(&|r| r.2);
+    report.heartbeat = Some(HeartbeatCost {
+        call: latency(beats),
+        records_per_beat: records,
+        bytes_per_beat: bytes,
+        ops_per_beat: ops,
+        presence_link_bytes: presence_bytes,
+        beats_per_day_at_30s: day,
+        records_per_node_per_day: records * day as f64 + presence_per_day,
+        bytes_per_node_per_day: bytes * day as f64 + presence_bytes * presence_per_day,
+        ops_per_node_per_day: ops * day as f64 + 3.0 * presence_per_day,
+    });
     report.agents = a.agents;
     report.conductors = a.conductors;
 }
 
-/// Incompressible, reproducible content of `len` bytes.
 fn content(len: usize, seed: u8) -> Vec<u8> {
     use rand_chacha::rand_core::{RngCore, SeedableRng};
     let mut bytes = vec![0u8; len];
@@ -562,26 +671,34 @@ fn print_table(r: &Report) {
             );
         }
         for g in &r.registry_growth {
-            let l = &g.get_available_custodians;
-            println!(
-                "| get_available_custodians, all regions, {} registered ({} returned) | {} ms | {} ms | {} ms | {} |",
-                g.registered, g.visible, l.p50_ms, l.p99_ms, l.max_ms, l.samples
-            );
-            let l = &g.get_available_custodians_region_limit6;
-            println!(
-                "| get_available_custodians, one region, limit 6, {} registered | {} ms | {} ms | {} ms | {} |",
-                g.registered, l.p50_ms, l.p99_ms, l.max_ms, l.samples
-            );
+            for (what, l) in [
+                (
+                    "one region, limit 6 (publishing)",
+                    &g.get_available_custodians_region_limit6,
+                ),
+                (
+                    "any region, limit 6",
+                    &g.get_available_custodians_any_region_limit6,
+                ),
+                ("full listing, no limit", &g.get_available_custodians),
+            ] {
+                println!(
+                    "| get_available_custodians, {what}, {} registered ({} present) | {} ms | {} ms | {} ms | {} |",
+                    g.registered, g.visible, l.p50_ms, l.p99_ms, l.max_ms, l.samples
+                );
+            }
         }
     }
     if let Some(h) = &r.heartbeat {
         println!(
-            "\nPer heartbeat: {:.1} source-chain records, {:.0} bytes, {:.1} DHT ops published.\n\
-             Per node per day at one beat every 30 s ({} beats): {:.0} records, {:.2} MiB, {:.0} ops \
-             (before DHT replication).",
+            "\nPer heartbeat: {:.1} source-chain records, {:.0} bytes, {:.1} DHT ops published; \
+             plus two presence links ({:.0} bytes each) per failure window.\n\
+             Per node per day at one beat every 30 s ({} beats) and the default 60 s window: \
+             {:.0} records, {:.2} MiB, {:.0} ops (before DHT replication).",
             h.records_per_beat,
             h.bytes_per_beat,
             h.ops_per_beat,
+            h.presence_link_bytes,
             h.beats_per_day_at_30s,
             h.records_per_node_per_day,
             h.bytes_per_node_per_day / 1048576.0,

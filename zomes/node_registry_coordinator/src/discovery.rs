@@ -6,7 +6,7 @@ use crate::{get_many, guest, links_on, links_on_many};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::presence::presence_buckets_to_read;
-use registry_core::region::{parse_region, KNOWN_REGIONS};
+use registry_core::region::parse_region;
 use registry_core::selection::{check_eligible, rank, Candidate, Criteria};
 use registry_core::{NodeStatus, StewardTier};
 use std::collections::BTreeMap;
@@ -84,12 +84,20 @@ struct Present {
 }
 
 /// The nodes with a presence link in the current or previous bucket of the
-/// given regions, newest link per node, in one batched read.
-fn present_nodes(regions: &[&str], now: Timestamp, window_secs: i64) -> ExternResult<Vec<Present>> {
+/// given regions (all regions when none are given), newest link per node,
+/// in one batched read.
+fn present_nodes(
+    regions: &[String],
+    now: Timestamp,
+    window_secs: i64,
+) -> ExternResult<Vec<Present>> {
     let buckets = presence_buckets_to_read(now.as_micros(), window_secs);
     let mut queries = Vec::new();
-    for r in regions {
-        for b in buckets {
+    for b in buckets {
+        if regions.is_empty() {
+            queries.push((presence_all_base(b)?.into(), LinkTypes::PresenceIndex));
+        }
+        for r in regions {
             queries.push((presence_base(r, b)?.into(), LinkTypes::PresenceIndex));
         }
     }
@@ -153,7 +161,7 @@ fn candidate(p: &PresenceSummary) -> Candidate {
 /// spread across nodes.
 ///
 /// Reads are batched so their number does not grow with the network: the
-/// presence index of the regions (one call), the committed custody of the
+/// presence index of the regions, or the all-regions one (one call), the committed custody of the
 /// best candidates (two calls; with a `limit`, only the best three times the
 /// limit, more rounds only if too many of those are full), and the chosen
 /// registrations (one call).
@@ -162,12 +170,7 @@ pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<R
     let q = criteria(&filters)?;
     let now = sys_time()?;
     let window = registry_properties()?.failure_window_secs as i64;
-    let regions: Vec<&str> = if q.regions.is_empty() {
-        KNOWN_REGIONS.to_vec()
-    } else {
-        q.regions.iter().map(String::as_str).collect()
-    };
-    let present = present_nodes(&regions, now, window)?;
+    let present = present_nodes(&q.regions, now, window)?;
     let mut candidates: Vec<Candidate> = present.iter().map(|p| candidate(&p.summary)).collect();
     let enough = filters
         .limit

@@ -43,23 +43,28 @@ pub fn latest_heartbeat(node_id: &str, now: Timestamp) -> ExternResult<Option<He
     latest_heartbeat_within(node_id, now, HEARTBEAT_BUCKET_SECS)
 }
 
-/// Links a node from the presence index of its region, in the bucket of
-/// the heartbeat it reports (see `registry_core::presence`).
+/// Links a node from the presence index of its region and from the
+/// all-regions one, in the bucket of the heartbeat it reports (see
+/// `registry_core::presence`).
 pub(crate) fn announce_presence(me: &RegisteredNode, beat: &HeartbeatSummary) -> ExternResult<()> {
     let window = registry_properties()?.failure_window_secs as i64;
-    create_link(
-        presence_base(
-            &me.registration.region,
-            presence_bucket(beat.timestamp.as_micros(), window),
-        )?,
-        me.action_hash.clone(),
-        LinkTypes::PresenceIndex,
-        PresenceSummary {
-            node: NodeSummary::of(&me.registration),
-            heartbeat: beat.clone(),
-        }
-        .to_tag()?,
-    )?;
+    let bucket = presence_bucket(beat.timestamp.as_micros(), window);
+    let tag = PresenceSummary {
+        node: NodeSummary::of(&me.registration),
+        heartbeat: beat.clone(),
+    }
+    .to_tag()?;
+    for base in [
+        presence_base(&me.registration.region, bucket)?,
+        presence_all_base(bucket)?,
+    ] {
+        create_link(
+            base,
+            me.action_hash.clone(),
+            LinkTypes::PresenceIndex,
+            tag.clone(),
+        )?;
+    }
     Ok(())
 }
 

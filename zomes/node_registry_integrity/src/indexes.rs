@@ -34,6 +34,13 @@ pub fn presence_base(region: &str, bucket: i64) -> ExternResult<EntryHash> {
     path(&["presence", region, &bucket.to_string()]).path_entry_hash()
 }
 
+/// Base listing every node, whatever its region, that beat in one presence
+/// bucket: what a selection open to any region reads (two bases instead of
+/// two per region).
+pub fn presence_all_base(bucket: i64) -> ExternResult<EntryHash> {
+    path(&["presence-all", &bucket.to_string()]).path_entry_hash()
+}
+
 /// Base pointing at one node's registration.
 pub fn node_base(node_id: &str) -> ExternResult<EntryHash> {
     path(&["node", node_id]).path_entry_hash()

@@ -1028,9 +1028,12 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
                     "a presence link must report a heartbeat of the last two failure windows",
                 );
             }
-            let expected: AnyLinkableHash =
-                presence_base(&presence.node.region, presence_bucket(beat, window))?.into();
-            if *base != expected {
+            let bucket = presence_bucket(beat, window);
+            let expected: [AnyLinkableHash; 2] = [
+                presence_base(&presence.node.region, bucket)?.into(),
+                presence_all_base(bucket)?.into(),
+            ];
+            if !expected.contains(base) {
                 return fail("presence link is not on its region's bucket for its heartbeat");
             }
             ok()
