@@ -1309,11 +1309,20 @@ impl Simulation {
                 * 365.0
                 * 86_400.0,
             heartbeats,
-            heartbeat_dht_records: 2.0 * heartbeats,
-            heartbeat_records_per_node_day: 2.0 * 86_400.0 / cfg.heartbeat_secs as f64,
+            heartbeat_dht_records: heartbeats * records_per_beat(cfg),
+            heartbeat_records_per_node_day: records_per_beat(cfg) * 86_400.0
+                / cfg.heartbeat_secs as f64,
             counters: c,
         }
     }
+}
+
+/// DHT records a heartbeat costs: its entry and its time-bucket link, plus
+/// a share of the two presence links a node writes once per failure window
+/// (`registry_core::presence`), as measured by `elohim-bench`.
+fn records_per_beat(cfg: &SimConfig) -> f64 {
+    let refreshes_per_beat = (cfg.heartbeat_secs as f64 / cfg.window_secs.max(1) as f64).min(1.0);
+    2.0 + 2.0 * refreshes_per_beat
 }
 
 /// Builds and runs one simulation with an optional progress bar.
