@@ -118,6 +118,20 @@ pub(crate) fn delete_my_links(
     Ok(deleted)
 }
 
+/// Deletes the caller's links from every status index (before it is
+/// indexed under a new status, or when it leaves), returning the deletes.
+pub(crate) fn leave_status_index() -> ExternResult<Vec<ActionHash>> {
+    let mut deleted = Vec::new();
+    for s in registry_core::NodeStatus::ALL {
+        deleted.extend(delete_my_links(
+            status_base(s.as_str())?.into(),
+            LinkTypes::StatusIndex,
+            None,
+        )?);
+    }
+    Ok(deleted)
+}
+
 /// Points every directory link at a new registration version, removing the
 /// links of the previous one.
 pub(crate) fn reindex(
@@ -130,13 +144,7 @@ pub(crate) fn reindex(
         for (base, lt) in directory_bases(&prev.registration)? {
             delete_my_links(base, lt, Some(&prev.action_hash))?;
         }
-        for s in registry_core::NodeStatus::ALL {
-            delete_my_links(
-                status_base(s.as_str())?.into(),
-                LinkTypes::StatusIndex,
-                None,
-            )?;
-        }
+        leave_status_index()?;
     }
     let tag = NodeSummary::of(registration).to_tag()?;
     for (base, lt) in directory_bases(registration)? {

@@ -1,6 +1,6 @@
 //! Heartbeats, attestations and the health of a node as seen now.
 
-use crate::directory::{delete_my_links, my_registration, registration_of_node};
+use crate::directory::{leave_status_index, my_registration, registration_of_node};
 use crate::links_on;
 use hdk::prelude::*;
 use node_registry_integrity::*;
@@ -95,13 +95,7 @@ pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
         if let Some(me) = my_registration()? {
             if me.registration.node_id == hb.node_id {
                 if status_changed {
-                    for s in registry_core::NodeStatus::ALL {
-                        delete_my_links(
-                            status_base(s.as_str())?.into(),
-                            LinkTypes::StatusIndex,
-                            None,
-                        )?;
-                    }
+                    leave_status_index()?;
                     create_link(
                         status_base(&hb.status)?,
                         me.action_hash.clone(),

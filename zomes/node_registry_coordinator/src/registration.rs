@@ -146,13 +146,7 @@ pub fn deregister_node(input: DeregisterInput) -> ExternResult<Vec<ActionHash>> 
     ] {
         written.extend(delete_my_links(base, lt, None)?);
     }
-    for s in registry_core::NodeStatus::ALL {
-        written.extend(delete_my_links(
-            status_base(s.as_str())?.into(),
-            LinkTypes::StatusIndex,
-            None,
-        )?);
-    }
+    written.extend(leave_status_index()?);
     written.push(delete_entry(existing.action_hash)?);
     Ok(written)
 }
