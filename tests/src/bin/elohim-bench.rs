@@ -278,17 +278,15 @@ async fn sample_selection(
     net: &Network,
     samples: usize,
     filters: impl Fn(usize) -> CustodianFilters,
-) -> (Latency, usize) {
+) -> Latency {
     let mut d = Vec::new();
-    let mut found = 0;
     for i in 0..samples {
-        let (res, t) =
+        let (_, t) =
             timed(net.call::<_, Vec<RankedCustodian>>(0, "get_available_custodians", filters(i)))
                 .await;
-        found = res.len();
         d.push(t);
     }
-    (latency(d), found)
+    latency(d)
 }
 
 /// Registers peer `p` as node `n{i}` and beats once, timing both calls.
@@ -392,20 +390,20 @@ async fn bench_registry(a: &Args, report: &mut Report) {
         }
         // What publishing asks (one region, six custodians, placement by
         // content), the same across every region, and the full listing.
-        let (publish, _) = sample_selection(&net, a.samples, |i| CustodianFilters {
+        let publish = sample_selection(&net, a.samples, |i| CustodianFilters {
             region: Some("eu-west".into()),
             limit: Some(6),
             content_id: Some(format!("bench-content-{i}")),
             ..Default::default()
         })
         .await;
-        let (any_region, _) = sample_selection(&net, a.samples, |i| CustodianFilters {
+        let any_region = sample_selection(&net, a.samples, |i| CustodianFilters {
             limit: Some(6),
             content_id: Some(format!("bench-content-{i}")),
             ..Default::default()
         })
         .await;
-        let (listing, _) =
+        let listing =
             sample_selection(&net, a.samples.div_ceil(4), |_| CustodianFilters::default()).await;
         let point = GrowthPoint {
             registered,

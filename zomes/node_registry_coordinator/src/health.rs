@@ -44,11 +44,14 @@ pub fn latest_heartbeat(node_id: &str, now: Timestamp) -> ExternResult<Option<He
 }
 
 /// Links a node from the presence index of its region and from the
-/// all-regions one, in the bucket of the heartbeat it reports (see
-/// `registry_core::presence`).
-pub(crate) fn announce_presence(me: &RegisteredNode, beat: &HeartbeatSummary) -> ExternResult<()> {
-    let window = registry_properties()?.failure_window_secs as i64;
-    let bucket = presence_bucket(beat.timestamp.as_micros(), window);
+/// all-regions one, in the bucket (for a failure window of `window_secs`)
+/// of the heartbeat it reports (see `registry_core::presence`).
+pub(crate) fn announce_presence(
+    me: &RegisteredNode,
+    beat: &HeartbeatSummary,
+    window_secs: i64,
+) -> ExternResult<()> {
+    let bucket = presence_bucket(beat.timestamp.as_micros(), window_secs);
     let tag = PresenceSummary {
         node: NodeSummary::of(&me.registration),
         heartbeat: beat.clone(),
@@ -82,16 +85,18 @@ pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
         LinkTypes::NodeToHeartbeat,
         summary.to_tag()?,
     )?;
+    let window = registry_properties()?.failure_window_secs as i64;
     let status_changed = previous.as_ref().map(|p| p.status.as_str()) != Some(hb.status.as_str());
+    // True on every status change as well, so it gates both indexes.
     let refresh = needs_presence_refresh(
         previous
             .as_ref()
             .map(|p| (p.timestamp.as_micros(), p.status.as_str())),
         hb.timestamp.as_micros(),
         &hb.status,
-        registry_properties()?.failure_window_secs as i64,
+        window,
     );
-    if status_changed || refresh {
+    if refresh {
         if let Some(me) = my_registration()? {
             if me.registration.node_id == hb.node_id {
                 if status_changed {
@@ -103,7 +108,7 @@ pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
                         NodeSummary::of(&me.registration).to_tag()?,
                     )?;
                 }
-                announce_presence(&me, &summary)?;
+                announce_presence(&me, &summary, window)?;
             }
         }
     }

@@ -63,7 +63,7 @@ fn write_version(
                 registration: r,
                 action_hash: hash.clone(),
             };
-            announce_presence(&me, &beat)?;
+            announce_presence(&me, &beat, window)?;
         }
     }
     Ok(hash)
