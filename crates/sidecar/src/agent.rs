@@ -105,7 +105,16 @@ pub struct StatusReport {
     pub health: NodeHealthSummary,
     /// Node ids registered in its region.
     pub region_nodes: Vec<String>,
+    /// Other nodes that could take custody now, best first (at most
+    /// [`STATUS_CUSTODIANS_SHOWN`]): a peer is listed in its region as soon
+    /// as its registration arrives, but is offered for custody only once its
+    /// presence has (see `get_available_custodians`).
+    #[serde(default)]
+    pub custodians_now: Vec<String>,
 }
+
+/// How many possible custodians `status` lists.
+pub const STATUS_CUSTODIANS_SHOWN: u32 = 20;
 
 /// A node agent bound to a conductor.
 pub struct NodeAgent {
@@ -483,12 +492,26 @@ impl NodeAgent {
         let region_nodes: Vec<NodeRegistration> = self
             .call("get_nodes_by_region", self.config.node.region.clone())
             .await?;
+        let custodians: Vec<RankedCustodian> = self
+            .call(
+                "get_available_custodians",
+                CustodianFilters {
+                    exclude_nodes: vec![self.node_id.clone()],
+                    limit: Some(STATUS_CUSTODIANS_SHOWN),
+                    ..Default::default()
+                },
+            )
+            .await?;
         Ok(StatusReport {
             node_id: self.node_id.clone(),
             agent: self.agent.to_string(),
             registration: mine.map(|m| m.registration),
             health,
             region_nodes: region_nodes.into_iter().map(|r| r.node_id).collect(),
+            custodians_now: custodians
+                .into_iter()
+                .map(|c| c.registration.node_id)
+                .collect(),
         })
     }
 }

@@ -10,13 +10,15 @@ use thiserror::Error;
 /// A configuration problem, naming the field.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// The file could not be read or written.
-    #[error("config file {path}: {source}")]
+    /// The file could not be read or written. The cause is part of the
+    /// message (not a chained source), so every way of printing shows it
+    /// exactly once.
+    #[error("config file {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML for this schema (the message names the key).
     #[error("config file {path}: {message}")]
@@ -318,9 +320,9 @@ impl Config {
     /// Reads a config file. Unknown keys and wrong types are errors that name
     /// the key; then every value is checked.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let config = Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
@@ -470,9 +472,9 @@ impl Config {
     /// other key and comment as the owner wrote them. The result is checked
     /// by parsing it back before it replaces the file, atomically.
     pub fn save_participation(path: &Path, p: &ParticipationSection) -> Result<(), ConfigError> {
-        let io = |source| ConfigError::Io {
+        let io = |cause| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -516,9 +518,9 @@ impl Config {
     /// Writes a commented default config, refusing to overwrite a file.
     pub fn write_default(path: &Path) -> Result<(), ConfigError> {
         use std::io::Write;
-        let io = |source| ConfigError::Io {
+        let io = |cause| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let mut f = std::fs::OpenOptions::new()
             .write(true)

@@ -566,6 +566,14 @@ fn print_status(r: &StatusReport) {
         r.health.attestations.successes
     );
     println!("  nodes in region: {}", r.region_nodes.join(", "));
+    println!(
+        "  could take custody now: {}",
+        if r.custodians_now.is_empty() {
+            "none yet".to_string()
+        } else {
+            r.custodians_now.join(", ")
+        }
+    );
 }
 
 async fn status(config: Config) -> Result<()> {

@@ -87,13 +87,19 @@ fn init_writes_a_config_that_loads() {
     assert!(st.success());
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("custodian_opt_in = true"));
-    // init refuses to overwrite.
-    let st = Command::new(bin())
+    // init refuses to overwrite, saying why once.
+    let out = Command::new(bin())
         .args(["init", "--config"])
         .arg(&path)
-        .status()
+        .output()
         .unwrap();
-    assert!(!st.success());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("exists").count(),
+        1,
+        "the cause is named exactly once: {stderr}"
+    );
 }
 
 struct Daemon {
@@ -220,6 +226,22 @@ fn two_sidecar_processes_find_each_other() {
     );
     assert!(text.contains(&bob_id) && text.contains(&alice_id), "{text}");
 
+    // Bob's registration can reach Alice before his presence does; he is
+    // offered for custody once it has, and `status` says so.
+    let offered = |id: String| {
+        move |s: &serde_json::Value| {
+            s["custodians_now"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(&id)))
+        }
+    };
+    await_status(
+        &alice,
+        180,
+        "bob offered for custody",
+        offered(bob_id.clone()),
+    );
+
     // `store` publishes through alice's daemon to bob; `fetch` gets it back.
     let file = alice.data.path().join("letter.txt");
     let content: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
@@ -293,6 +315,6 @@ fn two_sidecar_processes_find_each_other() {
         .unwrap();
     assert!(st.success());
     await_status(&alice, 180, "bob gone from alice's region", |s| {
-        !has(bob_id.clone())(s)
+        !has(bob_id.clone())(s) && !offered(bob_id.clone())(s)
     });
 }
