@@ -329,3 +329,87 @@ async fn a_silent_node_leaves_custodian_selection_within_two_windows() {
     net.sync().await;
     assert_eq!(offered(0).await, both, "a returning node is offered again");
 }
+
+/// Placing a content ranks only its placement set: the nodes of the first
+/// shards in the content's shard order that hold enough eligible nodes.
+/// Whatever path a selection took (a few shards, or every node), its answer
+/// is the ranking over all nodes cut down to that set, which differs from
+/// the unrestricted ranking for some contents.
+#[tokio::test(flavor = "multi_thread")]
+async fn placing_a_content_ranks_within_its_placement_set() {
+    use registry_core::presence::{placement_prefix, presence_shard, shard_order, PlacementPrefix};
+    let (shards, set_min) = (4u32, 3usize);
+    let mut net = Network::start_with(
+        1,
+        RegistryProperties {
+            presence_shards: shards,
+            placement_set_min: set_min as u32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut peers = vec![0];
+    peers.extend(net.add_agents(0, 11, "node").await);
+    let mut nodes = Vec::new();
+    for (i, &p) in peers.iter().enumerate() {
+        let mut r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
+        // Different weights, so rendezvous is weighted for real.
+        r.uptime_percent = 50.0 + 4.0 * i as f64;
+        let _: ActionHash = net.call(p, "register_node", r.clone()).await;
+        let _: ActionHash = net
+            .call(p, "heartbeat", heartbeat(&r.node_id, "online"))
+            .await;
+        nodes.push(r.node_id);
+    }
+    let everyone = |f: &Vec<RankedCustodian>| f.len() == nodes.len();
+    net.eventually(
+        0,
+        "get_available_custodians",
+        CustodianFilters::default(),
+        60,
+        everyone,
+    )
+    .await;
+
+    let mut restricted = 0;
+    for c in 0..16 {
+        let key = format!("content-{c}");
+        let filters = |limit| CustodianFilters {
+            region: Some("eu-west".into()),
+            content_id: Some(key.clone()),
+            limit,
+            ..Default::default()
+        };
+        // Without a limit every present node is ranked.
+        let all: Vec<RankedCustodian> =
+            net.call(0, "get_available_custodians", filters(None)).await;
+        assert_eq!(all.len(), nodes.len());
+        let order = shard_order(&key, shards);
+        let in_shard = |s: u32| {
+            nodes
+                .iter()
+                .filter(|n| presence_shard(n, shards) == s)
+                .count()
+        };
+        let PlacementPrefix::Shards(k) = placement_prefix(&order, in_shard, order.len(), set_min)
+        else {
+            panic!("everything read is complete");
+        };
+        let expected: Vec<String> = custodian_ids(&all)
+            .into_iter()
+            .filter(|n| order[..k].contains(&presence_shard(n, shards)))
+            .take(2)
+            .collect();
+        let got: Vec<RankedCustodian> = net
+            .call(0, "get_available_custodians", filters(Some(2)))
+            .await;
+        assert_eq!(custodian_ids(&got), expected, "{key}");
+        if expected != custodian_ids(&all)[..2] {
+            restricted += 1;
+        }
+    }
+    assert!(
+        restricted > 0,
+        "the set must change some placement, or this test shows nothing"
+    );
+}

@@ -5,7 +5,7 @@
 use elohim_tests::*;
 use holochain::prelude::*;
 use node_registry_integrity::*;
-use registry_core::presence::presence_bucket;
+use registry_core::presence::{presence_bucket, presence_shard};
 
 fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
     match result {
@@ -428,38 +428,44 @@ async fn every_validation_rule_rejects() {
             custody_used_bytes: 0,
         },
     };
-    let presence_link_in = |region: &'static str, bucket: i64, p: PresenceSummary| {
-        let net = &net;
-        let target = stored.action_hash.clone();
-        async move {
-            let base: EntryHash = net
-                .mallory(0, "presence_base_hash", (region.to_string(), bucket))
+    let presence_link_at =
+        |region: &'static str, bucket: i64, shard: Option<u32>, p: PresenceSummary| {
+            let net = &net;
+            let target = stored.action_hash.clone();
+            async move {
+                let base: EntryHash = net
+                    .mallory(0, "presence_base_hash", (region.to_string(), bucket, shard))
+                    .await
+                    .unwrap();
+                net.mallory::<_, ActionHash>(
+                    0,
+                    "create_link_raw",
+                    RawLinkInput {
+                        base: base.into(),
+                        target: target.into(),
+                        link_type: 20,
+                        tag: holochain_serialized_bytes::encode(&p).unwrap(),
+                    },
+                )
                 .await
-                .unwrap();
-            net.mallory::<_, ActionHash>(
-                0,
-                "create_link_raw",
-                RawLinkInput {
-                    base: base.into(),
-                    target: target.into(),
-                    link_type: 20,
-                    tag: holochain_serialized_bytes::encode(&p).unwrap(),
-                },
-            )
-            .await
-        }
+            }
+        };
+    let presence_link_in = |region: &'static str, bucket: i64, p: PresenceSummary| {
+        presence_link_at(region, bucket, None, p)
     };
     let presence_link = |bucket: i64, p: PresenceSummary| presence_link_in("eu-west", bucket, p);
+    let shards = RegistryProperties::default().shards();
+    let my_shard = presence_shard(&summary.node_id, shards);
     let bucket_now = presence_bucket(now.as_micros(), window);
     rejected(
         "a presence link in another region's index",
         presence_link_in("us-east", bucket_now, presence(now)).await,
-        "not on its region's bucket for its heartbeat",
+        "not on its region's bucket",
     );
     rejected(
         "a presence link in a later bucket than its heartbeat",
         presence_link(bucket_now + 5, presence(now)).await,
-        "not on its region's bucket for its heartbeat",
+        "not on its region's bucket",
     );
     let stale = Timestamp::from_micros(now.as_micros() - 3600 * 1_000_000);
     rejected(
@@ -474,9 +480,23 @@ async fn every_validation_rule_rejects() {
         presence_link(bucket_now, offline_lie).await,
         "heartbeat is of another node",
     );
+    rejected(
+        "a presence link in another node's shard",
+        presence_link_at(
+            "eu-west",
+            bucket_now,
+            Some((my_shard + 1) % shards),
+            presence(now),
+        )
+        .await,
+        "not on its region's bucket (or its node's shard of it)",
+    );
     presence_link(bucket_now, presence(now))
         .await
         .expect("alice may announce her own presence");
+    presence_link_at("eu-west", bucket_now, Some(my_shard), presence(now))
+        .await
+        .expect("alice may announce her presence in her shard");
 
     net.sync().await;
     rejected(

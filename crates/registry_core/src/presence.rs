@@ -10,8 +10,30 @@
 //! The contract, proven by the tests below: a node that beats more often
 //! than once per window always has a link in those two buckets; a node that
 //! has been silent for more than two windows has none.
+//!
+//! Reading every present node costs time in proportion to the network (about
+//! 0.2 ms a node), so each bucket is also split into *shards* by node, as
+//! Ceph splits a pool into placement groups. Placing a content reads only
+//! the shards its key ranks first, enough of them to hold
+//! a few dozen eligible nodes ([`DEFAULT_PLACEMENT_SET_MIN`]): its *placement set*. Ranking then
+//! happens inside that set. Every reader with the same view derives the same
+//! set, whether it read a few shards or the whole (unsharded) bucket, which
+//! a small network does because its shards are nearly empty.
 
+use crate::hash::{stable_hash, unit_interval};
 use crate::MICROS_PER_SEC;
+
+/// Eligible nodes a placement set holds at least (when the network has
+/// them): four times the usual six custodians, so weights still decide
+/// within it and a full or excluded node rarely empties it.
+pub const DEFAULT_PLACEMENT_SET_MIN: usize = 24;
+/// Shards per presence bucket when the DNA does not say: about 30 nodes a
+/// shard at 1,000 nodes, so a placement reads one or two.
+pub const DEFAULT_PRESENCE_SHARDS: u32 = 32;
+/// Most shards a DNA may declare.
+pub const MAX_PRESENCE_SHARDS: u32 = 1024;
+/// Shards the first read of a placement takes.
+pub const FIRST_READ_SHARDS: usize = 2;
 
 /// The presence bucket a time falls in, for a failure window of
 /// `window_secs` (at least one second).
@@ -45,9 +67,98 @@ pub fn needs_presence_refresh(
     }
 }
 
+/// The shard of a node's presence links, out of `shards` (at least one).
+pub fn presence_shard(node_id: &str, shards: u32) -> u32 {
+    (stable_hash(&[b"presence-shard", node_id.as_bytes()]) % shards.max(1) as u64) as u32
+}
+
+/// The shards in the order a content reads them: rendezvous on (content,
+/// shard), so each content has its own order and contents spread evenly.
+pub fn shard_order(placement_key: &str, shards: u32) -> Vec<u32> {
+    let mut order: Vec<(f64, u32)> = (0..shards.max(1))
+        .map(|s| {
+            let h = stable_hash(&[placement_key.as_bytes(), &s.to_le_bytes()]);
+            (unit_interval(h), s)
+        })
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    order.into_iter().map(|(_, s)| s).collect()
+}
+
+/// How far along its shard order a placement set reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlacementPrefix {
+    /// The set is the nodes of the first this-many shards of the order.
+    Shards(usize),
+    /// The shards read so far hold too few eligible nodes; more must be read.
+    Incomplete {
+        /// Eligible nodes in the shards read.
+        eligible: usize,
+    },
+}
+
+/// The placement set's extent: the fewest leading shards of `order` whose
+/// eligible nodes (`eligible_in(shard)`) number at least `min`, given that
+/// the first `read` shards of the order have been read. When every shard has
+/// been read and they hold fewer, the set is all of them.
+pub fn placement_prefix(
+    order: &[u32],
+    eligible_in: impl Fn(u32) -> usize,
+    read: usize,
+    min: usize,
+) -> PlacementPrefix {
+    let read = read.min(order.len());
+    let mut eligible = 0usize;
+    for (i, &shard) in order[..read].iter().enumerate() {
+        eligible += eligible_in(shard);
+        if eligible >= min {
+            return PlacementPrefix::Shards(i + 1);
+        }
+    }
+    if read == order.len() {
+        PlacementPrefix::Shards(read)
+    } else {
+        PlacementPrefix::Incomplete { eligible }
+    }
+}
+
+/// What to read next for an incomplete placement set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextRead {
+    /// The next this-many shards of the order.
+    Shards(usize),
+    /// The whole bucket at once: the network is small enough (or its shards
+    /// so sparse) that one read of everything is cheaper than many shards.
+    Everything,
+}
+
+/// Plans the next read from what the first `read` of `shards` shards held:
+/// the density of eligible nodes so far estimates how many more shards are
+/// needed (with half again as margin); if that is most of what is left, or
+/// the whole network is estimated under four sets' worth, read everything.
+pub fn next_read(eligible: usize, read: usize, shards: u32, min: usize) -> NextRead {
+    let total = shards as usize;
+    let left = total.saturating_sub(read);
+    if eligible == 0 || read == 0 || left == 0 {
+        return NextRead::Everything;
+    }
+    let per_shard = eligible as f64 / read as f64;
+    if per_shard * total as f64 <= (4 * min) as f64 {
+        return NextRead::Everything;
+    }
+    let missing = min.saturating_sub(eligible) as f64;
+    let more = ((missing / per_shard) * 1.5).ceil().max(1.0) as usize;
+    if more * 2 >= left {
+        NextRead::Everything
+    } else {
+        NextRead::Shards(more)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     const S: i64 = MICROS_PER_SEC;
 
@@ -129,5 +240,111 @@ mod tests {
     fn a_zero_window_does_not_divide_by_zero() {
         assert_eq!(presence_bucket(5 * S, 0), 5);
         assert_eq!(presence_bucket(-1, 60), -1, "negative times floor");
+    }
+
+    #[test]
+    fn shards_are_stable_and_even() {
+        let shards = 32;
+        let mut counts = vec![0usize; shards as usize];
+        for i in 0..32_000 {
+            let id = format!("node-{i:016x}");
+            let s = presence_shard(&id, shards);
+            assert_eq!(s, presence_shard(&id, shards));
+            counts[s as usize] += 1;
+        }
+        // 1,000 expected a shard; allow five standard deviations (~160).
+        for (s, c) in counts.iter().enumerate() {
+            assert!((840..=1160).contains(c), "shard {s} holds {c}");
+        }
+        assert_eq!(presence_shard("x", 0), 0, "zero shards means one");
+    }
+
+    #[test]
+    fn each_content_has_its_own_shard_order() {
+        let a = shard_order("content-a", 32);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..32).collect::<Vec<_>>(), "a permutation");
+        assert_eq!(a, shard_order("content-a", 32));
+        assert_ne!(a, shard_order("content-b", 32));
+        // First shards spread over contents.
+        let mut firsts = BTreeMap::new();
+        for i in 0..3200 {
+            *firsts
+                .entry(shard_order(&format!("c{i}"), 32)[0])
+                .or_insert(0) += 1;
+        }
+        assert_eq!(firsts.len(), 32);
+        assert!(
+            firsts.values().all(|&n| (40..=180).contains(&n)),
+            "{firsts:?}"
+        );
+    }
+
+    /// The set as read shard by shard equals the set computed from the
+    /// whole bucket, at every network size and whatever the reads' sizes.
+    #[test]
+    fn reading_shards_or_everything_gives_the_same_set() {
+        let shards = 32;
+        for nodes in [0usize, 3, 20, 24, 25, 100, 1000] {
+            let mut by_shard = vec![0usize; shards as usize];
+            for i in 0..nodes {
+                by_shard[presence_shard(&format!("n{i}"), shards) as usize] += 1;
+            }
+            for key in ["k1", "k2", "k3"] {
+                let order = shard_order(key, shards);
+                let whole = placement_prefix(
+                    &order,
+                    |s| by_shard[s as usize],
+                    32,
+                    DEFAULT_PLACEMENT_SET_MIN,
+                );
+                let PlacementPrefix::Shards(k) = whole else {
+                    panic!("everything read is complete")
+                };
+                let in_set: usize = order[..k].iter().map(|&s| by_shard[s as usize]).sum();
+                assert!(
+                    in_set >= DEFAULT_PLACEMENT_SET_MIN.min(nodes),
+                    "{nodes}: {in_set}"
+                );
+                // Reading as a selector does: a first read, then as planned.
+                let mut read = FIRST_READ_SHARDS;
+                let got = loop {
+                    match placement_prefix(
+                        &order,
+                        |s| by_shard[s as usize],
+                        read,
+                        DEFAULT_PLACEMENT_SET_MIN,
+                    ) {
+                        PlacementPrefix::Shards(k) => break k,
+                        PlacementPrefix::Incomplete { eligible } => {
+                            match next_read(eligible, read, shards, DEFAULT_PLACEMENT_SET_MIN) {
+                                NextRead::Shards(n) => read += n,
+                                NextRead::Everything => read = order.len(),
+                            }
+                        }
+                    }
+                };
+                assert_eq!(got, k, "{nodes} nodes, key {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_networks_read_everything_large_ones_a_few_shards() {
+        // 5 nodes: the first two shards hold at most a node or two.
+        assert_eq!(next_read(1, 2, 32, 24), NextRead::Everything);
+        assert_eq!(next_read(0, 2, 32, 24), NextRead::Everything);
+        // 1,000 nodes would be done after the first read; 500 nodes (about
+        // 16 a shard) after the first, missing 8: one more shard, with margin.
+        assert_eq!(next_read(16, 1, 32, 24), NextRead::Shards(1));
+        // 320 nodes over 32 shards, 20 eligible in the first two: 4 missing
+        // at 10 a shard is one more.
+        assert_eq!(next_read(20, 2, 32, 24), NextRead::Shards(1));
+        // 640 nodes over 320 shards, 4 eligible in the first two: 20 missing
+        // at 2 a shard is 10 shards, 15 with margin.
+        assert_eq!(next_read(4, 2, 320, 24), NextRead::Shards(15));
+        // Nearly everything left to read: read it at once.
+        assert_eq!(next_read(30, 30, 32, 100), NextRead::Everything);
     }
 }

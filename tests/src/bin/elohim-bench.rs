@@ -449,10 +449,10 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     let presence_bytes =
         presence.iter().map(|r| r.1).sum::<usize>() as f64 / presence.len().max(1) as f64;
     let day = 86_400 / 30;
-    // Two presence links (its region's and the all-regions index) per
-    // default failure window.
+    // Four presence links (its region's and the all-regions index, each
+    // whole and in the node's shard) per default failure window.
     let presence_per_day =
-        2.0 * 86_400.0 / registry_core::heartbeat::DEFAULT_FAILURE_WINDOW_SECS as f64;
+        4.0 * 86_400.0 / registry_core::heartbeat::DEFAULT_FAILURE_WINDOW_SECS as f64;
     let records = per(&|_| 1);
     let bytes = per(&|r| r.1);
     let ops = per(&|r| r.2);

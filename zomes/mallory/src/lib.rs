@@ -135,8 +135,12 @@ pub fn region_base_hash(region: String) -> ExternResult<EntryHash> {
     region_base(&region)
 }
 
-/// Path hash of a presence bucket, for building bases.
+/// Path hash of a presence bucket of a region, or of one shard of it, for
+/// building bases.
 #[hdk_extern]
-pub fn presence_base_hash(input: (String, i64)) -> ExternResult<EntryHash> {
-    presence_base(&input.0, input.1)
+pub fn presence_base_hash(input: (String, i64, Option<u32>)) -> ExternResult<EntryHash> {
+    match input.2 {
+        Some(shard) => presence_shard_base(&input.0, input.1, shard),
+        None => presence_base(&input.0, input.1),
+    }
 }

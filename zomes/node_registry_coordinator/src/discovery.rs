@@ -5,11 +5,14 @@ use crate::directory::{fetch_registration, newest_per_node, DirectoryEntry};
 use crate::{get_many, guest, links_on, links_on_many};
 use hdk::prelude::*;
 use node_registry_integrity::*;
-use registry_core::presence::presence_buckets_to_read;
+use registry_core::presence::{
+    next_read, placement_prefix, presence_buckets_to_read, presence_shard, shard_order, NextRead,
+    PlacementPrefix, FIRST_READ_SHARDS,
+};
 use registry_core::region::parse_region;
 use registry_core::selection::{check_eligible, rank, Candidate, Criteria};
 use registry_core::{NodeStatus, StewardTier};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 fn registrations(entries: Vec<DirectoryEntry>) -> ExternResult<Vec<NodeRegistration>> {
     let mut out = Vec::new();
@@ -85,22 +88,41 @@ struct Present {
 
 /// The nodes with a presence link in the current or previous bucket of the
 /// given regions (all regions when none are given), newest link per node,
-/// in one batched read.
+/// in one batched read: of the whole buckets, or of some of their shards.
 fn present_nodes(
     regions: &[String],
     now: Timestamp,
     window_secs: i64,
+    shards: Option<&[u32]>,
 ) -> ExternResult<Vec<Present>> {
     let buckets = presence_buckets_to_read(now.as_micros(), window_secs);
-    let mut queries = Vec::new();
+    let mut bases: Vec<EntryHash> = Vec::new();
     for b in buckets {
-        if regions.is_empty() {
-            queries.push((presence_all_base(b)?.into(), LinkTypes::PresenceIndex));
-        }
-        for r in regions {
-            queries.push((presence_base(r, b)?.into(), LinkTypes::PresenceIndex));
+        match (regions.is_empty(), shards) {
+            (true, None) => bases.push(presence_all_base(b)?),
+            (true, Some(shards)) => {
+                for &s in shards {
+                    bases.push(presence_all_shard_base(b, s)?);
+                }
+            }
+            (false, None) => {
+                for r in regions {
+                    bases.push(presence_base(r, b)?);
+                }
+            }
+            (false, Some(shards)) => {
+                for r in regions {
+                    for &s in shards {
+                        bases.push(presence_shard_base(r, b, s)?);
+                    }
+                }
+            }
         }
     }
+    let queries = bases
+        .into_iter()
+        .map(|b| (b.into(), LinkTypes::PresenceIndex))
+        .collect();
     let mut newest: BTreeMap<String, (Timestamp, Present)> = BTreeMap::new();
     for link in links_on_many(queries)?.into_iter().flatten() {
         let (Ok(summary), Some(registration)) = (
@@ -153,6 +175,62 @@ fn candidate(p: &PresenceSummary) -> Candidate {
     }
 }
 
+/// The placement set of a content (see `registry_core::presence`): the
+/// present nodes of the first shards of its order that hold enough eligible
+/// nodes (going by what their presence says), read a few shards at a time,
+/// or all at once when the network turns out small. Also says whether the
+/// set is only part of the present nodes.
+fn placement_set(
+    q: &Criteria,
+    key: &str,
+    now: Timestamp,
+    properties: &RegistryProperties,
+) -> ExternResult<(Vec<Present>, bool)> {
+    let shards = properties.shards();
+    let window = properties.failure_window_secs as i64;
+    let order = shard_order(key, shards);
+    let min = properties.placement_set_min.max(1) as usize;
+    let shard_of = |p: &Present| presence_shard(&p.summary.node.node_id, shards);
+    let mut found: Vec<Present> = Vec::new();
+    let mut read = 0usize;
+    let mut next = FIRST_READ_SHARDS.min(order.len());
+    loop {
+        if next == order.len() - read {
+            // What is left is everything: one read of the whole buckets.
+            found = present_nodes(&q.regions, now, window, None)?;
+            read = order.len();
+        } else {
+            found.extend(present_nodes(
+                &q.regions,
+                now,
+                window,
+                Some(&order[read..read + next]),
+            )?);
+            read += next;
+        }
+        let mut eligible_in: BTreeMap<u32, usize> = BTreeMap::new();
+        for p in &found {
+            if check_eligible(&candidate(&p.summary), q).is_ok() {
+                *eligible_in.entry(shard_of(p)).or_default() += 1;
+            }
+        }
+        let count = |s: u32| eligible_in.get(&s).copied().unwrap_or(0);
+        match placement_prefix(&order, count, read, min) {
+            PlacementPrefix::Shards(k) => {
+                let set: BTreeSet<u32> = order[..k].iter().copied().collect();
+                found.retain(|p| set.contains(&shard_of(p)));
+                return Ok((found, k < order.len()));
+            }
+            PlacementPrefix::Incomplete { eligible } => {
+                next = match next_read(eligible, read, shards, min) {
+                    NextRead::Shards(n) => n.min(order.len() - read),
+                    NextRead::Everything => order.len() - read,
+                };
+            }
+        }
+    }
+}
+
 /// Candidate custodians, best first: opted in, present (beating within the
 /// failure window, give or take one window), in an allowed status, region
 /// and tier, not excluded, with enough free custody (declared cap minus what
@@ -160,25 +238,43 @@ fn candidate(p: &PresenceSummary) -> Candidate {
 /// on (content, node), so independent callers choose alike and contents
 /// spread across nodes.
 ///
-/// Reads are batched so their number does not grow with the network: the
-/// presence index of the regions, or the all-regions one (one call), the committed custody of the
-/// best candidates (two calls; with a `limit`, only the best three times the
-/// limit, more rounds only if too many of those are full), and the chosen
-/// registrations (one call).
+/// Reads are batched and, when placing a content with a `limit`, do not grow
+/// with the network: the content's placement set (a few presence shards,
+/// see `registry_core::presence`), the committed custody of its best
+/// candidates (two calls; only the best three times the limit, more rounds
+/// only if too many of those are full), and the chosen registrations (one
+/// call). If the set holds too few nodes with room, every present node is
+/// considered, as without a content.
 #[hdk_extern]
 pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<RankedCustodian>> {
     let q = criteria(&filters)?;
     let now = sys_time()?;
-    let window = registry_properties()?.failure_window_secs as i64;
-    let present = present_nodes(&q.regions, now, window)?;
+    let properties = registry_properties()?;
+    let window = properties.failure_window_secs as i64;
+    if let (Some(key), Some(limit)) = (&q.placement_key, filters.limit) {
+        let (set, partial) = placement_set(&q, key, now, &properties)?;
+        let chosen = choose(&set, &q, filters.limit)?;
+        if chosen.len() >= limit as usize || !partial {
+            return Ok(chosen);
+        }
+    }
+    let present = present_nodes(&q.regions, now, window, None)?;
+    choose(&present, &q, filters.limit)
+}
+
+/// The best `limit` (or all) eligible nodes among `present`, confirming
+/// committed custody in optimistic order a batch at a time.
+fn choose(
+    present: &[Present],
+    q: &Criteria,
+    limit: Option<u32>,
+) -> ExternResult<Vec<RankedCustodian>> {
     let mut candidates: Vec<Candidate> = present.iter().map(|p| candidate(&p.summary)).collect();
-    let enough = filters
-        .limit
+    let enough = limit
         .map(|l| (l as usize).saturating_mul(3).max(1))
         .unwrap_or(usize::MAX);
 
-    // Confirm committed custody in optimistic order, a batch at a time.
-    let order: Vec<usize> = rank(&candidates, &q).into_iter().map(|r| r.index).collect();
+    let order: Vec<usize> = rank(&candidates, q).into_iter().map(|r| r.index).collect();
     let mut confirmed: Vec<usize> = Vec::new();
     let mut eligible = 0usize;
     let mut next = 0usize;
@@ -195,7 +291,7 @@ pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<R
             .collect();
         for (&i, assigned) in batch.iter().zip(committed_bytes_of(&ids)?) {
             candidates[i].assigned_bytes = assigned;
-            if check_eligible(&candidates[i], &q).is_ok() {
+            if check_eligible(&candidates[i], q).is_ok() {
                 eligible += 1;
             }
             confirmed.push(i);
@@ -203,8 +299,8 @@ pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<R
     }
 
     let pool: Vec<Candidate> = confirmed.iter().map(|&i| candidates[i].clone()).collect();
-    let mut chosen = rank(&pool, &q);
-    if let Some(l) = filters.limit {
+    let mut chosen = rank(&pool, q);
+    if let Some(l) = limit {
         chosen.truncate(l as usize);
     }
     let hashes: Vec<ActionHash> = chosen

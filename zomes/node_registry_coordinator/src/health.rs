@@ -7,7 +7,7 @@ use node_registry_integrity::*;
 use registry_core::heartbeat::{
     bucket_of, buckets_covering, judge_liveness, LivenessPolicy, HEARTBEAT_BUCKET_SECS,
 };
-use registry_core::presence::{needs_presence_refresh, presence_bucket};
+use registry_core::presence::{needs_presence_refresh, presence_bucket, presence_shard};
 use registry_core::MICROS_PER_SEC;
 
 /// How far back `get_node_health` looks for a last heartbeat.
@@ -44,22 +44,27 @@ pub fn latest_heartbeat(node_id: &str, now: Timestamp) -> ExternResult<Option<He
 }
 
 /// Links a node from the presence index of its region and from the
-/// all-regions one, in the bucket (for a failure window of `window_secs`)
-/// of the heartbeat it reports (see `registry_core::presence`).
+/// all-regions one, each whole and in the node's shard, in the bucket of the
+/// heartbeat it reports (see `registry_core::presence`).
 pub(crate) fn announce_presence(
     me: &RegisteredNode,
     beat: &HeartbeatSummary,
-    window_secs: i64,
+    properties: &RegistryProperties,
 ) -> ExternResult<()> {
+    let window_secs = properties.failure_window_secs as i64;
     let bucket = presence_bucket(beat.timestamp.as_micros(), window_secs);
+    let shard = presence_shard(&me.registration.node_id, properties.shards());
+    let region = &me.registration.region;
     let tag = PresenceSummary {
         node: NodeSummary::of(&me.registration),
         heartbeat: beat.clone(),
     }
     .to_tag()?;
     for base in [
-        presence_base(&me.registration.region, bucket)?,
+        presence_base(region, bucket)?,
         presence_all_base(bucket)?,
+        presence_shard_base(region, bucket, shard)?,
+        presence_all_shard_base(bucket, shard)?,
     ] {
         create_link(
             base,
@@ -85,7 +90,8 @@ pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
         LinkTypes::NodeToHeartbeat,
         summary.to_tag()?,
     )?;
-    let window = registry_properties()?.failure_window_secs as i64;
+    let properties = registry_properties()?;
+    let window = properties.failure_window_secs as i64;
     let status_changed = previous.as_ref().map(|p| p.status.as_str()) != Some(hb.status.as_str());
     // True on every status change as well, so it gates both indexes.
     let refresh = needs_presence_refresh(
@@ -108,7 +114,7 @@ pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
                         NodeSummary::of(&me.registration).to_tag()?,
                     )?;
                 }
-                announce_presence(&me, &summary, window)?;
+                announce_presence(&me, &summary, &properties)?;
             }
         }
     }

@@ -56,14 +56,15 @@ fn write_version(
     // A live node's presence must show the new version at once (an opt-out
     // takes effect now, not at the next bucket).
     if let Some(beat) = latest {
-        let window = registry_properties()?.failure_window_secs as i64;
+        let properties = registry_properties()?;
+        let window = properties.failure_window_secs as i64;
         let read = presence_buckets_to_read(now.as_micros(), window);
         if read.contains(&presence_bucket(beat.timestamp.as_micros(), window)) {
             let me = RegisteredNode {
                 registration: r,
                 action_hash: hash.clone(),
             };
-            announce_presence(&me, &beat, window)?;
+            announce_presence(&me, &beat, &properties)?;
         }
     }
     Ok(hash)

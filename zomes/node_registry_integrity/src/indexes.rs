@@ -41,6 +41,19 @@ pub fn presence_all_base(bucket: i64) -> ExternResult<EntryHash> {
     path(&["presence-all", &bucket.to_string()]).path_entry_hash()
 }
 
+/// Base listing the nodes of a region, in one shard (see
+/// `registry_core::presence::presence_shard`), that beat in one presence
+/// bucket: what placing a content in a region reads.
+pub fn presence_shard_base(region: &str, bucket: i64, shard: u32) -> ExternResult<EntryHash> {
+    path(&["presence", region, &bucket.to_string(), &shard.to_string()]).path_entry_hash()
+}
+
+/// Base listing every node in one shard that beat in one presence bucket:
+/// what placing a content in any region reads.
+pub fn presence_all_shard_base(bucket: i64, shard: u32) -> ExternResult<EntryHash> {
+    path(&["presence-all", &bucket.to_string(), &shard.to_string()]).path_entry_hash()
+}
+
 /// Base pointing at one node's registration.
 pub fn node_base(node_id: &str) -> ExternResult<EntryHash> {
     path(&["node", node_id]).path_entry_hash()

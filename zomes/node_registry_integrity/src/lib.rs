@@ -98,8 +98,9 @@ pub enum LinkTypes {
     ReceiverToServiceEvent,
     /// A service event to its acknowledgement.
     ServiceEventToAck,
-    /// `presence/<region>/<bucket>` to a live node's registration, written
-    /// at most once per failure window (see `registry_core::presence`).
+    /// `presence/<region>/<bucket>`, `presence-all/<bucket>` and the node's
+    /// shard of each to a live node's registration, written at most once
+    /// per failure window (see `registry_core::presence`).
     PresenceIndex,
 }
 

@@ -26,6 +26,14 @@ pub struct RegistryProperties {
     /// the length of a presence bucket (see `registry_core::presence`).
     /// Validation reads it to check a presence link's bucket.
     pub failure_window_secs: u32,
+    /// Shards per presence bucket (see `registry_core::presence`): placing
+    /// a content reads a few of them instead of every present node.
+    /// Validation reads it to check a sharded presence link's base.
+    pub presence_shards: u32,
+    /// Eligible nodes a content's placement set holds at least (see
+    /// `registry_core::presence`). Only read when selecting, never in
+    /// validation.
+    pub placement_set_min: u32,
 }
 
 impl Default for RegistryProperties {
@@ -38,7 +46,18 @@ impl Default for RegistryProperties {
             penalty_half_life_secs: registry_core::reputation::DEFAULT_PENALTY_HALF_LIFE_SECS
                 as u32,
             failure_window_secs: registry_core::heartbeat::DEFAULT_FAILURE_WINDOW_SECS as u32,
+            presence_shards: registry_core::presence::DEFAULT_PRESENCE_SHARDS,
+            placement_set_min: registry_core::presence::DEFAULT_PLACEMENT_SET_MIN as u32,
         }
+    }
+}
+
+impl RegistryProperties {
+    /// The presence shard count as used: at least one, at most
+    /// `registry_core::presence::MAX_PRESENCE_SHARDS`.
+    pub fn shards(&self) -> u32 {
+        self.presence_shards
+            .clamp(1, registry_core::presence::MAX_PRESENCE_SHARDS)
     }
 }
 

@@ -8,7 +8,7 @@ use registry_core::assignment::{check_layout, CustodyStrategy, DecisionSource, S
 use registry_core::capacity::{check_capacity, check_location, check_text, DeclaredCapacity};
 use registry_core::heartbeat::{bucket_of, check_claimed_time, MAX_CLAIMED_TIME_SKEW_SECS};
 use registry_core::node_id::check_node_id_owner;
-use registry_core::presence::presence_bucket;
+use registry_core::presence::{presence_bucket, presence_shard};
 use registry_core::region::parse_region;
 use registry_core::tier::StewardTier;
 use registry_core::NodeStatus;
@@ -1018,7 +1018,8 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
             // heartbeat's bucket.
             let written = action.timestamp().as_micros();
             let beat = hb.timestamp.as_micros();
-            let window = registry_properties()?.failure_window_secs.max(1) as i64;
+            let properties = registry_properties()?;
+            let window = properties.failure_window_secs.max(1) as i64;
             let skew = MAX_CLAIMED_TIME_SKEW_SECS * MICROS_PER_SEC;
             if beat > written + skew {
                 return fail("a presence link cannot report a heartbeat from its future");
@@ -1029,12 +1030,19 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
                 );
             }
             let bucket = presence_bucket(beat, window);
-            let expected: [AnyLinkableHash; 2] = [
-                presence_base(&presence.node.region, bucket)?.into(),
+            let shard = presence_shard(&presence.node.node_id, properties.shards());
+            let region = &presence.node.region;
+            let expected: [AnyLinkableHash; 4] = [
+                presence_base(region, bucket)?.into(),
                 presence_all_base(bucket)?.into(),
+                presence_shard_base(region, bucket, shard)?.into(),
+                presence_all_shard_base(bucket, shard)?.into(),
             ];
             if !expected.contains(base) {
-                return fail("presence link is not on its region's bucket for its heartbeat");
+                return fail(
+                    "presence link is not on its region's bucket (or its node's shard of it) \
+                     for its heartbeat",
+                );
             }
             ok()
         }
