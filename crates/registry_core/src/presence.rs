@@ -132,10 +132,19 @@ pub enum NextRead {
     Everything,
 }
 
+/// Cost of reading one more base in a batched link read, in units of one
+/// link read: measured by `elohim-bench` at about 2.5 ms a base against
+/// 0.2 ms a link.
+pub const BASE_COST_IN_LINKS: f64 = 12.5;
+/// Buckets a selector reads per shard (the current and the previous).
+const BUCKETS_READ: f64 = 2.0;
+
 /// Plans the next read from what the first `read` of `shards` shards held:
 /// the density of eligible nodes so far estimates how many more shards are
-/// needed (with half again as margin); if that is most of what is left, or
-/// the whole network is estimated under four sets' worth, read everything.
+/// needed (with half again as margin), and what reading them would cost
+/// against reading everything at once (a base costs
+/// [`BASE_COST_IN_LINKS`] links). Everything wins in a small network, where
+/// shards are nearly empty, and when most shards would be read anyway.
 pub fn next_read(eligible: usize, read: usize, shards: u32, min: usize) -> NextRead {
     let total = shards as usize;
     let left = total.saturating_sub(read);
@@ -143,12 +152,11 @@ pub fn next_read(eligible: usize, read: usize, shards: u32, min: usize) -> NextR
         return NextRead::Everything;
     }
     let per_shard = eligible as f64 / read as f64;
-    if per_shard * total as f64 <= (4 * min) as f64 {
-        return NextRead::Everything;
-    }
     let missing = min.saturating_sub(eligible) as f64;
     let more = ((missing / per_shard) * 1.5).ceil().max(1.0) as usize;
-    if more * 2 >= left {
+    let shards_cost = more as f64 * (BUCKETS_READ * BASE_COST_IN_LINKS + per_shard);
+    let everything_cost = BUCKETS_READ * BASE_COST_IN_LINKS + per_shard * total as f64;
+    if more >= left || everything_cost <= shards_cost {
         NextRead::Everything
     } else {
         NextRead::Shards(more)
@@ -332,17 +340,18 @@ mod tests {
 
     #[test]
     fn small_networks_read_everything_large_ones_a_few_shards() {
-        // 5 nodes: the first two shards hold at most a node or two.
-        assert_eq!(next_read(1, 2, 32, 24), NextRead::Everything);
+        // 5 or 80 nodes: the first two shards hold a few; one read of
+        // everything is cheaper than a dozen more shards.
         assert_eq!(next_read(0, 2, 32, 24), NextRead::Everything);
-        // 1,000 nodes would be done after the first read; 500 nodes (about
-        // 16 a shard) after the first, missing 8: one more shard, with margin.
-        assert_eq!(next_read(16, 1, 32, 24), NextRead::Shards(1));
-        // 320 nodes over 32 shards, 20 eligible in the first two: 4 missing
-        // at 10 a shard is one more.
+        assert_eq!(next_read(1, 2, 32, 24), NextRead::Everything);
+        assert_eq!(next_read(5, 2, 32, 24), NextRead::Everything);
+        // 160 nodes, 10 in the first two: 14 missing at 5 a shard is 5
+        // shards with margin (10 bases and 25 links), not 160 links.
+        assert_eq!(next_read(10, 2, 32, 24), NextRead::Shards(5));
+        // 320 nodes, 20 in the first two: one more shard.
         assert_eq!(next_read(20, 2, 32, 24), NextRead::Shards(1));
-        // 640 nodes over 320 shards, 4 eligible in the first two: 20 missing
-        // at 2 a shard is 10 shards, 15 with margin.
+        // 640 nodes over 320 shards, 4 in the first two: 20 missing at 2 a
+        // shard is 15 shards with margin, still cheaper than 640 links.
         assert_eq!(next_read(4, 2, 320, 24), NextRead::Shards(15));
         // Nearly everything left to read: read it at once.
         assert_eq!(next_read(30, 30, 32, 100), NextRead::Everything);

@@ -690,7 +690,7 @@ fn print_table(r: &Report) {
     if let Some(h) = &r.heartbeat {
         println!(
             "\nPer heartbeat: {:.1} source-chain records, {:.0} bytes, {:.1} DHT ops published; \
-             plus two presence links ({:.0} bytes each) per failure window.\n\
+             plus four presence links ({:.0} bytes each) per failure window.\n\
              Per node per day at one beat every 30 s ({} beats) and the default 60 s window: \
              {:.0} records, {:.2} MiB, {:.0} ops (before DHT replication).",
             h.records_per_beat,

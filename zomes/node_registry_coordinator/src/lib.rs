@@ -60,17 +60,29 @@ pub(crate) fn links_on_many(
     HDK.with(|h| h.borrow().get_links(inputs))
 }
 
-/// The records at several action hashes in one host call (`None` where a
-/// record cannot be found).
+/// The records at several action hashes (`None` where a record cannot be
+/// found): one host call for the local store, one more over the network for
+/// what it lacks. A record at an action hash never changes, so a local copy
+/// is as good as the network's, and much cheaper to read.
 pub(crate) fn get_many(hashes: &[ActionHash]) -> ExternResult<Vec<Option<Record>>> {
-    if hashes.is_empty() {
-        return Ok(Vec::new());
+    let get = |hashes: &[&ActionHash], options: GetOptions| -> ExternResult<Vec<Option<Record>>> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inputs = hashes
+            .iter()
+            .map(|h| GetInput::new((*h).clone().into(), options.clone()))
+            .collect();
+        HDK.with(|h| h.borrow().get(inputs))
+    };
+    let all: Vec<&ActionHash> = hashes.iter().collect();
+    let mut found = get(&all, GetOptions::local())?;
+    let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+    let again: Vec<&ActionHash> = missing.iter().map(|&i| &hashes[i]).collect();
+    for (i, record) in missing.into_iter().zip(get(&again, GetOptions::network())?) {
+        found[i] = record;
     }
-    let inputs = hashes
-        .iter()
-        .map(|h| GetInput::new(h.clone().into(), GetOptions::default()))
-        .collect();
-    HDK.with(|h| h.borrow().get(inputs))
+    Ok(found)
 }
 
 /// The id a node run by the calling agent would have for `label`.
