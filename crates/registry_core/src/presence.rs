@@ -14,11 +14,12 @@
 //! Reading every present node costs time in proportion to the network (about
 //! 0.2 ms a node), so each bucket is also split into *shards* by node, as
 //! Ceph splits a pool into placement groups. Placing a content reads only
-//! the shards its key ranks first, enough of them to hold
-//! a few dozen eligible nodes ([`DEFAULT_PLACEMENT_SET_MIN`]): its *placement set*. Ranking then
-//! happens inside that set. Every reader with the same view derives the same
-//! set, whether it read a few shards or the whole (unsharded) bucket, which
-//! a small network does because its shards are nearly empty.
+//! the shards its key ranks first, enough of them to hold a few dozen
+//! eligible nodes ([`DEFAULT_PLACEMENT_SET_MIN`]): its *placement set*.
+//! Ranking then happens inside that set. Every reader with the same view
+//! derives the same set, whether it read a few shards or the whole
+//! (unsharded) bucket, which a small network does because its shards are
+//! nearly empty.
 
 use crate::hash::{stable_hash, unit_interval};
 use crate::MICROS_PER_SEC;

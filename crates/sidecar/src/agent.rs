@@ -245,9 +245,10 @@ impl NodeAgent {
     }
 
     /// Runs a write a few times: a heartbeat committing at the same moment
-    /// moves the source chain's head and fails the other write, which then
-    /// simply has to be tried again.
-    async fn retrying<T, F, Fut>(&self, mut write: F) -> Result<T, ConductorError>
+    /// moves the source chain's head and fails the other write, and a
+    /// record the write depends on (a custodian's registration) may not have
+    /// reached this node's store yet; both just have to be tried again.
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut write: F) -> Result<T, ConductorError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ConductorError>>,

@@ -715,8 +715,10 @@ impl Custody {
                 quorum_votes: vec![],
                 relationship: c.family.clone(),
             };
-            let _: holochain_types::prelude::ActionHash =
-                self.agent.call("assign_custodian", a.clone()).await?;
+            let _: holochain_types::prelude::ActionHash = self
+                .agent
+                .retrying(|| self.agent.call("assign_custodian", a.clone()))
+                .await?;
             records.push(AssignmentRecord {
                 entry_hash: assignment_entry_hash(&a)?,
                 assignment: a,
