@@ -12,17 +12,29 @@ use node_registry_integrity::*;
 use std::path::Path;
 use std::time::Duration;
 
+/// The text of the first element matching `css`, waiting up to 20 s for it.
+/// The live calculator replaces its output's elements (`innerHTML`), so one
+/// found a moment ago may be gone by the time it is read: then it is found
+/// again.
 async fn text(c: &Browser, css: &str) -> String {
-    match c.wait_for(css, 20).await {
-        Ok(e) => c.text(&e).await.unwrap(),
-        Err(e) => {
-            let alert = match c.find("[role=alert]").await {
-                Ok(a) => c.text(&a).await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            panic!("{css} on {:?}: {e}; page alert: {alert:?}", c.url().await)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let e = loop {
+        match c.wait_for(css, 20).await {
+            Ok(e) => match c.text(&e).await {
+                Ok(t) => return t,
+                Err(e) if e.contains("stale element") && tokio::time::Instant::now() < deadline => {
+                    continue
+                }
+                Err(e) => break e,
+            },
+            Err(e) => break e,
         }
-    }
+    };
+    let alert = match c.find("[role=alert]").await {
+        Ok(a) => c.text(&a).await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    panic!("{css} on {:?}: {e}; page alert: {alert:?}", c.url().await)
 }
 
 async fn click_button(c: &Browser, name: &str, value: &str) {
