@@ -344,6 +344,9 @@ async fn placing_a_content_ranks_within_its_placement_set() {
         RegistryProperties {
             presence_shards: shards,
             placement_set_min: set_min as u32,
+            // One beat keeps a node present for the whole test, however
+            // slow the machine.
+            failure_window_secs: 3600,
             ..Default::default()
         },
     )
