@@ -249,6 +249,14 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     })
     .await;
 
+    // The doorway joined last: it answers from its own store once it is an
+    // authority, so wait until that store holds Alice's family (a node that
+    // joined moments ago may not have it yet, and says so).
+    net.until(120, "the doorway sees Alice's family", || async {
+        (family_of(&net, DOORWAY, &alice).await == vec![bob_node.clone()]).then_some(())
+    })
+    .await;
+
     // Lightning: Alice's conductor and data directory are gone. Her recovery
     // code was written down elsewhere.
     let code = elohim_sidecar::secret::load_or_create(net.dirs[ALICE].path())

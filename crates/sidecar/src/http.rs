@@ -464,7 +464,9 @@ impl IntoResponse for RecoveryError {
                     Json(serde_json::json!({
                         "error": self.to_string(),
                         "suggestion": "Set up family relationships with custody enabled \
-                            (both people consent, auto_custody_enabled) before a node is lost",
+                            (both people consent, auto_custody_enabled) before a node is lost. \
+                            A node that joined minutes ago may not have the network's records \
+                            yet: if the family exists, try again shortly",
                     })),
                 )
                     .into_response()
