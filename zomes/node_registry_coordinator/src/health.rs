@@ -7,7 +7,7 @@ use node_registry_integrity::*;
 use registry_core::heartbeat::{
     bucket_of, buckets_covering, judge_liveness, LivenessPolicy, HEARTBEAT_BUCKET_SECS,
 };
-use registry_core::presence::{needs_presence_refresh, presence_bucket, presence_shard};
+use registry_core::presence::{needs_presence_refresh, presence_bucket};
 use registry_core::MICROS_PER_SEC;
 
 /// How far back `get_node_health` looks for a last heartbeat.
@@ -51,21 +51,21 @@ pub(crate) fn announce_presence(
     beat: &HeartbeatSummary,
     properties: &RegistryProperties,
 ) -> ExternResult<()> {
-    let window_secs = properties.failure_window_secs as i64;
-    let bucket = presence_bucket(beat.timestamp.as_micros(), window_secs);
-    let shard = presence_shard(&me.registration.node_id, properties.shards());
-    let region = &me.registration.region;
+    let bucket = presence_bucket(
+        beat.timestamp.as_micros(),
+        properties.failure_window_secs as i64,
+    );
     let tag = PresenceSummary {
         node: NodeSummary::of(&me.registration),
         heartbeat: beat.clone(),
     }
     .to_tag()?;
-    for base in [
-        presence_base(region, bucket)?,
-        presence_all_base(bucket)?,
-        presence_shard_base(region, bucket, shard)?,
-        presence_all_shard_base(bucket, shard)?,
-    ] {
+    for base in presence_bases(
+        &me.registration.region,
+        &me.registration.node_id,
+        bucket,
+        properties.shards(),
+    )? {
         create_link(
             base,
             me.action_hash.clone(),

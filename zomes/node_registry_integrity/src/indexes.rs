@@ -54,6 +54,24 @@ pub fn presence_all_shard_base(bucket: i64, shard: u32) -> ExternResult<EntryHas
     path(&["presence-all", &bucket.to_string(), &shard.to_string()]).path_entry_hash()
 }
 
+/// Every base a node's presence link for `bucket` goes on: its region's and
+/// the all-regions index, each whole and in the node's shard (out of
+/// `shards`). Writers link from all four; validation accepts no other.
+pub fn presence_bases(
+    region: &str,
+    node_id: &str,
+    bucket: i64,
+    shards: u32,
+) -> ExternResult<[EntryHash; 4]> {
+    let shard = registry_core::presence::presence_shard(node_id, shards);
+    Ok([
+        presence_base(region, bucket)?,
+        presence_all_base(bucket)?,
+        presence_shard_base(region, bucket, shard)?,
+        presence_all_shard_base(bucket, shard)?,
+    ])
+}
+
 /// Base pointing at one node's registration.
 pub fn node_base(node_id: &str) -> ExternResult<EntryHash> {
     path(&["node", node_id]).path_entry_hash()

@@ -8,7 +8,7 @@ use registry_core::assignment::{check_layout, CustodyStrategy, DecisionSource, S
 use registry_core::capacity::{check_capacity, check_location, check_text, DeclaredCapacity};
 use registry_core::heartbeat::{bucket_of, check_claimed_time, MAX_CLAIMED_TIME_SKEW_SECS};
 use registry_core::node_id::check_node_id_owner;
-use registry_core::presence::{presence_bucket, presence_shard};
+use registry_core::presence::presence_bucket;
 use registry_core::region::parse_region;
 use registry_core::tier::StewardTier;
 use registry_core::NodeStatus;
@@ -1029,16 +1029,16 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
                     "a presence link must report a heartbeat of the last two failure windows",
                 );
             }
-            let bucket = presence_bucket(beat, window);
-            let shard = presence_shard(&presence.node.node_id, properties.shards());
-            let region = &presence.node.region;
-            let expected: [AnyLinkableHash; 4] = [
-                presence_base(region, bucket)?.into(),
-                presence_all_base(bucket)?.into(),
-                presence_shard_base(region, bucket, shard)?.into(),
-                presence_all_shard_base(bucket, shard)?.into(),
-            ];
-            if !expected.contains(base) {
+            let expected = presence_bases(
+                &presence.node.region,
+                &presence.node.node_id,
+                presence_bucket(beat, window),
+                properties.shards(),
+            )?;
+            if !expected
+                .into_iter()
+                .any(|b| AnyLinkableHash::from(b) == *base)
+            {
                 return fail(
                     "presence link is not on its region's bucket (or its node's shard of it) \
                      for its heartbeat",
