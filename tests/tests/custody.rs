@@ -466,6 +466,19 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         403,
         "not assigned to node 1"
     );
+    // An assignment this node has never seen may still be on its way: the
+    // sender is asked to try again (503), not refused.
+    let mut unseen = mine.assignment.clone();
+    unseen.assignment_id.push_str("-never-written");
+    let unseen_hash = elohim_sidecar::custody::assignment_entry_hash(&unseen)
+        .unwrap()
+        .to_string();
+    let early = sender.sign("PUT", &h1, &unseen_hash).await.unwrap();
+    assert_eq!(
+        put(early, h1.clone(), my_shard.clone()).await,
+        503,
+        "an assignment not seen yet"
+    );
     let wrong = sender.sign("PUT", &h1, &a1).await.unwrap();
     let mut tampered = my_shard.clone();
     tampered[1000] ^= 1;

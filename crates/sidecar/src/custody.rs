@@ -49,6 +49,9 @@ pub enum CustodyError {
         peer: String,
         /// What happened.
         detail: String,
+        /// Whether the same request may succeed later (the peer is
+        /// unreachable, or asked to be tried again).
+        retry_later: bool,
     },
     /// Too few shards could be fetched.
     #[error("content {content_id}: only {got} of the {needed} shards needed could be fetched ({detail})")]
@@ -349,11 +352,9 @@ impl Custody {
                 .push(peer, endpoint, shard_hash, assignment, path)
                 .await
             {
-                Err(CustodyError::Transfer { detail, .. })
-                    if (detail.contains("no such assignment")
-                        || detail.starts_with("unreachable"))
-                        && std::time::Instant::now() + wait < deadline =>
-                {
+                Err(CustodyError::Transfer {
+                    retry_later: true, ..
+                }) if std::time::Instant::now() + wait < deadline => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
@@ -390,6 +391,7 @@ impl Custody {
         let resp = req.send().await.map_err(|e| CustodyError::Transfer {
             peer: peer.to_string(),
             detail: format!("unreachable: {e}"),
+            retry_later: true,
         })?;
         if !resp.status().is_success() {
             let status = resp.status();
@@ -397,6 +399,7 @@ impl Custody {
             return Err(CustodyError::Transfer {
                 peer: peer.to_string(),
                 detail: format!("{status}: {body}"),
+                retry_later: status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
             });
         }
         Ok(())
@@ -416,6 +419,7 @@ impl Custody {
             .ok_or_else(|| CustodyError::Transfer {
                 peer: holder.node_id.clone(),
                 detail: "no endpoint registered".into(),
+                retry_later: false,
             })?;
         let auth = self.sign("GET", &holder.shard_hash, serving).await?;
         let mut req = self.http.get(format!(
@@ -432,6 +436,7 @@ impl Custody {
         let peer_err = |detail: String| CustodyError::Transfer {
             peer: holder.node_id.clone(),
             detail,
+            retry_later: false,
         };
         let resp = req.send().await.map_err(|e| peer_err(e.to_string()))?;
         if !resp.status().is_success() {
@@ -753,6 +758,7 @@ impl Custody {
                         None => Err(CustodyError::Transfer {
                             peer: c.node_id.clone(),
                             detail: "no endpoint registered".into(),
+                            retry_later: false,
                         }),
                     };
                     let done = delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -1248,11 +1254,19 @@ impl Custody {
         shard_hash: &str,
     ) -> Result<ShardMeta, TransferError> {
         let agent = auth.verify("PUT", shard_hash, now_micros())?;
-        let (a, live) = self.assignment(&auth.assignment).await?;
-        if !live {
-            return Err(TransferError::Forbidden(
-                "that assignment is retired".into(),
-            ));
+        let (a, standing) = self.assignment(&auth.assignment).await?;
+        match standing {
+            AssignmentStanding::Live => {}
+            AssignmentStanding::Retired => {
+                return Err(TransferError::Forbidden(
+                    "that assignment is retired".into(),
+                ))
+            }
+            AssignmentStanding::NotYetIndexed => {
+                return Err(TransferError::NotYet(
+                    "this node does not see that assignment in its content's index yet".into(),
+                ))
+            }
         }
         if a.custodian_node_id != self.agent.node_id {
             return Err(TransferError::Forbidden(format!(
@@ -1299,13 +1313,14 @@ impl Custody {
             .record(shard_hash)
             .map_err(|e| TransferError::Upstream(e.to_string()))?
             .ok_or_else(|| TransferError::NotFound(format!("shard {shard_hash}")))?;
-        let (a, live) = self.assignment(&auth.assignment).await?;
+        let (a, standing) = self.assignment(&auth.assignment).await?;
         if a.content_id != held.content_id {
             return Err(TransferError::Forbidden(
                 "assignment is for another content".into(),
             ));
         }
-        let custodian = live && a.custodian_node_id == auth.node_id;
+        let named = a.custodian_node_id == auth.node_id;
+        let custodian = named && standing == AssignmentStanding::Live;
         if agent == a.owner_agent || custodian {
             return Ok(held);
         }
@@ -1328,24 +1343,32 @@ impl Custody {
                 "that recovery is not verified for this requester and owner".into(),
             ));
         }
+        if named && standing == AssignmentStanding::NotYetIndexed {
+            return Err(TransferError::NotYet(
+                "this node does not see that assignment in its content's index yet".into(),
+            ));
+        }
         Err(TransferError::Forbidden(
             "requester is neither the owner nor the custodian of a live assignment of this content"
                 .into(),
         ))
     }
 
+    /// An assignment named by a request, and where it stands. One not on
+    /// this node's view of the DHT yet may still arrive: the sender is asked
+    /// to try again rather than refused.
     async fn assignment(
         &self,
         entry_hash: &str,
-    ) -> Result<(CustodianAssignment, bool), TransferError> {
+    ) -> Result<(CustodianAssignment, AssignmentStanding), TransferError> {
         let eh = EntryHash::try_from(entry_hash)
             .map_err(|_| TransferError::BadRequest("assignment is not an entry hash".into()))?;
-        let found: Option<(CustodianAssignment, bool)> = self
+        let found: Option<(CustodianAssignment, AssignmentStanding)> = self
             .agent
             .call("get_assignment", eh)
             .await
             .map_err(|e| TransferError::Upstream(e.to_string()))?;
-        found.ok_or_else(|| TransferError::Forbidden("no such assignment on the DHT".into()))
+        found.ok_or_else(|| TransferError::NotYet("no such assignment on the DHT yet".into()))
     }
 }
 

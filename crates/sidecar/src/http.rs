@@ -94,6 +94,7 @@ impl IntoResponse for TransferError {
             TransferError::Forbidden(_) => StatusCode::FORBIDDEN,
             TransferError::HashMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             TransferError::NotFound(_) => StatusCode::NOT_FOUND,
+            TransferError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             TransferError::Upstream(_) => StatusCode::BAD_GATEWAY,
         };
         error(status, self.to_string())

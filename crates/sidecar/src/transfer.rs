@@ -45,6 +45,10 @@ pub enum TransferError {
     /// The bytes do not hash to the shard's name.
     #[error("hash mismatch: {0}")]
     HashMismatch(String),
+    /// This node cannot judge the request yet (the assignment it names has
+    /// not reached its view of the DHT); the sender should try again.
+    #[error("not yet: {0}")]
+    NotYet(String),
     /// The shard is not held here.
     #[error("not found: {0}")]
     NotFound(String),

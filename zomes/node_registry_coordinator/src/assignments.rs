@@ -54,6 +54,27 @@ fn live_links_of_content(content_id: &str) -> ExternResult<Vec<AssignmentLink>> 
     )?)))
 }
 
+/// Where one assignment stands in its content's index.
+pub(crate) fn standing_of(
+    content_id: &str,
+    entry_hash: &EntryHash,
+) -> ExternResult<AssignmentStanding> {
+    let all = decode(links_on(
+        content_base(content_id)?,
+        LinkTypes::ContentToAssignment,
+    )?);
+    if !all.iter().any(|l| l.entry_hash == *entry_hash) {
+        return Ok(AssignmentStanding::NotYetIndexed);
+    }
+    Ok(
+        if live_among(all).iter().any(|l| l.entry_hash == *entry_hash) {
+            AssignmentStanding::Live
+        } else {
+            AssignmentStanding::Retired
+        },
+    )
+}
+
 fn fetch(links: Vec<AssignmentLink>) -> ExternResult<Vec<AssignmentRecord>> {
     let mut out = Vec::new();
     for l in links {

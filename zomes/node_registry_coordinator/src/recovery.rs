@@ -1,6 +1,6 @@
 //! Failure detection and disaster recovery.
 
-use crate::assignments::{live_records_of_content, live_records_of_node};
+use crate::assignments::{live_records_of_content, live_records_of_node, standing_of};
 use crate::directory::{newest_per_node, registration_of_node};
 use crate::discovery::get_available_custodians;
 use crate::health::latest_heartbeat_within;
@@ -191,19 +191,18 @@ pub fn sign_transfer(input: TransferToSign) -> ExternResult<Signature> {
     sign_raw(me, bytes)
 }
 
-/// One assignment by entry hash, with whether it is still live.
+/// One assignment by entry hash, with where it stands in its content's index.
 #[hdk_extern]
-pub fn get_assignment(entry_hash: EntryHash) -> ExternResult<Option<(CustodianAssignment, bool)>> {
+pub fn get_assignment(
+    entry_hash: EntryHash,
+) -> ExternResult<Option<(CustodianAssignment, AssignmentStanding)>> {
     let Some(record) = get(entry_hash.clone(), GetOptions::default())? else {
         return Ok(None);
     };
     let Some(a): Option<CustodianAssignment> = record.entry().to_app_option().ok().flatten() else {
         return Ok(None);
     };
-    let live = live_records_of_content(&a.content_id)?
-        .iter()
-        .any(|r| r.entry_hash == entry_hash);
-    Ok(Some((a, live)))
+    Ok(Some((a.clone(), standing_of(&a.content_id, &entry_hash)?)))
 }
 
 /// Lets other nodes deliver remote signals to this one.

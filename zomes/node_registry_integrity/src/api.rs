@@ -148,6 +148,20 @@ pub struct AssignmentRecord {
     pub entry_hash: EntryHash,
 }
 
+/// Where an assignment stands in its content's index, as this node sees it.
+/// A custodian refuses a retired assignment but asks the sender to wait for
+/// one it has not seen indexed yet: the entry and its links travel the DHT
+/// separately, so the entry can arrive first.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssignmentStanding {
+    /// The latest round for its shard.
+    Live,
+    /// A later round for its shard supersedes it.
+    Retired,
+    /// Its content index does not list it (yet).
+    NotYetIndexed,
+}
+
 /// Answer of `get_publication_status`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublicationStatus {
