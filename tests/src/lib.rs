@@ -64,6 +64,44 @@ pub async fn packed_dna_with(properties: RegistryProperties) -> DnaFile {
     .expect("workdir/node_registry.dna is a valid DNA bundle")
 }
 
+/// A rendezvous started by another process, known by its addresses: a
+/// conductor in this process joins that network with it. The holochain
+/// process keeps most of an agent's memory even after its conductor shuts
+/// down, so a benchmark that puts more nodes on the DHT than a machine can
+/// run at once hosts them in short-lived processes that join this way.
+pub struct FixedRendezvous {
+    /// The bootstrap server's URL.
+    pub bootstrap: String,
+    /// The relay's URL.
+    pub relay: String,
+}
+
+impl SweetRendezvous for FixedRendezvous {
+    fn bootstrap_addr(&self) -> &str {
+        &self.bootstrap
+    }
+
+    fn relay_addr(&self) -> &str {
+        &self.relay
+    }
+}
+
+/// A rendezvous conductor config whose bootstrap client polls every
+/// `poll_ms` at most (kitsune2 backs off to five minutes by default): for
+/// conductors in several processes, which cannot exchange peer info
+/// directly and learn of each other only from the bootstrap server.
+pub fn polling_bootstrap(poll_ms: u32) -> SweetConductorConfig {
+    SweetConductorConfig::rendezvous(true).tune_network_config(|network| {
+        let mut advanced = network
+            .advanced
+            .take()
+            .unwrap_or_else(|| serde_json::json!({}));
+        advanced["coreBootstrap"]["backoffMinMs"] = serde_json::json!(poll_ms.min(1000));
+        advanced["coreBootstrap"]["backoffMaxMs"] = serde_json::json!(poll_ms);
+        network.advanced = Some(advanced);
+    })
+}
+
 /// One agent's cell on one conductor of a [`Network`].
 #[derive(Clone)]
 pub struct Peer {
@@ -109,6 +147,15 @@ impl Network {
         Self::start_with_dna(n, packed_dna_with(properties).await).await
     }
 
+    /// As [`Network::start_with`], each conductor configured by `config`.
+    pub async fn start_with_config(
+        n: usize,
+        properties: RegistryProperties,
+        config: SweetConductorConfig,
+    ) -> Network {
+        Self::start_with_dna_config(n, packed_dna_with(properties).await, config).await
+    }
+
     /// Adds `count` more agents with the hApp on conductor `conductor`,
     /// returning their peer indices.
     pub async fn add_agents(&mut self, conductor: usize, count: usize, prefix: &str) -> Vec<usize> {
@@ -130,7 +177,15 @@ impl Network {
     }
 
     async fn start_with_dna(n: usize, dna: DnaFile) -> Network {
-        let mut conductors = SweetConductorBatch::standard(n).await;
+        Self::start_with_dna_config(n, dna, SweetConductorConfig::rendezvous(true)).await
+    }
+
+    async fn start_with_dna_config(
+        n: usize,
+        dna: DnaFile,
+        config: SweetConductorConfig,
+    ) -> Network {
+        let mut conductors = SweetConductorBatch::from_config_rendezvous(n, config).await;
         let apps = conductors
             .setup_app(APP_ID, &[(ROLE.to_string(), dna.clone())])
             .await
@@ -153,15 +208,26 @@ impl Network {
         }
     }
 
-    /// Disables `peer`'s app: its cell stops and frees its memory, while
-    /// what it published stays on the DHT (a node that went dark). Calls as
-    /// that peer fail afterwards.
+    /// Disables `peer`'s app: its cell stops, while what it published stays
+    /// on the DHT (a node that went dark). Calls as that peer fail
+    /// afterwards. (The process keeps most of the cell's memory, as it does
+    /// after a conductor shuts down: to return it, run agents in another
+    /// process, see [`FixedRendezvous`].)
     pub async fn retire(&self, peer: usize) {
         let p = &self.peers[peer];
         self.conductors[p.conductor]
             .disable_app(p.app_id.clone(), DisabledAppReason::User)
             .await
             .expect("the app disables");
+    }
+
+    /// The bootstrap and relay addresses of the network's rendezvous, for a
+    /// conductor in another process to join (see [`FixedRendezvous`]).
+    pub fn rendezvous_addrs(&self) -> (String, String) {
+        let r = self.conductors[0]
+            .get_rendezvous_config()
+            .expect("the network's conductors share a rendezvous");
+        (r.bootstrap_addr().to_string(), r.relay_addr().to_string())
     }
 
     /// Calls a coordinator function as `peer`, panicking on error.

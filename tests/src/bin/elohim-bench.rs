@@ -2,11 +2,14 @@
 //! local network of conductors, and prints a table and a JSON report.
 //!
 //! Two parts:
-//! - the registry: agents on several conductors register and beat one by
-//!   one (registration and heartbeat latency), installed in waves and
-//!   retired once present (a retired cell frees its memory; what it
-//!   published stays on the DHT), so the registry can grow past what this
-//!   machine runs at once. At each size the observer samples
+//! - the registry: agents register and beat one by one (registration and
+//!   heartbeat latency). They come in waves, each on a conductor in a worker
+//!   process of its own (this binary, `--worker`) that exits once the
+//!   observer sees its nodes: what they published stays on the DHT, held by
+//!   the conductors of this process, and their memory goes back to the
+//!   machine (a holochain process keeps most of an agent's memory even
+//!   after its conductor shuts down), so the registry can grow past what
+//!   this machine runs at once. At each size the observer samples
 //!   `get_available_custodians`; its source chain is dumped around
 //!   heartbeats to count the records, bytes and DHT ops a heartbeat adds;
 //! - custody: conductors with their sidecars (the custody suites' fast
@@ -44,7 +47,7 @@ fn usage() -> ! {
         "usage: elohim-bench [--agents N (40)] [--conductors N (4)] [--samples N (40)] \
          [--sidecars N (9)] [--sizes-mib 10,100] \
          [--strategies full_replica,erasure_coded,threshold_split] [--out bench.json] [--skip-registry] [--skip-custody] \
-         [--wave N (50)] [--window-secs S (3600)]"
+         [--wave N (200), nodes per worker process] [--window-secs S (3600)]"
     );
     std::process::exit(2)
 }
@@ -64,7 +67,7 @@ fn parse_args() -> Args {
         out: "bench.json".into(),
         skip_registry: false,
         skip_custody: false,
-        wave: 50,
+        wave: 200,
         window_secs: 3600,
     };
     let mut it = std::env::args().skip(1);
@@ -322,21 +325,298 @@ async fn await_present(net: &Network, n: usize) -> usize {
     }
 }
 
+/// How often the conductors of the registry benchmark ask the bootstrap
+/// server for peers at most: workers in other processes are found only
+/// through it.
+const BOOTSTRAP_POLL_MS: u32 = 1000;
+
+/// A worker process hosting one wave of nodes (see the module doc).
+struct Worker {
+    child: tokio::process::Child,
+    /// Registration and first-heartbeat latency of each of its nodes.
+    timings: Vec<(Duration, Duration)>,
+}
+
+impl Worker {
+    /// Starts a worker whose `count` agents register as nodes `n{first}`
+    /// onwards and beat once, and waits until they have.
+    async fn start(
+        net: &Network,
+        bootstrap: &str,
+        relay: &str,
+        observer: &AgentPubKey,
+        first: usize,
+        count: usize,
+        window_secs: u32,
+    ) -> Result<Worker, String> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let began = Instant::now();
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = tokio::process::Command::new(exe)
+            .args([
+                "--worker",
+                bootstrap,
+                relay,
+                &observer.to_string(),
+                &first.to_string(),
+                &count.to_string(),
+                &window_secs.to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut timings = Vec::new();
+        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["joined", keys @ ..] => {
+                    let keys: Vec<AgentPubKey> = keys
+                        .iter()
+                        .map(|k| AgentPubKey::try_from(*k).map_err(|e| format!("{k}: {e:?}")))
+                        .collect::<Result<_, _>>()?;
+                    let t = Instant::now();
+                    await_known(net, &keys).await;
+                    eprintln!(
+                        "    nodes n{first}..n{}: their conductor joined after {:.1} s, known here after {:.1} s more",
+                        first + count - 1,
+                        began.elapsed().as_secs_f64() - t.elapsed().as_secs_f64(),
+                        t.elapsed().as_secs_f64()
+                    );
+                    let stdin = child.stdin.as_mut().ok_or("no stdin")?;
+                    stdin
+                        .write_all(b"go\n")
+                        .await
+                        .map_err(|e| format!("telling the worker to go: {e}"))?;
+                }
+                ["ready"] => return Ok(Worker { child, timings }),
+                ["timing", r, b] => {
+                    let us = |v: &str| {
+                        v.parse()
+                            .map(Duration::from_micros)
+                            .map_err(|_| line.clone())
+                    };
+                    timings.push((us(r)?, us(b)?));
+                }
+                _ => return Err(format!("unexpected line {line:?}")),
+            }
+        }
+        Err(format!("exited early: {:?}", child.wait().await))
+    }
+
+    /// Asks the worker to leave the network and exit, and waits for it.
+    async fn stop(mut self) {
+        use tokio::io::AsyncWriteExt;
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"stop\n").await;
+        }
+        match tokio::time::timeout(Duration::from_secs(120), self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            other => eprintln!("  a worker did not exit cleanly: {other:?}"),
+        }
+    }
+}
+
+/// Waits (at most two minutes) until every conductor of `net` holds an
+/// agent info with an address for each of `agents` (learnt from the
+/// bootstrap server).
+async fn await_known(net: &Network, agents: &[AgentPubKey]) {
+    let dna_hash = net.peers[0].cell.cell_id().dna_hash().clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for conductor in net.conductors.iter() {
+        loop {
+            if knows_all(&reachable_in(conductor, &dna_hash).await, agents) {
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("  a worker's agents were still unknown here after 2 minutes");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The agents a peer store can reach: a live agent info with an address.
+async fn reachable_in(
+    conductor: &holochain::sweettest::SweetConductor,
+    dna_hash: &DnaHash,
+) -> std::collections::HashSet<Vec<u8>> {
+    conductor
+        .holochain_p2p()
+        .peer_store(dna_hash.clone())
+        .await
+        .expect("the peer store opens")
+        .get_all()
+        .await
+        .expect("the peer store reads")
+        .iter()
+        .filter(|i| !i.is_tombstone && i.url.is_some())
+        .map(|i| i.agent.to_vec())
+        .collect()
+}
+
+/// Whether every one of `agents` is among `reachable`.
+fn knows_all(reachable: &std::collections::HashSet<Vec<u8>>, agents: &[AgentPubKey]) -> bool {
+    agents.iter().all(|a| reachable.contains(a.get_raw_32()))
+}
+
+/// Waits (at most two minutes) until this conductor's agents have a
+/// network address and the observer's is known: what a cell publishes
+/// before its conductor has its relay address is dropped, not retried (the
+/// DHT gets it later by gossip, which can take minutes).
+async fn await_reachable(
+    conductor: &holochain::sweettest::SweetConductor,
+    dna_hash: DnaHash,
+    mine: &[AgentPubKey],
+    observer: &AgentPubKey,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let reachable = reachable_in(conductor, &dna_hash).await;
+        if knows_all(&reachable, mine) && knows_all(&reachable, std::slice::from_ref(observer)) {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "  a worker went on without its relay address or the observer's after 2 minutes"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for `word` on a line of standard input (or its end).
+async fn wait_for_line(word: &'static str) {
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        while std::io::stdin()
+            .read_line(&mut line)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+            && line.trim() != word
+        {
+            line.clear();
+        }
+    })
+    .await;
+}
+
+/// The worker side: `--worker BOOTSTRAP RELAY OBSERVER FIRST COUNT WINDOW_SECS`.
+/// Joins the network at that rendezvous, registers and beats `COUNT` nodes,
+/// prints their timings then `ready`, and on `stop` (or end of input)
+/// disables their apps (they leave the network) and exits.
+async fn run_worker(args: &[String]) {
+    let [bootstrap, relay, observer, first, count, window] = args else {
+        eprintln!("elohim-bench --worker needs BOOTSTRAP RELAY OBSERVER FIRST COUNT WINDOW_SECS");
+        std::process::exit(2)
+    };
+    let observer = AgentPubKey::try_from(observer.as_str()).unwrap_or_else(|e| {
+        eprintln!("elohim-bench --worker: observer {observer:?} is not an agent key: {e:?}");
+        std::process::exit(2)
+    });
+    let number = |v: &String| -> usize {
+        v.parse().unwrap_or_else(|_| {
+            eprintln!("elohim-bench --worker: {v:?} is not a whole number");
+            std::process::exit(2)
+        })
+    };
+    let (first, count) = (number(first), number(count));
+    // The conductor's log goes to stderr (the bench's own) when RUST_LOG
+    // asks for it, to see why a worker's nodes do not show up.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let dna = packed_dna_with(RegistryProperties {
+        failure_window_secs: number(window) as u32,
+        ..Default::default()
+    })
+    .await;
+    let rendezvous: holochain::sweettest::DynSweetRendezvous =
+        std::sync::Arc::new(FixedRendezvous {
+            bootstrap: bootstrap.clone(),
+            relay: relay.clone(),
+        });
+    // What a cell publishes before its new conductor has its relay address
+    // is dropped; republishing every few seconds (not every five minutes)
+    // gets it out as soon as the address is there.
+    let config = polling_bootstrap(BOOTSTRAP_POLL_MS).tune_conductor(|t| {
+        t.min_publish_interval = Some(Duration::from_secs(3));
+        t.publish_trigger_interval = Some(Duration::from_secs(1));
+    });
+    let mut conductor =
+        holochain::sweettest::SweetConductor::from_config_rendezvous(config, rendezvous).await;
+    let apps = conductor
+        .setup_apps(&format!("n{first}-"), count, &[(ROLE.to_string(), dna)])
+        .await
+        .expect("the worker's agents install");
+    let apps = apps.into_inner();
+    let mine: Vec<AgentPubKey> = apps.iter().map(|a| a.agent().clone()).collect();
+    let dna_hash = apps[0].cells()[0].cell_id().dna_hash().clone();
+    await_reachable(&conductor, dna_hash, &mine, &observer).await;
+    // The observer drops messages from a peer it has no agent info for:
+    // say who we are and wait until it knows us.
+    let keys: Vec<String> = mine.iter().map(|k| k.to_string()).collect();
+    println!("joined {}", keys.join(" "));
+    wait_for_line("go").await;
+    let mut app_ids = Vec::new();
+    for (k, app) in apps.into_iter().enumerate() {
+        let cell = app.cells()[0].clone();
+        app_ids.push(app.installed_app_id().clone());
+        let label = format!("n{}", first + k);
+        let peer = Peer {
+            conductor: 0,
+            cell: cell.clone(),
+            app_id: app.installed_app_id().clone(),
+        };
+        let r = registration(&peer, &label, "eu-west");
+        let id = r.node_id.clone();
+        let zome = cell.zome(COORDINATOR);
+        let (res, dr) =
+            timed(conductor.call_fallible::<_, ActionHash>(&zome, "register_node", r)).await;
+        res.unwrap_or_else(|e| panic!("registering node {label}: {e:?}"));
+        let (res, db) = timed(conductor.call_fallible::<_, ActionHash>(
+            &zome,
+            "heartbeat",
+            heartbeat(&id, "online"),
+        ))
+        .await;
+        res.unwrap_or_else(|e| panic!("heartbeat of node {label}: {e:?}"));
+        println!("timing {} {}", dr.as_micros(), db.as_micros());
+    }
+    println!("ready");
+    wait_for_line("stop").await;
+    for id in app_ids {
+        let _ = conductor.disable_app(id, DisabledAppReason::User).await;
+    }
+    conductor.shutdown().await;
+}
+
 async fn bench_registry(a: &Args, report: &mut Report) {
     eprintln!(
-        "registry: {} nodes on {} conductors, installed {} at a time and retired once \
-         registered and beating (failure window of this network: {} s)",
+        "registry: {} nodes: {} conductors hold the DHT, the nodes come {} at a time in worker \
+         processes that exit once their nodes are registered, beating and seen (failure window \
+         of this network: {} s)",
         a.agents, a.conductors, a.wave, a.window_secs
     );
     // A long failure window: a node that beat once stays present while the
     // registry grows, so the registry can hold more nodes than this machine
     // can keep running at once.
-    let mut net = Network::start_with(
+    let net = Network::start_with_config(
         a.conductors,
         RegistryProperties {
             failure_window_secs: a.window_secs,
             ..Default::default()
         },
+        polling_bootstrap(BOOTSTRAP_POLL_MS),
     )
     .await;
     let steps: Vec<usize> = [5, 10, 20, 40, 80, 160, 320, 640, 1000, 2000]
@@ -347,46 +627,52 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     let mut reg = Vec::new();
     let mut beats = Vec::new();
     let mut registered = 0;
-    // Peer 0, on conductor 0, is the observer: registered first, never retired.
-    let mut pending: Vec<usize> = vec![0];
-    let mut wave_no = 0;
+    // Peer 0, on conductor 0, is the observer: registered first, never
+    // retired. Every later wave runs in a worker process that exits once the
+    // observer sees its nodes.
+    let (bootstrap, relay) = net.rendezvous_addrs();
+    let observer = net.peers[0].agent();
     let started = Instant::now();
     let mut visible = 0;
     for step in steps {
+        if registered == 0 {
+            let (dr, db) = register_and_beat(&net, 0, 0).await;
+            reg.push(dr);
+            beats.push(db);
+            registered = 1;
+        }
         while registered < step {
-            if pending.is_empty() {
-                let conductor = if a.conductors > 1 {
-                    1 + wave_no % (a.conductors - 1)
-                } else {
-                    0
-                };
-                let count = a.wave.min(step - registered);
-                pending = net
-                    .add_agents(conductor, count, &format!("w{wave_no}"))
-                    .await;
-                wave_no += 1;
-            }
-            let wave: Vec<usize> = std::mem::take(&mut pending);
-            let mut retire = Vec::new();
-            for &p in &wave {
-                if registered >= step {
-                    pending.push(p);
-                    continue;
-                }
-                let (dr, db) = register_and_beat(&net, p, registered).await;
+            let count = a.wave.min(step - registered);
+            let mut worker = Worker::start(
+                &net,
+                &bootstrap,
+                &relay,
+                &observer,
+                registered,
+                count,
+                a.window_secs,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("worker for nodes from n{registered}: {e}"));
+            for (dr, db) in std::mem::take(&mut worker.timings) {
                 reg.push(dr);
                 beats.push(db);
-                registered += 1;
-                if p != 0 {
-                    retire.push(p);
-                }
             }
-            // Retire only what the observer already sees: a retired cell
-            // publishes nothing more.
+            registered += count;
+            // Let the worker go only once the observer sees its nodes: a
+            // stopped conductor publishes nothing more.
+            let t = Instant::now();
             visible = await_present(&net, registered).await;
-            for p in retire {
-                net.retire(p).await;
-            }
+            eprintln!(
+                "    registered and beating; present for the observer after {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            worker.stop().await;
+            let dna_hash = net.peers[0].cell.cell_id().dna_hash().clone();
+            eprintln!(
+                "    worker gone; the observer's peer store still reaches {} agents",
+                reachable_in(&net.conductors[0], &dna_hash).await.len()
+            );
         }
         // What publishing asks (one region, six custodians, placement by
         // content), the same across every region, and the full listing.
@@ -721,6 +1007,11 @@ fn print_table(r: &Report) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--worker") {
+        run_worker(&argv[2..]).await;
+        return;
+    }
     let a = parse_args();
     let started = Instant::now();
     let mut report = Report {
