@@ -507,9 +507,17 @@ async fn retrying<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<
             Ok(v) => return Ok(v),
             Err(e) => {
                 let e = format!("{e:?}");
-                let transient = ["timeout", "DepMissingFromDht", "may be retried"]
-                    .iter()
-                    .any(|t| e.contains(t));
+                // The last: a call so slow (a loaded machine) that the
+                // entry's own time is a minute behind its action's; a new
+                // call stamps it anew.
+                let transient = [
+                    "timeout",
+                    "DepMissingFromDht",
+                    "may be retried",
+                    "away from its action's timestamp",
+                ]
+                .iter()
+                .any(|t| e.contains(t));
                 if !transient || attempt == 5 {
                     return Err(e);
                 }
