@@ -1263,9 +1263,7 @@ impl Custody {
                 ))
             }
             AssignmentStanding::NotYetIndexed => {
-                return Err(TransferError::NotYet(
-                    "this node does not see that assignment in its content's index yet".into(),
-                ))
+                return Err(TransferError::NotYet(NOT_YET_INDEXED.into()))
             }
         }
         if a.custodian_node_id != self.agent.node_id {
@@ -1344,9 +1342,7 @@ impl Custody {
             ));
         }
         if named && standing == AssignmentStanding::NotYetIndexed {
-            return Err(TransferError::NotYet(
-                "this node does not see that assignment in its content's index yet".into(),
-            ));
+            return Err(TransferError::NotYet(NOT_YET_INDEXED.into()));
         }
         Err(TransferError::Forbidden(
             "requester is neither the owner nor the custodian of a live assignment of this content"
@@ -1371,6 +1367,10 @@ impl Custody {
         found.ok_or_else(|| TransferError::NotYet("no such assignment on the DHT yet".into()))
     }
 }
+
+/// Why a transfer naming an assignment not yet in its content's index is
+/// answered "try again".
+const NOT_YET_INDEXED: &str = "this node does not see that assignment in its content's index yet";
 
 fn parse_key(h: &str) -> Result<ContentKey, CustodyError> {
     let bytes: Vec<u8> = (0..h.len())

@@ -292,15 +292,26 @@ async fn sample_selection(
     latency(d)
 }
 
-/// Registers peer `p` as node `n{i}` and beats once, timing both calls.
-async fn register_and_beat(net: &Network, p: usize, i: usize) -> (Duration, Duration) {
-    let r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
+/// Registers `peer` (on `conductor`) as node `label` and beats once, timing
+/// both calls (retries included).
+async fn register_and_beat(
+    conductor: &holochain::sweettest::SweetConductor,
+    peer: &Peer,
+    label: &str,
+) -> (Duration, Duration) {
+    let r = registration(peer, label, "eu-west");
     let id = r.node_id.clone();
-    let (res, dr) = timed(net.try_call::<_, ActionHash>(p, "register_node", r)).await;
-    res.unwrap_or_else(|e| panic!("registering node {i}: {e}"));
-    let (res, db) =
-        timed(net.try_call::<_, ActionHash>(p, "heartbeat", heartbeat(&id, "online"))).await;
-    res.unwrap_or_else(|e| panic!("heartbeat of node {i}: {e}"));
+    let zome = peer.cell.zome(COORDINATOR);
+    let (res, dr) = timed(retrying(label, || {
+        conductor.call_fallible::<_, ActionHash>(&zome, "register_node", r.clone())
+    }))
+    .await;
+    res.unwrap_or_else(|e| panic!("registering node {label}: {e}"));
+    let (res, db) = timed(retrying(label, || {
+        conductor.call_fallible::<_, ActionHash>(&zome, "heartbeat", heartbeat(&id, "online"))
+    }))
+    .await;
+    res.unwrap_or_else(|e| panic!("heartbeat of node {label}: {e}"));
     (dr, db)
 }
 
@@ -428,17 +439,10 @@ impl Worker {
 /// bootstrap server).
 async fn await_known(net: &Network, agents: &[AgentPubKey]) {
     let dna_hash = net.peers[0].cell.cell_id().dna_hash().clone();
-    let deadline = Instant::now() + Duration::from_secs(120);
     for conductor in net.conductors.iter() {
-        loop {
-            if knows_all(&reachable_in(conductor, &dna_hash).await, agents) {
-                break;
-            }
-            if Instant::now() > deadline {
-                eprintln!("  a worker's agents were still unknown here after 2 minutes");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        if !await_reachable(conductor, &dna_hash, agents).await {
+            eprintln!("  a worker's agents were still unknown here after 2 minutes");
+            return;
         }
     }
 }
@@ -462,32 +466,21 @@ async fn reachable_in(
         .collect()
 }
 
-/// Whether every one of `agents` is among `reachable`.
-fn knows_all(reachable: &std::collections::HashSet<Vec<u8>>, agents: &[AgentPubKey]) -> bool {
-    agents.iter().all(|a| reachable.contains(a.get_raw_32()))
-}
-
-/// Waits (at most two minutes) until this conductor's agents have a
-/// network address and the observer's is known: what a cell publishes
-/// before its conductor has its relay address is dropped, not retried (the
-/// DHT gets it later by gossip, which can take minutes).
+/// Waits (at most two minutes) until `conductor`'s peer store holds a live
+/// agent info with an address for each of `agents`; whether it did.
 async fn await_reachable(
     conductor: &holochain::sweettest::SweetConductor,
-    dna_hash: DnaHash,
-    mine: &[AgentPubKey],
-    observer: &AgentPubKey,
-) {
+    dna_hash: &DnaHash,
+    agents: &[AgentPubKey],
+) -> bool {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let reachable = reachable_in(conductor, &dna_hash).await;
-        if knows_all(&reachable, mine) && knows_all(&reachable, std::slice::from_ref(observer)) {
-            return;
+        let reachable = reachable_in(conductor, dna_hash).await;
+        if agents.iter().all(|a| reachable.contains(a.get_raw_32())) {
+            return true;
         }
         if Instant::now() > deadline {
-            eprintln!(
-                "  a worker went on without its relay address or the observer's after 2 minutes"
-            );
-            return;
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -600,7 +593,14 @@ async fn run_worker(args: &[String]) {
     let apps = apps.into_inner();
     let mine: Vec<AgentPubKey> = apps.iter().map(|a| a.agent().clone()).collect();
     let dna_hash = apps[0].cells()[0].cell_id().dna_hash().clone();
-    await_reachable(&conductor, dna_hash, &mine, &observer).await;
+    // What a cell publishes before its conductor has its relay address is
+    // dropped, not retried (the DHT gets it later by gossip, which can take
+    // minutes): wait until our agents have addresses and the observer's is
+    // known.
+    let both: Vec<AgentPubKey> = mine.iter().cloned().chain([observer]).collect();
+    if !await_reachable(&conductor, &dna_hash, &both).await {
+        eprintln!("  a worker went on without its relay address or the observer's after 2 minutes");
+    }
     // The observer drops messages from a peer it has no agent info for:
     // say who we are and wait until it knows us.
     let keys: Vec<String> = mine.iter().map(|k| k.to_string()).collect();
@@ -608,27 +608,13 @@ async fn run_worker(args: &[String]) {
     wait_for_line("go").await;
     let mut app_ids = Vec::new();
     for (k, app) in apps.into_iter().enumerate() {
-        let cell = app.cells()[0].clone();
         app_ids.push(app.installed_app_id().clone());
-        let label = format!("n{}", first + k);
         let peer = Peer {
             conductor: 0,
-            cell: cell.clone(),
+            cell: app.cells()[0].clone(),
             app_id: app.installed_app_id().clone(),
         };
-        let r = registration(&peer, &label, "eu-west");
-        let id = r.node_id.clone();
-        let zome = cell.zome(COORDINATOR);
-        let (res, dr) = timed(retrying(&label, || {
-            conductor.call_fallible::<_, ActionHash>(&zome, "register_node", r.clone())
-        }))
-        .await;
-        res.unwrap_or_else(|e| panic!("registering node {label}: {e}"));
-        let (res, db) = timed(retrying(&label, || {
-            conductor.call_fallible::<_, ActionHash>(&zome, "heartbeat", heartbeat(&id, "online"))
-        }))
-        .await;
-        res.unwrap_or_else(|e| panic!("heartbeat of node {label}: {e}"));
+        let (dr, db) = register_and_beat(&conductor, &peer, &format!("n{}", first + k)).await;
         println!("timing {} {}", dr.as_micros(), db.as_micros());
     }
     println!("ready");
@@ -673,11 +659,12 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     // observer sees its nodes.
     let (bootstrap, relay) = net.rendezvous_addrs();
     let observer = net.peers[0].agent();
+    let dna_hash = net.peers[0].cell.cell_id().dna_hash().clone();
     let started = Instant::now();
     let mut visible = 0;
     for step in steps {
         if registered == 0 {
-            let (dr, db) = register_and_beat(&net, 0, 0).await;
+            let (dr, db) = register_and_beat(&net.conductors[0], &net.peers[0], "n0").await;
             reg.push(dr);
             beats.push(db);
             registered = 1;
@@ -709,7 +696,6 @@ async fn bench_registry(a: &Args, report: &mut Report) {
                 t.elapsed().as_secs_f64()
             );
             worker.stop().await;
-            let dna_hash = net.peers[0].cell.cell_id().dna_hash().clone();
             eprintln!(
                 "    worker gone; the observer's peer store still reaches {} agents",
                 reachable_in(&net.conductors[0], &dna_hash).await.len()
