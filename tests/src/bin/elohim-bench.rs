@@ -514,7 +514,7 @@ async fn retrying<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<
                 if !transient || attempt == 5 {
                     return Err(e);
                 }
-                eprintln!("    {label}: attempt {attempt} failed, retrying: {e:.160}");
+                eprintln!("    {label}: attempt {attempt} failed, retrying: {e}");
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
             }
@@ -580,10 +580,18 @@ async fn run_worker(args: &[String]) {
     // What a cell publishes before its new conductor has its relay address
     // is dropped; republishing every few seconds (not every five minutes)
     // gets it out as soon as the address is there.
-    let config = polling_bootstrap(BOOTSTRAP_POLL_MS).tune_conductor(|t| {
-        t.min_publish_interval = Some(Duration::from_secs(3));
-        t.publish_trigger_interval = Some(Duration::from_secs(1));
-    });
+    //
+    // Its agents hold none of the DHT (a target arc factor of 0): the
+    // observer's conductors hold it all. A worker that held it too would
+    // sync and validate the whole registry every wave, the more the larger
+    // it grows; in a real network of that size a node holds only its
+    // neighbourhood's share.
+    let config = polling_bootstrap(BOOTSTRAP_POLL_MS)
+        .tune_conductor(|t| {
+            t.min_publish_interval = Some(Duration::from_secs(3));
+            t.publish_trigger_interval = Some(Duration::from_secs(1));
+        })
+        .tune_network_config(|n| n.target_arc_factor = 0);
     let mut conductor =
         holochain::sweettest::SweetConductor::from_config_rendezvous(config, rendezvous).await;
     let apps = conductor
