@@ -414,6 +414,14 @@ impl Worker {
                             .map_err(|_| line.clone())
                     };
                     timings.push((us(r)?, us(b)?));
+                    // Progress on a long wave (a few seconds a node).
+                    if timings.len() % 50 == 0 && timings.len() < count {
+                        eprintln!(
+                            "    {} of {count} registered and beating ({:.0} s)",
+                            timings.len(),
+                            began.elapsed().as_secs_f64()
+                        );
+                    }
                 }
                 _ => return Err(format!("unexpected line {line:?}")),
             }
