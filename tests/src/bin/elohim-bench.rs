@@ -496,8 +496,8 @@ async fn await_reachable(
 
 /// Runs a zome call up to five times while it fails in a way that may pass
 /// later (a dependency not yet on this conductor, a network read that timed
-/// out on the loaded machine), as the sidecar does; the time reported
-/// includes the retries.
+/// out on the loaded machine); any other failure ends the run at once. The
+/// time reported includes the retries.
 async fn retrying<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(
     label: &str,
     call: impl Fn() -> F,
