@@ -174,6 +174,17 @@ struct GrowthPoint {
     rss_mib: u64,
     /// Time since the first registration.
     elapsed_secs: f64,
+    /// Ops the DHT-holding conductors had not yet validated and integrated
+    /// when sampling began (after waiting for them to drain, see
+    /// [`await_integrated`]).
+    pending_ops: usize,
+    /// How long that wait took.
+    integrate_wait_secs: f64,
+    /// Cores this process used in the five seconds before sampling, with
+    /// no call running: the conductors' background work (gossip,
+    /// validation) that competes with the selections for this machine's
+    /// two cores.
+    background_cores: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -274,6 +285,69 @@ fn rss_mib() -> u64 {
         })
         .map(|kib| kib / 1024)
         .unwrap_or(0)
+}
+
+/// CPU time this process has used so far (Linux; zero elsewhere).
+fn cpu_time() -> Duration {
+    let ticks = || -> Option<u64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The fields after the command name (which may hold spaces) start
+        // at the third: utime and stime are the 14th and 15th, in clock
+        // ticks of 1/100 s (USER_HZ, fixed for /proc).
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    };
+    Duration::from_millis(ticks().unwrap_or(0) * 10)
+}
+
+/// Ops that the DHT-holding conductors (one cell each, peers `0..n`) hold
+/// in validation or integration limbo, counted over the whole store a page
+/// at a time.
+async fn pending_ops(net: &Network, holders: usize) -> usize {
+    let mut pending = 0;
+    for p in net.peers.iter().take(holders) {
+        let mut cursor = None;
+        loop {
+            let dump = net.conductors[p.conductor]
+                .dump_full_cell_state(p.cell.cell_id(), cursor, Some(5_000))
+                .await
+                .expect("cell state dumps");
+            let d = dump.integration_dump;
+            pending += d.validation_limbo.len() + d.integration_limbo.len();
+            match d.dht_ops_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    pending
+}
+
+/// Waits until the DHT-holding conductors have validated and integrated
+/// what the last wave published, so that selection is sampled on a settled
+/// registry rather than against that work for this machine's two cores.
+/// Gives up after `max`, or once the backlog has not shrunk for a minute
+/// (ops waiting on a dependency that no longer answers). Returns
+/// what is still pending.
+async fn await_integrated(net: &Network, holders: usize, max: Duration) -> usize {
+    let began = Instant::now();
+    let mut least = usize::MAX;
+    let mut least_at = Instant::now();
+    loop {
+        let pending = pending_ops(net, holders).await;
+        if pending < least {
+            least = pending;
+            least_at = Instant::now();
+        }
+        if pending == 0 || began.elapsed() > max || least_at.elapsed() > Duration::from_secs(60) {
+            eprintln!(
+                "    {pending} ops pending on the DHT holders after {:.0} s",
+                began.elapsed().as_secs_f64()
+            );
+            return pending;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
 }
 
 /// Samples one kind of selection query `samples` times from the observer.
@@ -717,6 +791,16 @@ async fn bench_registry(a: &Args, report: &mut Report) {
                 reachable_in(&net.conductors[0], &dna_hash).await.len()
             );
         }
+        let waited = Instant::now();
+        let pending = await_integrated(&net, a.conductors, Duration::from_secs(300)).await;
+        let integrate_wait_secs = waited.elapsed().as_secs_f64().round();
+        let (cpu0, wall0) = (cpu_time(), Instant::now());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let background_cores = ((cpu_time().saturating_sub(cpu0)).as_secs_f64()
+            / wall0.elapsed().as_secs_f64()
+            * 100.0)
+            .round()
+            / 100.0;
         // What publishing asks (one region, six custodians, placement by
         // content), the same across every region, and the full listing.
         let publish = sample_selection(&net, a.samples, |i| CustodianFilters {
@@ -742,11 +826,14 @@ async fn bench_registry(a: &Args, report: &mut Report) {
             get_available_custodians_any_region_limit6: any_region,
             rss_mib: rss_mib(),
             elapsed_secs: started.elapsed().as_secs_f64().round(),
+            pending_ops: pending,
+            integrate_wait_secs,
+            background_cores,
         };
         eprintln!(
             "  {registered:>5} registered, {visible:>5} visible ({} MiB, {} s): \
              one region limit 6 p50 {} ms p99 {} ms; any region limit 6 p50 {} ms p99 {} ms; \
-             full listing p50 {} ms p99 {} ms",
+             full listing p50 {} ms p99 {} ms; {} cores busy before sampling",
             point.rss_mib,
             point.elapsed_secs,
             point.get_available_custodians_region_limit6.p50_ms,
@@ -755,6 +842,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
             point.get_available_custodians_any_region_limit6.p99_ms,
             point.get_available_custodians.p50_ms,
             point.get_available_custodians.p99_ms,
+            point.background_cores,
         );
         report.registry_growth.push(point);
         // Each size is written as soon as it is measured: a long run that
@@ -766,9 +854,14 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     // Heartbeat cost: the calls above, and the observer's chain growth over
     // three more beats (in one presence bucket: no presence link), plus the
     // size of the presence links it wrote (one per failure window).
+    // One beat first: the observer's previous beat may be older than the
+    // heartbeat lookup reaches (it beat once, before the registry grew), and
+    // a beat after such a silence is a node coming back, which also
+    // rewrites its status index. A running node beats every 30 s.
+    let id0 = net.peers[0].node_id("n0");
+    let _: ActionHash = net.call(0, "heartbeat", heartbeat(&id0, "online")).await;
     let before = chain_records(&net, 0).await;
     let extra_beats = 3;
-    let id0 = net.peers[0].node_id("n0");
     for _ in 0..extra_beats {
         let _: ActionHash = net.call(0, "heartbeat", heartbeat(&id0, "online")).await;
     }
