@@ -40,6 +40,8 @@ struct Args {
     skip_custody: bool,
     wave: usize,
     window_secs: u32,
+    /// How often the DHT-holding conductors start a gossip round, ms.
+    gossip_ms: u32,
 }
 
 fn usage() -> ! {
@@ -47,7 +49,8 @@ fn usage() -> ! {
         "usage: elohim-bench [--agents N (40)] [--conductors N (4)] [--samples N (40)] \
          [--sidecars N (9)] [--sizes-mib 10,100] \
          [--strategies full_replica,erasure_coded,threshold_split] [--out bench.json] [--skip-registry] [--skip-custody] \
-         [--wave N (200), nodes per worker process] [--window-secs S (3600)]"
+         [--wave N (200), nodes per worker process] [--window-secs S (3600)] \
+         [--gossip-ms N (1000), gossip interval of the DHT holders; the shipped conductor's is 120000]"
     );
     std::process::exit(2)
 }
@@ -68,6 +71,7 @@ fn parse_args() -> Args {
         skip_registry: false,
         skip_custody: false,
         wave: 200,
+        gossip_ms: 1000,
         window_secs: 3600,
     };
     let mut it = std::env::args().skip(1);
@@ -113,6 +117,7 @@ fn parse_args() -> Args {
             "--window-secs" => {
                 a.window_secs = number("--window-secs", value("--window-secs")) as u32
             }
+            "--gossip-ms" => a.gossip_ms = number("--gossip-ms", value("--gossip-ms")) as u32,
             "--skip-registry" => a.skip_registry = true,
             "--skip-custody" => a.skip_custody = true,
             "-h" | "--help" => usage(),
@@ -128,10 +133,11 @@ fn parse_args() -> Args {
         || a.samples == 0
         || a.wave == 0
         || a.window_secs < 60
+        || a.gossip_ms < 100
     {
         eprintln!(
             "elohim-bench: need --agents >= --conductors >= 1, --samples >= 1, --wave >= 1, \
-             --window-secs >= 60 and --sidecars >= 5 \
+             --window-secs >= 60, --gossip-ms >= 100 and --sidecars >= 5 \
              (an owner, the custodians and a spare; with fewer than 8, contents get fewer shards)"
         );
         usage()
@@ -170,6 +176,9 @@ struct GrowthPoint {
     get_available_custodians_region_limit6: Latency,
     /// Six custodians from any region.
     get_available_custodians_any_region_limit6: Latency,
+    /// A zome call that does nothing (`ping`): the conductor's floor under
+    /// every call above, at the same moment.
+    call_floor: Latency,
     /// Resident memory of the benchmark (all conductors) at this point.
     rss_mib: u64,
     /// Time since the first registration.
@@ -228,6 +237,8 @@ struct Report {
     machine_cores: usize,
     agents: usize,
     conductors: usize,
+    /// Gossip interval of the DHT-holding conductors, ms.
+    holder_gossip_ms: u32,
     registration: Option<Latency>,
     registry_growth: Vec<GrowthPoint>,
     heartbeat: Option<HeartbeatCost>,
@@ -717,12 +728,13 @@ async fn run_worker(args: &[String]) {
 
 async fn bench_registry(a: &Args, report: &mut Report) {
     report.agents = a.agents;
+    report.holder_gossip_ms = a.gossip_ms;
     report.conductors = a.conductors;
     eprintln!(
         "registry: {} nodes: {} conductors hold the DHT, the nodes come {} at a time in worker \
          processes that exit once their nodes are registered, beating and seen (failure window \
-         of this network: {} s)",
-        a.agents, a.conductors, a.wave, a.window_secs
+         of this network: {} s; the holders gossip every {} ms)",
+        a.agents, a.conductors, a.wave, a.window_secs, a.gossip_ms
     );
     // A long failure window: a node that beat once stays present while the
     // registry grows, so the registry can hold more nodes than this machine
@@ -733,7 +745,15 @@ async fn bench_registry(a: &Args, report: &mut Report) {
             failure_window_secs: a.window_secs,
             ..Default::default()
         },
-        polling_bootstrap(BOOTSTRAP_POLL_MS),
+        // Sweettest's conductors start a gossip round every second, the
+        // shipped one every two minutes and with the same peer at most every
+        // five: on a large store each round costs the holders CPU that
+        // competes with the selections sampled here.
+        polling_bootstrap(BOOTSTRAP_POLL_MS).tune_network_config(|n| {
+            *n = std::mem::take(n)
+                .with_gossip_initiate_interval_ms(a.gossip_ms)
+                .with_gossip_min_initiate_interval_ms(a.gossip_ms);
+        }),
     )
     .await;
     let steps: Vec<usize> = [5, 10, 20, 40, 80, 160, 320, 640, 1000, 2000]
@@ -801,6 +821,12 @@ async fn bench_registry(a: &Args, report: &mut Report) {
             * 100.0)
             .round()
             / 100.0;
+        let mut floor = Vec::new();
+        for _ in 0..a.samples {
+            let ((), t) = timed(net.call::<_, ()>(0, "ping", ())).await;
+            floor.push(t);
+        }
+        let call_floor = latency(floor);
         // What publishing asks (one region, six custodians, placement by
         // content), the same across every region, and the full listing.
         let publish = sample_selection(&net, a.samples, |i| CustodianFilters {
@@ -824,6 +850,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
             get_available_custodians: listing,
             get_available_custodians_region_limit6: publish,
             get_available_custodians_any_region_limit6: any_region,
+            call_floor,
             rss_mib: rss_mib(),
             elapsed_secs: started.elapsed().as_secs_f64().round(),
             pending_ops: pending,
@@ -833,7 +860,8 @@ async fn bench_registry(a: &Args, report: &mut Report) {
         eprintln!(
             "  {registered:>5} registered, {visible:>5} visible ({} MiB, {} s): \
              one region limit 6 p50 {} ms p99 {} ms; any region limit 6 p50 {} ms p99 {} ms; \
-             full listing p50 {} ms p99 {} ms; {} cores busy before sampling",
+             full listing p50 {} ms p99 {} ms; empty call p50 {} ms p99 {} ms; \
+             {} cores busy before sampling",
             point.rss_mib,
             point.elapsed_secs,
             point.get_available_custodians_region_limit6.p50_ms,
@@ -842,6 +870,8 @@ async fn bench_registry(a: &Args, report: &mut Report) {
             point.get_available_custodians_any_region_limit6.p99_ms,
             point.get_available_custodians.p50_ms,
             point.get_available_custodians.p99_ms,
+            point.call_floor.p50_ms,
+            point.call_floor.p99_ms,
             point.background_cores,
         );
         report.registry_growth.push(point);
@@ -1108,6 +1138,11 @@ fn print_table(r: &Report) {
                     g.registered, g.visible, l.p50_ms, l.p99_ms, l.max_ms, l.samples
                 );
             }
+            let f = &g.call_floor;
+            println!(
+                "| empty zome call (ping), {} registered | {} ms | {} ms | {} ms | {} |",
+                g.registered, f.p50_ms, f.p99_ms, f.max_ms, f.samples
+            );
         }
     }
     if let Some(h) = &r.heartbeat {
