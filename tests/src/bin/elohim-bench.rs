@@ -88,6 +88,12 @@ fn parse_args() -> Args {
                 usage()
             })
         };
+        let number_u32 = |name: &str, v: String| -> u32 {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("elohim-bench: {name} must be a whole number below 2^32, got {v:?}");
+                usage()
+            })
+        };
         match flag.as_str() {
             "--agents" => a.agents = number("--agents", value("--agents")),
             "--conductors" => a.conductors = number("--conductors", value("--conductors")),
@@ -114,10 +120,8 @@ fn parse_args() -> Args {
             }
             "--out" => a.out = value("--out").into(),
             "--wave" => a.wave = number("--wave", value("--wave")),
-            "--window-secs" => {
-                a.window_secs = number("--window-secs", value("--window-secs")) as u32
-            }
-            "--gossip-ms" => a.gossip_ms = number("--gossip-ms", value("--gossip-ms")) as u32,
+            "--window-secs" => a.window_secs = number_u32("--window-secs", value("--window-secs")),
+            "--gossip-ms" => a.gossip_ms = number_u32("--gossip-ms", value("--gossip-ms")),
             "--skip-registry" => a.skip_registry = true,
             "--skip-custody" => a.skip_custody = true,
             "-h" | "--help" => usage(),
