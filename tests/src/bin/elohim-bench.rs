@@ -55,6 +55,18 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
+/// A flag's whole-number value, or the usage after a clear error (also
+/// when it does not fit the flag's type).
+fn number<T: std::str::FromStr>(name: &str, v: String) -> T {
+    v.parse().unwrap_or_else(|_| {
+        eprintln!(
+            "elohim-bench: {name} must be a whole number of at most {} bits, got {v:?}",
+            std::mem::size_of::<T>() * 8
+        );
+        usage()
+    })
+}
+
 fn parse_args() -> Args {
     let mut a = Args {
         agents: 40,
@@ -82,18 +94,6 @@ fn parse_args() -> Args {
                 usage()
             })
         };
-        let number = |name: &str, v: String| -> usize {
-            v.parse().unwrap_or_else(|_| {
-                eprintln!("elohim-bench: {name} must be a whole number, got {v:?}");
-                usage()
-            })
-        };
-        let number_u32 = |name: &str, v: String| -> u32 {
-            v.parse().unwrap_or_else(|_| {
-                eprintln!("elohim-bench: {name} must be a whole number below 2^32, got {v:?}");
-                usage()
-            })
-        };
         match flag.as_str() {
             "--agents" => a.agents = number("--agents", value("--agents")),
             "--conductors" => a.conductors = number("--conductors", value("--conductors")),
@@ -102,7 +102,7 @@ fn parse_args() -> Args {
             "--sizes-mib" => {
                 a.sizes_mib = value("--sizes-mib")
                     .split(',')
-                    .map(|s| number("--sizes-mib", s.trim().to_string()) as u64)
+                    .map(|s| number::<u64>("--sizes-mib", s.trim().to_string()))
                     .collect()
             }
             "--strategies" => {
@@ -120,8 +120,8 @@ fn parse_args() -> Args {
             }
             "--out" => a.out = value("--out").into(),
             "--wave" => a.wave = number("--wave", value("--wave")),
-            "--window-secs" => a.window_secs = number_u32("--window-secs", value("--window-secs")),
-            "--gossip-ms" => a.gossip_ms = number_u32("--gossip-ms", value("--gossip-ms")),
+            "--window-secs" => a.window_secs = number("--window-secs", value("--window-secs")),
+            "--gossip-ms" => a.gossip_ms = number("--gossip-ms", value("--gossip-ms")),
             "--skip-registry" => a.skip_registry = true,
             "--skip-custody" => a.skip_custody = true,
             "-h" | "--help" => usage(),
@@ -342,9 +342,9 @@ async fn pending_ops(net: &Network, holders: usize) -> usize {
 /// what the last wave published, so that selection is sampled on a settled
 /// registry rather than against that work for this machine's two cores.
 /// Gives up after `max`, or once the backlog has not shrunk for a minute
-/// (ops waiting on a dependency that no longer answers). Returns
-/// what is still pending.
-async fn await_integrated(net: &Network, holders: usize, max: Duration) -> usize {
+/// (ops waiting on a dependency that no longer answers). Returns what is
+/// still pending, and how long it waited.
+async fn await_integrated(net: &Network, holders: usize, max: Duration) -> (usize, Duration) {
     let began = Instant::now();
     let mut least = usize::MAX;
     let mut least_at = Instant::now();
@@ -359,10 +359,30 @@ async fn await_integrated(net: &Network, holders: usize, max: Duration) -> usize
                 "    {pending} ops pending on the DHT holders after {:.0} s",
                 began.elapsed().as_secs_f64()
             );
-            return pending;
+            return (pending, began.elapsed());
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
+}
+
+/// Times one zome call of the observer `samples` times, the `i`th with
+/// `payload(i)`; `O` is what the call returns.
+async fn sample_calls<I, O>(
+    net: &Network,
+    samples: usize,
+    func: &str,
+    payload: impl Fn(usize) -> I,
+) -> Latency
+where
+    I: serde::Serialize + std::fmt::Debug,
+    O: serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut d = Vec::new();
+    for i in 0..samples {
+        let (_, t) = timed(net.call::<_, O>(0, func, payload(i))).await;
+        d.push(t);
+    }
+    latency(d)
 }
 
 /// Samples one kind of selection query `samples` times from the observer.
@@ -371,14 +391,7 @@ async fn sample_selection(
     samples: usize,
     filters: impl Fn(usize) -> CustodianFilters,
 ) -> Latency {
-    let mut d = Vec::new();
-    for i in 0..samples {
-        let (_, t) =
-            timed(net.call::<_, Vec<RankedCustodian>>(0, "get_available_custodians", filters(i)))
-                .await;
-        d.push(t);
-    }
-    latency(d)
+    sample_calls::<_, Vec<RankedCustodian>>(net, samples, "get_available_custodians", filters).await
 }
 
 /// Registers `peer` (on `conductor`) as node `label` and beats once, timing
@@ -815,9 +828,8 @@ async fn bench_registry(a: &Args, report: &mut Report) {
                 reachable_in(&net.conductors[0], &dna_hash).await.len()
             );
         }
-        let waited = Instant::now();
-        let pending = await_integrated(&net, a.conductors, Duration::from_secs(300)).await;
-        let integrate_wait_secs = waited.elapsed().as_secs_f64().round();
+        let (pending, waited) =
+            await_integrated(&net, a.conductors, Duration::from_secs(300)).await;
         let (cpu0, wall0) = (cpu_time(), Instant::now());
         tokio::time::sleep(Duration::from_secs(5)).await;
         let background_cores = ((cpu_time().saturating_sub(cpu0)).as_secs_f64()
@@ -825,12 +837,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
             * 100.0)
             .round()
             / 100.0;
-        let mut floor = Vec::new();
-        for _ in 0..a.samples {
-            let ((), t) = timed(net.call::<_, ()>(0, "ping", ())).await;
-            floor.push(t);
-        }
-        let call_floor = latency(floor);
+        let call_floor = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
         // What publishing asks (one region, six custodians, placement by
         // content), the same across every region, and the full listing.
         let publish = sample_selection(&net, a.samples, |i| CustodianFilters {
@@ -858,7 +865,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
             rss_mib: rss_mib(),
             elapsed_secs: started.elapsed().as_secs_f64().round(),
             pending_ops: pending,
-            integrate_wait_secs,
+            integrate_wait_secs: waited.as_secs_f64().round(),
             background_cores,
         };
         eprintln!(
