@@ -253,20 +253,8 @@ async fn concurrent_recovery_creates_no_duplicates() {
     await_declared(&net, a, &victim_id, policy).await;
 
     let (ra, rb): (RecoveryReport, RecoveryReport) = tokio::join!(
-        async {
-            net.node(a)
-                .agent
-                .call("trigger_disaster_recovery", victim_id.clone())
-                .await
-                .unwrap()
-        },
-        async {
-            net.node(b)
-                .agent
-                .call("trigger_disaster_recovery", victim_id.clone())
-                .await
-                .unwrap()
-        },
+        async { net.node(a).agent.recover(&victim_id).await.unwrap() },
+        async { net.node(b).agent.recover(&victim_id).await.unwrap() },
     );
     assert_eq!(ra.replacements.len(), 1);
     assert_eq!(rb.replacements.len(), 1);
@@ -300,12 +288,7 @@ async fn concurrent_recovery_creates_no_duplicates() {
     assert_eq!(history.len(), 4, "3 originals + 1 replacement");
 
     // A repeat run finds nothing left to do.
-    let again: RecoveryReport = net
-        .node(a)
-        .agent
-        .call("trigger_disaster_recovery", victim_id.clone())
-        .await
-        .unwrap();
+    let again = net.node(a).agent.recover(&victim_id).await.unwrap();
     assert!(
         again.replacements.is_empty() && again.unplaced.is_empty(),
         "{again:?}"

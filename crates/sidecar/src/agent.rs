@@ -89,7 +89,12 @@ pub fn build_registration(
 
 /// Delay before retry number `attempt` (0-based): 1 s doubling up to `max`.
 pub fn backoff(attempt: u32, max: Duration) -> Duration {
-    Duration::from_secs(1u64.checked_shl(attempt.min(30)).unwrap_or(u64::MAX)).min(max)
+    doubling(Duration::from_secs(1), attempt, max)
+}
+
+/// `first` doubled `attempt` times, at most `max`.
+fn doubling(first: Duration, attempt: u32, max: Duration) -> Duration {
+    first.saturating_mul(2u32.saturating_pow(attempt)).min(max)
 }
 
 /// What `elohim-sidecar status` shows.
@@ -152,6 +157,46 @@ pub enum SettingsError {
 /// How often a call that lost a commit race to another call of the same
 /// agent is run again.
 const HEAD_MOVED_RETRIES: u32 = 5;
+
+/// How long [`NodeAgent::retrying`] keeps trying a write that fails for a
+/// passing reason; long enough for a record written on another node to
+/// reach this one through a loaded DHT.
+pub const TRANSIENT_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Delay before the retry after failure number `attempt` (0-based) of a
+/// write: 250 ms doubling up to 4 s, so a race is re-run at once and a
+/// missing dependency is polled without hammering the conductor.
+fn retry_delay(attempt: u32) -> Duration {
+    doubling(Duration::from_millis(250), attempt, Duration::from_secs(4))
+}
+
+/// Runs `write` until it succeeds, fails with an error that is not
+/// [transient](ConductorError::is_transient), or has kept failing for
+/// `budget`; the last error is returned.
+async fn retry_transient<T, F, Fut>(budget: Duration, mut write: F) -> Result<T, ConductorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConductorError>>,
+{
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && started.elapsed() < budget => {
+                let wait = retry_delay(attempt);
+                if attempt == 0 {
+                    tracing::debug!("write failed ({e}); trying again in {wait:?}");
+                } else {
+                    tracing::info!("write failed again ({e}); trying again in {wait:?}");
+                }
+                attempt += 1;
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// Whether a call failed only because another call of this agent committed
 /// first (the conductor rolls the loser back whole).
@@ -244,27 +289,19 @@ impl NodeAgent {
         Ok(self.retrying(|| self.register()).await?)
     }
 
-    /// Runs a write a few times: a heartbeat committing at the same moment
+    /// Runs a write until it succeeds, fails for good, or has failed for
+    /// [`TRANSIENT_RETRY_FOR`]: a heartbeat committing at the same moment
     /// moves the source chain's head and fails the other write, and a
     /// record the write depends on (a custodian's registration) may not have
-    /// reached this node's store yet; both just have to be tried again.
-    pub(crate) async fn retrying<T, F, Fut>(&self, mut write: F) -> Result<T, ConductorError>
+    /// reached this node's store yet, which on a busy network takes seconds;
+    /// both just have to be tried again. Errors that trying again cannot
+    /// mend (a validation refusal) are returned at once.
+    pub(crate) async fn retrying<T, F, Fut>(&self, write: F) -> Result<T, ConductorError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ConductorError>>,
     {
-        let mut attempt = 0;
-        loop {
-            match write().await {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < 4 => {
-                    tracing::debug!("write failed ({e}); retrying");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        retry_transient(TRANSIENT_RETRY_FOR, write).await
     }
 
     /// Hands over what this node holds after opting out: every live
@@ -272,7 +309,15 @@ impl NodeAgent {
     /// (the repair path, run by the node itself while it is still up), and
     /// the new custodians fetch the shards from the content's holders.
     pub async fn hand_over(&self) -> Result<RecoveryReport, ConductorError> {
-        self.retrying(|| self.call("trigger_disaster_recovery", self.node_id.clone()))
+        self.recover(&self.node_id).await
+    }
+
+    /// Re-homes every live assignment of `node_id` (declared failed, or
+    /// this node opting out), waiting out a replacement custodian's
+    /// registration that has not reached this conductor yet. Safe to run
+    /// from several nodes at once: they reach the same decision.
+    pub async fn recover(&self, node_id: &str) -> Result<RecoveryReport, ConductorError> {
+        self.retrying(|| self.call("trigger_disaster_recovery", node_id.to_string()))
             .await
     }
 
@@ -535,6 +580,71 @@ mod tests {
         assert!(!is_head_moved(&err(
             "Validation failed while committing: rate limit"
         )));
+    }
+
+    fn zome_error(detail: &str) -> ConductorError {
+        ConductorError::ZomeCall {
+            function: "assign_custodian".into(),
+            detail: detail.into(),
+        }
+    }
+
+    const DEP_MISSING: &str = "ExternalApiWireError(InternalError(\"Source chain error: \
+        The commit could not be completed but may be retried: DepMissingFromDht([])\"))";
+
+    #[tokio::test]
+    async fn a_missing_dependency_is_waited_for() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let out = retry_transient(Duration::from_secs(30), || async {
+            match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 | 1 => Err(zome_error(DEP_MISSING)),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(out.unwrap(), 2, "succeeds on the third try");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_repeated() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let out: Result<(), _> = retry_transient(Duration::from_secs(30), || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(zome_error("Validation failed while committing: rate limit"))
+        })
+        .await;
+        assert!(out.unwrap_err().to_string().contains("rate limit"));
+        assert_eq!(calls.into_inner(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dependency_that_never_arrives_gives_up_after_the_budget() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let started = Instant::now();
+        let out: Result<(), _> = retry_transient(Duration::from_millis(600), || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(zome_error(DEP_MISSING))
+        })
+        .await;
+        assert!(out.unwrap_err().to_string().contains("DepMissingFromDht"));
+        // 250 ms, then 500 ms: the budget is spent after the third try
+        // (the second, if the machine stalled the first sleep).
+        assert!((2..=3).contains(&calls.into_inner()));
+        assert!(started.elapsed() >= Duration::from_millis(600));
+    }
+
+    #[test]
+    fn only_passing_failures_are_transient() {
+        assert!(zome_error(DEP_MISSING).is_transient());
+        assert!(zome_error("source chain head has moved since the bundle began").is_transient());
+        assert!(!zome_error("Validation failed while committing: rate limit").is_transient());
+        assert!(!ConductorError::Start("no keystore".into()).is_transient());
+    }
+
+    #[test]
+    fn retry_delays_double_to_a_cap() {
+        let d: Vec<u64> = (0..7).map(|a| retry_delay(a).as_millis() as u64).collect();
+        assert_eq!(d, [250, 500, 1000, 2000, 4000, 4000, 4000]);
     }
 
     fn cap() -> MachineCapacity {

@@ -71,6 +71,29 @@ impl ConductorError {
         .iter()
         .any(|s| detail.contains(s))
     }
+
+    /// Whether the same call may succeed if tried again a little later: the
+    /// websocket dropped, another call of this agent committed first, a
+    /// record the write depends on (a custodian's registration) has not
+    /// reached this conductor yet, or a network read timed out. A refusal by
+    /// validation, or bad input, is final and is not worth repeating.
+    pub fn is_transient(&self) -> bool {
+        if self.is_connection_lost() {
+            return true;
+        }
+        let ConductorError::ZomeCall { detail, .. } = self else {
+            return false;
+        };
+        [
+            "DepMissingFromDht",
+            "may be retried",
+            "source chain head has moved",
+            "Timeout",
+            "timed out",
+        ]
+        .iter()
+        .any(|s| detail.contains(s))
+    }
 }
 
 fn api<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> ConductorError {

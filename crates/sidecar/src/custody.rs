@@ -1194,10 +1194,7 @@ impl Custody {
                     continue;
                 }
             }
-            let report: RecoveryReport = self
-                .agent
-                .call("trigger_disaster_recovery", node.node_id.clone())
-                .await?;
+            let report = self.agent.recover(&node.node_id).await?;
             if !report.replacements.is_empty() || !report.unplaced.is_empty() {
                 tracing::info!(
                     "recovery for {}: {} shards re-homed, {} unplaced",
