@@ -359,6 +359,46 @@ pub fn registration(peer: &Peer, label: &str, region: &str) -> NodeRegistration 
     }
 }
 
+/// A valid round-0 assignment, placed by its owner, of the one shard of a
+/// 1000-byte content `content_id` (full replica) to `custodian`.
+pub fn assignment(
+    owner: AgentPubKey,
+    content_id: &str,
+    custodian: &NodeRegistration,
+    custodian_hash: ActionHash,
+) -> CustodianAssignment {
+    CustodianAssignment {
+        assignment_id: registry_core::assignment::assignment_id(content_id, 0, 0),
+        content_id: content_id.into(),
+        content_hash: "ab".repeat(32),
+        content_size_bytes: 1000,
+        shard_size_bytes: 1000,
+        shard_hash: "cd".repeat(32),
+        owner_agent: owner,
+        reach: "private".into(),
+        custodian_node_id: custodian.node_id.clone(),
+        custodian_registration: custodian_hash,
+        strategy: "full_replica".into(),
+        threshold: 1,
+        shard_count: 1,
+        shard_index: 0,
+        round_custodians: vec![custodian.node_id.clone()],
+        decided_by: "publisher".into(),
+        decision_round: 0,
+        replaces: None,
+        preferred_region: None,
+        required_tier: None,
+        quorum_proposal: None,
+        quorum_votes: vec![],
+        relationship: None,
+    }
+}
+
+/// The entry hash of an assignment, as the DHT stores it.
+pub fn assignment_hash(a: &CustodianAssignment) -> EntryHash {
+    EntryHash::with_data_sync(&Entry::try_from(a.clone()).expect("an assignment serializes"))
+}
+
 /// A heartbeat of `node_id`, now.
 pub fn heartbeat(node_id: &str, status: &str) -> NodeHeartbeat {
     NodeHeartbeat {

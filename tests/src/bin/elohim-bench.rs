@@ -42,6 +42,9 @@ struct Args {
     window_secs: u32,
     /// How often the DHT-holding conductors start a gossip round, ms.
     gossip_ms: u32,
+    /// Contents each node holds when selection is sampled under custody
+    /// load, one level after another (empty: not sampled).
+    custody_load: Vec<usize>,
 }
 
 fn usage() -> ! {
@@ -50,7 +53,8 @@ fn usage() -> ! {
          [--sidecars N (9)] [--sizes-mib 10,100] \
          [--strategies full_replica,erasure_coded,threshold_split] [--out bench.json] [--skip-registry] [--skip-custody] \
          [--wave N (200), nodes per worker process] [--window-secs S (3600)] \
-         [--gossip-ms N (1000), gossip interval of the DHT holders; the shipped conductor's is 120000]"
+         [--gossip-ms N (1000), gossip interval of the DHT holders; the shipped conductor's is 120000] \
+         [--custody-load 0,2,8: after the registry, sample selection again with each node holding that many contents]"
     );
     std::process::exit(2)
 }
@@ -85,6 +89,7 @@ fn parse_args() -> Args {
         wave: 200,
         gossip_ms: 1000,
         window_secs: 3600,
+        custody_load: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -122,6 +127,16 @@ fn parse_args() -> Args {
             "--wave" => a.wave = number("--wave", value("--wave")),
             "--window-secs" => a.window_secs = number("--window-secs", value("--window-secs")),
             "--gossip-ms" => a.gossip_ms = number("--gossip-ms", value("--gossip-ms")),
+            "--custody-load" => {
+                a.custody_load = value("--custody-load")
+                    .split(',')
+                    .map(|s| number::<usize>("--custody-load", s.trim().to_string()))
+                    .collect();
+                if !a.custody_load.is_sorted() {
+                    eprintln!("elohim-bench: --custody-load levels must grow");
+                    usage()
+                }
+            }
             "--skip-registry" => a.skip_registry = true,
             "--skip-custody" => a.skip_custody = true,
             "-h" | "--help" => usage(),
@@ -200,6 +215,23 @@ struct GrowthPoint {
     background_cores: f64,
 }
 
+/// Selection when the candidates already hold content: what a custodian
+/// holds is read to know its room, so this shows whether that read grows
+/// with what the network stores.
+#[derive(Debug, Clone, Serialize)]
+struct CustodyLoadPoint {
+    /// Contents (one shard each) every node but the observer holds.
+    contents_per_node: usize,
+    /// Assignments in the registry.
+    assignments: usize,
+    /// As `GrowthPoint::get_available_custodians_region_limit6`.
+    get_available_custodians_region_limit6: Latency,
+    /// How long writing this level's assignments took, per assignment.
+    assign_ms: f64,
+    /// As `GrowthPoint::background_cores`.
+    background_cores: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct HeartbeatCost {
     call: Latency,
@@ -246,6 +278,7 @@ struct Report {
     registration: Option<Latency>,
     registry_growth: Vec<GrowthPoint>,
     heartbeat: Option<HeartbeatCost>,
+    custody_load: Vec<CustodyLoadPoint>,
     repairs: Vec<RepairRow>,
     total_secs: f64,
 }
@@ -363,6 +396,14 @@ async fn await_integrated(net: &Network, holders: usize, max: Duration) -> (usiz
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
+}
+
+/// Cores this process uses over five seconds with no call running.
+async fn background_cores() -> f64 {
+    let (cpu0, wall0) = (cpu_time(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    (cpu_time().saturating_sub(cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64() * 100.0).round()
+        / 100.0
 }
 
 /// Times one zome call of the observer `samples` times, the `i`th with
@@ -830,13 +871,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
         }
         let (pending, waited) =
             await_integrated(&net, a.conductors, Duration::from_secs(300)).await;
-        let (cpu0, wall0) = (cpu_time(), Instant::now());
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let background_cores = ((cpu_time().saturating_sub(cpu0)).as_secs_f64()
-            / wall0.elapsed().as_secs_f64()
-            * 100.0)
-            .round()
-            / 100.0;
+        let background_cores = background_cores().await;
         let call_floor = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
         // What publishing asks (one region, six custodians, placement by
         // content), the same across every region, and the full listing.
@@ -933,6 +968,86 @@ async fn bench_registry(a: &Args, report: &mut Report) {
         bytes_per_node_per_day: bytes * day as f64 + presence_bytes * presence_per_day,
         ops_per_node_per_day: ops * day as f64 + 3.0 * presence_per_day,
     });
+    write_report(report, &a.out);
+
+    if !a.custody_load.is_empty() {
+        bench_custody_load(a, &net, report).await;
+    }
+}
+
+/// Samples publishing's selection again while every node holds more and
+/// more content: the observer, as owner, assigns each present node one-shard
+/// contents up to each level of `--custody-load`.
+async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
+    let nodes: Vec<RankedCustodian> = net
+        .call(0, "get_available_custodians", CustodianFilters::default())
+        .await;
+    let owner = net.peers[0].agent();
+    let nodes: Vec<RankedCustodian> = nodes
+        .into_iter()
+        .filter(|n| n.registration.agent_pub_key != owner)
+        .collect();
+    eprintln!(
+        "custody load: {} nodes take contents up to {:?} each",
+        nodes.len(),
+        a.custody_load
+    );
+    let mut held = 0;
+    let mut assignments = 0;
+    for &level in &a.custody_load {
+        let started = Instant::now();
+        let mut written = 0usize;
+        for c in held..level {
+            for (i, node) in nodes.iter().enumerate() {
+                let content_id = format!("load-{c}-{i}");
+                let mut assignment = assignment(
+                    owner.clone(),
+                    &content_id,
+                    &node.registration,
+                    node.registration_hash.clone(),
+                );
+                assignment.content_size_bytes = 1 << 20;
+                assignment.shard_size_bytes = 1 << 20;
+                retrying("assigning", || {
+                    net.try_call::<_, ActionHash>(0, "assign_custodian", assignment.clone())
+                })
+                .await
+                .unwrap_or_else(|e| panic!("assigning custody load: {e}"));
+                written += 1;
+            }
+            eprintln!(
+                "    {} of {} contents a node ({} s)",
+                c + 1,
+                level,
+                started.elapsed().as_secs()
+            );
+        }
+        let assign_ms = started.elapsed().as_secs_f64() * 1e3 / written.max(1) as f64;
+        assignments += written;
+        held = level;
+        let (pending, _) = await_integrated(net, a.conductors, Duration::from_secs(300)).await;
+        let background_cores = background_cores().await;
+        let publish = sample_selection(net, a.samples, |i| CustodianFilters {
+            region: Some("eu-west".into()),
+            limit: Some(6),
+            content_id: Some(format!("bench-content-{i}")),
+            ..Default::default()
+        })
+        .await;
+        eprintln!(
+            "  {level:>5} contents a node ({assignments} assignments, {pending} ops pending): \
+             one region limit 6 p50 {} ms p99 {} ms; {background_cores} cores busy before sampling",
+            publish.p50_ms, publish.p99_ms
+        );
+        report.custody_load.push(CustodyLoadPoint {
+            contents_per_node: level,
+            assignments,
+            get_available_custodians_region_limit6: publish,
+            assign_ms: (assign_ms * 10.0).round() / 10.0,
+            background_cores,
+        });
+        write_report(report, &a.out);
+    }
 }
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
