@@ -416,3 +416,99 @@ async fn placing_a_content_ranks_within_its_placement_set() {
         "the set must change some placement, or this test shows nothing"
     );
 }
+
+/// A node's committed custody (what selection takes from its cap) drops
+/// when a repair takes its shard, and, once its sidecar marks it, when
+/// another node's decision of the same round outranks its assignment.
+#[tokio::test(flavor = "multi_thread")]
+async fn custody_taken_by_a_later_decision_stops_counting() {
+    let mut net = Network::start_with(
+        1,
+        RegistryProperties {
+            failure_window_secs: 3600,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut peers = vec![0];
+    peers.extend(net.add_agents(0, 2, "node").await);
+    let mut nodes = Vec::new();
+    for (i, &p) in peers.iter().enumerate() {
+        let r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
+        let hash: ActionHash = net.call(p, "register_node", r.clone()).await;
+        let _: ActionHash = net
+            .call(p, "heartbeat", heartbeat(&r.node_id, "online"))
+            .await;
+        nodes.push((r, hash));
+    }
+    let owner = net.peers[0].agent();
+    let (alice, bob) = (&nodes[1], &nodes[2]);
+    // Free custody of alice and bob, once the selection sees `expected`.
+    let free_is = |expected: [u64; 2]| {
+        let (a, b) = (alice.0.node_id.clone(), bob.0.node_id.clone());
+        move |all: &Vec<RankedCustodian>| {
+            let free = |id: &str| {
+                all.iter()
+                    .find(|c| c.registration.node_id == id)
+                    .map(|c| c.free_custody_bytes)
+            };
+            [free(&a), free(&b)] == expected.map(Some)
+        }
+    };
+    let all: Vec<RankedCustodian> = net
+        .eventually(
+            0,
+            "get_available_custodians",
+            CustodianFilters::default(),
+            60,
+            |v: &Vec<RankedCustodian>| v.len() == 3,
+        )
+        .await;
+    let cap = all[0].free_custody_bytes;
+    assert!(all.iter().all(|c| c.free_custody_bytes == cap));
+    let selection_sees = |expected: [u64; 2]| {
+        net.eventually(
+            0,
+            "get_available_custodians",
+            CustodianFilters::default(),
+            60,
+            free_is(expected),
+        )
+    };
+
+    // Placed on alice, then repaired onto bob: the repair retires alice's.
+    let placed = assignment(owner.clone(), "photo", &alice.0, alice.1.clone());
+    let _: ActionHash = net.call(0, "assign_custodian", placed.clone()).await;
+    selection_sees([cap - 1000, cap]).await;
+    let mut repair = assignment(owner.clone(), "photo", &bob.0, bob.1.clone());
+    repair.decided_by = "disaster_recovery".into();
+    repair.decision_round = 1;
+    repair.assignment_id = registry_core::assignment::assignment_id("photo", 0, 1);
+    repair.replaces = Some(assignment_hash(&placed));
+    let _: ActionHash = net.call(0, "assign_custodian", repair).await;
+    selection_sees([cap, cap - 1000]).await;
+
+    // Two decisions of one round for one shard: both count until the
+    // loser's sidecar marks its assignment; only the loser has one to mark.
+    let on_alice = assignment(owner.clone(), "video", &alice.0, alice.1.clone());
+    let on_bob = assignment(owner, "video", &bob.0, bob.1.clone());
+    let _: ActionHash = net.call(0, "assign_custodian", on_alice.clone()).await;
+    let _: ActionHash = net.call(0, "assign_custodian", on_bob.clone()).await;
+    selection_sees([cap - 1000, cap - 2000]).await;
+    let alice_loses =
+        assignment_hash(&on_alice).get_raw_39() > assignment_hash(&on_bob).get_raw_39();
+    let marked =
+        |node: &NodeRegistration| net.call::<_, u32>(0, "retire_outranked", node.node_id.clone());
+    let (by_alice, by_bob) = (marked(&alice.0).await, marked(&bob.0).await);
+    assert_eq!(
+        (by_alice, by_bob),
+        if alice_loses { (1, 0) } else { (0, 1) }
+    );
+    if alice_loses {
+        selection_sees([cap, cap - 2000]).await;
+    } else {
+        selection_sees([cap - 1000, cap - 1000]).await;
+    }
+    let loser = if alice_loses { &alice.0 } else { &bob.0 };
+    assert_eq!(marked(loser).await, 0, "marked once");
+}

@@ -14,38 +14,6 @@ fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &
     }
 }
 
-fn assignment(
-    owner: &Peer,
-    custodian: &NodeRegistration,
-    custodian_hash: ActionHash,
-) -> CustodianAssignment {
-    CustodianAssignment {
-        assignment_id: registry_core::assignment::assignment_id("photo-1", 0, 0),
-        content_id: "photo-1".into(),
-        content_hash: "ab".repeat(32),
-        content_size_bytes: 1000,
-        shard_size_bytes: 1000,
-        shard_hash: "cd".repeat(32),
-        owner_agent: owner.agent(),
-        reach: "private".into(),
-        custodian_node_id: custodian.node_id.clone(),
-        custodian_registration: custodian_hash,
-        strategy: "full_replica".into(),
-        threshold: 1,
-        shard_count: 1,
-        shard_index: 0,
-        round_custodians: vec![custodian.node_id.clone()],
-        decided_by: "publisher".into(),
-        decision_round: 0,
-        replaces: None,
-        preferred_region: None,
-        required_tier: None,
-        quorum_proposal: None,
-        quorum_votes: vec![],
-        relationship: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_validation_rule_rejects() {
     let mut net = Network::start(2).await;
@@ -279,7 +247,7 @@ async fn every_validation_rule_rejects() {
 
     // --- assignment -----------------------------------------------------
     net.sync().await;
-    let ok = assignment(&b, &alice, alice_hash.clone());
+    let ok = assignment(b.agent(), "photo-1", &alice, alice_hash.clone());
     let bad_asg = |f: &dyn Fn(&mut CustodianAssignment)| {
         let mut x = ok.clone();
         f(&mut x);
@@ -359,6 +327,62 @@ async fn every_validation_rule_rejects() {
         );
     }
     let _: ActionHash = net.call(1, "assign_custodian", ok.clone()).await;
+
+    // --- retirement links -------------------------------------------------
+    // A second decision of the same round for the same shard: one of the
+    // two outranks the other, and only it may retire the other.
+    let mut other = ok.clone();
+    other.content_size_bytes = 2000;
+    let _: ActionHash = net.call(1, "assign_custodian", other.clone()).await;
+    let (h_ok, h_other) = (assignment_hash(&ok), assignment_hash(&other));
+    let (winner, loser) = if h_ok.get_raw_39() < h_other.get_raw_39() {
+        (h_ok, h_other)
+    } else {
+        (h_other, h_ok)
+    };
+    let custody_of = |node: &NodeRegistration| {
+        let net = &net;
+        let id = node.node_id.clone();
+        async move {
+            net.mallory::<_, EntryHash>(1, "custody_base_hash", id)
+                .await
+                .unwrap()
+        }
+    };
+    let (alice_custody, bob_custody) = (custody_of(&alice).await, custody_of(&bob_reg).await);
+    let retire = |base: &EntryHash, retired: &EntryHash, by: &EntryHash| {
+        net.mallory::<_, ActionHash>(
+            1,
+            "create_link_raw",
+            RawLinkInput {
+                base: base.clone().into(),
+                target: retired.clone().into(),
+                link_type: 22,
+                tag: holochain_serialized_bytes::encode(&RetirementSummary {
+                    superseded_by: by.clone(),
+                })
+                .unwrap(),
+            },
+        )
+    };
+    rejected(
+        "the live assignment marked retired by the one it outranks",
+        retire(&alice_custody, &winner, &loser).await,
+        "outranks it",
+    );
+    rejected(
+        "an assignment retiring itself",
+        retire(&alice_custody, &loser, &loser).await,
+        "outranks it",
+    );
+    rejected(
+        "a retirement on another node's index",
+        retire(&bob_custody, &loser, &winner).await,
+        "retired custodian's index",
+    );
+    retire(&alice_custody, &loser, &winner)
+        .await
+        .expect("anyone may mark an outranked assignment retired");
 
     // --- links ------------------------------------------------------------
     net.sync().await;

@@ -191,6 +191,18 @@ pub struct SlotClaim<K: Ord> {
     pub tiebreak: K,
 }
 
+impl<K: Ord> SlotClaim<K> {
+    /// Whether this claim takes its shard from `other`: the same shard, and
+    /// a later round or the same round with a lower tie-break. Once both
+    /// are indexed no reader sees `other` live again, so `other` can be
+    /// marked retired for good.
+    pub fn outranks(&self, other: &Self) -> bool {
+        self.shard_index == other.shard_index
+            && (self.round > other.round
+                || (self.round == other.round && self.tiebreak < other.tiebreak))
+    }
+}
+
 /// For each shard index, the position in `claims` of its live assignment:
 /// the highest round, then the lowest tie-break key.
 pub fn live_claims<K: Ord + Clone>(claims: &[SlotClaim<K>]) -> BTreeMap<u32, usize> {
@@ -198,8 +210,7 @@ pub fn live_claims<K: Ord + Clone>(claims: &[SlotClaim<K>]) -> BTreeMap<u32, usi
     for (i, c) in claims.iter().enumerate() {
         match best.get(&c.shard_index) {
             Some(&j) => {
-                let b = &claims[j];
-                if c.round > b.round || (c.round == b.round && c.tiebreak < b.tiebreak) {
+                if c.outranks(&claims[j]) {
                     best.insert(c.shard_index, i);
                 }
             }
@@ -214,6 +225,23 @@ pub fn live_claims<K: Ord + Clone>(claims: &[SlotClaim<K>]) -> BTreeMap<u32, usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claim(shard_index: u32, round: u32, tiebreak: u8) -> SlotClaim<u8> {
+        SlotClaim {
+            shard_index,
+            round,
+            tiebreak,
+        }
+    }
+
+    #[test]
+    fn a_later_round_or_a_lower_tiebreak_outranks_on_the_same_shard_only() {
+        assert!(claim(0, 1, 9).outranks(&claim(0, 0, 1)));
+        assert!(claim(0, 1, 1).outranks(&claim(0, 1, 2)));
+        assert!(!claim(0, 1, 2).outranks(&claim(0, 1, 2)), "not itself");
+        assert!(!claim(0, 0, 1).outranks(&claim(0, 1, 9)));
+        assert!(!claim(1, 5, 0).outranks(&claim(0, 0, 9)), "another shard");
+    }
 
     fn nodes(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()

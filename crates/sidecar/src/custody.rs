@@ -1079,6 +1079,18 @@ impl Custody {
             assigned: mine.len() as u32,
             ..Default::default()
         };
+        // What a repair or another node's same-round decision took from
+        // this node is marked retired, so its committed custody (what
+        // custodian selection reads) stops counting it.
+        match self
+            .agent
+            .call::<_, u32>("retire_outranked", self.agent.node_id.clone())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("marked {n} outranked assignments of this node retired"),
+            Err(e) => tracing::warn!("could not mark outranked assignments retired: {e}"),
+        }
         // Family custody lasts as long as both people consent: once either
         // revokes, this node takes no more and lets go of what it kept.
         let family_ok: HashSet<holochain_types::prelude::ActionHash> =

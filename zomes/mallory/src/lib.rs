@@ -118,6 +118,7 @@ pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {
         6 => LinkTypes::NodeToAttestation,
         7 => LinkTypes::ContentToAssignment,
         20 => LinkTypes::PresenceIndex,
+        22 => LinkTypes::NodeToRetiredAssignment,
         _ => LinkTypes::NodeToAssignment,
     };
     create_link(l.base, l.target, link_type, LinkTag::new(l.tag))
@@ -133,6 +134,12 @@ pub fn delete_link_raw(hash: ActionHash) -> ExternResult<ActionHash> {
 #[hdk_extern]
 pub fn region_base_hash(region: String) -> ExternResult<EntryHash> {
     region_base(&region)
+}
+
+/// Path hash of a node's custody index, for building bases.
+#[hdk_extern]
+pub fn custody_base_hash(node_id: String) -> ExternResult<EntryHash> {
+    custody_base(&node_id)
 }
 
 /// Path hash of a presence bucket of a region, or of one shard of it, for

@@ -1,9 +1,10 @@
 //! Custody assignments: create them, and read which are live.
 
-use crate::{guest, links_on, links_on_many};
+use crate::{guest, links_on, links_on_many, of_types, scoped};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::assignment::{live_claims, SlotClaim};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// An assignment link, decoded.
 struct AssignmentLink {
@@ -12,7 +13,7 @@ struct AssignmentLink {
 }
 
 fn decode(links: Vec<Link>) -> Vec<AssignmentLink> {
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     links
         .into_iter()
         .filter_map(|l| {
@@ -38,7 +39,7 @@ fn live_among(all: Vec<AssignmentLink>) -> Vec<AssignmentLink> {
             tiebreak: a.entry_hash.get_raw_39().to_vec(),
         })
         .collect();
-    let live: std::collections::BTreeSet<usize> = live_claims(&claims).into_values().collect();
+    let live: BTreeSet<usize> = live_claims(&claims).into_values().collect();
     all.into_iter()
         .enumerate()
         .filter(|(i, _)| live.contains(i))
@@ -134,12 +135,51 @@ pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionH
         )?;
         create_link(
             assignment.owner_agent.clone(),
-            entry_hash,
+            entry_hash.clone(),
             LinkTypes::OwnerToAssignment,
             tag,
         )?;
+        if let Some(replaced) = &assignment.replaces {
+            retire_replaced(&assignment, &entry_hash, replaced)?;
+        }
     }
     Ok(action)
+}
+
+/// Marks the assignment a repair replaces as retired on its custodian's
+/// index, in the same commit as the repair, so the old custodian's
+/// committed custody drops at once.
+fn retire_replaced(
+    winner: &CustodianAssignment,
+    winner_hash: &EntryHash,
+    replaced: &EntryHash,
+) -> ExternResult<()> {
+    let Some(record) = get(replaced.clone(), GetOptions::default())? else {
+        return Err(guest(format!("replaced assignment {replaced} not found")));
+    };
+    let Some(old) = record
+        .entry()
+        .to_app_option::<CustodianAssignment>()
+        .map_err(|e| wasm_error!(e))?
+    else {
+        return Err(guest(format!("{replaced} is not an assignment")));
+    };
+    if outranks((winner, winner_hash), (&old, replaced)) {
+        retire(&old.custodian_node_id, replaced, winner_hash)?;
+    }
+    Ok(())
+}
+
+fn retire(custodian: &str, retired: &EntryHash, by: &EntryHash) -> ExternResult<ActionHash> {
+    create_link(
+        custody_base(custodian)?,
+        retired.clone(),
+        LinkTypes::NodeToRetiredAssignment,
+        RetirementSummary {
+            superseded_by: by.clone(),
+        }
+        .to_tag()?,
+    )
 }
 
 /// The live assignment records of a content.
@@ -187,7 +227,12 @@ fn live_links_of_nodes(node_ids: &[String]) -> ExternResult<Vec<Vec<AssignmentLi
     let held: Vec<Vec<AssignmentLink>> = links_on_many(
         node_ids
             .iter()
-            .map(|n| Ok((custody_base(n)?.into(), LinkTypes::NodeToAssignment)))
+            .map(|n| {
+                Ok((
+                    custody_base(n)?.into(),
+                    of_types([LinkTypes::NodeToAssignment])?,
+                ))
+            })
             .collect::<ExternResult<_>>()?,
     )?
     .into_iter()
@@ -197,16 +242,21 @@ fn live_links_of_nodes(node_ids: &[String]) -> ExternResult<Vec<Vec<AssignmentLi
         .iter()
         .flatten()
         .map(|a| a.summary.content_id.clone())
-        .collect::<std::collections::BTreeSet<_>>()
+        .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let content_links = links_on_many(
         contents
             .iter()
-            .map(|c| Ok((content_base(c)?.into(), LinkTypes::ContentToAssignment)))
+            .map(|c| {
+                Ok((
+                    content_base(c)?.into(),
+                    of_types([LinkTypes::ContentToAssignment])?,
+                ))
+            })
             .collect::<ExternResult<_>>()?,
     )?;
-    let live: std::collections::BTreeSet<EntryHash> = content_links
+    let live: BTreeSet<EntryHash> = content_links
         .into_iter()
         .flat_map(|links| live_among(decode(links)))
         .map(|l| l.entry_hash)
@@ -244,10 +294,120 @@ pub fn get_assignment_records_for_node(node_id: String) -> ExternResult<Vec<Assi
     fetch(live_links_of_node(&node_id)?)
 }
 
-/// Bytes of custody each node is committed to by its live assignments.
-pub(crate) fn committed_bytes_of(node_ids: &[String]) -> ExternResult<Vec<u64>> {
-    Ok(live_links_of_nodes(node_ids)?
+/// What a node's custody index says: the assignments it was given, and
+/// the entries of those marked retired.
+struct CustodyIndex {
+    held: Vec<AssignmentLink>,
+    retired: BTreeSet<EntryHash>,
+}
+
+/// The custody indexes of several nodes, in one batched read (one query a
+/// node, whatever it holds).
+fn custody_indexes(node_ids: &[String]) -> ExternResult<Vec<CustodyIndex>> {
+    let retired_type = scoped(LinkTypes::NodeToRetiredAssignment)?.zome_type;
+    let queries = node_ids
         .iter()
-        .map(|held| held.iter().map(|a| a.summary.shard_size_bytes).sum())
+        .map(|n| {
+            Ok((
+                custody_base(n)?.into(),
+                of_types([
+                    LinkTypes::NodeToAssignment,
+                    LinkTypes::NodeToRetiredAssignment,
+                ])?,
+            ))
+        })
+        .collect::<ExternResult<_>>()?;
+    Ok(links_on_many(queries)?
+        .into_iter()
+        .zip(node_ids)
+        .map(|(links, node_id)| {
+            let (retirements, held): (Vec<Link>, Vec<Link>) =
+                links.into_iter().partition(|l| l.link_type == retired_type);
+            CustodyIndex {
+                held: decode(held)
+                    .into_iter()
+                    .filter(|a| a.summary.custodian_node_id == *node_id)
+                    .collect(),
+                retired: retirements
+                    .into_iter()
+                    .filter_map(|l| l.target.into_entry_hash())
+                    .collect(),
+            }
+        })
         .collect())
+}
+
+/// Bytes of custody each node is committed to: its assignments less those
+/// marked retired. One query a node, so choosing custodians costs the same
+/// however much they hold. An outranked assignment not yet marked (a
+/// same-round decision lost, until the custodian's sidecar marks it with
+/// [`retire_outranked`]) still counts: a node can look fuller than it is,
+/// never emptier.
+pub(crate) fn committed_bytes_of(node_ids: &[String]) -> ExternResult<Vec<u64>> {
+    Ok(custody_indexes(node_ids)?
+        .iter()
+        .map(|index| {
+            index
+                .held
+                .iter()
+                .filter(|a| !index.retired.contains(&a.entry_hash))
+                .map(|a| a.summary.shard_size_bytes)
+                .sum()
+        })
+        .collect())
+}
+
+/// Marks retired every assignment of `node_id` that its content's index no
+/// longer has live (a repair, or a same-round decision by another node,
+/// took its shard) and that is not marked yet, so it stops counting in the
+/// node's committed custody. Returns how many it marked. Anyone may run
+/// it; a sidecar runs it for its own node when it reconciles.
+#[hdk_extern]
+pub fn retire_outranked(node_id: String) -> ExternResult<u32> {
+    let Some(index) = custody_indexes(std::slice::from_ref(&node_id))?.pop() else {
+        return Ok(0);
+    };
+    let unmarked: Vec<AssignmentLink> = index
+        .held
+        .into_iter()
+        .filter(|a| !index.retired.contains(&a.entry_hash))
+        .collect();
+    let contents: Vec<String> = unmarked
+        .iter()
+        .map(|a| a.summary.content_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let content_links = links_on_many(
+        contents
+            .iter()
+            .map(|c| {
+                Ok((
+                    content_base(c)?.into(),
+                    of_types([LinkTypes::ContentToAssignment])?,
+                ))
+            })
+            .collect::<ExternResult<_>>()?,
+    )?;
+    let mut live: BTreeMap<(String, u32), EntryHash> = BTreeMap::new();
+    for links in content_links {
+        for l in live_among(decode(links)) {
+            live.insert(
+                (l.summary.content_id.clone(), l.summary.shard_index),
+                l.entry_hash,
+            );
+        }
+    }
+    let mut marked = 0;
+    for a in unmarked {
+        let key = (a.summary.content_id.clone(), a.summary.shard_index);
+        match live.get(&key) {
+            Some(winner) if *winner != a.entry_hash => {
+                retire(&node_id, &a.entry_hash, winner)?;
+                marked += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(marked)
 }

@@ -2,7 +2,7 @@
 
 use crate::assignments::committed_bytes_of;
 use crate::directory::{fetch_registration, newest_per_node, DirectoryEntry};
-use crate::{get_many, guest, links_on, links_on_many};
+use crate::{get_many, guest, links_on, links_on_many, of_types};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::presence::{
@@ -121,8 +121,8 @@ fn present_nodes(
     }
     let queries = bases
         .into_iter()
-        .map(|b| (b.into(), LinkTypes::PresenceIndex))
-        .collect();
+        .map(|b| Ok((b.into(), of_types([LinkTypes::PresenceIndex])?)))
+        .collect::<ExternResult<_>>()?;
     let mut newest: BTreeMap<String, (Timestamp, Present)> = BTreeMap::new();
     for link in links_on_many(queries)?.into_iter().flatten() {
         let (Ok(summary), Some(registration)) = (
@@ -241,10 +241,11 @@ fn placement_set(
 /// Reads are batched and, when placing a content with a `limit`, do not grow
 /// with the network: the content's placement set (a few presence shards,
 /// see `registry_core::presence`), the committed custody of its best
-/// candidates (two calls; only the limit and two more, further rounds only
-/// if some of those are full), and the chosen registrations (from the local
-/// store, the network only for those it lacks). If the set holds too few nodes with room, every present node is
-/// considered, as without a content.
+/// candidates (one call, one query each of the limit and two more, however
+/// much they hold; further rounds only if some of those are full), and the
+/// chosen registrations (from the local store, the network only for those
+/// it lacks). If the set holds too few nodes with room, every present node
+/// is considered, as without a content.
 #[hdk_extern]
 pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<RankedCustodian>> {
     let q = criteria(&filters)?;

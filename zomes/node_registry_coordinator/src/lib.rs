@@ -36,14 +36,17 @@ pub(crate) fn links_on(
     base: impl Into<AnyLinkableHash>,
     link_type: node_registry_integrity::LinkTypes,
 ) -> ExternResult<Vec<Link>> {
-    get_links(LinkQuery::try_new(base, link_type)?, GetStrategy::Network)
+    get_links(
+        LinkQuery::new(base, of_types([link_type])?),
+        GetStrategy::Network,
+    )
 }
 
 /// The links of several (base, type) queries in one host call, which the
 /// conductor answers concurrently: the cost of a read is mostly the call,
 /// so a selection reads its candidates in batches, not one by one.
 pub(crate) fn links_on_many(
-    queries: Vec<(AnyLinkableHash, node_registry_integrity::LinkTypes)>,
+    queries: Vec<(AnyLinkableHash, LinkTypeFilter)>,
 ) -> ExternResult<Vec<Vec<Link>>> {
     if queries.is_empty() {
         return Ok(Vec::new());
@@ -51,13 +54,52 @@ pub(crate) fn links_on_many(
     let inputs = queries
         .into_iter()
         .map(|(base, link_type)| {
-            Ok(GetLinksInput::from_query(
-                LinkQuery::try_new(base, link_type)?,
-                GetStrategy::Network,
-            ))
+            GetLinksInput::from_query(LinkQuery::new(base, link_type), GetStrategy::Network)
         })
-        .collect::<ExternResult<Vec<_>>>()?;
+        .collect();
     HDK.with(|h| h.borrow().get_links(inputs))
+}
+
+thread_local! {
+    /// The DNA's numbering of link types, read once per wasm instance (an
+    /// instance serves one DNA). Turning a `LinkTypes` into a filter or a
+    /// scoped type the usual way asks the host for the whole `zome_info`
+    /// each time, which cost about as much as the link query itself
+    /// (~1.5 ms here) and made up most of a selection's time.
+    static LINK_TYPES: std::cell::OnceCell<ScopedZomeTypes<LinkType>> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// A link type as the DNA numbers it, without a `zome_info` call after the
+/// first.
+pub(crate) fn scoped(t: node_registry_integrity::LinkTypes) -> ExternResult<ScopedLinkType> {
+    let known = LINK_TYPES.with(|cell| cell.get().and_then(|links| links.get(t)));
+    if let Some(scoped) = known {
+        return Ok(scoped);
+    }
+    let links = zome_info()?.zome_types.links;
+    let scoped = links
+        .get(t)
+        .ok_or_else(|| guest(format!("link type {t:?} is not in this DNA")))?;
+    LINK_TYPES.with(|cell| {
+        let _ = cell.set(links);
+    });
+    Ok(scoped)
+}
+
+/// The filter of a link query for one or more link types.
+pub(crate) fn of_types(
+    types: impl IntoIterator<Item = node_registry_integrity::LinkTypes>,
+) -> ExternResult<LinkTypeFilter> {
+    let mut by_zome: Vec<(ZomeIndex, Vec<LinkType>)> = Vec::new();
+    for t in types {
+        let s = scoped(t)?;
+        match by_zome.iter_mut().find(|(z, _)| *z == s.zome_index) {
+            Some((_, types)) => types.push(s.zome_type),
+            None => by_zome.push((s.zome_index, vec![s.zome_type])),
+        }
+    }
+    Ok(LinkTypeFilter::Types(by_zome))
 }
 
 /// The records at several action hashes (`None` where a record cannot be

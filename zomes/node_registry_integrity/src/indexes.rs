@@ -233,6 +233,41 @@ impl PresenceSummary {
     }
 }
 
+/// What a retirement link says: the assignment that took the retired one's
+/// shard, which validation checks outranks it.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+pub struct RetirementSummary {
+    /// The outranking assignment's entry.
+    pub superseded_by: EntryHash,
+}
+
+impl RetirementSummary {
+    /// As a link tag.
+    pub fn to_tag(&self) -> ExternResult<LinkTag> {
+        encode_tag(self)
+    }
+
+    /// From a link tag.
+    pub fn from_tag(tag: &LinkTag) -> ExternResult<Self> {
+        decode_tag(tag)
+    }
+}
+
+/// Whether the assignment at `winner` (its entry hash) takes the shard of
+/// the one at `loser`: the same content and shard, and it outranks it as
+/// the content's index decides which assignment is live.
+pub fn outranks(
+    winner: (&CustodianAssignment, &EntryHash),
+    loser: (&CustodianAssignment, &EntryHash),
+) -> bool {
+    let claim = |(a, h): (&CustodianAssignment, &EntryHash)| registry_core::assignment::SlotClaim {
+        shard_index: a.shard_index,
+        round: a.decision_round,
+        tiebreak: h.get_raw_39().to_vec(),
+    };
+    winner.0.content_id == loser.0.content_id && claim(winner).outranks(&claim(loser))
+}
+
 /// What an assignment link says about its assignment: enough to compute a
 /// node's committed custody and a content's live shards from links alone.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]

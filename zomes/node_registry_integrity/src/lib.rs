@@ -102,6 +102,11 @@ pub enum LinkTypes {
     /// shard of each to a live node's registration, written at most once
     /// per failure window (see `registry_core::presence`).
     PresenceIndex,
+    /// `custody/<node>` to an assignment of that node that a later one has
+    /// taken the shard from (the tag names it): a node's committed custody
+    /// is then its `NodeToAssignment` links less these, read in one step,
+    /// however many contents it holds.
+    NodeToRetiredAssignment,
 }
 
 /// The single validation callback; see `validation.rs`.

@@ -1114,6 +1114,32 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
             }
             ok()
         }
+        LinkTypes::NodeToRetiredAssignment => {
+            let Ok(summary) = RetirementSummary::from_tag(&action.tag) else {
+                return fail("retirement link tag must name the outranking assignment");
+            };
+            let Some(retired_hash) = target.clone().into_entry_hash() else {
+                return fail("retirement links point to an assignment entry");
+            };
+            let assignment_at = |h: &EntryHash| -> ExternResult<Option<CustodianAssignment>> {
+                Ok(CustodianAssignment::try_from(must_get_entry(h.clone())?.content).ok())
+            };
+            let (Some(retired), Some(winner)) = (
+                assignment_at(&retired_hash)?,
+                assignment_at(&summary.superseded_by)?,
+            ) else {
+                return fail("retirement links join two assignments");
+            };
+            if !outranks((&winner, &summary.superseded_by), (&retired, &retired_hash)) {
+                return fail(
+                    "a retirement must name an assignment of the same shard that outranks it",
+                );
+            }
+            if *base != AnyLinkableHash::from(custody_base(&retired.custodian_node_id)?) {
+                return fail("retirement link is not on the retired custodian's index");
+            }
+            ok()
+        }
         LinkTypes::AttesterToAttestation => {
             let Ok(att) = holochain_serialized_bytes::decode::<_, HealthAttestation>(&action.tag.0)
             else {
