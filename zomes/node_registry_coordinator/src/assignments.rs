@@ -154,17 +154,16 @@ fn retire_replaced(
     winner_hash: &EntryHash,
     replaced: &EntryHash,
 ) -> ExternResult<()> {
-    let Some(record) = get(replaced.clone(), GetOptions::default())? else {
-        return Err(guest(format!("replaced assignment {replaced} not found")));
-    };
-    let Some(old) = record
-        .entry()
-        .to_app_option::<CustodianAssignment>()
-        .map_err(|e| wasm_error!(e))?
-    else {
-        return Err(guest(format!("{replaced} is not an assignment")));
-    };
-    if outranks((winner, winner_hash), (&old, replaced)) {
+    // Validation has the replaced entry; if this node cannot read it yet,
+    // the repair still stands and the mark is left to the old custodian's
+    // sidecar (`retire_outranked`): until then it only looks fuller.
+    let old = get(replaced.clone(), GetOptions::default())?.and_then(|r| {
+        r.entry()
+            .to_app_option::<CustodianAssignment>()
+            .ok()
+            .flatten()
+    });
+    if let Some(old) = old.filter(|old| outranks((winner, winner_hash), (old, replaced))) {
         retire(&old.custodian_node_id, replaced, winner_hash)?;
     }
     Ok(())
@@ -219,6 +218,17 @@ pub fn get_assignment_history(content_id: String) -> ExternResult<Vec<Assignment
     )?))
 }
 
+/// The assignment links of several contents, in one batched read.
+fn content_indexes(contents: &[String]) -> ExternResult<Vec<Vec<Link>>> {
+    let assignments = of_types([LinkTypes::ContentToAssignment])?;
+    links_on_many(
+        contents
+            .iter()
+            .map(|c| Ok((content_base(c)?.into(), assignments.clone())))
+            .collect::<ExternResult<_>>()?,
+    )
+}
+
 /// The live assignment links held by each of several nodes, in two batched
 /// reads whatever their number: their custody indexes, then the indexes of
 /// every content they hold (an assignment is live only if its content still
@@ -245,17 +255,7 @@ fn live_links_of_nodes(node_ids: &[String]) -> ExternResult<Vec<Vec<AssignmentLi
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let content_links = links_on_many(
-        contents
-            .iter()
-            .map(|c| {
-                Ok((
-                    content_base(c)?.into(),
-                    of_types([LinkTypes::ContentToAssignment])?,
-                ))
-            })
-            .collect::<ExternResult<_>>()?,
-    )?;
+    let content_links = content_indexes(&contents)?;
     let live: BTreeSet<EntryHash> = content_links
         .into_iter()
         .flat_map(|links| live_among(decode(links)))
@@ -378,17 +378,7 @@ pub fn retire_outranked(node_id: String) -> ExternResult<u32> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let content_links = links_on_many(
-        contents
-            .iter()
-            .map(|c| {
-                Ok((
-                    content_base(c)?.into(),
-                    of_types([LinkTypes::ContentToAssignment])?,
-                ))
-            })
-            .collect::<ExternResult<_>>()?,
-    )?;
+    let content_links = content_indexes(&contents)?;
     let mut live: BTreeMap<(String, u32), EntryHash> = BTreeMap::new();
     for links in content_links {
         for l in live_among(decode(links)) {

@@ -42,9 +42,9 @@ pub(crate) fn links_on(
     )
 }
 
-/// The links of several (base, type) queries in one host call, which the
-/// conductor answers concurrently: the cost of a read is mostly the call,
-/// so a selection reads its candidates in batches, not one by one.
+/// The links of several (base, types) queries in one host call, which the
+/// conductor answers concurrently, so a selection reads its candidates in
+/// batches, not one by one.
 pub(crate) fn links_on_many(
     queries: Vec<(AnyLinkableHash, LinkTypeFilter)>,
 ) -> ExternResult<Vec<Vec<Link>>> {
