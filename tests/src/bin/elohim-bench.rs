@@ -71,6 +71,13 @@ fn number<T: std::str::FromStr>(name: &str, v: String) -> T {
     })
 }
 
+/// A flag's comma-separated whole numbers, each checked as [`number`].
+fn numbers<T: std::str::FromStr>(name: &str, v: String) -> Vec<T> {
+    v.split(',')
+        .map(|s| number(name, s.trim().to_string()))
+        .collect()
+}
+
 fn parse_args() -> Args {
     let mut a = Args {
         agents: 40,
@@ -104,12 +111,7 @@ fn parse_args() -> Args {
             "--conductors" => a.conductors = number("--conductors", value("--conductors")),
             "--samples" => a.samples = number("--samples", value("--samples")),
             "--sidecars" => a.sidecars = number("--sidecars", value("--sidecars")),
-            "--sizes-mib" => {
-                a.sizes_mib = value("--sizes-mib")
-                    .split(',')
-                    .map(|s| number::<u64>("--sizes-mib", s.trim().to_string()))
-                    .collect()
-            }
+            "--sizes-mib" => a.sizes_mib = numbers("--sizes-mib", value("--sizes-mib")),
             "--strategies" => {
                 a.strategies = value("--strategies")
                     .split(',')
@@ -128,10 +130,7 @@ fn parse_args() -> Args {
             "--window-secs" => a.window_secs = number("--window-secs", value("--window-secs")),
             "--gossip-ms" => a.gossip_ms = number("--gossip-ms", value("--gossip-ms")),
             "--custody-load" => {
-                a.custody_load = value("--custody-load")
-                    .split(',')
-                    .map(|s| number::<usize>("--custody-load", s.trim().to_string()))
-                    .collect();
+                a.custody_load = numbers("--custody-load", value("--custody-load"));
                 if !a.custody_load.is_sorted() {
                     eprintln!("elohim-bench: --custody-load levels must grow");
                     usage()
