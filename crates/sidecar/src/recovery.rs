@@ -448,16 +448,17 @@ impl Recovery {
                     .into(),
             ));
         }
-        let approval: ActionHash = self
-            .custody
-            .agent
-            .call(
-                "approve_recovery",
-                node_registry_integrity::ApproveRecoveryInput {
-                    request: hash,
-                    approve,
-                },
-            )
+        // The request may not have reached this node's store yet (it was
+        // read over the network above), which a commit's validation needs:
+        // wait that out. A second approval after a lost reply is harmless,
+        // the status counts each approver once.
+        let agent = &self.custody.agent;
+        let input = node_registry_integrity::ApproveRecoveryInput {
+            request: hash,
+            approve,
+        };
+        let approval: ActionHash = agent
+            .retrying(|| agent.call("approve_recovery", input.clone()))
             .await?;
         Ok(approval.to_string())
     }
