@@ -5,13 +5,15 @@
 //!   itself uses, so `hc app install` accepts the result.
 //! - `test [ARGS]`: install the wasm target and (on Debian/Ubuntu) the
 //!   headless browser of the page tests if missing, pack, then run every
-//!   test of the workspace (extra arguments go to `cargo test`).
+//!   test of the workspace (extra arguments go to `cargo test`); a test
+//!   binary killed by SIGBUS (the host, not a test) runs once more.
 //! - `run [ARGS]`: pack, then start the sidecar with its embedded conductor
 //!   (extra arguments go to `elohim-sidecar run`).
 
 use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const ZOMES: [&str; 2] = ["node_registry_integrity", "node_registry_coordinator"];
@@ -38,11 +40,7 @@ fn run() -> Result<()> {
             ensure_browser()?;
             pack(&root)?;
             let started = Instant::now();
-            let mut cmd = cargo();
-            cmd.current_dir(&root)
-                .args(["test", "--workspace"])
-                .args(&rest);
-            status(cmd, "cargo test --workspace")?;
+            test_workspace(&root, &rest)?;
             eprintln!("xtask: tests passed in {:.0?}", started.elapsed());
             Ok(())
         }
@@ -134,6 +132,89 @@ fn cargo() -> Command {
         }
     }
     cmd
+}
+
+/// Runs every test of the workspace, all test binaries even when one fails.
+/// A binary the kernel killed with SIGBUS (a page of a memory-mapped file,
+/// such as a conductor's database, could not be read: the host's disk or
+/// memory ran short) did not fail a test: it is said so and run once more,
+/// alone. Any other failure, or a second crash, fails the run.
+fn test_workspace(root: &Path, rest: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(rest)
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("could not start cargo test")?;
+    let stderr = child.stderr.take().context("cargo test's stderr")?;
+    let mut failures = FailedTargets::default();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.context("reading cargo test's output")?;
+        eprintln!("{line}");
+        failures.read(&line);
+    }
+    let st = child.wait().context("waiting for cargo test")?;
+    if st.success() {
+        return Ok(());
+    }
+    if failures.targets.is_empty() || !failures.all_crashed_by_sigbus() {
+        bail!("cargo test --workspace failed ({st})");
+    }
+    for target in &failures.targets {
+        eprintln!(
+            "xtask: `{}` was killed by SIGBUS, not failed by a test (a memory-mapped file \
+             could not be read; disk or memory on this host ran short); running it once more",
+            target.args.join(" ")
+        );
+        let mut cmd = cargo();
+        cmd.current_dir(root)
+            .arg("test")
+            .args(&target.args)
+            .args(rest);
+        status(cmd, &format!("cargo test {}", target.args.join(" ")))?;
+    }
+    Ok(())
+}
+
+/// The test binaries a `cargo test` run reports as failed, read from its
+/// error output.
+#[derive(Debug, Default)]
+struct FailedTargets {
+    targets: Vec<FailedTarget>,
+}
+
+#[derive(Debug)]
+struct FailedTarget {
+    /// What to pass `cargo test` to run it alone (`-p pkg --test name`).
+    args: Vec<String>,
+    /// Whether the binary died of SIGBUS rather than reporting a failure.
+    sigbus: bool,
+}
+
+impl FailedTargets {
+    /// Takes in one line of cargo's error output. Cargo names a failed
+    /// binary (`to rerun pass `-p x --test y``) and then, for a crash,
+    /// the signal that ended it.
+    fn read(&mut self, line: &str) {
+        if let Some(rerun) = line
+            .split_once("to rerun pass `")
+            .and_then(|(_, tail)| tail.split_once('`'))
+            .map(|(args, _)| args)
+        {
+            self.targets.push(FailedTarget {
+                args: rerun.split_whitespace().map(String::from).collect(),
+                sigbus: false,
+            });
+        } else if line.contains("(signal: 7, SIGBUS") {
+            if let Some(last) = self.targets.last_mut() {
+                last.sigbus = true;
+            }
+        }
+    }
+
+    fn all_crashed_by_sigbus(&self) -> bool {
+        self.targets.iter().all(|t| t.sigbus)
+    }
 }
 
 fn status(mut cmd: Command, what: &str) -> Result<()> {
@@ -295,4 +376,58 @@ async fn dna_hash(path: &Path) -> Result<String> {
     let bundle = DnaBundle::unpack(std::io::Cursor::new(bytes))?;
     let (dna_file, _) = bundle.into_dna_file(Default::default()).await?;
     Ok(dna_file.dna_hash().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(lines: &str) -> FailedTargets {
+        let mut f = FailedTargets::default();
+        for l in lines.lines() {
+            f.read(l);
+        }
+        f
+    }
+
+    #[test]
+    fn a_sigbus_crash_is_told_from_a_failed_test() {
+        let f = read(
+            "error: test failed, to rerun pass `-p elohim_tests --test custody`\n\
+             \n\
+             Caused by:\n  \
+             process didn't exit successfully: `/t/custody-b21a` (signal: 7, SIGBUS: access to undefined memory)\n\
+             error: test failed, to rerun pass `-p elohim_tests --test recovery`\n\
+             \n\
+             Caused by:\n  \
+             process didn't exit successfully: `/t/recovery-9c1d` (exit status: 101)\n",
+        );
+        let read: Vec<(String, bool)> = f
+            .targets
+            .iter()
+            .map(|t| (t.args.join(" "), t.sigbus))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("-p elohim_tests --test custody".to_string(), true),
+                ("-p elohim_tests --test recovery".to_string(), false),
+            ]
+        );
+        assert!(!f.all_crashed_by_sigbus());
+    }
+
+    #[test]
+    fn only_sigbus_crashes_are_run_again() {
+        let f = read(
+            "error: test failed, to rerun pass `-p elohim_tests --test custody`\n\
+             process didn't exit successfully: `/t/custody` (signal: 7, SIGBUS: access to undefined memory)\n",
+        );
+        assert!(f.all_crashed_by_sigbus());
+        let f = read(
+            "error: test failed, to rerun pass `-p elohim_tests --test custody`\n\
+             process didn't exit successfully: `/t/custody` (signal: 11, SIGSEGV: invalid memory reference)\n",
+        );
+        assert!(!f.all_crashed_by_sigbus());
+    }
 }
