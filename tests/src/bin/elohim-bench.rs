@@ -225,6 +225,9 @@ struct CustodyLoadPoint {
     assignments: usize,
     /// As `GrowthPoint::get_available_custodians_region_limit6`.
     get_available_custodians_region_limit6: Latency,
+    /// An empty call sampled just after: the conductor's floor at this
+    /// load, so a slower selection can be told from a slower conductor.
+    ping: Latency,
     /// How long writing this level's assignments took, per assignment.
     assign_ms: f64,
     /// As `GrowthPoint::background_cores`.
@@ -245,6 +248,8 @@ struct SettledSample {
     background_cores: f64,
     /// As `CustodyLoadPoint::get_available_custodians_region_limit6`.
     get_available_custodians_region_limit6: Latency,
+    /// As `CustodyLoadPoint::ping`.
+    ping: Latency,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1077,24 +1082,31 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
             ..Default::default()
         };
         let publish = sample_selection(net, a.samples, placing).await;
+        let ping = sample_calls::<_, ()>(net, a.samples, "ping", |_| ()).await;
         eprintln!(
             "  {level:>5} contents a node ({assignments} assignments, {pending} ops pending): \
-             one region limit 6 p50 {} ms p99 {} ms; {background_cores} cores busy before sampling",
-            publish.p50_ms, publish.p99_ms
+             one region limit 6 p50 {} ms p99 {} ms; empty call p50 {} ms p99 {} ms; \
+             {background_cores} cores busy before sampling",
+            publish.p50_ms, publish.p99_ms, ping.p50_ms, ping.p99_ms
         );
         let settled = if background_cores >= SETTLED_CORES {
             let (cores, waited) = await_settled().await;
             let again = sample_selection(net, a.samples, placing).await;
+            let ping = sample_calls::<_, ()>(net, a.samples, "ping", |_| ()).await;
             eprintln!(
-                "        settled after {:.0} s ({cores} cores busy): one region limit 6 p50 {} ms p99 {} ms",
+                "        settled after {:.0} s ({cores} cores busy): one region limit 6 p50 {} ms \
+                 p99 {} ms; empty call p50 {} ms p99 {} ms",
                 waited.as_secs_f64(),
                 again.p50_ms,
-                again.p99_ms
+                again.p99_ms,
+                ping.p50_ms,
+                ping.p99_ms
             );
             Some(SettledSample {
                 waited_secs: waited.as_secs_f64().round(),
                 background_cores: cores,
                 get_available_custodians_region_limit6: again,
+                ping,
             })
         } else {
             None
@@ -1103,6 +1115,7 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
             contents_per_node: level,
             assignments,
             get_available_custodians_region_limit6: publish,
+            ping,
             assign_ms: (assign_ms * 10.0).round() / 10.0,
             background_cores,
             settled,
