@@ -45,6 +45,9 @@ struct Args {
     /// Contents each node holds when selection is sampled under custody
     /// load, one level after another (empty: not sampled).
     custody_load: Vec<usize>,
+    /// Source-chain lengths (records the observer authored) at which its
+    /// own calls are sampled, one after another (empty: not sampled).
+    chain_age: Vec<usize>,
 }
 
 fn usage() -> ! {
@@ -54,7 +57,8 @@ fn usage() -> ! {
          [--strategies full_replica,erasure_coded,threshold_split] [--out bench.json] [--skip-registry] [--skip-custody] \
          [--wave N (200), nodes per worker process] [--window-secs S (3600)] \
          [--gossip-ms N (1000), gossip interval of the DHT holders; the shipped conductor's is 120000] \
-         [--custody-load 0,2,8: after the registry, sample selection again with each node holding that many contents]"
+         [--custody-load 0,2,8: after the registry, sample selection again with each node holding that many contents] \
+         [--chain-age 0,2000,8000: on a conductor of its own, sample a node's calls as its own source chain reaches that many records]"
     );
     std::process::exit(2)
 }
@@ -97,6 +101,7 @@ fn parse_args() -> Args {
         gossip_ms: 1000,
         window_secs: 3600,
         custody_load: Vec::new(),
+        chain_age: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -133,6 +138,13 @@ fn parse_args() -> Args {
                 a.custody_load = numbers("--custody-load", value("--custody-load"));
                 if !a.custody_load.is_sorted() {
                     eprintln!("elohim-bench: --custody-load levels must grow");
+                    usage()
+                }
+            }
+            "--chain-age" => {
+                a.chain_age = numbers("--chain-age", value("--chain-age"));
+                if !a.chain_age.is_sorted() {
+                    eprintln!("elohim-bench: --chain-age lengths must grow");
                     usage()
                 }
             }
@@ -219,7 +231,8 @@ struct GrowthPoint {
 /// with what the network stores.
 #[derive(Debug, Clone, Serialize)]
 struct CustodyLoadPoint {
-    /// Contents (one shard each) every node but the observer holds.
+    /// Contents (one shard each) every registered node holds (published by
+    /// an agent of another conductor).
     contents_per_node: usize,
     /// Assignments in the registry.
     assignments: usize,
@@ -232,6 +245,8 @@ struct CustodyLoadPoint {
     assign_ms: f64,
     /// As `GrowthPoint::background_cores`.
     background_cores: f64,
+    /// The background before any load was written: what "settled" means.
+    background_cores_before_load: f64,
     /// The same selection sampled again once the background had settled,
     /// when it had not before the first sampling: tells a busy machine
     /// from a selection that costs more.
@@ -239,7 +254,7 @@ struct CustodyLoadPoint {
 }
 
 /// A selection sampled after waiting for the conductors' background work
-/// to fall under [`SETTLED_CORES`].
+/// to fall back to what it was before the load (see [`await_settled`]).
 #[derive(Debug, Clone, Serialize)]
 struct SettledSample {
     /// How long the wait took (at most [`SETTLE_LIMIT`]).
@@ -250,6 +265,22 @@ struct SettledSample {
     get_available_custodians_region_limit6: Latency,
     /// As `CustodyLoadPoint::ping`.
     ping: Latency,
+}
+
+/// A node's own calls as its source chain grows: a node writes every
+/// heartbeat, assignment and attestation to its own chain, so this is the
+/// cost of the same calls on an older node.
+#[derive(Debug, Clone, Serialize)]
+struct ChainAgePoint {
+    /// Records on the node's source chain when sampled.
+    chain_records: usize,
+    /// An empty call (`ping`).
+    ping: Latency,
+    /// Publishing's selection (one region, limit 6), over the other nodes.
+    get_available_custodians_region_limit6: Latency,
+    /// A write: the assignments that grew the chain to this length (four
+    /// records each), as timed while writing them.
+    assign_custodian: Option<Latency>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -299,6 +330,7 @@ struct Report {
     registry_growth: Vec<GrowthPoint>,
     heartbeat: Option<HeartbeatCost>,
     custody_load: Vec<CustodyLoadPoint>,
+    chain_age: Vec<ChainAgePoint>,
     repairs: Vec<RepairRow>,
     total_secs: f64,
 }
@@ -418,27 +450,30 @@ async fn await_integrated(net: &Network, holders: usize, max: Duration) -> (usiz
     }
 }
 
-/// Background below which the machine counts as settled: under a quarter
-/// of its two cores.
-const SETTLED_CORES: f64 = 0.5;
+/// Background above the one measured before the load was written (the
+/// holders' steady gossip, about a core from 320 nodes on) under which the
+/// machine counts as settled again.
+const SETTLED_MARGIN: f64 = 0.25;
 
 /// The longest wait for the background to settle.
 const SETTLE_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 /// Waits until this process's background work (gossip of what was just
-/// written, above all) falls under [`SETTLED_CORES`], or [`SETTLE_LIMIT`]
-/// passes. Returns the last reading and how long it waited.
-async fn await_settled() -> (f64, Duration) {
+/// written, above all) falls back under `baseline` plus [`SETTLED_MARGIN`],
+/// or [`SETTLE_LIMIT`] passes. Returns the last reading and how long it
+/// waited.
+async fn await_settled(baseline: f64) -> (f64, Duration) {
     let began = Instant::now();
     let mut said = Instant::now();
+    let settled = baseline + SETTLED_MARGIN;
     loop {
         let cores = background_cores().await;
-        if cores < SETTLED_CORES || began.elapsed() >= SETTLE_LIMIT {
+        if cores < settled || began.elapsed() >= SETTLE_LIMIT {
             return (cores, began.elapsed());
         }
         if said.elapsed() >= Duration::from_secs(60) {
             eprintln!(
-                "    {cores} cores busy with no call running after {:.0} s; waiting for under {SETTLED_CORES}",
+                "    {cores} cores busy with no call running after {:.0} s; waiting for under {settled:.2}",
                 began.elapsed().as_secs_f64()
             );
             said = Instant::now();
@@ -1030,16 +1065,29 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
     let nodes: Vec<RankedCustodian> = net
         .call(0, "get_available_custodians", CustodianFilters::default())
         .await;
-    let owner = net.peers[0].agent();
+    // The contents are published by an agent of another conductor, as they
+    // are by their owners in a real network: written by the observer, they
+    // would lengthen its own source chain, and every call of a node costs
+    // more as its chain grows (see `bench_chain_age`), which would be
+    // measured here in place of the custodians' load.
+    let publisher = if net.peers.len() > 1 { 1 } else { 0 };
+    let owner = net.peers[publisher].agent();
     let nodes: Vec<RankedCustodian> = nodes
         .into_iter()
         .filter(|n| n.registration.agent_pub_key != owner)
         .collect();
     eprintln!(
-        "custody load: {} nodes take contents up to {:?} each",
+        "custody load: {} nodes take contents up to {:?} each, published by peer {publisher}{}",
         nodes.len(),
-        a.custody_load
+        a.custody_load,
+        if publisher == 0 {
+            " (the observer: one conductor only, so its own chain grows too)"
+        } else {
+            ""
+        }
     );
+    let baseline = background_cores().await;
+    eprintln!("    {baseline} cores busy before any load is written");
     let mut held = 0;
     let mut assignments = 0;
     for &level in &a.custody_load {
@@ -1057,7 +1105,7 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
                 assignment.content_size_bytes = 1 << 20;
                 assignment.shard_size_bytes = 1 << 20;
                 retrying("assigning", || {
-                    net.try_call::<_, ActionHash>(0, "assign_custodian", assignment.clone())
+                    net.try_call::<_, ActionHash>(publisher, "assign_custodian", assignment.clone())
                 })
                 .await
                 .unwrap_or_else(|e| panic!("assigning custody load: {e}"));
@@ -1089,8 +1137,8 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
              {background_cores} cores busy before sampling",
             publish.p50_ms, publish.p99_ms, ping.p50_ms, ping.p99_ms
         );
-        let settled = if background_cores >= SETTLED_CORES {
-            let (cores, waited) = await_settled().await;
+        let settled = if background_cores >= baseline + SETTLED_MARGIN {
+            let (cores, waited) = await_settled(baseline).await;
             let again = sample_selection(net, a.samples, placing).await;
             let ping = sample_calls::<_, ()>(net, a.samples, "ping", |_| ()).await;
             eprintln!(
@@ -1118,7 +1166,96 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
             ping,
             assign_ms: (assign_ms * 10.0).round() / 10.0,
             background_cores,
+            background_cores_before_load: baseline,
             settled,
+        });
+        write_report(report, &a.out);
+    }
+}
+
+/// Nodes besides the aging one in the chain-age stage: what it selects
+/// among and assigns to.
+const CHAIN_AGE_PEERS: usize = 8;
+
+/// A node's own calls as its source chain grows. One conductor holds the
+/// aging node and [`CHAIN_AGE_PEERS`] others; the node assigns itself
+/// one-shard contents on the others (four records each, the writes a
+/// publishing node makes) until its chain reaches each length of
+/// `--chain-age`, and its calls are sampled there.
+async fn bench_chain_age(a: &Args, report: &mut Report) {
+    eprintln!(
+        "chain age: one node's calls as its own chain reaches {:?} records",
+        a.chain_age
+    );
+    let mut net = Network::start_with_config(
+        1,
+        RegistryProperties {
+            failure_window_secs: a.window_secs,
+            ..Default::default()
+        },
+        polling_bootstrap(BOOTSTRAP_POLL_MS),
+    )
+    .await;
+    let others = net.add_agents(0, CHAIN_AGE_PEERS, "age").await;
+    register_and_beat(&net.conductors[0], &net.peers[0], "age0").await;
+    let mut regs = Vec::new();
+    for (i, &peer) in others.iter().enumerate() {
+        let r = registration(&net.peers[peer], &format!("age{}", i + 1), "eu-west");
+        let hash: ActionHash = net.call(peer, "register_node", r.clone()).await;
+        let _: ActionHash = net
+            .call(peer, "heartbeat", heartbeat(&r.node_id, "online"))
+            .await;
+        regs.push((r, hash));
+    }
+    let owner = net.peers[0].agent();
+    let mut written = 0usize;
+    for &target in &a.chain_age {
+        let mut records = chain_records(&net, 0).await.len();
+        let mut writes = Vec::new();
+        while records < target {
+            let (reg, hash) = &regs[written % regs.len()];
+            let assignment =
+                assignment(owner.clone(), &format!("age-{written}"), reg, hash.clone());
+            let (res, t) = timed(retrying("assigning", || {
+                net.try_call::<_, ActionHash>(0, "assign_custodian", assignment.clone())
+            }))
+            .await;
+            res.unwrap_or_else(|e| panic!("assigning for the chain-age stage: {e}"));
+            writes.push(t);
+            written += 1;
+            // An assignment is an entry and three links.
+            records += 4;
+            if written.is_multiple_of(250) {
+                eprintln!("    {records} of {target} records ({written} assignments)");
+            }
+        }
+        let records = chain_records(&net, 0).await.len();
+        let placing = |i| CustodianFilters {
+            region: Some("eu-west".into()),
+            limit: Some(6),
+            content_id: Some(format!("bench-content-{i}")),
+            ..Default::default()
+        };
+        let ping = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
+        let select = sample_selection(&net, a.samples, placing).await;
+        let assign_custodian = (!writes.is_empty()).then(|| latency(writes));
+        eprintln!(
+            "  {records:>6} records: empty call p50 {} ms p99 {} ms; one region limit 6 p50 {} ms \
+             p99 {} ms{}",
+            ping.p50_ms,
+            ping.p99_ms,
+            select.p50_ms,
+            select.p99_ms,
+            assign_custodian
+                .as_ref()
+                .map(|l| format!("; assign_custodian p50 {} ms p99 {} ms", l.p50_ms, l.p99_ms))
+                .unwrap_or_default()
+        );
+        report.chain_age.push(ChainAgePoint {
+            chain_records: records,
+            ping,
+            get_available_custodians_region_limit6: select,
+            assign_custodian,
         });
         write_report(report, &a.out);
     }
@@ -1361,6 +1498,23 @@ fn print_table(r: &Report) {
             h.ops_per_node_per_day
         );
     }
+    if !r.chain_age.is_empty() {
+        println!(
+            "\nA node's own calls as its source chain grows (p50 / p99):\n\n\
+             | records on its chain | empty call | selection, one region, limit 6 | assign_custodian |\n\
+             | --- | --- | --- | --- |"
+        );
+        for c in &r.chain_age {
+            let ms = |l: &Latency| format!("{} / {} ms", l.p50_ms, l.p99_ms);
+            println!(
+                "| {} | {} | {} | {} |",
+                c.chain_records,
+                ms(&c.ping),
+                ms(&c.get_available_custodians_region_limit6),
+                c.assign_custodian.as_ref().map(ms).unwrap_or_default()
+            );
+        }
+    }
     if !r.repairs.is_empty() {
         println!(
             "\nCustody: {} nodes, heartbeat {} s, failure window {} s, grace {} s, detection every {} s\n",
@@ -1403,6 +1557,9 @@ async fn main() {
     };
     if !a.skip_registry {
         bench_registry(&a, &mut report).await;
+    }
+    if !a.chain_age.is_empty() {
+        bench_chain_age(&a, &mut report).await;
     }
     if !a.skip_custody {
         bench_custody(&a, &mut report).await;
