@@ -168,8 +168,8 @@ fn test_workspace(root: &Path, rest: &[String]) -> Result<()> {
         );
         let mut cmd = cargo();
         cmd.current_dir(root)
-            .arg("test")
-            .args(&target.args)
+            .args(["test", "--workspace"])
+            .args(target.selector())
             .args(rest);
         status(cmd, &format!("cargo test {}", target.args.join(" ")))?;
     }
@@ -189,6 +189,24 @@ struct FailedTarget {
     args: Vec<String>,
     /// Whether the binary died of SIGBUS rather than reporting a failure.
     sigbus: bool,
+}
+
+impl FailedTarget {
+    /// The target's selector without its package (`--test y`), to run it
+    /// with `--workspace`: built for one package, its dependencies would get
+    /// that package's features and be compiled again.
+    fn selector(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut args = self.args.iter();
+        while let Some(a) = args.next() {
+            if a == "-p" || a == "--package" {
+                args.next();
+            } else {
+                out.push(a.as_str());
+            }
+        }
+        out
+    }
 }
 
 impl FailedTargets {
@@ -415,6 +433,7 @@ mod tests {
             ]
         );
         assert!(!f.all_crashed_by_sigbus());
+        assert_eq!(f.targets[0].selector(), ["--test", "custody"]);
     }
 
     #[test]
