@@ -1,7 +1,7 @@
 //! `elohim-bench` (run by `cargo xtask bench`): measures the real system on a
 //! local network of conductors, and prints a table and a JSON report.
 //!
-//! Two parts:
+//! Three parts:
 //! - the registry: agents register and beat one by one (registration and
 //!   heartbeat latency). They come in waves, each on a conductor in a worker
 //!   process of its own (this binary, `--worker`) that exits once the
@@ -12,6 +12,11 @@
 //!   this machine runs at once. At each size the observer samples
 //!   `get_available_custodians`; its source chain is dumped around
 //!   heartbeats to count the records, bytes and DHT ops a heartbeat adds;
+//!   with `--custody-load`, the nodes then take contents and selection is
+//!   sampled again;
+//! - chain age (`--chain-age`): one node's own calls as its source chain
+//!   grows, since Holochain 0.7.1 reads the caller's whole chain before
+//!   every zome call;
 //! - custody: conductors with their sidecars (the custody suites' fast
 //!   timings) publish content of each strategy, a custodian is killed, and
 //!   the time until the network declares it failed and until each of its
@@ -1178,8 +1183,8 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
 const CHAIN_AGE_PEERS: usize = 8;
 
 /// A node's own calls as its source chain grows. One conductor holds the
-/// aging node and [`CHAIN_AGE_PEERS`] others; the node assigns itself
-/// one-shard contents on the others (four records each, the writes a
+/// aging node and [`CHAIN_AGE_PEERS`] others; the node places one-shard
+/// contents of its own on the others (four records each, the writes a
 /// publishing node makes) until its chain reaches each length of
 /// `--chain-age`, and its calls are sampled there.
 async fn bench_chain_age(a: &Args, report: &mut Report) {
