@@ -283,6 +283,10 @@ struct ChainAgePoint {
     ping: Latency,
     /// Publishing's selection (one region, limit 6), over the other nodes.
     get_available_custodians_region_limit6: Latency,
+    /// The same selection asked by another agent of the same conductor,
+    /// whose chain stays short: whether a node could keep its reads fast by
+    /// making them through a young agent.
+    young_neighbour_selection: Latency,
     /// A write: the assignments that grew the chain to this length (four
     /// records each), as timed while writing them.
     assign_custodian: Option<Latency>,
@@ -506,9 +510,24 @@ where
     I: serde::Serialize + std::fmt::Debug,
     O: serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    sample_calls_by::<I, O>(net, 0, samples, func, payload).await
+}
+
+/// As [`sample_calls`], the calls made by `peer`.
+async fn sample_calls_by<I, O>(
+    net: &Network,
+    peer: usize,
+    samples: usize,
+    func: &str,
+    payload: impl Fn(usize) -> I,
+) -> Latency
+where
+    I: serde::Serialize + std::fmt::Debug,
+    O: serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let mut d = Vec::new();
     for i in 0..samples {
-        let (_, t) = timed(net.call::<_, O>(0, func, payload(i))).await;
+        let (_, t) = timed(net.call::<_, O>(peer, func, payload(i))).await;
         d.push(t);
     }
     latency(d)
@@ -1243,14 +1262,24 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
         };
         let ping = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
         let select = sample_selection(&net, a.samples, placing).await;
+        let young = sample_calls_by::<_, Vec<RankedCustodian>>(
+            &net,
+            others[0],
+            a.samples,
+            "get_available_custodians",
+            placing,
+        )
+        .await;
         let assign_custodian = (!writes.is_empty()).then(|| latency(writes));
         eprintln!(
             "  {records:>6} records: empty call p50 {} ms p99 {} ms; one region limit 6 p50 {} ms \
-             p99 {} ms{}",
+             p99 {} ms; the same asked by a young neighbour p50 {} ms p99 {} ms{}",
             ping.p50_ms,
             ping.p99_ms,
             select.p50_ms,
             select.p99_ms,
+            young.p50_ms,
+            young.p99_ms,
             assign_custodian
                 .as_ref()
                 .map(|l| format!("; assign_custodian p50 {} ms p99 {} ms", l.p50_ms, l.p99_ms))
@@ -1260,6 +1289,7 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
             chain_records: records,
             ping,
             get_available_custodians_region_limit6: select,
+            young_neighbour_selection: young,
             assign_custodian,
         });
         write_report(report, &a.out);
@@ -1506,16 +1536,18 @@ fn print_table(r: &Report) {
     if !r.chain_age.is_empty() {
         println!(
             "\nA node's own calls as its source chain grows (p50 / p99):\n\n\
-             | records on its chain | empty call | selection, one region, limit 6 | assign_custodian |\n\
-             | --- | --- | --- | --- |"
+             | records on its chain | empty call | selection, one region, limit 6 | \
+             the same from a young neighbour | assign_custodian |\n\
+             | --- | --- | --- | --- | --- |"
         );
         for c in &r.chain_age {
             let ms = |l: &Latency| format!("{} / {} ms", l.p50_ms, l.p99_ms);
             println!(
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 c.chain_records,
                 ms(&c.ping),
                 ms(&c.get_available_custodians_region_limit6),
+                ms(&c.young_neighbour_selection),
                 c.assign_custodian.as_ref().map(ms).unwrap_or_default()
             );
         }
