@@ -242,6 +242,16 @@ impl Network {
             .await
     }
 
+    /// Registers `peer` as the node `r` describes and beats once as online,
+    /// so the others can select it. Returns the registration's hash.
+    pub async fn register_online(&self, peer: usize, r: &NodeRegistration) -> ActionHash {
+        let hash = self.call(peer, "register_node", r.clone()).await;
+        let _: ActionHash = self
+            .call(peer, "heartbeat", heartbeat(&r.node_id, "online"))
+            .await;
+        hash
+    }
+
     /// Calls a coordinator function as `peer`, returning the error as text.
     pub async fn try_call<I, O>(&self, peer: usize, func: &str, payload: I) -> Result<O, String>
     where

@@ -358,10 +358,7 @@ async fn placing_a_content_ranks_within_its_placement_set() {
         let mut r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
         // Different weights, so rendezvous is weighted for real.
         r.uptime_percent = 50.0 + 4.0 * i as f64;
-        let _: ActionHash = net.call(p, "register_node", r.clone()).await;
-        let _: ActionHash = net
-            .call(p, "heartbeat", heartbeat(&r.node_id, "online"))
-            .await;
+        net.register_online(p, &r).await;
         nodes.push(r.node_id);
     }
     let everyone = |f: &Vec<RankedCustodian>| f.len() == nodes.len();
@@ -435,10 +432,7 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
     let mut nodes = Vec::new();
     for (i, &p) in peers.iter().enumerate() {
         let r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
-        let hash: ActionHash = net.call(p, "register_node", r.clone()).await;
-        let _: ActionHash = net
-            .call(p, "heartbeat", heartbeat(&r.node_id, "online"))
-            .await;
+        let hash = net.register_online(p, &r).await;
         nodes.push((r, hash));
     }
     let owner = net.peers[0].agent();

@@ -533,6 +533,17 @@ where
     latency(d)
 }
 
+/// What publishing asks when it places its `i`th content in one region:
+/// six custodians, placed by content.
+fn placing_in_region(i: usize) -> CustodianFilters {
+    CustodianFilters {
+        region: Some("eu-west".into()),
+        limit: Some(6),
+        content_id: Some(format!("bench-content-{i}")),
+        ..Default::default()
+    }
+}
+
 /// Samples one kind of selection query `samples` times from the observer.
 async fn sample_selection(
     net: &Network,
@@ -982,13 +993,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
         let call_floor = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
         // What publishing asks (one region, six custodians, placement by
         // content), the same across every region, and the full listing.
-        let publish = sample_selection(&net, a.samples, |i| CustodianFilters {
-            region: Some("eu-west".into()),
-            limit: Some(6),
-            content_id: Some(format!("bench-content-{i}")),
-            ..Default::default()
-        })
-        .await;
+        let publish = sample_selection(&net, a.samples, placing_in_region).await;
         let any_region = sample_selection(&net, a.samples, |i| CustodianFilters {
             limit: Some(6),
             content_id: Some(format!("bench-content-{i}")),
@@ -1147,13 +1152,7 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
         held = level;
         let (pending, _) = await_integrated(net, a.conductors, Duration::from_secs(300)).await;
         let background_cores = background_cores().await;
-        let placing = |i| CustodianFilters {
-            region: Some("eu-west".into()),
-            limit: Some(6),
-            content_id: Some(format!("bench-content-{i}")),
-            ..Default::default()
-        };
-        let publish = sample_selection(net, a.samples, placing).await;
+        let publish = sample_selection(net, a.samples, placing_in_region).await;
         let ping = sample_calls::<_, ()>(net, a.samples, "ping", |_| ()).await;
         eprintln!(
             "  {level:>5} contents a node ({assignments} assignments, {pending} ops pending): \
@@ -1163,7 +1162,7 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
         );
         let settled = if background_cores >= baseline + SETTLED_MARGIN {
             let (cores, waited) = await_settled(baseline).await;
-            let again = sample_selection(net, a.samples, placing).await;
+            let again = sample_selection(net, a.samples, placing_in_region).await;
             let ping = sample_calls::<_, ()>(net, a.samples, "ping", |_| ()).await;
             eprintln!(
                 "        settled after {:.0} s ({cores} cores busy): one region limit 6 p50 {} ms \
@@ -1225,10 +1224,7 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
     let mut regs = Vec::new();
     for (i, &peer) in others.iter().enumerate() {
         let r = registration(&net.peers[peer], &format!("age{}", i + 1), "eu-west");
-        let hash: ActionHash = net.call(peer, "register_node", r.clone()).await;
-        let _: ActionHash = net
-            .call(peer, "heartbeat", heartbeat(&r.node_id, "online"))
-            .await;
+        let hash = net.register_online(peer, &r).await;
         regs.push((r, hash));
     }
     let owner = net.peers[0].agent();
@@ -1254,20 +1250,14 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
             }
         }
         let records = chain_records(&net, 0).await.len();
-        let placing = |i| CustodianFilters {
-            region: Some("eu-west".into()),
-            limit: Some(6),
-            content_id: Some(format!("bench-content-{i}")),
-            ..Default::default()
-        };
         let ping = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
-        let select = sample_selection(&net, a.samples, placing).await;
+        let select = sample_selection(&net, a.samples, placing_in_region).await;
         let young = sample_calls_by::<_, Vec<RankedCustodian>>(
             &net,
             others[0],
             a.samples,
             "get_available_custodians",
-            placing,
+            placing_in_region,
         )
         .await;
         let assign_custodian = (!writes.is_empty()).then(|| latency(writes));
