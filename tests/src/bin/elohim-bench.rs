@@ -1152,8 +1152,7 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
         held = level;
         let (pending, _) = await_integrated(net, a.conductors, Duration::from_secs(300)).await;
         let background_cores = background_cores().await;
-        let publish = sample_selection(net, a.samples, placing_in_region).await;
-        let ping = sample_calls::<_, ()>(net, a.samples, "ping", |_| ()).await;
+        let (publish, ping) = sample_placing_and_floor(net, a.samples).await;
         eprintln!(
             "  {level:>5} contents a node ({assignments} assignments, {pending} ops pending): \
              one region limit 6 p50 {} ms p99 {} ms; empty call p50 {} ms p99 {} ms; \
@@ -1162,8 +1161,7 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
         );
         let settled = if background_cores >= baseline + SETTLED_MARGIN {
             let (cores, waited) = await_settled(baseline).await;
-            let again = sample_selection(net, a.samples, placing_in_region).await;
-            let ping = sample_calls::<_, ()>(net, a.samples, "ping", |_| ()).await;
+            let (again, ping) = sample_placing_and_floor(net, a.samples).await;
             eprintln!(
                 "        settled after {:.0} s ({cores} cores busy): one region limit 6 p50 {} ms \
                  p99 {} ms; empty call p50 {} ms p99 {} ms",
@@ -1194,6 +1192,14 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
         });
         write_report(report, &a.out);
     }
+}
+
+/// Publishing's selection in one region, then an empty call: the
+/// selection and the conductor's floor under the same load.
+async fn sample_placing_and_floor(net: &Network, samples: usize) -> (Latency, Latency) {
+    let selection = sample_selection(net, samples, placing_in_region).await;
+    let floor = sample_calls::<_, ()>(net, samples, "ping", |_| ()).await;
+    (selection, floor)
 }
 
 /// Nodes besides the aging one in the chain-age stage: what it selects
@@ -1229,8 +1235,9 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
     }
     let owner = net.peers[0].agent();
     let mut written = 0usize;
+    // Counted by dumping the chain once a level; estimated while writing.
+    let mut records = chain_records(&net, 0).await.len();
     for &target in &a.chain_age {
-        let mut records = chain_records(&net, 0).await.len();
         let mut writes = Vec::new();
         while records < target {
             let (reg, hash) = &regs[written % regs.len()];
@@ -1249,7 +1256,7 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
                 eprintln!("    {records} of {target} records ({written} assignments)");
             }
         }
-        let records = chain_records(&net, 0).await.len();
+        records = chain_records(&net, 0).await.len();
         let ping = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
         let select = sample_selection(&net, a.samples, placing_in_region).await;
         let young = sample_calls_by::<_, Vec<RankedCustodian>>(
