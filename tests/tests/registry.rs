@@ -506,3 +506,128 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
     let loser = if alice_loses { &alice.0 } else { &bob.0 };
     assert_eq!(marked(loser).await, 0, "marked once");
 }
+
+/// Selection counts a node's committed custody from the total the node
+/// publishes with its presence plus its recent-custody links since the
+/// total's cutoff, never reading its whole index, and the count agrees with
+/// the index: while an assignment is recent, once the node's total has it,
+/// and after a repair takes it away.
+#[tokio::test(flavor = "multi_thread")]
+async fn selection_counts_custody_from_the_published_total_and_what_came_since() {
+    use registry_core::presence::presence_bucket;
+    let window_secs = 4;
+    let lag_secs = 1;
+    let mut net = Network::start_with(
+        1,
+        RegistryProperties {
+            failure_window_secs: window_secs,
+            custody_total_lag_secs: lag_secs,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut peers = vec![0];
+    peers.extend(net.add_agents(0, 2, "node").await);
+    let mut nodes = Vec::new();
+    for (i, &p) in peers.iter().enumerate() {
+        let r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
+        let hash = net.register_online(p, &r).await;
+        nodes.push((r, hash));
+    }
+    let owner = net.peers[0].agent();
+    let (alice, bob) = (&nodes[1], &nodes[2]);
+    // The view of a node once it shows `published` (the total's bytes, or
+    // none) and counts `counted`; the index must always agree with the count.
+    let view_shows = |node: &NodeRegistration, published: Option<u64>, counted: u64| {
+        net.eventually(
+            0,
+            "get_committed_custody",
+            node.node_id.clone(),
+            60,
+            move |v: &CommittedCustodyView| {
+                v.published.as_ref().map(|p| p.bytes) == published && v.counted_bytes == counted
+            },
+        )
+    };
+    // A beat of both custodians in a new presence bucket, after `since` has
+    // passed the lag: it refreshes their presence, and so their published
+    // totals (and keeps both offered: presence lasts two short windows).
+    let publish_totals = |since: Timestamp| {
+        let net = &net;
+        let beats = [
+            (peers[1], alice.0.node_id.clone()),
+            (peers[2], bob.0.node_id.clone()),
+        ];
+        async move {
+            let window = window_secs as i64 * 1_000_000;
+            let after_lag = since.as_micros() + (lag_secs as i64 + 1) * 1_000_000;
+            let next_bucket = (presence_bucket(after_lag, window_secs as i64) + 1) * window;
+            let wait = next_bucket - Timestamp::now().as_micros();
+            if wait > 0 {
+                tokio::time::sleep(std::time::Duration::from_micros(wait as u64)).await;
+            }
+            for (peer, node_id) in beats {
+                let _: ActionHash = net
+                    .call(peer, "heartbeat", heartbeat(&node_id, "online"))
+                    .await;
+            }
+        }
+    };
+
+    publish_totals(Timestamp::now()).await;
+    let v = view_shows(&alice.0, Some(0), 0).await;
+    assert_eq!(v.indexed_bytes, 0);
+
+    // Placed on alice: counted from her recent-custody links.
+    let placed = assignment(owner.clone(), "photo", &alice.0, alice.1.clone());
+    let _: ActionHash = net.call(0, "assign_custodian", placed.clone()).await;
+    let placed_at = Timestamp::now();
+    let v = view_shows(&alice.0, Some(0), 1000).await;
+    assert_eq!(v.indexed_bytes, 1000);
+
+    // Her next total has it, and the recent link is not counted twice.
+    publish_totals(placed_at).await;
+    let v = view_shows(&alice.0, Some(1000), 1000).await;
+    assert_eq!(v.indexed_bytes, 1000);
+    let offered: Vec<RankedCustodian> = net
+        .call(0, "get_available_custodians", CustodianFilters::default())
+        .await;
+    let free = |id: &str| {
+        offered
+            .iter()
+            .find(|c| c.registration.node_id == id)
+            .map(|c| c.free_custody_bytes)
+    };
+    assert_eq!(
+        free(&alice.0.node_id).map(|f| f + 1000),
+        free(&bob.0.node_id),
+        "selection takes the published total off alice's cap"
+    );
+
+    // Repaired onto bob: the retirement mark on alice's recent bucket takes
+    // it off her total at once, before she totals again.
+    let mut repair = assignment(owner, "photo", &bob.0, bob.1.clone());
+    repair.decided_by = "disaster_recovery".into();
+    repair.decision_round = 1;
+    repair.assignment_id = registry_core::assignment::assignment_id("photo", 0, 1);
+    repair.replaces = Some(assignment_hash(&placed));
+    let _: ActionHash = net.call(0, "assign_custodian", repair).await;
+    let repaired_at = Timestamp::now();
+    let v = view_shows(&alice.0, Some(1000), 0).await;
+    assert_eq!(v.indexed_bytes, 0);
+    let v = view_shows(&bob.0, Some(0), 1000).await;
+    assert_eq!(v.indexed_bytes, 1000);
+
+    // And her next total no longer has it.
+    publish_totals(repaired_at).await;
+    let v = view_shows(&alice.0, Some(0), 0).await;
+    assert_eq!(v.indexed_bytes, 0);
+
+    let unknown = net
+        .try_call::<_, CommittedCustodyView>(0, "get_committed_custody", "nobody".to_string())
+        .await;
+    assert!(
+        unknown.is_err_and(|e| e.contains("not registered")),
+        "an unknown node is an error"
+    );
+}

@@ -5,6 +5,7 @@
 use elohim_tests::*;
 use holochain::prelude::*;
 use node_registry_integrity::*;
+use registry_core::committed::{recent_bucket, total_cutoff};
 use registry_core::presence::{presence_bucket, presence_shard};
 
 fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
@@ -14,8 +15,25 @@ fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_validation_rule_rejects() {
+#[test]
+fn every_validation_rule_rejects() {
+    // A zome call nests deep in a debug build, and this walk-through nests
+    // its calls in helpers: it needs more than a test thread's 2 MiB stack.
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(every_rule())
+        })
+        .expect("a thread for the walk-through")
+        .join()
+        .expect("every rule rejects what it must");
+}
+
+async fn every_rule() {
     let mut net = Network::start(2).await;
     net.arm_mallory(0).await;
     net.arm_mallory(1).await;
@@ -350,39 +368,20 @@ async fn every_validation_rule_rejects() {
         }
     };
     let (alice_custody, bob_custody) = (custody_of(&alice).await, custody_of(&bob_reg).await);
-    let retire = |base: &EntryHash, retired: &EntryHash, by: &EntryHash| {
-        net.mallory::<_, ActionHash>(
-            1,
-            "create_link_raw",
-            RawLinkInput {
-                base: base.clone().into(),
-                target: retired.clone().into(),
-                link_type: 22,
-                tag: holochain_serialized_bytes::encode(&RetirementSummary {
-                    superseded_by: by.clone(),
-                })
-                .unwrap(),
-            },
-        )
+    let winning = if assignment_hash(&ok) == winner {
+        ok.clone()
+    } else {
+        other.clone()
     };
-    rejected(
-        "the live assignment marked retired by the one it outranks",
-        retire(&alice_custody, &winner, &loser).await,
-        "outranks it",
-    );
-    rejected(
-        "an assignment retiring itself",
-        retire(&alice_custody, &loser, &loser).await,
-        "outranks it",
-    );
-    rejected(
-        "a retirement on another node's index",
-        retire(&bob_custody, &loser, &winner).await,
-        "retired custodian's index",
-    );
-    retire(&alice_custody, &loser, &winner)
-        .await
-        .expect("anyone may mark an outranked assignment retired");
+    assert_eq!(ok.shard_size_bytes, other.shard_size_bytes);
+    Box::pin(retirement_and_recent_custody_rules(
+        &net,
+        [&alice, &bob_reg],
+        [&alice_custody, &bob_custody],
+        &winning,
+        &loser,
+    ))
+    .await;
 
     // --- links ------------------------------------------------------------
     net.sync().await;
@@ -451,6 +450,7 @@ async fn every_validation_rule_rejects() {
             current_load: 0.1,
             custody_used_bytes: 0,
         },
+        committed: None,
     };
     let presence_link_at =
         |region: &'static str, bucket: i64, shard: Option<u32>, p: PresenceSummary| {
@@ -515,6 +515,28 @@ async fn every_validation_rule_rejects() {
         .await,
         "not on its region's bucket (or its node's shard of it)",
     );
+    let with_total = |cutoff_micros: i64| {
+        let mut p = presence(now);
+        p.committed = Some(CommittedCustody {
+            bytes: 0,
+            cutoff: Timestamp::from_micros(cutoff_micros),
+        });
+        p
+    };
+    rejected(
+        "a presence link whose custody total counts links too young to have reached it",
+        presence_link(bucket_now, with_total(now.as_micros())).await,
+        "custody total cannot count links younger than its lag",
+    );
+    presence_link(
+        bucket_now,
+        with_total(total_cutoff(
+            now.as_micros(),
+            RegistryProperties::default().custody_total_lag_secs as i64,
+        )),
+    )
+    .await
+    .expect("alice may publish the total of her custody");
     presence_link(bucket_now, presence(now))
         .await
         .expect("alice may announce her own presence");
@@ -552,4 +574,121 @@ fn update_input(original: &ActionHash, r: &NodeRegistration) -> UpdateInput {
         original: original.clone(),
         registration: r.clone(),
     }
+}
+
+/// Retirement marks, on a custodian's index and on its recent-custody
+/// buckets, and recent-custody links: `winning` (on alice) outranks the
+/// assignment at `loser`, both of the same shard.
+async fn retirement_and_recent_custody_rules(
+    net: &Network,
+    [alice, bob_reg]: [&NodeRegistration; 2],
+    [alice_custody, bob_custody]: [&EntryHash; 2],
+    winning: &CustodianAssignment,
+    loser: &EntryHash,
+) {
+    let shard_bytes = winning.shard_size_bytes;
+    let winner = assignment_hash(winning);
+    let retire_saying = |base: &EntryHash, retired: &EntryHash, by: &EntryHash, bytes: u64| {
+        net.mallory::<_, ActionHash>(
+            1,
+            "create_link_raw",
+            RawLinkInput {
+                base: base.clone().into(),
+                target: retired.clone().into(),
+                link_type: 22,
+                tag: holochain_serialized_bytes::encode(&RetirementSummary {
+                    superseded_by: by.clone(),
+                    retired_bytes: bytes,
+                })
+                .unwrap(),
+            },
+        )
+    };
+    let retire = |base: &EntryHash, retired: &EntryHash, by: &EntryHash| {
+        retire_saying(base, retired, by, shard_bytes)
+    };
+    rejected(
+        "the live assignment marked retired by the one it outranks",
+        retire(alice_custody, &winner, loser).await,
+        "outranks it",
+    );
+    rejected(
+        "an assignment retiring itself",
+        retire(alice_custody, loser, loser).await,
+        "outranks it",
+    );
+    rejected(
+        "a retirement on another node's index",
+        retire(bob_custody, loser, &winner).await,
+        "retired custodian's index",
+    );
+    rejected(
+        "a retirement misstating the retired shard's size",
+        retire_saying(alice_custody, loser, &winner, shard_bytes + 1).await,
+        "must give the retired shard's size",
+    );
+    retire(alice_custody, loser, &winner)
+        .await
+        .expect("anyone may mark an outranked assignment retired");
+
+    // --- recent-custody links ---------------------------------------------
+    // In the custodian's bucket of the link's own time, or rejected.
+    let recent_link = |node: &NodeRegistration, bucket: i64| {
+        let (id, target) = (node.node_id.clone(), winner.clone());
+        let tag = AssignmentSummary::of(winning);
+        async move {
+            let base: EntryHash = net
+                .mallory(1, "recent_custody_base_hash", (id, bucket))
+                .await
+                .unwrap();
+            net.mallory::<_, ActionHash>(
+                1,
+                "create_link_raw",
+                RawLinkInput {
+                    base: base.into(),
+                    target: target.into(),
+                    link_type: 23,
+                    tag: tag.to_tag().unwrap().0,
+                },
+            )
+            .await
+        }
+    };
+    let bucket_now = recent_bucket(Timestamp::now().as_micros());
+    rejected(
+        "a recent-custody link in a later bucket",
+        recent_link(alice, bucket_now + 1).await,
+        "assignment link is on the wrong base",
+    );
+    rejected(
+        "a recent-custody link an hour early",
+        recent_link(alice, bucket_now - 6).await,
+        "assignment link is on the wrong base",
+    );
+    rejected(
+        "a recent-custody link on another node's bucket",
+        recent_link(bob_reg, bucket_now).await,
+        "assignment link is on the wrong base",
+    );
+    // Written within a minute of `bucket_now`, so it fits even if a new
+    // bucket began meanwhile.
+    recent_link(alice, bucket_now)
+        .await
+        .expect("a recent-custody link in its custodian's current bucket");
+    let recent_base = |bucket: i64| {
+        let id = alice.node_id.clone();
+        async move {
+            net.mallory::<_, EntryHash>(1, "recent_custody_base_hash", (id, bucket))
+                .await
+                .unwrap()
+        }
+    };
+    rejected(
+        "a retirement in a later recent-custody bucket",
+        retire(&recent_base(bucket_now + 1).await, loser, &winner).await,
+        "retired custodian's index",
+    );
+    retire(&recent_base(bucket_now).await, loser, &winner)
+        .await
+        .expect("a retirement in its custodian's current recent-custody bucket");
 }

@@ -8,6 +8,7 @@
 
 pub mod assignment;
 pub mod capacity;
+pub mod committed;
 pub mod consensus;
 pub mod error;
 pub mod hash;

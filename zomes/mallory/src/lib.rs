@@ -119,6 +119,7 @@ pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {
         7 => LinkTypes::ContentToAssignment,
         20 => LinkTypes::PresenceIndex,
         22 => LinkTypes::NodeToRetiredAssignment,
+        23 => LinkTypes::NodeToRecentAssignment,
         _ => LinkTypes::NodeToAssignment,
     };
     create_link(l.base, l.target, link_type, LinkTag::new(l.tag))
@@ -140,6 +141,12 @@ pub fn region_base_hash(region: String) -> ExternResult<EntryHash> {
 #[hdk_extern]
 pub fn custody_base_hash(node_id: String) -> ExternResult<EntryHash> {
     custody_base(&node_id)
+}
+
+/// Path hash of a node's recent-custody bucket, for building bases.
+#[hdk_extern]
+pub fn recent_custody_base_hash(input: (String, i64)) -> ExternResult<EntryHash> {
+    recent_custody_base(&input.0, input.1)
 }
 
 /// Path hash of a presence bucket of a region, or of one shard of it, for

@@ -1,7 +1,7 @@
 //! Discovery: nodes by region and tier, and ranked custodians.
 
-use crate::assignments::committed_bytes_of;
-use crate::directory::{fetch_registration, newest_per_node, DirectoryEntry};
+use crate::assignments::{committed_bytes_of, committed_bytes_of_present};
+use crate::directory::{fetch_registration, newest_per_node, registration_of_node, DirectoryEntry};
 use crate::{get_many, guest, links_on, links_on_many, of_types};
 use hdk::prelude::*;
 use node_registry_integrity::*;
@@ -241,8 +241,9 @@ fn placement_set(
 /// Reads are batched and, when placing a content with a `limit`, do not grow
 /// with the network: the content's placement set (a few presence shards,
 /// see `registry_core::presence`), the committed custody of its best
-/// candidates (one call, one query each of the limit and two more, however
-/// much they hold; further rounds only if some of those are full), and the
+/// candidates (one call: for each of the limit and two more, the total it
+/// published with its presence plus its recent-custody links, however much
+/// it holds; further rounds only if some of those are full), and the
 /// chosen registrations (from the local store, the network only for those
 /// it lacks). If the set holds too few nodes with room, every present node
 /// is considered, as without a content.
@@ -254,18 +255,52 @@ pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<R
     let window = properties.failure_window_secs as i64;
     if let (Some(key), Some(limit)) = (&q.placement_key, filters.limit) {
         let (set, partial) = placement_set(&q, key, now, &properties)?;
-        let chosen = choose(&set, &q, filters.limit)?;
+        let chosen = choose(&set, &q, filters.limit, now)?;
         if chosen.len() >= limit as usize || !partial {
             return Ok(chosen);
         }
     }
     let present = present_nodes(&q.regions, now, window, None)?;
-    choose(&present, &q, filters.limit)
+    choose(&present, &q, filters.limit, now)
+}
+
+/// A node's committed custody as its newest presence link publishes it,
+/// as a selection counts it, and as its custody index says (see
+/// [`CommittedCustodyView`]); an error if the node is not registered.
+#[hdk_extern]
+pub fn get_committed_custody(node_id: String) -> ExternResult<CommittedCustodyView> {
+    let Some(registered) = registration_of_node(&node_id)? else {
+        return Err(guest(format!("node {node_id} is not registered")));
+    };
+    let now = sys_time()?;
+    let properties = registry_properties()?;
+    let shard = presence_shard(&node_id, properties.shards());
+    let published = present_nodes(
+        &[registered.registration.region],
+        now,
+        properties.failure_window_secs as i64,
+        Some(&[shard]),
+    )?
+    .into_iter()
+    .find(|p| p.summary.node.node_id == node_id)
+    .and_then(|p| p.summary.committed);
+    let counted_bytes = committed_bytes_of_present(&[(node_id.clone(), published.clone())], now)?
+        .pop()
+        .unwrap_or_default();
+    let indexed_bytes = committed_bytes_of(std::slice::from_ref(&node_id))?
+        .pop()
+        .unwrap_or_default();
+    Ok(CommittedCustodyView {
+        node_id,
+        published,
+        counted_bytes,
+        indexed_bytes,
+    })
 }
 
 /// Candidates confirmed beyond the `limit` in a selection's first batch, so
 /// that one or two turning out full does not cost another round. Each one
-/// confirmed is a read of its custody index (about 2.5 ms here), the largest
+/// confirmed is a read of its recent-custody links (about 2.5 ms here), the largest
 /// fixed cost of a selection.
 const CONFIRM_MARGIN: usize = 2;
 
@@ -275,6 +310,7 @@ fn choose(
     present: &[Present],
     q: &Criteria,
     limit: Option<u32>,
+    now: Timestamp,
 ) -> ExternResult<Vec<RankedCustodian>> {
     let mut candidates: Vec<Candidate> = present.iter().map(|p| candidate(&p.summary)).collect();
     let enough = limit
@@ -292,11 +328,16 @@ fn choose(
             .copied()
             .collect();
         next += batch.len();
-        let ids: Vec<String> = batch
+        let nodes: Vec<(String, Option<CommittedCustody>)> = batch
             .iter()
-            .map(|&i| candidates[i].node_id.clone())
+            .map(|&i| {
+                (
+                    candidates[i].node_id.clone(),
+                    present[i].summary.committed.clone(),
+                )
+            })
             .collect();
-        for (&i, assigned) in batch.iter().zip(committed_bytes_of(&ids)?) {
+        for (&i, assigned) in batch.iter().zip(committed_bytes_of_present(&nodes, now)?) {
             candidates[i].assigned_bytes = assigned;
             if check_eligible(&candidates[i], q).is_ok() {
                 eligible += 1;

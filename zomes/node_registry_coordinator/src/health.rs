@@ -1,5 +1,6 @@
 //! Heartbeats, attestations and the health of a node as seen now.
 
+use crate::assignments::committed_total_of;
 use crate::directory::{leave_status_index, my_registration, registration_of_node};
 use crate::links_on;
 use hdk::prelude::*;
@@ -55,9 +56,22 @@ pub(crate) fn announce_presence(
         beat.timestamp.as_micros(),
         properties.failure_window_secs as i64,
     );
+    // A node that takes custody totals what it holds, so selections need
+    // not read its whole custody index; if the read fails they still can.
+    let committed = if me.registration.custodian_opt_in {
+        committed_total_of(
+            &me.registration.node_id,
+            sys_time()?,
+            properties.custody_total_lag_secs,
+        )
+        .ok()
+    } else {
+        None
+    };
     let tag = PresenceSummary {
         node: NodeSummary::of(&me.registration),
         heartbeat: beat.clone(),
+        committed,
     }
     .to_tag()?;
     for base in presence_bases(

@@ -3,8 +3,8 @@
 //! written in Rust) depend on this small crate and never on the coordinator.
 
 use crate::{
-    CustodianAssignment, FamilyProof, HeartbeatSummary, NodeRegistration, OffPeakHours,
-    RecoveryRequest, Relationship,
+    CommittedCustody, CustodianAssignment, FamilyProof, HeartbeatSummary, NodeRegistration,
+    OffPeakHours, RecoveryRequest, Relationship,
 };
 use hdi::prelude::*;
 use registry_core::heartbeat::Liveness;
@@ -107,6 +107,21 @@ pub struct RankedCustodian {
     /// The heartbeat that last refreshed its presence, which may be up to
     /// about one failure window older than its latest.
     pub last_heartbeat: Option<HeartbeatSummary>,
+}
+
+/// A node's committed custody three ways, to show why selection offers it
+/// (or not) and that what it published agrees with its index.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CommittedCustodyView {
+    /// The node.
+    pub node_id: String,
+    /// The total its newest presence link carries, if any.
+    pub published: Option<CommittedCustody>,
+    /// What a selection counts now: the published total with the
+    /// recent-custody links since its cutoff (or the index, without one).
+    pub counted_bytes: u64,
+    /// What its whole custody index says.
+    pub indexed_bytes: u64,
 }
 
 /// What attestations say about a node recently.

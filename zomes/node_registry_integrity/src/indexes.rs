@@ -117,6 +117,13 @@ pub fn custody_base(node_id: &str) -> ExternResult<EntryHash> {
     path(&["custody", node_id]).path_entry_hash()
 }
 
+/// Base of the assignments linked to one node in one recent-custody bucket
+/// (see `registry_core::committed`): what a selection reads to add the
+/// newest assignments to the total the node published.
+pub fn recent_custody_base(node_id: &str, bucket: i64) -> ExternResult<EntryHash> {
+    path(&["custody-recent", node_id, &bucket.to_string()]).path_entry_hash()
+}
+
 fn encode_tag<T: serde::Serialize + std::fmt::Debug>(t: &T) -> ExternResult<LinkTag> {
     let bytes = holochain_serialized_bytes::encode(t)
         .map_err(|e| wasm_error!(WasmErrorInner::Serialize(e)))?;
@@ -219,6 +226,20 @@ pub struct PresenceSummary {
     pub node: NodeSummary,
     /// The heartbeat that wrote the link (status, load, custody held).
     pub heartbeat: HeartbeatSummary,
+    /// The node's committed custody as it totalled it, when it could.
+    #[serde(default)]
+    pub committed: Option<CommittedCustody>,
+}
+
+/// A custodian's total of its committed custody (see
+/// `registry_core::committed`): the bytes of the assignments linked to it
+/// before `cutoff`, less those retired.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+pub struct CommittedCustody {
+    /// Bytes committed by assignments linked before the cutoff.
+    pub bytes: u64,
+    /// Links at or after this time are not in `bytes`.
+    pub cutoff: Timestamp,
 }
 
 impl PresenceSummary {
@@ -239,6 +260,9 @@ impl PresenceSummary {
 pub struct RetirementSummary {
     /// The outranking assignment's entry.
     pub superseded_by: EntryHash,
+    /// Bytes of the retired shard, so a reader of the recent-custody
+    /// bases can take them off a node's published total.
+    pub retired_bytes: u64,
 }
 
 impl RetirementSummary {

@@ -102,11 +102,15 @@ pub enum LinkTypes {
     /// shard of each to a live node's registration, written at most once
     /// per failure window (see `registry_core::presence`).
     PresenceIndex,
-    /// `custody/<node>` to an assignment of that node that a later one has
-    /// taken the shard from (the tag names it): a node's committed custody
-    /// is then its `NodeToAssignment` links less these, read in one step,
-    /// however many contents it holds.
+    /// `custody/<node>` (and the node's recent-custody bucket of the time of
+    /// the link) to an assignment of that node that a later one has taken
+    /// the shard from (the tag names it and gives its size): a node's
+    /// committed custody is then its `NodeToAssignment` links less these.
     NodeToRetiredAssignment,
+    /// `custody-recent/<node>/<bucket>` to an assignment of that node,
+    /// bucketed by link time: what a selection adds to the total the node
+    /// publishes with its presence, so it never reads the whole index.
+    NodeToRecentAssignment,
 }
 
 /// The single validation callback; see `validation.rs`.

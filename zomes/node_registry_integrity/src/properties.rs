@@ -34,6 +34,11 @@ pub struct RegistryProperties {
     /// `registry_core::presence`). Only read when selecting, never in
     /// validation.
     pub placement_set_min: u32,
+    /// How long before its read a custodian's published custody total
+    /// stops counting (see `registry_core::committed`): links younger than
+    /// this are left to readers. Validation reads it to reject a total that
+    /// claims links the custodian could not have seen yet.
+    pub custody_total_lag_secs: u32,
 }
 
 impl Default for RegistryProperties {
@@ -48,6 +53,7 @@ impl Default for RegistryProperties {
             failure_window_secs: registry_core::heartbeat::DEFAULT_FAILURE_WINDOW_SECS as u32,
             presence_shards: registry_core::presence::DEFAULT_PRESENCE_SHARDS,
             placement_set_min: registry_core::presence::DEFAULT_PLACEMENT_SET_MIN as u32,
+            custody_total_lag_secs: registry_core::committed::DEFAULT_TOTAL_LAG_SECS as u32,
         }
     }
 }

@@ -6,6 +6,7 @@
 use crate::*;
 use registry_core::assignment::{check_layout, CustodyStrategy, DecisionSource, ShardLayout};
 use registry_core::capacity::{check_capacity, check_location, check_text, DeclaredCapacity};
+use registry_core::committed::{cutoff_fits, recent_bucket, recent_bucket_fits};
 use registry_core::heartbeat::{bucket_of, check_claimed_time, MAX_CLAIMED_TIME_SKEW_SECS};
 use registry_core::node_id::check_node_id_owner;
 use registry_core::presence::presence_bucket;
@@ -965,6 +966,19 @@ fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
     ok()
 }
 
+/// The recent-custody bases a link of `node_id`'s custody written at
+/// `written_micros` may sit on (see `registry_core::committed`).
+fn recent_custody_bases(node_id: &str, written_micros: i64) -> ExternResult<Vec<AnyLinkableHash>> {
+    [
+        recent_bucket(written_micros) - 1,
+        recent_bucket(written_micros),
+    ]
+    .into_iter()
+    .filter(|&b| recent_bucket_fits(b, written_micros))
+    .map(|b| recent_custody_base(node_id, b).map(Into::into))
+    .collect()
+}
+
 fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>) -> Check {
     let author = action.author();
     let base = &action.base_address;
@@ -1029,6 +1043,14 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
                     "a presence link must report a heartbeat of the last two failure windows",
                 );
             }
+            if let Some(committed) = &presence.committed {
+                let lag = properties.custody_total_lag_secs as i64;
+                if !cutoff_fits(committed.cutoff.as_micros(), written, lag) {
+                    return fail(
+                        "a presence link's custody total cannot count links younger than its lag",
+                    );
+                }
+            }
             let expected = presence_bases(
                 &presence.node.region,
                 &presence.node.node_id,
@@ -1092,7 +1114,9 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
             }
             ok()
         }
-        LinkTypes::ContentToAssignment | LinkTypes::NodeToAssignment => {
+        LinkTypes::ContentToAssignment
+        | LinkTypes::NodeToAssignment
+        | LinkTypes::NodeToRecentAssignment => {
             let Ok(summary) = AssignmentSummary::from_tag(&action.tag) else {
                 return fail("assignment link tag must be an assignment summary");
             };
@@ -1104,12 +1128,15 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
                 Ok(a) if AssignmentSummary::of(&a) == summary => {}
                 _ => return fail("assignment link tag does not match its assignment"),
             }
-            let expected: AnyLinkableHash = if link_type == LinkTypes::ContentToAssignment {
-                content_base(&summary.content_id)?.into()
-            } else {
-                custody_base(&summary.custodian_node_id)?.into()
+            let written = action.timestamp().as_micros();
+            let expected: Vec<AnyLinkableHash> = match link_type {
+                LinkTypes::ContentToAssignment => vec![content_base(&summary.content_id)?.into()],
+                LinkTypes::NodeToAssignment => {
+                    vec![custody_base(&summary.custodian_node_id)?.into()]
+                }
+                _ => recent_custody_bases(&summary.custodian_node_id, written)?,
             };
-            if *base != expected {
+            if !expected.contains(base) {
                 return fail("assignment link is on the wrong base");
             }
             ok()
@@ -1135,7 +1162,13 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
                     "a retirement must name an assignment of the same shard that outranks it",
                 );
             }
-            if *base != AnyLinkableHash::from(custody_base(&retired.custodian_node_id)?) {
+            if summary.retired_bytes != retired.shard_size_bytes {
+                return fail("a retirement link must give the retired shard's size");
+            }
+            let custodian = &retired.custodian_node_id;
+            let mut expected = recent_custody_bases(custodian, action.timestamp().as_micros())?;
+            expected.push(custody_base(custodian)?.into());
+            if !expected.contains(base) {
                 return fail("retirement link is not on the retired custodian's index");
             }
             ok()
