@@ -1,7 +1,7 @@
 //! `elohim-bench` (run by `cargo xtask bench`): measures the real system on a
 //! local network of conductors, and prints a table and a JSON report.
 //!
-//! Three parts:
+//! Four parts:
 //! - the registry: agents register and beat one by one (registration and
 //!   heartbeat latency). They come in waves, each on a conductor in a worker
 //!   process of its own (this binary, `--worker`) that exits once the
@@ -17,6 +17,9 @@
 //! - chain age (`--chain-age`): one node's own calls as its source chain
 //!   grows, since Holochain 0.7.1 reads the caller's whole chain before
 //!   every zome call;
+//! - custody held (`--custody-held`): selection over custodians that keep
+//!   beating while they take more and more content, before and after their
+//!   published totals of custody take it in;
 //! - custody: conductors with their sidecars (the custody suites' fast
 //!   timings) publish content of each strategy, a custodian is killed, and
 //!   the time until the network declares it failed and until each of its
@@ -53,6 +56,7 @@ struct Args {
     /// Source-chain lengths (records the observer authored) at which its
     /// own calls are sampled, one after another (empty: not sampled).
     chain_age: Vec<usize>,
+    custody_held: Vec<usize>,
 }
 
 fn usage() -> ! {
@@ -63,7 +67,8 @@ fn usage() -> ! {
          [--wave N (200), nodes per worker process] [--window-secs S (3600)] \
          [--gossip-ms N (1000), gossip interval of the DHT holders; the shipped conductor's is 120000] \
          [--custody-load 0,2,8: after the registry, sample selection again with each node holding that many contents] \
-         [--chain-age 0,2000,8000: on a conductor of its own, sample a node's calls as its own source chain reaches that many records]"
+         [--chain-age 0,2000,8000: on a conductor of its own, sample a node's calls as its own source chain reaches that many records] \
+         [--custody-held 0,128: on a conductor of its own, sample selection over beating custodians holding that many contents, before and after their totals take them in]"
     );
     std::process::exit(2)
 }
@@ -107,6 +112,7 @@ fn parse_args() -> Args {
         window_secs: 3600,
         custody_load: Vec::new(),
         chain_age: Vec::new(),
+        custody_held: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -150,6 +156,13 @@ fn parse_args() -> Args {
                 a.chain_age = numbers("--chain-age", value("--chain-age"));
                 if !a.chain_age.is_sorted() {
                     eprintln!("elohim-bench: --chain-age lengths must grow");
+                    usage()
+                }
+            }
+            "--custody-held" => {
+                a.custody_held = numbers("--custody-held", value("--custody-held"));
+                if !a.custody_held.is_sorted() {
+                    eprintln!("elohim-bench: --custody-held levels must grow");
                     usage()
                 }
             }
@@ -287,9 +300,26 @@ struct ChainAgePoint {
     /// whose chain stays short: whether a node could keep its reads fast by
     /// making them through a young agent.
     young_neighbour_selection: Latency,
-    /// A write: the assignments that grew the chain to this length (four
+    /// A write: the assignments that grew the chain to this length (five
     /// records each), as timed while writing them.
     assign_custodian: Option<Latency>,
+}
+
+/// Selection over custodians that hold more and more content and keep
+/// beating, so they publish totals of their custody (see
+/// `registry_core::committed`).
+#[derive(Debug, Clone, Serialize)]
+struct CustodyHeldPoint {
+    /// Contents (one shard each) every custodian holds.
+    contents_per_node: usize,
+    /// Publishing's selection (one region, limit 6) just after the load was
+    /// written: the load is still in the custodians' recent-custody links.
+    get_available_custodians_region_limit6: Latency,
+    /// An empty call sampled just after.
+    ping: Latency,
+    /// The same once every custodian's published total has the load and
+    /// readers no longer read the buckets it was linked in.
+    totalled: Option<SettledSample>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -340,6 +370,7 @@ struct Report {
     heartbeat: Option<HeartbeatCost>,
     custody_load: Vec<CustodyLoadPoint>,
     chain_age: Vec<ChainAgePoint>,
+    custody_held: Vec<CustodyHeldPoint>,
     repairs: Vec<RepairRow>,
     total_secs: f64,
 }
@@ -1208,7 +1239,7 @@ const CHAIN_AGE_PEERS: usize = 8;
 
 /// A node's own calls as its source chain grows. One conductor holds the
 /// aging node and [`CHAIN_AGE_PEERS`] others; the node places one-shard
-/// contents of its own on the others (four records each, the writes a
+/// contents of its own on the others (five records each, the writes a
 /// publishing node makes) until its chain reaches each length of
 /// `--chain-age`, and its calls are sampled there.
 async fn bench_chain_age(a: &Args, report: &mut Report) {
@@ -1250,8 +1281,8 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
             res.unwrap_or_else(|e| panic!("assigning for the chain-age stage: {e}"));
             writes.push(t);
             written += 1;
-            // An assignment is an entry and three links.
-            records += 4;
+            // An assignment is an entry and four links.
+            records += 5;
             if written.is_multiple_of(250) {
                 eprintln!("    {records} of {target} records ({written} assignments)");
             }
@@ -1288,6 +1319,165 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
             get_available_custodians_region_limit6: select,
             young_neighbour_selection: young,
             assign_custodian,
+        });
+        write_report(report, &a.out);
+    }
+}
+
+/// Custodians of the custody-held stage: more than a selection confirms
+/// (its limit of 6 and two more), all in one placement set.
+const CUSTODY_HELD_NODES: usize = 10;
+
+/// Longest the custody-held stage waits for the custodians' totals to take
+/// in a level's load.
+const TOTALLED_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// Beats every custodian once (keeping them present at the default
+/// window, and refreshing their presence, so their totals, as buckets turn).
+async fn beat_all(net: &Network, custodians: &[(usize, NodeRegistration)]) {
+    for (peer, r) in custodians {
+        retrying("beating", || {
+            net.try_call::<_, ActionHash>(*peer, "heartbeat", heartbeat(&r.node_id, "online"))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("heartbeat of {}: {e}", r.node_id));
+    }
+}
+
+/// Whether every custodian's published total has what was linked up to
+/// `load_end`, and a reader of its recent links no longer reads the bucket
+/// `load_end` fell in.
+async fn load_totalled(
+    net: &Network,
+    custodians: &[(usize, NodeRegistration)],
+    load_end: Timestamp,
+) -> bool {
+    use registry_core::committed::{recent_bucket, RECENT_LINK_LATENESS_SECS};
+    for (_, r) in custodians {
+        let view: CommittedCustodyView = net
+            .call(0, "get_committed_custody", r.node_id.clone())
+            .await;
+        let Some(total) = view.published else {
+            return false;
+        };
+        let first_read =
+            recent_bucket(total.cutoff.as_micros() - RECENT_LINK_LATENESS_SECS * 1_000_000);
+        if total.cutoff <= load_end || first_read <= recent_bucket(load_end.as_micros()) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Selection as custodians hold more content, with the custodians alive:
+/// one conductor holds a young observer (which samples), a publisher and
+/// [`CUSTODY_HELD_NODES`] custodians that beat at the default window. The
+/// publisher places one-shard contents on every custodian up to each level
+/// of `--custody-held`; selection is sampled at once (the load still in the
+/// custodians' recent links) and again once their published totals have it.
+async fn bench_custody_held(a: &Args, report: &mut Report) {
+    eprintln!(
+        "custody held: {CUSTODY_HELD_NODES} beating custodians take contents up to {:?} each",
+        a.custody_held
+    );
+    let mut net = Network::start_with_config(
+        1,
+        RegistryProperties::default(),
+        polling_bootstrap(BOOTSTRAP_POLL_MS),
+    )
+    .await;
+    let publisher = net.add_agents(0, 1, "publisher").await[0];
+    let peers = net.add_agents(0, CUSTODY_HELD_NODES, "held").await;
+    let mut custodians = Vec::new();
+    let mut hashes = Vec::new();
+    for (i, &peer) in peers.iter().enumerate() {
+        let r = registration(&net.peers[peer], &format!("held{i}"), "eu-west");
+        hashes.push(net.register_online(peer, &r).await);
+        custodians.push((peer, r));
+    }
+    let owner = net.peers[publisher].agent();
+    let beat_every = Duration::from_secs(20);
+    let mut held = 0;
+    for &level in &a.custody_held {
+        let started = Instant::now();
+        let mut beaten = Instant::now();
+        for c in held..level {
+            for ((_, r), hash) in custodians.iter().zip(&hashes) {
+                let mut x = assignment(
+                    owner.clone(),
+                    &format!("held-{c}-{}", r.node_id),
+                    r,
+                    hash.clone(),
+                );
+                x.content_size_bytes = 1 << 20;
+                x.shard_size_bytes = 1 << 20;
+                retrying("assigning", || {
+                    net.try_call::<_, ActionHash>(publisher, "assign_custodian", x.clone())
+                })
+                .await
+                .unwrap_or_else(|e| panic!("assigning custody: {e}"));
+                if beaten.elapsed() >= beat_every {
+                    beat_all(&net, &custodians).await;
+                    beaten = Instant::now();
+                }
+            }
+            if (c + 1) % 16 == 0 {
+                eprintln!(
+                    "    {} of {level} contents a custodian ({} s)",
+                    c + 1,
+                    started.elapsed().as_secs()
+                );
+            }
+        }
+        held = level;
+        let load_end = Timestamp::now();
+        beat_all(&net, &custodians).await;
+        let (select, ping) = sample_placing_and_floor(&net, a.samples).await;
+        eprintln!(
+            "  {level:>5} contents a custodian, just written: one region limit 6 p50 {} ms p99 {} ms; \
+             empty call p50 {} ms p99 {} ms",
+            select.p50_ms, select.p99_ms, ping.p50_ms, ping.p99_ms
+        );
+        let mut totalled = None;
+        if level > 0 {
+            let began = Instant::now();
+            loop {
+                beat_all(&net, &custodians).await;
+                if load_totalled(&net, &custodians, load_end).await {
+                    break;
+                }
+                if began.elapsed() >= TOTALLED_LIMIT {
+                    eprintln!("    the totals did not take in the load within {TOTALLED_LIMIT:?}");
+                    break;
+                }
+                tokio::time::sleep(beat_every).await;
+            }
+            if began.elapsed() < TOTALLED_LIMIT {
+                let background = background_cores().await;
+                beat_all(&net, &custodians).await;
+                let (again, ping) = sample_placing_and_floor(&net, a.samples).await;
+                eprintln!(
+                    "        in their totals after {:.0} s: one region limit 6 p50 {} ms p99 {} ms; \
+                     empty call p50 {} ms p99 {} ms",
+                    began.elapsed().as_secs_f64(),
+                    again.p50_ms,
+                    again.p99_ms,
+                    ping.p50_ms,
+                    ping.p99_ms
+                );
+                totalled = Some(SettledSample {
+                    waited_secs: began.elapsed().as_secs_f64().round(),
+                    background_cores: background,
+                    get_available_custodians_region_limit6: again,
+                    ping,
+                });
+            }
+        }
+        report.custody_held.push(CustodyHeldPoint {
+            contents_per_node: level,
+            get_available_custodians_region_limit6: select,
+            ping,
+            totalled,
         });
         write_report(report, &a.out);
     }
@@ -1549,6 +1739,29 @@ fn print_table(r: &Report) {
             );
         }
     }
+    if !r.custody_held.is_empty() {
+        println!(
+            "\nSelection over {CUSTODY_HELD_NODES} beating custodians as they hold more (p50 / p99):\n\n\
+             | contents a custodian | just written (recent links) | empty call | \
+             once in their totals | empty call | waited |\n\
+             | --- | --- | --- | --- | --- | --- |"
+        );
+        for c in &r.custody_held {
+            let ms = |l: &Latency| format!("{} / {} ms", l.p50_ms, l.p99_ms);
+            let t = c.totalled.as_ref();
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                c.contents_per_node,
+                ms(&c.get_available_custodians_region_limit6),
+                ms(&c.ping),
+                t.map(|t| ms(&t.get_available_custodians_region_limit6))
+                    .unwrap_or_default(),
+                t.map(|t| ms(&t.ping)).unwrap_or_default(),
+                t.map(|t| format!("{:.0} s", t.waited_secs))
+                    .unwrap_or_default()
+            );
+        }
+    }
     if !r.repairs.is_empty() {
         println!(
             "\nCustody: {} nodes, heartbeat {} s, failure window {} s, grace {} s, detection every {} s\n",
@@ -1594,6 +1807,9 @@ async fn main() {
     }
     if !a.chain_age.is_empty() {
         bench_chain_age(&a, &mut report).await;
+    }
+    if !a.custody_held.is_empty() {
+        bench_custody_held(&a, &mut report).await;
     }
     if !a.skip_custody {
         bench_custody(&a, &mut report).await;
