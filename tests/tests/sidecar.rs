@@ -7,9 +7,14 @@ use elohim_sidecar::conductor::{EmbeddedConductor, EmbeddedSettings};
 use elohim_sidecar::config::{ConductorMode, Config};
 use elohim_sidecar::rendezvous::Rendezvous;
 use elohim_tests::*;
+use holochain::prelude::CellId;
 use holochain::sweettest::*;
 use node_registry_integrity::*;
 use std::net::{Ipv4Addr, SocketAddr};
+
+fn custodian_ids(v: &[RankedCustodian]) -> Vec<String> {
+    v.iter().map(|c| c.registration.node_id.clone()).collect()
+}
 
 fn config(data_dir: &std::path::Path, label: &str, admin: Option<SocketAddr>) -> Config {
     let mut c = Config::default();
@@ -87,6 +92,65 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
         custodians.len(),
         1,
         "an opted-in, beating node is a custodian"
+    );
+
+    // Selections go through a reader agent of the same DNA on the same
+    // conductor, which answers alike and never writes.
+    let reader = agent
+        .reader_agent()
+        .await
+        .expect("the sidecar installs a reader agent");
+    assert_ne!(&reader, agent.agent(), "the reader is another agent");
+    let reader_cell = CellId::new(sidecar_cell.cell_id().dna_hash().clone(), reader);
+    let chain_of = |cell: &CellId| {
+        let conductor = &conductors[0];
+        let cell = cell.clone();
+        async move {
+            conductor
+                .dump_full_cell_state(&cell, None, Some(1))
+                .await
+                .expect("cell state dumps")
+                .source_chain_dump
+                .records
+                .len()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let read: Vec<RankedCustodian> = agent
+            .read("get_available_custodians", CustodianFilters::default())
+            .await
+            .expect("the reader selects");
+        if custodian_ids(&read) == custodian_ids(&custodians) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never saw what the observer sees: {read:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let asked_as: Option<RegisteredNode> = agent.read("get_my_node", ()).await.unwrap();
+    assert!(
+        asked_as.is_none(),
+        "reads are answered by the reader, which has no node of its own"
+    );
+    let reader_records = chain_of(&reader_cell).await;
+    let node_records = chain_of(sidecar_cell.cell_id()).await;
+    agent.status().await.expect("status reads");
+    agent.heartbeat_once().await.expect("beats");
+    assert_eq!(
+        chain_of(&reader_cell).await,
+        reader_records,
+        "reading writes nothing to the reader's chain"
+    );
+    assert!(
+        reader_records <= 8,
+        "the reader's chain is its genesis, init and signing grant only: {reader_records} records"
+    );
+    assert!(
+        chain_of(sidecar_cell.cell_id()).await > node_records,
+        "the node's own chain grows with its beats"
     );
 
     // Restarting the sidecar with opt-out: same node, updated, no longer a custodian.

@@ -6,7 +6,7 @@ use crate::conductor::{ConductorError, Connection};
 use crate::config::{Config, ConfigError, ParticipationSection};
 use crate::metrics::Metrics;
 use crate::uptime::{self, UptimeLedger};
-use crate::{APP_ID, COORDINATOR, ROLE};
+use crate::{APP_ID, COORDINATOR, READER_APP_ID, ROLE};
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
 use node_registry_integrity::*;
 use registry_core::node_id::derive_node_id;
@@ -15,7 +15,7 @@ use registry_core::tier::earned_tier;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, RwLock};
@@ -121,13 +121,66 @@ pub struct StatusReport {
 /// How many possible custodians `status` lists.
 pub const STATUS_CUSTODIANS_SHOWN: u32 = 20;
 
+/// One installed app's connection, reopened before the next call after a
+/// call lost its websocket.
+struct AppLink {
+    app_id: &'static str,
+    conn: RwLock<Arc<Connection>>,
+    stale: std::sync::atomic::AtomicBool,
+}
+
+impl AppLink {
+    async fn open(
+        admin_addr: SocketAddr,
+        happ: &Path,
+        app_id: &'static str,
+    ) -> Result<Self, ConductorError> {
+        let conn = Connection::open(admin_addr, happ, app_id, ROLE).await?;
+        Ok(AppLink {
+            app_id,
+            conn: RwLock::new(Arc::new(conn)),
+            stale: Default::default(),
+        })
+    }
+
+    async fn connection(
+        &self,
+        admin_addr: SocketAddr,
+        happ: &Path,
+    ) -> Result<Arc<Connection>, ConductorError> {
+        if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!(
+                app = self.app_id,
+                "reconnecting to the conductor at {admin_addr}"
+            );
+            match Connection::open(admin_addr, happ, self.app_id, ROLE).await {
+                Ok(c) => *self.conn.write().await = Arc::new(c),
+                Err(e) => {
+                    self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.conn.read().await.clone())
+    }
+
+    fn mark_if_lost(&self, e: &ConductorError) {
+        if e.is_connection_lost() {
+            self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// A node agent bound to a conductor.
 pub struct NodeAgent {
     config: Config,
     admin_addr: SocketAddr,
     happ: PathBuf,
-    conn: RwLock<Arc<Connection>>,
-    stale: std::sync::atomic::AtomicBool,
+    node_app: AppLink,
+    /// A second agent of the same DNA on the same conductor that never
+    /// writes, for reads that do not depend on who asks (see
+    /// [`NodeAgent::read`]); `None` if it could not be installed.
+    reader: Option<AppLink>,
     agent: AgentPubKey,
     /// This node's id.
     pub node_id: String,
@@ -213,8 +266,18 @@ impl NodeAgent {
     /// missing) and prepares the agent.
     pub async fn connect(config: Config, admin_addr: SocketAddr) -> Result<Self, ConductorError> {
         let happ = config.conductor.happ.clone();
-        let conn = Connection::open(admin_addr, &happ, APP_ID, ROLE).await?;
-        let agent = conn.agent().clone();
+        let node_app = AppLink::open(admin_addr, &happ, APP_ID).await?;
+        let agent = node_app.conn.read().await.agent().clone();
+        let reader = match AppLink::open(admin_addr, &happ, READER_APP_ID).await {
+            Ok(link) => Some(link),
+            Err(e) => {
+                tracing::warn!(
+                    "no reader agent ({e}); selections go through the node's own agent, \
+                     and slow as its source chain grows"
+                );
+                None
+            }
+        };
         let node_id = derive_node_id(&config.node.label, agent.get_raw_32());
         let data_dir = &config.conductor.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| ConductorError::DataDir {
@@ -226,8 +289,8 @@ impl NodeAgent {
         Ok(NodeAgent {
             admin_addr,
             happ,
-            conn: RwLock::new(Arc::new(conn)),
-            stale: Default::default(),
+            node_app,
+            reader,
             agent,
             node_id,
             metrics: Arc::new(Metrics::default()),
@@ -323,17 +386,48 @@ impl NodeAgent {
 
     /// The current connection, reopened first if a call failed on it.
     pub async fn connection(&self) -> Result<Arc<Connection>, ConductorError> {
-        if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            tracing::info!("reconnecting to the conductor at {}", self.admin_addr);
-            match Connection::open(self.admin_addr, &self.happ, APP_ID, ROLE).await {
-                Ok(c) => *self.conn.write().await = Arc::new(c),
-                Err(e) => {
-                    self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
-                    return Err(e);
-                }
-            }
+        self.node_app.connection(self.admin_addr, &self.happ).await
+    }
+
+    /// The reader agent's key, if it has one.
+    pub async fn reader_agent(&self) -> Option<AgentPubKey> {
+        match &self.reader {
+            Some(r) => Some(r.conn.read().await.agent().clone()),
+            None => None,
         }
-        Ok(self.conn.read().await.clone())
+    }
+
+    /// Calls a coordinator function that only reads and whose answer does
+    /// not depend on who asks (custodian selection), through the reader
+    /// agent. Holochain 0.7.1 reads the calling agent's whole source chain
+    /// before every call, so the node's own agent, which writes thousands
+    /// of records a day, answers slower every day (about 7 µs a record,
+    /// docs/SCALING.md); the reader's chain stays at its genesis. Without a
+    /// reader, or if its connection cannot be opened, the node's agent
+    /// answers.
+    pub async fn read<I, O>(&self, function: &str, payload: I) -> Result<O, ConductorError>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: DeserializeOwned + std::fmt::Debug,
+    {
+        let Some(reader) = &self.reader else {
+            return self.call(function, payload).await;
+        };
+        let conn = match reader.connection(self.admin_addr, &self.happ).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!("reader agent unavailable ({e}); asking as the node");
+                return self.call(function, payload).await;
+            }
+        };
+        let started = Instant::now();
+        let out = conn.call(COORDINATOR, function, &payload).await;
+        self.metrics
+            .observe_call(function, out.is_ok(), started.elapsed());
+        if let Err(e) = &out {
+            reader.mark_if_lost(e);
+        }
+        out
     }
 
     /// Calls a coordinator function, timing it; a failure marks the
@@ -351,9 +445,7 @@ impl NodeAgent {
             self.metrics
                 .observe_call(function, out.is_ok(), started.elapsed());
             match &out {
-                Err(e) if e.is_connection_lost() => {
-                    self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
+                Err(e) if e.is_connection_lost() => self.node_app.mark_if_lost(e),
                 // Two calls of this agent committed at once and this one
                 // lost the race: nothing of it was written, so it is simply
                 // run again.
@@ -539,7 +631,7 @@ impl NodeAgent {
             .call("get_nodes_by_region", self.config.node.region.clone())
             .await?;
         let custodians: Vec<RankedCustodian> = self
-            .call(
+            .read(
                 "get_available_custodians",
                 CustodianFilters {
                     exclude_nodes: vec![self.node_id.clone()],

@@ -657,7 +657,7 @@ impl Custody {
             exclude.push(self.agent.node_id.clone());
             let community: Vec<RankedCustodian> = self
                 .agent
-                .call(
+                .read(
                     "get_available_custodians",
                     CustodianFilters {
                         region: req.region.clone(),

@@ -74,7 +74,7 @@ pub async fn vote_round(agent: &NodeAgent) -> Result<usize, ConductorError> {
             continue;
         }
         let available: Vec<RankedCustodian> = agent
-            .call(
+            .read(
                 "get_available_custodians",
                 CustodianFilters {
                     min_storage_bytes: Some(proposal.assignment.shard_size_bytes),
