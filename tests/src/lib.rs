@@ -651,16 +651,31 @@ pub mod sidecars {
             }
         }
 
-        /// The cell of node `i`'s hApp (the only one on its conductor).
-        pub fn cell_id(&self, i: usize) -> CellId {
-            let cells = self.conductors[i].running_cell_ids();
-            assert_eq!(cells.len(), 1, "node {i} runs one cell");
-            cells.into_iter().next().unwrap()
+        /// The cell of node `i`'s own agent (its conductor also runs the
+        /// sidecar's reader agent).
+        pub async fn cell_id(&self, i: usize) -> CellId {
+            let info = self.conductors[i]
+                .raw_handle()
+                .get_app_info(&elohim_sidecar::APP_ID.to_string())
+                .await
+                .expect("app info reads")
+                .unwrap_or_else(|| panic!("node {i} has the hApp installed"));
+            info.cell_info
+                .get(ROLE)
+                .and_then(|cells| {
+                    cells.iter().find_map(|c| match c {
+                        holochain::conductor::api::CellInfo::Provisioned(p) => {
+                            Some(p.cell_id.clone())
+                        }
+                        _ => None,
+                    })
+                })
+                .unwrap_or_else(|| panic!("node {i} has a {ROLE} cell"))
         }
 
         /// Swaps mallory in on node `i` (see [`Network::arm_mallory`]).
         pub async fn arm_mallory(&mut self, i: usize) {
-            let cell = self.cell_id(i);
+            let cell = self.cell_id(i).await;
             install_mallory(&mut self.conductors[i], cell).await;
         }
 
@@ -670,7 +685,7 @@ pub mod sidecars {
             I: serde::Serialize + std::fmt::Debug,
             O: serde::de::DeserializeOwned + std::fmt::Debug,
         {
-            let zome = SweetZome::new(self.cell_id(i), COORDINATOR.into());
+            let zome = SweetZome::new(self.cell_id(i).await, COORDINATOR.into());
             self.conductors[i]
                 .call_fallible(&zome, func, payload)
                 .await

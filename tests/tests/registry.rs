@@ -414,6 +414,23 @@ async fn placing_a_content_ranks_within_its_placement_set() {
     );
 }
 
+/// Peer 0 (the owner) and two more agents on conductor 0, all registered
+/// and beating in eu-west: their peer indexes, and their registrations
+/// with hashes.
+async fn owner_and_two_custodians(
+    net: &mut Network,
+) -> (Vec<usize>, Vec<(NodeRegistration, ActionHash)>) {
+    let mut peers = vec![0];
+    peers.extend(net.add_agents(0, 2, "node").await);
+    let mut nodes = Vec::new();
+    for (i, &p) in peers.iter().enumerate() {
+        let r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
+        let hash = net.register_online(p, &r).await;
+        nodes.push((r, hash));
+    }
+    (peers, nodes)
+}
+
 /// A node's committed custody (what selection takes from its cap) drops
 /// when a repair takes its shard, and, once its sidecar marks it, when
 /// another node's decision of the same round outranks its assignment.
@@ -427,14 +444,7 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
         },
     )
     .await;
-    let mut peers = vec![0];
-    peers.extend(net.add_agents(0, 2, "node").await);
-    let mut nodes = Vec::new();
-    for (i, &p) in peers.iter().enumerate() {
-        let r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
-        let hash = net.register_online(p, &r).await;
-        nodes.push((r, hash));
-    }
+    let (_, nodes) = owner_and_two_custodians(&mut net).await;
     let owner = net.peers[0].agent();
     let (alice, bob) = (&nodes[1], &nodes[2]);
     // Free custody of alice and bob, once the selection sees `expected`.
@@ -526,14 +536,7 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
         },
     )
     .await;
-    let mut peers = vec![0];
-    peers.extend(net.add_agents(0, 2, "node").await);
-    let mut nodes = Vec::new();
-    for (i, &p) in peers.iter().enumerate() {
-        let r = registration(&net.peers[p], &format!("n{i}"), "eu-west");
-        let hash = net.register_online(p, &r).await;
-        nodes.push((r, hash));
-    }
+    let (peers, nodes) = owner_and_two_custodians(&mut net).await;
     let owner = net.peers[0].agent();
     let (alice, bob) = (&nodes[1], &nodes[2]);
     // The view of a node once it shows `published` (the total's bytes, or

@@ -454,25 +454,14 @@ async fn every_rule() {
     };
     let presence_link_at =
         |region: &'static str, bucket: i64, shard: Option<u32>, p: PresenceSummary| {
-            let net = &net;
-            let target = stored.action_hash.clone();
-            async move {
-                let base: EntryHash = net
-                    .mallory(0, "presence_base_hash", (region.to_string(), bucket, shard))
-                    .await
-                    .unwrap();
-                net.mallory::<_, ActionHash>(
-                    0,
-                    "create_link_raw",
-                    RawLinkInput {
-                        base: base.into(),
-                        target: target.into(),
-                        link_type: 20,
-                        tag: holochain_serialized_bytes::encode(&p).unwrap(),
-                    },
-                )
-                .await
-            }
+            raw_link_on(
+                &net,
+                0,
+                ("presence_base_hash", (region.to_string(), bucket, shard)),
+                stored.action_hash.clone().into(),
+                20,
+                holochain_serialized_bytes::encode(&p).unwrap(),
+            )
         };
     let presence_link_in = |region: &'static str, bucket: i64, p: PresenceSummary| {
         presence_link_at(region, bucket, None, p)
@@ -562,6 +551,30 @@ struct RawLinkInput {
     tag: Vec<u8>,
 }
 
+/// Commits, as `peer` through mallory, a raw link from the base that
+/// mallory's `base.0` function computes from `base.1`.
+async fn raw_link_on<B: serde::Serialize + std::fmt::Debug>(
+    net: &Network,
+    peer: usize,
+    base: (&str, B),
+    target: AnyLinkableHash,
+    link_type: u8,
+    tag: Vec<u8>,
+) -> Result<ActionHash, String> {
+    let base_hash: EntryHash = net.mallory(peer, base.0, base.1).await.unwrap();
+    net.mallory(
+        peer,
+        "create_link_raw",
+        RawLinkInput {
+            base: base_hash.into(),
+            target,
+            link_type,
+            tag,
+        },
+    )
+    .await
+}
+
 /// Mallory's `UpdateRegistration` input.
 #[derive(serde::Serialize, Debug)]
 struct UpdateInput {
@@ -634,25 +647,14 @@ async fn retirement_and_recent_custody_rules(
     // --- recent-custody links ---------------------------------------------
     // In the custodian's bucket of the link's own time, or rejected.
     let recent_link = |node: &NodeRegistration, bucket: i64| {
-        let (id, target) = (node.node_id.clone(), winner.clone());
-        let tag = AssignmentSummary::of(winning);
-        async move {
-            let base: EntryHash = net
-                .mallory(1, "recent_custody_base_hash", (id, bucket))
-                .await
-                .unwrap();
-            net.mallory::<_, ActionHash>(
-                1,
-                "create_link_raw",
-                RawLinkInput {
-                    base: base.into(),
-                    target: target.into(),
-                    link_type: 23,
-                    tag: tag.to_tag().unwrap().0,
-                },
-            )
-            .await
-        }
+        raw_link_on(
+            net,
+            1,
+            ("recent_custody_base_hash", (node.node_id.clone(), bucket)),
+            winner.clone().into(),
+            23,
+            AssignmentSummary::of(winning).to_tag().unwrap().0,
+        )
     };
     let bucket_now = recent_bucket(Timestamp::now().as_micros());
     rejected(
