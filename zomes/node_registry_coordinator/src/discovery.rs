@@ -300,8 +300,8 @@ pub fn get_committed_custody(node_id: String) -> ExternResult<CommittedCustodyVi
 
 /// Candidates confirmed beyond the `limit` in a selection's first batch, so
 /// that one or two turning out full does not cost another round. Each one
-/// confirmed is a read of its recent-custody links (about 2.5 ms here), the largest
-/// fixed cost of a selection.
+/// confirmed adds its one or two recent-custody queries to the batched
+/// read, the largest fixed cost of a selection.
 const CONFIRM_MARGIN: usize = 2;
 
 /// The best `limit` (or all) eligible nodes among `present`, confirming
