@@ -562,11 +562,23 @@ async fn raw_link_on<B: serde::Serialize + std::fmt::Debug>(
     tag: Vec<u8>,
 ) -> Result<ActionHash, String> {
     let base_hash: EntryHash = net.mallory(peer, base.0, base.1).await.unwrap();
+    raw_link(net, peer, base_hash.into(), target, link_type, tag).await
+}
+
+/// Commits, as `peer` through mallory, any link.
+async fn raw_link(
+    net: &Network,
+    peer: usize,
+    base: AnyLinkableHash,
+    target: AnyLinkableHash,
+    link_type: u8,
+    tag: Vec<u8>,
+) -> Result<ActionHash, String> {
     net.mallory(
         peer,
         "create_link_raw",
         RawLinkInput {
-            base: base_hash.into(),
+            base,
             target,
             link_type,
             tag,
@@ -602,19 +614,17 @@ async fn retirement_and_recent_custody_rules(
     let shard_bytes = winning.shard_size_bytes;
     let winner = assignment_hash(winning);
     let retire_saying = |base: &EntryHash, retired: &EntryHash, by: &EntryHash, bytes: u64| {
-        net.mallory::<_, ActionHash>(
+        let tag = RetirementSummary {
+            superseded_by: by.clone(),
+            retired_bytes: bytes,
+        };
+        raw_link(
+            net,
             1,
-            "create_link_raw",
-            RawLinkInput {
-                base: base.clone().into(),
-                target: retired.clone().into(),
-                link_type: 22,
-                tag: holochain_serialized_bytes::encode(&RetirementSummary {
-                    superseded_by: by.clone(),
-                    retired_bytes: bytes,
-                })
-                .unwrap(),
-            },
+            base.clone().into(),
+            retired.clone().into(),
+            22,
+            holochain_serialized_bytes::encode(&tag).unwrap(),
         )
     };
     let retire = |base: &EntryHash, retired: &EntryHash, by: &EntryHash| {

@@ -420,13 +420,28 @@ impl NodeAgent {
                 return self.call(function, payload).await;
             }
         };
-        let started = Instant::now();
-        let out = conn.call(COORDINATOR, function, &payload).await;
-        self.metrics
-            .observe_call(function, out.is_ok(), started.elapsed());
+        let out = self.timed_call(&conn, function, &payload).await;
         if let Err(e) = &out {
             reader.mark_if_lost(e);
         }
+        out
+    }
+
+    /// One call on `conn`, its time and outcome recorded in the metrics.
+    async fn timed_call<I, O>(
+        &self,
+        conn: &Connection,
+        function: &str,
+        payload: &I,
+    ) -> Result<O, ConductorError>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: DeserializeOwned + std::fmt::Debug,
+    {
+        let started = Instant::now();
+        let out = conn.call(COORDINATOR, function, payload).await;
+        self.metrics
+            .observe_call(function, out.is_ok(), started.elapsed());
         out
     }
 
@@ -440,10 +455,7 @@ impl NodeAgent {
         let conn = self.connection().await?;
         let mut attempt = 0;
         loop {
-            let started = Instant::now();
-            let out = conn.call(COORDINATOR, function, &payload).await;
-            self.metrics
-                .observe_call(function, out.is_ok(), started.elapsed());
+            let out = self.timed_call(&conn, function, &payload).await;
             match &out {
                 Err(e) if e.is_connection_lost() => self.node_app.mark_if_lost(e),
                 // Two calls of this agent committed at once and this one

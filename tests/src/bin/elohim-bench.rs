@@ -1155,20 +1155,14 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
         let mut written = 0usize;
         for c in held..level {
             for (i, node) in nodes.iter().enumerate() {
-                let content_id = format!("load-{c}-{i}");
-                let mut assignment = assignment(
-                    owner.clone(),
-                    &content_id,
+                place_mib(
+                    net,
+                    publisher,
+                    &format!("load-{c}-{i}"),
                     &node.registration,
-                    node.registration_hash.clone(),
-                );
-                assignment.content_size_bytes = 1 << 20;
-                assignment.shard_size_bytes = 1 << 20;
-                retrying("assigning", || {
-                    net.try_call::<_, ActionHash>(publisher, "assign_custodian", assignment.clone())
-                })
-                .await
-                .unwrap_or_else(|e| panic!("assigning custody load: {e}"));
+                    &node.registration_hash,
+                )
+                .await;
                 written += 1;
             }
             eprintln!(
@@ -1223,6 +1217,30 @@ async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
         });
         write_report(report, &a.out);
     }
+}
+
+/// Has `publisher` place a 1 MiB one-shard content of its own on
+/// `custodian`, retrying passing faults.
+async fn place_mib(
+    net: &Network,
+    publisher: usize,
+    content_id: &str,
+    custodian: &NodeRegistration,
+    custodian_hash: &ActionHash,
+) {
+    let mut x = assignment(
+        net.peers[publisher].agent(),
+        content_id,
+        custodian,
+        custodian_hash.clone(),
+    );
+    x.content_size_bytes = 1 << 20;
+    x.shard_size_bytes = 1 << 20;
+    retrying("assigning", || {
+        net.try_call::<_, ActionHash>(publisher, "assign_custodian", x.clone())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("assigning {content_id}: {e}"));
 }
 
 /// Publishing's selection in one region, then an empty call: the
@@ -1395,7 +1413,6 @@ async fn bench_custody_held(a: &Args, report: &mut Report) {
         hashes.push(net.register_online(peer, &r).await);
         custodians.push((peer, r));
     }
-    let owner = net.peers[publisher].agent();
     let beat_every = Duration::from_secs(20);
     let mut held = 0;
     for &level in &a.custody_held {
@@ -1403,19 +1420,7 @@ async fn bench_custody_held(a: &Args, report: &mut Report) {
         let mut beaten = Instant::now();
         for c in held..level {
             for ((_, r), hash) in custodians.iter().zip(&hashes) {
-                let mut x = assignment(
-                    owner.clone(),
-                    &format!("held-{c}-{}", r.node_id),
-                    r,
-                    hash.clone(),
-                );
-                x.content_size_bytes = 1 << 20;
-                x.shard_size_bytes = 1 << 20;
-                retrying("assigning", || {
-                    net.try_call::<_, ActionHash>(publisher, "assign_custodian", x.clone())
-                })
-                .await
-                .unwrap_or_else(|e| panic!("assigning custody: {e}"));
+                place_mib(&net, publisher, &format!("held-{c}-{}", r.node_id), r, hash).await;
                 if beaten.elapsed() >= beat_every {
                     beat_all(&net, &custodians).await;
                     beaten = Instant::now();

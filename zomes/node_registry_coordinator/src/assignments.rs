@@ -345,11 +345,16 @@ pub fn get_assignment_records_for_node(node_id: String) -> ExternResult<Vec<Assi
 }
 
 /// What a node's custody index says: the assignments it was given, and
-/// the entries of those marked retired.
+/// the marks of those retired.
 struct CustodyIndex {
     held: Vec<AssignmentLink>,
-    retired: BTreeSet<EntryHash>,
     marks: Vec<HeldShard<EntryHash>>,
+}
+
+impl CustodyIndex {
+    fn held_shards(&self) -> Vec<HeldShard<EntryHash>> {
+        self.held.iter().map(AssignmentLink::held).collect()
+    }
 }
 
 /// The custody indexes of several nodes, in one batched read (one query a
@@ -374,17 +379,15 @@ fn custody_indexes(node_ids: &[String]) -> ExternResult<Vec<CustodyIndex>> {
         .map(|(links, node_id)| {
             let (retirements, held): (Vec<Link>, Vec<Link>) =
                 links.into_iter().partition(|l| l.link_type == retired_type);
-            let marks: Vec<HeldShard<EntryHash>> = retirements
-                .into_iter()
-                .filter_map(retirement_mark)
-                .collect();
             CustodyIndex {
                 held: decode(held)
                     .into_iter()
                     .filter(|a| a.summary.custodian_node_id == *node_id)
                     .collect(),
-                retired: marks.iter().map(|m| m.key.clone()).collect(),
-                marks,
+                marks: retirements
+                    .into_iter()
+                    .filter_map(retirement_mark)
+                    .collect(),
             }
         })
         .collect())
@@ -399,16 +402,10 @@ fn custody_indexes(node_ids: &[String]) -> ExternResult<Vec<CustodyIndex>> {
 /// [`retire_outranked`]) still counts: a node can look fuller than it is,
 /// never emptier.
 pub(crate) fn committed_bytes_of(node_ids: &[String]) -> ExternResult<Vec<u64>> {
+    // Everything ever linked, less every mark: a total with no cutoff.
     Ok(custody_indexes(node_ids)?
         .iter()
-        .map(|index| {
-            index
-                .held
-                .iter()
-                .filter(|a| !index.retired.contains(&a.entry_hash))
-                .map(|a| a.summary.shard_size_bytes)
-                .sum()
-        })
+        .map(|index| total_before(&index.held_shards(), &index.marks, i64::MAX))
         .collect())
 }
 
@@ -425,9 +422,8 @@ pub(crate) fn committed_total_of(
     let index = custody_indexes(&[node_id.to_string()])?
         .pop()
         .ok_or_else(|| guest("custody index read returned nothing"))?;
-    let held: Vec<HeldShard<EntryHash>> = index.held.iter().map(AssignmentLink::held).collect();
     Ok(CommittedCustody {
-        bytes: total_before(&held, &index.marks, cutoff),
+        bytes: total_before(&index.held_shards(), &index.marks, cutoff),
         cutoff: Timestamp::from_micros(cutoff),
     })
 }
@@ -508,10 +504,11 @@ pub fn retire_outranked(node_id: String) -> ExternResult<u32> {
     let Some(index) = custody_indexes(std::slice::from_ref(&node_id))?.pop() else {
         return Ok(0);
     };
-    let unmarked: Vec<AssignmentLink> = index
+    let marked: BTreeSet<&EntryHash> = index.marks.iter().map(|m| &m.key).collect();
+    let unmarked: Vec<&AssignmentLink> = index
         .held
-        .into_iter()
-        .filter(|a| !index.retired.contains(&a.entry_hash))
+        .iter()
+        .filter(|a| !marked.contains(&a.entry_hash))
         .collect();
     let contents: Vec<String> = unmarked
         .iter()

@@ -284,12 +284,16 @@ pub fn get_committed_custody(node_id: String) -> ExternResult<CommittedCustodyVi
     .into_iter()
     .find(|p| p.summary.node.node_id == node_id)
     .and_then(|p| p.summary.committed);
-    let counted_bytes = committed_bytes_of_present(&[(node_id.clone(), published.clone())], now)?
-        .pop()
-        .unwrap_or_default();
     let indexed_bytes = committed_bytes_of(std::slice::from_ref(&node_id))?
         .pop()
         .unwrap_or_default();
+    // Without a published total, selection reads the index: the same read.
+    let counted_bytes = match &published {
+        Some(_) => committed_bytes_of_present(&[(node_id.clone(), published.clone())], now)?
+            .pop()
+            .unwrap_or_default(),
+        None => indexed_bytes,
+    };
     Ok(CommittedCustodyView {
         node_id,
         published,
