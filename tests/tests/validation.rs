@@ -210,16 +210,42 @@ async fn every_rule() {
     let hb: ActionHash = net
         .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
         .await;
+    // A beat is one link, its tag the heartbeat, pointing at its author.
+    let beat = heartbeat(&alice.node_id, "online");
+    let beat_bucket = (
+        "heartbeat_base_hash",
+        (
+            alice.node_id.clone(),
+            registry_core::heartbeat::bucket_of(beat.timestamp.as_micros()),
+        ),
+    );
+    let beat_tag = HeartbeatSummary::of(&beat).to_tag().unwrap().0;
     rejected(
-        "heartbeats are immutable",
-        net.mallory::<_, ActionHash>(
+        "a heartbeat link pointing at another agent",
+        raw_link_on(&net, 0, beat_bucket.clone(), b.agent().into(), 5, beat_tag.clone()).await,
+        "a heartbeat link points to the beating node's agent",
+    );
+    rejected(
+        "a heartbeat link whose tag is no heartbeat",
+        raw_link_on(&net, 0, beat_bucket.clone(), a.agent().into(), 5, vec![1, 2, 3]).await,
+        "heartbeat link tag must be a heartbeat",
+    );
+    rejected(
+        "a heartbeat link in another bucket",
+        raw_link_on(
+            &net,
             0,
-            "update_as_heartbeat",
-            (hb.clone(), heartbeat(&alice.node_id, "offline")),
+            ("heartbeat_base_hash", (alice.node_id.clone(), 7_i64)),
+            a.agent().into(),
+            5,
+            beat_tag.clone(),
         )
         .await,
-        "only node registrations can be updated",
+        "heartbeat link is not on its node's bucket",
     );
+    raw_link_on(&net, 0, beat_bucket, a.agent().into(), 5, beat_tag)
+        .await
+        .expect("a heartbeat committed as a raw link is a heartbeat");
 
     // --- attestation ----------------------------------------------------
     let att = |attester: &str, subject: &str, ms: u32| HealthAttestation {
@@ -255,13 +281,23 @@ async fn every_rule() {
         .await,
         "response_time_ms 600000",
     );
-    let _: ActionHash = net
+    let attested: ActionHash = net
         .call(
             0,
             "attest_health",
             att(&alice.node_id, &bob_reg.node_id, 20),
         )
         .await;
+    rejected(
+        "attestations are immutable",
+        net.mallory::<_, ActionHash>(
+            0,
+            "update_as_attestation",
+            (attested, att(&alice.node_id, &bob_reg.node_id, 10)),
+        )
+        .await,
+        "only node registrations can be updated",
+    );
 
     // --- assignment -----------------------------------------------------
     net.sync().await;
@@ -449,6 +485,7 @@ async fn every_rule() {
             status: "online".into(),
             current_load: 0.1,
             custody_used_bytes: 0,
+            active_connections: 0,
         },
         committed: None,
     };

@@ -51,12 +51,6 @@ pub fn delete_any(hash: ActionHash) -> ExternResult<ActionHash> {
     delete_entry(hash)
 }
 
-/// Commits a heartbeat as given.
-#[hdk_extern]
-pub fn create_heartbeat(h: NodeHeartbeat) -> ExternResult<ActionHash> {
-    create_entry(EntryTypes::NodeHeartbeat(h))
-}
-
 /// Commits an attestation as given.
 #[hdk_extern]
 pub fn create_attestation(a: HealthAttestation) -> ExternResult<ActionHash> {
@@ -69,10 +63,10 @@ pub fn create_assignment(a: CustodianAssignment) -> ExternResult<ActionHash> {
     create_entry(EntryTypes::CustodianAssignment(a))
 }
 
-/// Updates any entry as a heartbeat (to try updating immutable entries).
+/// Updates any entry as an attestation (to try updating immutable entries).
 #[hdk_extern]
-pub fn update_as_heartbeat(input: (ActionHash, NodeHeartbeat)) -> ExternResult<ActionHash> {
-    update_entry(input.0, EntryTypes::NodeHeartbeat(input.1))
+pub fn update_as_attestation(input: (ActionHash, HealthAttestation)) -> ExternResult<ActionHash> {
+    update_entry(input.0, EntryTypes::HealthAttestation(input.1))
 }
 
 /// Commits a penalty as given (e.g. without cause).
@@ -135,6 +129,12 @@ pub fn delete_link_raw(hash: ActionHash) -> ExternResult<ActionHash> {
 #[hdk_extern]
 pub fn region_base_hash(region: String) -> ExternResult<EntryHash> {
     region_base(&region)
+}
+
+/// Path hash of a node's heartbeat bucket, for building bases.
+#[hdk_extern]
+pub fn heartbeat_base_hash(input: (String, i64)) -> ExternResult<EntryHash> {
+    heartbeat_base(&input.0, input.1)
 }
 
 /// Path hash of a node's custody index, for building bases.

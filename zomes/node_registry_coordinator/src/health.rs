@@ -90,17 +90,17 @@ pub(crate) fn announce_presence(
     Ok(())
 }
 
-/// Records a heartbeat of the caller's node and keeps its status index and
-/// its presence current (the latter at most once per failure window, or when
-/// its status changes).
+/// Records a heartbeat of the caller's node, as one link whose tag is the
+/// heartbeat, and keeps its status index and its presence current (the
+/// latter at most once per failure window, or when its status changes).
+/// Returns the heartbeat link's action.
 #[hdk_extern]
 pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
     let previous = latest_heartbeat(&hb.node_id, sys_time()?)?;
-    let hash = create_entry(EntryTypes::NodeHeartbeat(hb.clone()))?;
     let summary = HeartbeatSummary::of(&hb);
-    create_link(
+    let hash = create_link(
         heartbeat_base(&hb.node_id, bucket_of(hb.timestamp.as_micros()))?,
-        hash_entry(&hb)?,
+        agent_info()?.agent_initial_pubkey,
         LinkTypes::NodeToHeartbeat,
         summary.to_tag()?,
     )?;

@@ -71,9 +71,11 @@ pub struct NodeRegistration {
     pub updated_at: Timestamp,
 }
 
-/// A node's proof of life, every 30 s by default.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
+/// A node's proof of life, every 30 s by default. Not an entry: the
+/// `heartbeat` call writes it as the tag of one `NodeToHeartbeat` link
+/// (`HeartbeatSummary`), so a beat adds one record to the node's chain, not
+/// two (every zome call reads the caller's whole chain under Holochain 0.7).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 pub struct NodeHeartbeat {
     /// The beating node; owned by the author.
     pub node_id: String,

@@ -180,7 +180,7 @@ impl NodeSummary {
     }
 }
 
-/// What a heartbeat link says about its heartbeat.
+/// A heartbeat as its link carries it: the whole `NodeHeartbeat`.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 pub struct HeartbeatSummary {
     /// The node.
@@ -193,6 +193,9 @@ pub struct HeartbeatSummary {
     pub current_load: f64,
     /// Reported custody held, bytes.
     pub custody_used_bytes: u64,
+    /// Reported open peer connections.
+    #[serde(default)]
+    pub active_connections: u32,
 }
 
 impl HeartbeatSummary {
@@ -204,6 +207,7 @@ impl HeartbeatSummary {
             status: h.status.clone(),
             current_load: h.current_load,
             custody_used_bytes: h.custody_used_bytes,
+            active_connections: h.active_connections,
         }
     }
 

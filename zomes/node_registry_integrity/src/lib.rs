@@ -26,8 +26,6 @@ use hdi::prelude::*;
 pub enum EntryTypes {
     /// A node's declaration of itself.
     NodeRegistration(NodeRegistration),
-    /// A node's periodic proof of life.
-    NodeHeartbeat(NodeHeartbeat),
     /// One node's observation of another's health.
     HealthAttestation(HealthAttestation),
     /// A custodian's duty to keep one shard of a content.
@@ -66,7 +64,8 @@ pub enum LinkTypes {
     NodeIdIndex,
     /// An agent key to its node's latest registration.
     AgentToNode,
-    /// `heartbeats/<node>/<bucket>` to a heartbeat.
+    /// `heartbeats/<node>/<bucket>` to the beating node's agent key, the
+    /// tag carrying the whole heartbeat: a beat is this one record, no entry.
     NodeToHeartbeat,
     /// `attestations/<subject>/<bucket>` to an attestation.
     NodeToAttestation,

@@ -80,9 +80,13 @@ pub(crate) fn validate_op(op: Op) -> ExternResult<ValidateCallbackResult> {
             check_same_author(&action.link_add_address, action.author(), "delete a link")?
         }
         FlatOp::AgentActivity(OpActivity::CreateEntry {
-            app_entry_type: Some(kind),
+            app_entry_type: Some(UnitEntryTypes::HealthAttestation),
             action,
-        }) => check_rate(kind, &action)?,
+        }) => check_attestation_rate(&action)?,
+        FlatOp::AgentActivity(OpActivity::CreateLink {
+            link_type: Some(LinkTypes::NodeToHeartbeat),
+            action,
+        }) => check_heartbeat_rate(&action)?,
         _ => Ok(()),
     };
     Ok(match outcome {
@@ -102,7 +106,6 @@ fn check_same_author(original: &ActionHash, author: &AgentPubKey, what: &str) ->
 fn check_create(entry: &EntryTypes, header: &ActionHeader) -> Check {
     match entry {
         EntryTypes::NodeRegistration(r) => check_registration(r, header),
-        EntryTypes::NodeHeartbeat(h) => check_heartbeat(h, header),
         EntryTypes::HealthAttestation(a) => check_attestation(a, header),
         EntryTypes::CustodianAssignment(a) => check_assignment(a, header),
         EntryTypes::AssignmentProposal(p) => check_proposal(p, header),
@@ -338,52 +341,73 @@ fn check_recovery_approval(a: &RecoveryApproval, header: &ActionHeader) -> Check
     ok()
 }
 
-/// Creates of the same entry type as `action` by its author since `since`
-/// (exclusive of `action`), read deterministically from the author's chain.
-fn earlier_creates_of_same_type(
-    action: &TypedAction<CreateData>,
+/// Actions of `author` from `prev` back to `since` that `same_kind`
+/// picks, read deterministically from the author's chain.
+fn earlier_actions(
+    author: &AgentPubKey,
+    prev: Option<&ActionHash>,
     since: Timestamp,
-) -> ExternResult<Vec<Action>> {
-    let Some(prev) = action.prev_action() else {
-        return Ok(vec![]);
+    same_kind: impl Fn(&ActionData) -> bool,
+) -> ExternResult<u32> {
+    let Some(prev) = prev else {
+        return Ok(0);
     };
     let prev_action = must_get_action(prev.clone())?;
     if prev_action.action().header.timestamp < since {
-        return Ok(vec![]);
+        return Ok(0);
     }
     let activity = must_get_agent_activity(
-        action.author().clone(),
+        author.clone(),
         ChainFilter::until_timestamp(prev.clone(), since),
     )?;
     Ok(activity
         .into_iter()
         .map(|a| a.action.action().clone())
-        .filter(|a| a.header.timestamp >= since)
-        .filter(|a| match &a.data {
-            ActionData::Create(c) => c.entry_type == *action.entry_type(),
-            _ => false,
-        })
-        .collect())
+        .filter(|a| a.header.timestamp >= since && same_kind(&a.data))
+        .count() as u32)
 }
 
-/// Rate limits from the DNA properties: heartbeats and attestations of one
-/// node within any 60 s.
-fn check_rate(kind: UnitEntryTypes, action: &TypedAction<CreateData>) -> Check {
-    let props = registry_properties()?;
-    let (limit, what) = match kind {
-        UnitEntryTypes::NodeHeartbeat => (props.max_heartbeats_per_minute, "heartbeats"),
-        UnitEntryTypes::HealthAttestation => (props.max_attestations_per_minute, "attestations"),
-        _ => return ok(),
-    };
-    let since =
-        Timestamp::from_micros(action.timestamp().as_micros() - 60 * registry_core::MICROS_PER_SEC);
-    let earlier = earlier_creates_of_same_type(action, since)?.len() as u32;
+/// Fails when `earlier` plus this one passes the per-minute `limit`.
+fn check_limit(earlier: u32, limit: u32, what: &str) -> Check {
     if earlier + 1 > limit {
         return fail(format!(
             "rate limit: more than {limit} {what} within 60 s from one node"
         ));
     }
     ok()
+}
+
+/// The minute before `at`, where rate limits count.
+fn minute_before(at: Timestamp) -> Timestamp {
+    Timestamp::from_micros(at.as_micros() - 60 * registry_core::MICROS_PER_SEC)
+}
+
+/// Attestations of one node within any 60 s, from the DNA properties.
+fn check_attestation_rate(action: &TypedAction<CreateData>) -> Check {
+    let limit = registry_properties()?.max_attestations_per_minute;
+    let earlier = earlier_actions(
+        action.author(),
+        action.prev_action(),
+        minute_before(action.timestamp()),
+        |a| matches!(a, ActionData::Create(c) if c.entry_type == *action.entry_type()),
+    )?;
+    check_limit(earlier, limit, "attestations")
+}
+
+/// Heartbeats (their links) of one node within any 60 s, from the DNA
+/// properties.
+fn check_heartbeat_rate(action: &TypedAction<CreateLinkData>) -> Check {
+    let limit = registry_properties()?.max_heartbeats_per_minute;
+    let earlier = earlier_actions(
+        action.author(),
+        action.prev_action(),
+        minute_before(action.timestamp()),
+        |a| {
+            matches!(a, ActionData::CreateLink(l)
+                if l.zome_index == action.zome_index && l.link_type == action.link_type)
+        },
+    )?;
+    check_limit(earlier, limit, "heartbeats")
 }
 
 fn registration_of(hash: &ActionHash) -> ExternResult<Option<NodeRegistration>> {
@@ -792,8 +816,9 @@ fn check_points_at_registration(
     }
 }
 
-fn check_heartbeat(h: &NodeHeartbeat, header: &ActionHeader) -> Check {
-    if let Err(e) = check_node_id_owner(&h.node_id, header.author.get_raw_32()) {
+/// A heartbeat's own rules, given the time of the link that carries it.
+fn check_heartbeat(h: &HeartbeatSummary, author: &AgentPubKey, written: Timestamp) -> Check {
+    if let Err(e) = check_node_id_owner(&h.node_id, author.get_raw_32()) {
         return fail(format!(
             "a heartbeat must come from the node's own agent: {e}"
         ));
@@ -802,7 +827,7 @@ fn check_heartbeat(h: &NodeHeartbeat, header: &ActionHeader) -> Check {
     rule!(check_claimed_time(
         "timestamp",
         h.timestamp.as_micros(),
-        header.timestamp.as_micros()
+        written.as_micros()
     ));
     if !(h.current_load.is_finite() && (0.0..=MAX_LOAD_PER_CORE).contains(&h.current_load)) {
         return fail(format!("current_load out of range: {}", h.current_load));
@@ -1070,18 +1095,11 @@ fn check_create_link(link_type: LinkTypes, action: &TypedAction<CreateLinkData>)
         }
         LinkTypes::NodeToHeartbeat => {
             let Ok(summary) = HeartbeatSummary::from_tag(&action.tag) else {
-                return fail("heartbeat link tag must be a heartbeat summary");
+                return fail("heartbeat link tag must be a heartbeat");
             };
-            if let Err(e) = check_owner(&summary.node_id, author)? {
-                return fail(format!("only a node's own agent links its heartbeats: {e}"));
-            }
-            let Some(target) = target.clone().into_entry_hash() else {
-                return fail("heartbeat links point to a heartbeat entry");
-            };
-            let entry = must_get_entry(target)?;
-            match NodeHeartbeat::try_from(entry.content) {
-                Ok(hb) if HeartbeatSummary::of(&hb) == summary => {}
-                _ => return fail("heartbeat link tag does not match its heartbeat"),
+            rule!(check_heartbeat(&summary, author, action.timestamp())?);
+            if *target != AnyLinkableHash::from(author.clone()) {
+                return fail("a heartbeat link points to the beating node's agent");
             }
             let expected: AnyLinkableHash =
                 heartbeat_base(&summary.node_id, bucket_of(summary.timestamp.as_micros()))?.into();
