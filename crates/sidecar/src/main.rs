@@ -191,7 +191,14 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,holochain=warn,kitsune2=warn,kitsune2_core=warn,iroh=warn,wasmer=warn".into()
+                // A node with no peers yet (the first of a network, or one
+                // offline) fails to publish every op and the conductor
+                // warns about each, a hundred times a minute; it keeps them
+                // and publishes once peers come, so that warning says
+                // nothing a user can act on.
+                "info,holochain=warn,kitsune2=warn,kitsune2_core=warn,iroh=warn,wasmer=warn,\
+                 holochain::core::workflow::publish_dht_ops_workflow=error"
+                    .into()
             }),
         )
         .with_writer(std::io::stderr)
