@@ -4,7 +4,7 @@
 //! was assigned, less what repairs took back). Reading it from the node's
 //! custody index costs the conductor about 20 µs per assignment the node
 //! ever held, so selection slowed as the network filled (run L in
-//! `docs/SCALING.md`). Instead the split is:
+//! `docs/bench/RUNS.md`). Instead the split is:
 //!
 //! - the **custodian** totals its own index now and then (once per failure
 //!   window, when it announces its presence), counting only assignments

@@ -281,7 +281,7 @@ pub fn table(r: &RunResults) -> String {
             (
                 "DHT records",
                 format!(
-                    "{} ({} per node-day: entry + link per beat, four presence links per window)",
+                    "{} ({} per node-day: one link per beat, four presence links per window)",
                     count(r.heartbeat_dht_records),
                     count(r.heartbeat_records_per_node_day)
                 ),

@@ -180,7 +180,8 @@ pub struct RunResults {
     pub false_silence_per_node_year: f64,
     /// Heartbeats the nodes sent (modelled, not simulated one by one).
     pub heartbeats: f64,
-    /// DHT records those heartbeats create (entry + link each).
+    /// DHT records those heartbeats create (one link each, and their share of
+    /// the presence links).
     pub heartbeat_dht_records: f64,
     /// Heartbeat DHT records per node per day.
     pub heartbeat_records_per_node_day: f64,

@@ -496,7 +496,7 @@ pub fn write_outputs(
             format!("Heartbeat DHT records vs heartbeat interval ({ctx})"),
             "records per node per day",
             vec![Series {
-                name: "entry + link per heartbeat".into(),
+                name: "one link per heartbeat, four presence links per window".into(),
                 ys: col(&|r| r.heartbeat_records_per_node_day),
             }],
         )?);
