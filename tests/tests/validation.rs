@@ -222,12 +222,28 @@ async fn every_rule() {
     let beat_tag = HeartbeatSummary::of(&beat).to_tag().unwrap().0;
     rejected(
         "a heartbeat link pointing at another agent",
-        raw_link_on(&net, 0, beat_bucket.clone(), b.agent().into(), 5, beat_tag.clone()).await,
+        raw_link_on(
+            &net,
+            0,
+            beat_bucket.clone(),
+            b.agent().into(),
+            5,
+            beat_tag.clone(),
+        )
+        .await,
         "a heartbeat link points to the beating node's agent",
     );
     rejected(
         "a heartbeat link whose tag is no heartbeat",
-        raw_link_on(&net, 0, beat_bucket.clone(), a.agent().into(), 5, vec![1, 2, 3]).await,
+        raw_link_on(
+            &net,
+            0,
+            beat_bucket.clone(),
+            a.agent().into(),
+            5,
+            vec![1, 2, 3],
+        )
+        .await,
         "heartbeat link tag must be a heartbeat",
     );
     rejected(

@@ -341,34 +341,32 @@ fn check_recovery_approval(a: &RecoveryApproval, header: &ActionHeader) -> Check
     ok()
 }
 
-/// Actions of `author` from `prev` back to `since` that `same_kind`
-/// picks, read deterministically from the author's chain.
-fn earlier_actions(
-    author: &AgentPubKey,
-    prev: Option<&ActionHash>,
-    since: Timestamp,
+/// Fails when the author wrote `limit` or more actions that `same_kind`
+/// picks in the 60 s before `header`'s, read deterministically from the
+/// author's chain.
+fn check_rate(
+    header: &ActionHeader,
+    limit: u32,
+    what: &str,
     same_kind: impl Fn(&ActionData) -> bool,
-) -> ExternResult<u32> {
-    let Some(prev) = prev else {
-        return Ok(0);
+) -> Check {
+    let Some(prev) = &header.prev_action else {
+        return ok();
     };
-    let prev_action = must_get_action(prev.clone())?;
-    if prev_action.action().header.timestamp < since {
-        return Ok(0);
+    let since =
+        Timestamp::from_micros(header.timestamp.as_micros() - 60 * registry_core::MICROS_PER_SEC);
+    if must_get_action(prev.clone())?.action().header.timestamp < since {
+        return ok();
     }
     let activity = must_get_agent_activity(
-        author.clone(),
+        header.author.clone(),
         ChainFilter::until_timestamp(prev.clone(), since),
     )?;
-    Ok(activity
+    let earlier = activity
         .into_iter()
         .map(|a| a.action.action().clone())
         .filter(|a| a.header.timestamp >= since && same_kind(&a.data))
-        .count() as u32)
-}
-
-/// Fails when `earlier` plus this one passes the per-minute `limit`.
-fn check_limit(earlier: u32, limit: u32, what: &str) -> Check {
+        .count() as u32;
     if earlier + 1 > limit {
         return fail(format!(
             "rate limit: more than {limit} {what} within 60 s from one node"
@@ -377,37 +375,25 @@ fn check_limit(earlier: u32, limit: u32, what: &str) -> Check {
     ok()
 }
 
-/// The minute before `at`, where rate limits count.
-fn minute_before(at: Timestamp) -> Timestamp {
-    Timestamp::from_micros(at.as_micros() - 60 * registry_core::MICROS_PER_SEC)
-}
-
 /// Attestations of one node within any 60 s, from the DNA properties.
 fn check_attestation_rate(action: &TypedAction<CreateData>) -> Check {
     let limit = registry_properties()?.max_attestations_per_minute;
-    let earlier = earlier_actions(
-        action.author(),
-        action.prev_action(),
-        minute_before(action.timestamp()),
+    check_rate(
+        &action.header,
+        limit,
+        "attestations",
         |a| matches!(a, ActionData::Create(c) if c.entry_type == *action.entry_type()),
-    )?;
-    check_limit(earlier, limit, "attestations")
+    )
 }
 
 /// Heartbeats (their links) of one node within any 60 s, from the DNA
 /// properties.
 fn check_heartbeat_rate(action: &TypedAction<CreateLinkData>) -> Check {
     let limit = registry_properties()?.max_heartbeats_per_minute;
-    let earlier = earlier_actions(
-        action.author(),
-        action.prev_action(),
-        minute_before(action.timestamp()),
-        |a| {
-            matches!(a, ActionData::CreateLink(l)
-                if l.zome_index == action.zome_index && l.link_type == action.link_type)
-        },
-    )?;
-    check_limit(earlier, limit, "heartbeats")
+    check_rate(&action.header, limit, "heartbeats", |a| {
+        matches!(a, ActionData::CreateLink(l)
+            if l.zome_index == action.zome_index && l.link_type == action.link_type)
+    })
 }
 
 fn registration_of(hash: &ActionHash) -> ExternResult<Option<NodeRegistration>> {
