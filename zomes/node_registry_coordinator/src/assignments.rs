@@ -1,6 +1,6 @@
 //! Custody assignments: create them, and read which are live.
 
-use crate::{guest, links_on, links_on_many, of_types, scoped};
+use crate::{guest, links_on, links_on_many, of_types, scoped, write_link};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::assignment::{live_claims, SlotClaim};
@@ -137,19 +137,19 @@ pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionH
     .any(|l| l.target.clone().into_entry_hash().as_ref() == Some(&entry_hash));
     if !already_linked {
         let tag = AssignmentSummary::of(&assignment).to_tag()?;
-        create_link(
+        write_link(
             content_base(&assignment.content_id)?,
             entry_hash.clone(),
             LinkTypes::ContentToAssignment,
             tag.clone(),
         )?;
-        create_link(
+        write_link(
             custody_base(&assignment.custodian_node_id)?,
             entry_hash.clone(),
             LinkTypes::NodeToAssignment,
             tag.clone(),
         )?;
-        create_link(
+        write_link(
             recent_custody_base(
                 &assignment.custodian_node_id,
                 recent_bucket(sys_time()?.as_micros()),
@@ -158,7 +158,7 @@ pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionH
             LinkTypes::NodeToRecentAssignment,
             tag.clone(),
         )?;
-        create_link(
+        write_link(
             assignment.owner_agent.clone(),
             entry_hash.clone(),
             LinkTypes::OwnerToAssignment,
@@ -210,7 +210,7 @@ fn retire(custodian: &str, retired: &EntryHash, bytes: u64, by: &EntryHash) -> E
     .to_tag()?;
     let recent = recent_custody_base(custodian, recent_bucket(sys_time()?.as_micros()))?;
     for base in [custody_base(custodian)?, recent] {
-        create_link(
+        write_link(
             base,
             retired.clone(),
             LinkTypes::NodeToRetiredAssignment,

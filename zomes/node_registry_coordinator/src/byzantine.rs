@@ -3,7 +3,7 @@
 use crate::directory::{
     fetch_registration, my_registration, newest_per_node, registration_of_node,
 };
-use crate::{guest, links_on};
+use crate::{guest, links_on, write_link};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::consensus::{
@@ -330,7 +330,7 @@ pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
                 detected_by_node_id: my_id.clone(),
             };
             let hash = create_entry(EntryTypes::ReputationPenalty(penalty))?;
-            create_link(
+            write_link(
                 penalties_base(&offender)?,
                 hash.clone(),
                 LinkTypes::NodeToPenalty,
@@ -389,7 +389,7 @@ pub fn propose_custodian_assignment(input: ProposeInput) -> ExternResult<ActionH
         ),
     };
     let hash = create_entry(EntryTypes::AssignmentProposal(proposal))?;
-    create_link(
+    write_link(
         proposals_base(region)?,
         hash.clone(),
         LinkTypes::RegionToProposal,
@@ -465,7 +465,7 @@ pub fn cast_vote(input: CastVoteInput) -> ExternResult<VoteOutcome> {
         approve: input.approve,
     };
     let hash = create_entry(EntryTypes::CustodianVote(vote))?;
-    create_link(
+    write_link(
         input.proposal.clone(),
         hash.clone(),
         LinkTypes::ProposalToVote,

@@ -1,7 +1,7 @@
 //! Reading and maintaining the directory links that point at a node's
 //! latest registration.
 
-use crate::{guest, links_on};
+use crate::{guest, links_on, write_link};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 
@@ -148,10 +148,10 @@ pub(crate) fn reindex(
     }
     let tag = NodeSummary::of(registration).to_tag()?;
     for (base, lt) in directory_bases(registration)? {
-        create_link(base, hash.clone(), lt, tag.clone())?;
+        write_link(base, hash.clone(), lt, tag.clone())?;
     }
     if let Some(status) = status {
-        create_link(
+        write_link(
             status_base(status)?,
             hash.clone(),
             LinkTypes::StatusIndex,

@@ -1,7 +1,7 @@
 //! Family custody and "Google Account"-style recovery.
 
 use crate::directory::{my_registration, node_of_agent, registration_of_node};
-use crate::{guest, links_on};
+use crate::{guest, links_on, write_link};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use std::collections::BTreeSet;
@@ -31,8 +31,8 @@ pub fn create_relationship(input: CreateRelationshipInput) -> ExternResult<Actio
         created_at: sys_time()?,
     };
     let hash = create_entry(EntryTypes::Relationship(r))?;
-    create_link(me, hash.clone(), LinkTypes::AgentToRelationship, ())?;
-    create_link(
+    write_link(me, hash.clone(), LinkTypes::AgentToRelationship, ())?;
+    write_link(
         input.other,
         hash.clone(),
         LinkTypes::AgentToRelationship,
@@ -57,7 +57,7 @@ pub fn consent_to_relationship(input: ConsentInput) -> ExternResult<ActionHash> 
         timestamp: sys_time()?,
     };
     let hash = create_entry(EntryTypes::RelationshipConsent(c))?;
-    create_link(
+    write_link(
         input.relationship,
         hash.clone(),
         LinkTypes::RelationshipToConsent,
@@ -226,7 +226,7 @@ pub fn request_recovery(lost_agent: AgentPubKey) -> ExternResult<ActionHash> {
         created_at: sys_time()?,
     };
     let hash = create_entry(EntryTypes::RecoveryRequest(request))?;
-    create_link(lost_agent, hash.clone(), LinkTypes::LostAgentToRecovery, ())?;
+    write_link(lost_agent, hash.clone(), LinkTypes::LostAgentToRecovery, ())?;
     Ok(hash)
 }
 
@@ -250,7 +250,7 @@ pub fn approve_recovery(input: ApproveRecoveryInput) -> ExternResult<ActionHash>
         proof,
     };
     let hash = create_entry(EntryTypes::RecoveryApproval(approval))?;
-    create_link(
+    write_link(
         input.request,
         hash.clone(),
         LinkTypes::RecoveryToApproval,

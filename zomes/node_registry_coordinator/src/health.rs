@@ -2,7 +2,7 @@
 
 use crate::assignments::committed_total_of;
 use crate::directory::{leave_status_index, my_registration, registration_of_node};
-use crate::links_on;
+use crate::{links_on, write_link};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::heartbeat::{
@@ -80,7 +80,7 @@ pub(crate) fn announce_presence(
         bucket,
         properties.shards(),
     )? {
-        create_link(
+        write_link(
             base,
             me.action_hash.clone(),
             LinkTypes::PresenceIndex,
@@ -98,7 +98,7 @@ pub(crate) fn announce_presence(
 pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
     let previous = latest_heartbeat(&hb.node_id, sys_time()?)?;
     let summary = HeartbeatSummary::of(&hb);
-    let hash = create_link(
+    let hash = write_link(
         heartbeat_base(&hb.node_id, bucket_of(hb.timestamp.as_micros()))?,
         agent_info()?.agent_initial_pubkey,
         LinkTypes::NodeToHeartbeat,
@@ -121,7 +121,7 @@ pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
             if me.registration.node_id == hb.node_id {
                 if status_changed {
                     leave_status_index()?;
-                    create_link(
+                    write_link(
                         status_base(&hb.status)?,
                         me.action_hash.clone(),
                         LinkTypes::StatusIndex,
@@ -141,7 +141,7 @@ pub fn attest_health(attestation: HealthAttestation) -> ExternResult<ActionHash>
     let hash = create_entry(EntryTypes::HealthAttestation(attestation.clone()))?;
     let tag = holochain_serialized_bytes::encode(&attestation)
         .map_err(|e| wasm_error!(WasmErrorInner::Serialize(e)))?;
-    create_link(
+    write_link(
         attestation_base(
             &attestation.subject_node_id,
             bucket_of(attestation.timestamp.as_micros()),
@@ -150,7 +150,7 @@ pub fn attest_health(attestation: HealthAttestation) -> ExternResult<ActionHash>
         LinkTypes::NodeToAttestation,
         LinkTag::new(tag.clone()),
     )?;
-    create_link(
+    write_link(
         attested_by_base(
             &attestation.attester_node_id,
             bucket_of(attestation.timestamp.as_micros()),

@@ -42,6 +42,17 @@ pub(crate) fn links_on(
     )
 }
 
+/// `create_link` with the link type numbered by `scoped`: the hdk's own
+/// numbering asks the host for the whole `zome_info` on every link written.
+pub(crate) fn write_link(
+    base: impl Into<AnyLinkableHash>,
+    target: impl Into<AnyLinkableHash>,
+    link_type: node_registry_integrity::LinkTypes,
+    tag: impl Into<LinkTag>,
+) -> ExternResult<ActionHash> {
+    create_link(base, target, scoped(link_type)?, tag)
+}
+
 /// The links of several (base, types) queries in one host call, which the
 /// conductor answers concurrently, so a selection reads its candidates in
 /// batches, not one by one.

@@ -3,7 +3,7 @@
 //! acknowledged events count).
 
 use crate::directory::my_registration;
-use crate::{guest, links_on};
+use crate::{guest, links_on, write_link};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 
@@ -34,13 +34,13 @@ pub fn record_service_event(input: RecordServiceInput) -> ExternResult<ActionHas
         timestamp: sys_time()?,
     };
     let hash = create_entry(EntryTypes::ServiceEvent(event.clone()))?;
-    create_link(
+    write_link(
         earnings_base(&event.provider_node_id)?,
         hash.clone(),
         LinkTypes::ProviderToServiceEvent,
         (),
     )?;
-    create_link(
+    write_link(
         input.receiver,
         hash.clone(),
         LinkTypes::ReceiverToServiceEvent,
@@ -95,7 +95,7 @@ pub fn acknowledge_service(input: AcknowledgeServiceInput) -> ExternResult<Actio
         bytes: input.bytes,
     };
     let hash = create_entry(EntryTypes::ServiceAcknowledgement(ack))?;
-    create_link(input.event, hash.clone(), LinkTypes::ServiceEventToAck, ())?;
+    write_link(input.event, hash.clone(), LinkTypes::ServiceEventToAck, ())?;
     Ok(hash)
 }
 
