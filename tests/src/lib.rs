@@ -136,6 +136,21 @@ pub struct Network {
 }
 
 impl Network {
+    /// The actions on `peer`'s own source chain, oldest first, so a test
+    /// can see exactly what a call wrote.
+    pub async fn chain(&self, peer: usize) -> Vec<Action> {
+        let p = &self.peers[peer];
+        self.conductors[p.conductor]
+            .dump_full_cell_state(p.cell.cell_id(), None, Some(1))
+            .await
+            .expect("cell state dumps")
+            .source_chain_dump
+            .records
+            .into_iter()
+            .map(|r| r.action)
+            .collect()
+    }
+
     /// Starts `n` conductors with the packed DNA installed under the role
     /// `node_registry`.
     pub async fn start(n: usize) -> Network {

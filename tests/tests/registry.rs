@@ -68,9 +68,35 @@ async fn registry_lifecycle_across_two_conductors() {
         .await;
     net.sync().await;
     let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    let latest = health.latest_heartbeat.expect("a latest heartbeat");
+    assert_eq!(latest.status, "degraded");
     assert_eq!(
-        health.latest_heartbeat.map(|h| h.status),
-        Some("degraded".to_string())
+        latest.active_connections, 3,
+        "the link carries the whole heartbeat"
+    );
+
+    // A beat is one link and no entry; anything else it writes is its
+    // presence (at most once per failure window).
+    let before = net.chain(0).await.len();
+    let _: ActionHash = net
+        .call(0, "heartbeat", heartbeat(&alice.node_id, "degraded"))
+        .await;
+    let written = net.chain(0).await.split_off(before);
+    let link_type = |a: &Action| match &a.data {
+        ActionData::CreateLink(l) => Some(l.link_type.0),
+        _ => None,
+    };
+    let beats = written
+        .iter()
+        .filter(|a| link_type(a) == Some(LinkTypes::NodeToHeartbeat as u8))
+        .count();
+    assert_eq!(beats, 1, "one heartbeat link: {written:?}");
+    assert!(
+        written
+            .iter()
+            .all(|a| link_type(a) == Some(LinkTypes::NodeToHeartbeat as u8)
+                || link_type(a) == Some(LinkTypes::PresenceIndex as u8)),
+        "a beat writes its link and presence only: {written:?}"
     );
 
     // Custodian selection: both alive; region, tier and exclusion filters apply.
