@@ -125,6 +125,19 @@ impl Peer {
     }
 }
 
+/// The records of a cell's own source chain, oldest first.
+pub async fn source_chain(
+    conductor: &SweetConductor,
+    cell: &CellId,
+) -> Vec<holochain_state_types::SourceChainDumpRecord> {
+    conductor
+        .dump_full_cell_state(cell, None, Some(1))
+        .await
+        .expect("cell state dumps")
+        .source_chain_dump
+        .records
+}
+
 /// Several conductors on one local rendezvous, each running the hApp for
 /// one agent, with peer info exchanged.
 pub struct Network {
@@ -140,12 +153,8 @@ impl Network {
     /// can see exactly what a call wrote.
     pub async fn chain(&self, peer: usize) -> Vec<Action> {
         let p = &self.peers[peer];
-        self.conductors[p.conductor]
-            .dump_full_cell_state(p.cell.cell_id(), None, Some(1))
+        source_chain(&self.conductors[p.conductor], p.cell.cell_id())
             .await
-            .expect("cell state dumps")
-            .source_chain_dump
-            .records
             .into_iter()
             .map(|r| r.action)
             .collect()

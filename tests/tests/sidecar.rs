@@ -105,15 +105,7 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
     let chain_of = |cell: &CellId| {
         let conductor = &conductors[0];
         let cell = cell.clone();
-        async move {
-            conductor
-                .dump_full_cell_state(&cell, None, Some(1))
-                .await
-                .expect("cell state dumps")
-                .source_chain_dump
-                .records
-                .len()
-        }
+        async move { source_chain(conductor, &cell).await.len() }
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

@@ -387,12 +387,8 @@ async fn timed<F: std::future::Future>(f: F) -> (F::Output, Duration) {
 /// plus what it creates or changes).
 async fn chain_records(net: &Network, peer: usize) -> Vec<(bool, usize, usize)> {
     let p = &net.peers[peer];
-    let dump = net.conductors[p.conductor]
-        .dump_full_cell_state(p.cell.cell_id(), None, Some(1))
+    source_chain(&net.conductors[p.conductor], p.cell.cell_id())
         .await
-        .expect("cell state dumps");
-    dump.source_chain_dump
-        .records
         .iter()
         .map(|r| {
             let presence = matches!(
