@@ -34,7 +34,10 @@ fn run() -> Result<()> {
     let rest: Vec<String> = args.collect();
     let root = workspace_root();
     match task.as_str() {
-        "pack" => pack(&root),
+        "pack" => {
+            ensure_wasm_target()?;
+            pack(&root)
+        }
         "test" => {
             ensure_wasm_target()?;
             ensure_browser()?;

@@ -6,8 +6,8 @@
 //! ever held, so selection slowed as the network filled (run L in
 //! `docs/bench/RUNS.md`). Instead the split is:
 //!
-//! - the **custodian** totals its own index now and then (once per failure
-//!   window, when it announces its presence), counting only assignments
+//! - the **custodian** totals its own index now and then (when it renews
+//!   its presence lease, once per lease period), counting only assignments
 //!   linked before a *cutoff* some lag ([`DEFAULT_TOTAL_LAG_SECS`]) before
 //!   its read, and puts
 //!   the total and the cutoff in its presence link, which selection reads
@@ -25,7 +25,7 @@
 //! assignment marked retired twice, once on each side of the cutoff, and
 //! only until the custodian's next total.
 
-use crate::{heartbeat, MICROS_PER_SEC};
+use crate::MICROS_PER_SEC;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How long before its read a custodian's total stops counting, when the
@@ -34,8 +34,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// custodian's authorities.
 pub const DEFAULT_TOTAL_LAG_SECS: i64 = 300;
 
-/// Length of one recent-custody base, by link time.
-pub const RECENT_BUCKET_SECS: i64 = heartbeat::HEARTBEAT_BUCKET_SECS;
+/// Length of one recent-custody base, by link time: the default lease
+/// period, so a reader adds what came since a total in two or three reads.
+pub const RECENT_BUCKET_SECS: i64 = crate::presence::DEFAULT_PRESENCE_LEASE_SECS;
 
 /// How far a recent-custody link's action may run past the bucket its
 /// writer chose (the writer picks the bucket just before it commits).
@@ -43,7 +44,10 @@ pub const RECENT_LINK_LATENESS_SECS: i64 = 60;
 
 /// Oldest cutoff a reader trusts: a total older than this would make it
 /// read many recent-custody bases, so it reads the custody index instead.
-pub const MAX_TOTAL_AGE_SECS: i64 = 3_600;
+/// Two default lease periods (a lease is read until its bucket's successor
+/// ends) and the lag.
+pub const MAX_TOTAL_AGE_SECS: i64 =
+    2 * crate::presence::DEFAULT_PRESENCE_LEASE_SECS + DEFAULT_TOTAL_LAG_SECS;
 
 /// The recent-custody bucket of a link time.
 pub fn recent_bucket(ts_micros: i64) -> i64 {

@@ -61,4 +61,7 @@ pub enum RegistryError {
     /// An assignment whose shard layout is inconsistent.
     #[error("invalid assignment: {0}")]
     InvalidAssignment(String),
+    /// A working-key delegation that breaks the epoch rules.
+    #[error("invalid delegation: {0}")]
+    InvalidDelegation(String),
 }

@@ -9,10 +9,13 @@
 pub mod assignment;
 pub mod capacity;
 pub mod committed;
+pub mod budget;
 pub mod consensus;
+pub mod delegation;
 pub mod error;
 pub mod hash;
 pub mod heartbeat;
+pub mod monitor;
 pub mod node_id;
 pub mod presence;
 pub mod quorum;
@@ -22,6 +25,7 @@ pub mod reward;
 pub mod selection;
 pub mod status;
 pub mod tier;
+pub mod verdict;
 
 pub use error::RegistryError;
 pub use region::KNOWN_REGIONS;

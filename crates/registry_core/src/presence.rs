@@ -1,25 +1,30 @@
-//! The presence index: who is alive, readable in one step.
+//! The presence index: who is present, readable in one step.
 //!
-//! Custodian selection must not read every candidate's heartbeats (that grew
-//! by ~10 ms per registered node). Instead each node links itself, at most
-//! once per failure window, from `presence/<region>/<bucket>`, where a bucket
-//! is one failure window long. A selector reads the current and the previous
-//! bucket of the regions it wants and has every live node, with its
-//! registration summary and status, in a couple of link reads.
+//! Custodian selection must not read every candidate's records (that grew by
+//! ~10 ms per registered node). Instead each node holds a **lease**: a link
+//! from `presence/<bucket>/<shard>`, renewed at most once per lease period
+//! (and at once when its status or registration changes), where a bucket is
+//! one lease period long and the shard is a hash of the node id. A selector
+//! reads the current and the previous bucket and has every present node,
+//! with its registration summary and status, in a few link reads. A lease is
+//! one record per node per period: the only thing a node writes about
+//! itself in steady state (liveness itself travels by signals, see
+//! [`crate::monitor`]).
 //!
-//! The contract, proven by the tests below: a node that beats more often
-//! than once per window always has a link in those two buckets; a node that
-//! has been silent for more than two windows has none.
+//! The contract, proven by the tests below: a node that renews at least
+//! once per period always has a link in those two buckets; a node that has
+//! been silent for more than two periods has none. A node that dies is out
+//! of selection much sooner, through its monitors' verdicts, which
+//! selection reads with presence ([`crate::verdict`]).
 //!
 //! Reading every present node costs time in proportion to the network (about
-//! 0.2 ms a node), so each bucket is also split into *shards* by node, as
-//! Ceph splits a pool into placement groups. Placing a content reads only
-//! the shards its key ranks first, enough of them to hold a few dozen
-//! eligible nodes ([`DEFAULT_PLACEMENT_SET_MIN`]): its *placement set*.
-//! Ranking then happens inside that set. Every reader with the same view
-//! derives the same set, whether it read a few shards or the whole
-//! (unsharded) bucket, which a small network does because its shards are
-//! nearly empty.
+//! 0.2 ms a node), so a bucket is split into *shards* by node, as Ceph splits
+//! a pool into placement groups. Placing a content reads only the shards its
+//! key ranks first, enough of them to hold a few dozen eligible nodes
+//! ([`DEFAULT_PLACEMENT_SET_MIN`]): its *placement set*. Ranking then happens
+//! inside that set. Every reader with the same view derives the same set,
+//! whether it read a few shards or all of them, which a small network does
+//! because its shards are nearly empty.
 
 use crate::hash::{stable_hash, unit_interval};
 use crate::MICROS_PER_SEC;
@@ -35,8 +40,21 @@ pub const DEFAULT_PRESENCE_SHARDS: u32 = 32;
 pub const MAX_PRESENCE_SHARDS: u32 = 1024;
 /// Shards the first read of a placement takes.
 pub const FIRST_READ_SHARDS: usize = 2;
+/// Presence lease period by default: an hour. A lease is one record, so a
+/// node's presence costs 24 records a day (an eighth of the write budget),
+/// against 2,880 for the 30 s heartbeat links it replaces. What it trades:
+/// a node that dies with nobody watching it (alone in the network) stays
+/// offered for up to two hours; a watched node leaves selection as soon as
+/// two monitors suspect it, within the failure window. The custody total a
+/// lease carries is at most a period old; readers add what came since.
+pub const DEFAULT_PRESENCE_LEASE_SECS: i64 = 3_600;
+/// Verdict period by default: a day. A monitor re-states a standing `alive`
+/// verdict once per period and readers look at the current and previous
+/// period, so consensus always finds each monitor's word at the cost of one
+/// verdict a day per watched node.
+pub const DEFAULT_VERDICT_PERIOD_SECS: i64 = 86_400;
 
-/// The presence bucket a time falls in, for a failure window of
+/// The presence bucket a time falls in, for a lease period of
 /// `window_secs` (at least one second).
 pub fn presence_bucket(ts_micros: i64, window_secs: i64) -> i64 {
     ts_micros.div_euclid(window_secs.max(1).saturating_mul(MICROS_PER_SEC))
@@ -48,10 +66,11 @@ pub fn presence_buckets_to_read(now_micros: i64, window_secs: i64) -> [i64; 2] {
     [current, current - 1]
 }
 
-/// Whether a heartbeat at `beat_micros` with `status` must refresh the
-/// node's presence link, given its previous beat (time and status): on its
-/// first beat, on its first beat in a new bucket, and whenever its status
-/// changes (so a node going offline leaves the index at once).
+/// Whether a heartbeat at `beat_micros` with `status` must renew the node's
+/// lease, given its newest lease (time and status): when it has none, on its
+/// first heartbeat in a new bucket, and whenever its status changes (so a
+/// node going offline leaves the index at once). Otherwise a heartbeat
+/// writes nothing.
 pub fn needs_presence_refresh(
     previous: Option<(i64, &str)>,
     beat_micros: i64,

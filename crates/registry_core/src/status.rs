@@ -75,9 +75,128 @@ pub fn status_from_machine(load_per_core: f64, disk_used_fraction: f64) -> NodeS
     }
 }
 
+/// Load per core above which a node reports itself degraded, and below
+/// which a degraded node is online again: apart, so a load hovering near one
+/// threshold does not flip the status (each flip is a record).
+pub const DEGRADE_ABOVE_LOAD: f64 = 1.5;
+/// See [`DEGRADE_ABOVE_LOAD`].
+pub const RECOVER_BELOW_LOAD: f64 = 1.0;
+/// Disk use (fraction) above which a node is degraded.
+pub const DEGRADE_ABOVE_DISK: f64 = 0.95;
+/// Disk use below which a degraded node is online again.
+pub const RECOVER_BELOW_DISK: f64 = 0.92;
+/// How long a machine must stay in a new state before the node reports it
+/// by default: a burst of load (a backup, a compile) moves no record.
+pub const DEFAULT_STATUS_DWELL_SECS: i64 = 900;
+
+/// Turns the machine's samples into the status a node publishes: with
+/// hysteresis between the degrade and recover thresholds, and a dwell time
+/// a new state must last before it is published. So a node on a busy
+/// machine changes status a few times a day at most, where the raw samples
+/// would flip it every few minutes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusDebouncer {
+    dwell_micros: i64,
+    published: Option<NodeStatus>,
+    pending: Option<(NodeStatus, i64)>,
+}
+
+impl StatusDebouncer {
+    /// A debouncer publishing a state once it has lasted `dwell_secs`.
+    pub fn new(dwell_secs: i64) -> Self {
+        StatusDebouncer {
+            dwell_micros: dwell_secs.max(0) * crate::MICROS_PER_SEC,
+            published: None,
+            pending: None,
+        }
+    }
+
+    /// The status published now, if any sample was seen.
+    pub fn published(&self) -> Option<NodeStatus> {
+        self.published
+    }
+
+    /// What the machine's state says, given the status published now: a
+    /// degraded node recovers only below the lower thresholds.
+    pub fn raw(&self, load_per_core: f64, disk_used_fraction: f64) -> NodeStatus {
+        if load_per_core.is_nan() || disk_used_fraction.is_nan() {
+            return NodeStatus::Degraded;
+        }
+        let degraded = self.published == Some(NodeStatus::Degraded);
+        let (load_limit, disk_limit) = if degraded {
+            (RECOVER_BELOW_LOAD, RECOVER_BELOW_DISK)
+        } else {
+            (DEGRADE_ABOVE_LOAD, DEGRADE_ABOVE_DISK)
+        };
+        let over = if degraded {
+            load_per_core >= load_limit || disk_used_fraction >= disk_limit
+        } else {
+            load_per_core > load_limit || disk_used_fraction > disk_limit
+        };
+        if over {
+            NodeStatus::Degraded
+        } else {
+            NodeStatus::Online
+        }
+    }
+
+    /// Feeds one sample taken at `now_micros`; returns the status to
+    /// publish. The first sample is published at once.
+    pub fn observe(&mut self, load_per_core: f64, disk_used_fraction: f64, now_micros: i64) -> NodeStatus {
+        let raw = self.raw(load_per_core, disk_used_fraction);
+        let Some(published) = self.published else {
+            self.published = Some(raw);
+            return raw;
+        };
+        if raw == published {
+            self.pending = None;
+            return published;
+        }
+        match self.pending {
+            Some((s, since)) if s == raw => {
+                if now_micros - since >= self.dwell_micros {
+                    self.published = Some(raw);
+                    self.pending = None;
+                    return raw;
+                }
+            }
+            _ => self.pending = Some((raw, now_micros)),
+        }
+        published
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flapping_machine_changes_status_rarely() {
+        const S: i64 = crate::MICROS_PER_SEC;
+        let mut d = StatusDebouncer::new(900);
+        let mut changes = 0;
+        let mut last = d.observe(0.5, 0.5, 0);
+        // A day of samples every 30 s, the load crossing 1.5 every minute.
+        for i in 1..2880i64 {
+            let load = if i % 4 < 2 { 1.6 } else { 1.3 };
+            let s = d.observe(load, 0.5, i * 30 * S);
+            if s != last {
+                changes += 1;
+                last = s;
+            }
+        }
+        assert_eq!(changes, 0, "never 15 minutes above the line");
+        // Load that stays high degrades after the dwell, and recovers only
+        // below the lower threshold, after the dwell again.
+        let t = 2880 * 30 * S;
+        assert_eq!(d.observe(2.0, 0.5, t), NodeStatus::Online);
+        assert_eq!(d.observe(2.0, 0.5, t + 899 * S), NodeStatus::Online);
+        assert_eq!(d.observe(2.0, 0.5, t + 900 * S), NodeStatus::Degraded);
+        assert_eq!(d.observe(1.2, 0.5, t + 3000 * S), NodeStatus::Degraded, "hysteresis");
+        assert_eq!(d.observe(0.4, 0.5, t + 4000 * S), NodeStatus::Degraded);
+        assert_eq!(d.observe(0.4, 0.5, t + 4900 * S), NodeStatus::Online);
+        assert_eq!(StatusDebouncer::new(0).observe(f64::NAN, 0.1, 0), NodeStatus::Degraded);
+    }
 
     #[test]
     fn round_trips_and_rejects_unknown() {
