@@ -129,7 +129,10 @@ impl Default for Timings {
 /// verdict about each node it watches.
 pub fn startup_records(t: &Timings) -> Vec<(RecordKind, f64)> {
     vec![
-        (RecordKind::AgentSetup, AGENTS_PER_NODE * AGENT_SETUP_RECORDS),
+        (
+            RecordKind::AgentSetup,
+            AGENTS_PER_NODE * AGENT_SETUP_RECORDS,
+        ),
         (RecordKind::Registration, REGISTRATION_RECORDS),
         (RecordKind::Delegation, DELEGATION_RECORDS),
         (RecordKind::PresenceLease, 1.0),
@@ -152,7 +155,10 @@ pub fn steady_state_per_day(t: &Timings) -> Vec<(RecordKind, f64)> {
             RecordKind::AgentSetup,
             AGENT_SETUP_RECORDS * per(t.epoch_secs),
         ),
-        (RecordKind::Delegation, DELEGATION_RECORDS * per(t.epoch_secs)),
+        (
+            RecordKind::Delegation,
+            DELEGATION_RECORDS * per(t.epoch_secs),
+        ),
     ]
 }
 
@@ -171,8 +177,16 @@ pub fn run_allowance(t: &Timings, run_secs: f64) -> Vec<(RecordKind, u64)> {
     RecordKind::ALL
         .iter()
         .filter_map(|&kind| {
-            let once: f64 = startup.iter().filter(|(k, _)| *k == kind).map(|(_, n)| n).sum();
-            let daily: f64 = steady.iter().filter(|(k, _)| *k == kind).map(|(_, n)| n).sum();
+            let once: f64 = startup
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n)
+                .sum();
+            let daily: f64 = steady
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n)
+                .sum();
             if once == 0.0 && daily == 0.0 {
                 return None;
             }

@@ -83,9 +83,22 @@ pub struct HealthConsensus {
     pub lone_accusation_ignored: bool,
 }
 
-/// The consensus over `atts` at `now`.
+/// The consensus over `atts` at `now`, counting attestations of the last
+/// [`CONSENSUS_WINDOW_SECS`]: how evidence for a penalty is judged.
 pub fn health_consensus(atts: &[AttestationView], now_micros: i64) -> HealthConsensus {
-    let since = now_micros - CONSENSUS_WINDOW_SECS * MICROS_PER_SEC;
+    health_consensus_within(atts, now_micros, CONSENSUS_WINDOW_SECS)
+}
+
+/// The consensus over `atts` at `now`, counting each attester's newest
+/// attestation of the last `window_secs`. Monitors record verdicts when
+/// they change and re-state them once per verdict period, so a node's
+/// standing consensus is read over two verdict periods.
+pub fn health_consensus_within(
+    atts: &[AttestationView],
+    now_micros: i64,
+    window_secs: i64,
+) -> HealthConsensus {
+    let since = now_micros - window_secs.max(0) * MICROS_PER_SEC;
     // Newest attestation per attester, within the window, with weight.
     let mut latest: BTreeMap<&str, &AttestationView> = BTreeMap::new();
     for a in atts {
@@ -160,6 +173,59 @@ pub fn contradicts(success: bool, consensus: &HealthConsensus, min_confidence: f
         HealthVerdict::Healthy => !success,
         HealthVerdict::Unhealthy => success,
         _ => false,
+    }
+}
+
+/// The offence a penalty names, as consensus sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offence {
+    /// Who made the offending attestation.
+    pub attester: String,
+    /// Whom it was about.
+    pub subject: String,
+    /// What it said.
+    pub success: bool,
+    /// When.
+    pub timestamp_micros: i64,
+}
+
+/// Why evidence does or does not justify a penalty: the one rule the
+/// integrity zome validates with and a detector checks before it writes.
+/// `evidence` are the witnesses' attestations (weight 1 each: validation
+/// has already checked them vetted, distinct and within the window of the
+/// offence); the consensus is taken at the newest of them.
+pub fn penalty_justified(
+    reason: crate::reputation::PenaltyReason,
+    offender: &str,
+    offence: &Offence,
+    evidence: &[AttestationView],
+) -> Result<HealthConsensus, HealthConsensus> {
+    use crate::reputation::PenaltyReason;
+    let at = evidence
+        .iter()
+        .map(|v| v.timestamp_micros)
+        .max()
+        .unwrap_or_default();
+    let consensus = health_consensus(evidence, at);
+    let justified = match reason {
+        PenaltyReason::FalseAccusation => {
+            offence.attester == offender
+                && !offence.success
+                && consensus.status == HealthVerdict::Healthy
+        }
+        PenaltyReason::ContradictedConsensus => {
+            offence.attester == offender && contradicts(offence.success, &consensus, 0.9)
+        }
+        PenaltyReason::RepeatedFailure => {
+            offence.subject == offender
+                && !offence.success
+                && consensus.status == HealthVerdict::Unhealthy
+        }
+    };
+    if justified {
+        Ok(consensus)
+    } else {
+        Err(consensus)
     }
 }
 

@@ -72,9 +72,7 @@ pub fn check_window(w: Window, action_micros: i64, max_secs: i64) -> Result<(), 
         return Err(invalid("valid_until must be after valid_from"));
     }
     if w.until_micros - w.from_micros > max_secs.saturating_mul(MICROS_PER_SEC) {
-        return Err(invalid(format!(
-            "a delegation lasts at most {max_secs} s"
-        )));
+        return Err(invalid(format!("a delegation lasts at most {max_secs} s")));
     }
     Ok(())
 }

@@ -7,9 +7,9 @@
 //! of Holochain's `Timestamp`), never read from a clock.
 
 pub mod assignment;
+pub mod budget;
 pub mod capacity;
 pub mod committed;
-pub mod budget;
 pub mod consensus;
 pub mod delegation;
 pub mod error;

@@ -223,10 +223,7 @@ impl MonitorBook {
     /// Tells the book what this monitor already has on the DHT (its newest
     /// verdict about `subject`, recorded at `at_micros`), after a restart.
     pub fn load_recorded(&mut self, subject: &str, verdict: Verdict, at_micros: i64) {
-        let newer = self
-            .recorded
-            .get(subject)
-            .is_none_or(|r| r.at <= at_micros);
+        let newer = self.recorded.get(subject).is_none_or(|r| r.at <= at_micros);
         if newer {
             self.recorded.insert(
                 subject.to_string(),
@@ -244,7 +241,7 @@ impl MonitorBook {
         if subject == self.me {
             return;
         }
-        if !monitors.iter().any(|m| *m == self.me) {
+        if !monitors.contains(&self.me) {
             self.watches.remove(subject);
             return;
         }
@@ -329,9 +326,8 @@ impl MonitorBook {
                 }
                 Verdict::Suspected
                     if !w.probing
-                        && w.probed_at.is_none_or(|t| {
-                            now_micros - t > p.reprobe_secs * MICROS_PER_SEC
-                        }) =>
+                        && w.probed_at
+                            .is_none_or(|t| now_micros - t > p.reprobe_secs * MICROS_PER_SEC) =>
                 {
                     w.probing = true;
                     w.probed_at = Some(now_micros);
@@ -414,7 +410,11 @@ mod tests {
                 *watched_by.entry(m.clone()).or_default() += 1;
             }
             // One other node leaves.
-            let gone = if *s == "node-000" { "node-001" } else { "node-000" };
+            let gone = if *s == "node-000" {
+                "node-001"
+            } else {
+                "node-000"
+            };
             let after = monitors_of(s, refs.iter().copied().filter(|c| *c != gone), 4);
             moved += after.iter().filter(|m| !before.contains(m)).count();
         }
@@ -518,7 +518,11 @@ mod tests {
             assert_eq!(b.tick(t).len(), 1, "probe {i}");
             b.probe_result("s", true, t + S);
         }
-        assert_eq!(b.verdict("s"), None, "released after repeated probe-only liveness");
+        assert_eq!(
+            b.verdict("s"),
+            None,
+            "released after repeated probe-only liveness"
+        );
     }
 
     #[test]
@@ -541,7 +545,10 @@ mod tests {
         b.beat("s", &me(), T0);
         b.beat("s", &["other".to_string()], T0 + S);
         assert!(b.watched().is_empty());
-        assert!(b.tick(T0 + 100 * S).is_empty(), "a released node is not suspected");
+        assert!(
+            b.tick(T0 + 100 * S).is_empty(),
+            "a released node is not suspected"
+        );
         b.beat("me", &me(), T0);
         assert!(b.watched().is_empty(), "never watches itself");
     }

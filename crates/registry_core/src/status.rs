@@ -142,7 +142,12 @@ impl StatusDebouncer {
 
     /// Feeds one sample taken at `now_micros`; returns the status to
     /// publish. The first sample is published at once.
-    pub fn observe(&mut self, load_per_core: f64, disk_used_fraction: f64, now_micros: i64) -> NodeStatus {
+    pub fn observe(
+        &mut self,
+        load_per_core: f64,
+        disk_used_fraction: f64,
+        now_micros: i64,
+    ) -> NodeStatus {
         let raw = self.raw(load_per_core, disk_used_fraction);
         let Some(published) = self.published else {
             self.published = Some(raw);
@@ -192,10 +197,17 @@ mod tests {
         assert_eq!(d.observe(2.0, 0.5, t), NodeStatus::Online);
         assert_eq!(d.observe(2.0, 0.5, t + 899 * S), NodeStatus::Online);
         assert_eq!(d.observe(2.0, 0.5, t + 900 * S), NodeStatus::Degraded);
-        assert_eq!(d.observe(1.2, 0.5, t + 3000 * S), NodeStatus::Degraded, "hysteresis");
+        assert_eq!(
+            d.observe(1.2, 0.5, t + 3000 * S),
+            NodeStatus::Degraded,
+            "hysteresis"
+        );
         assert_eq!(d.observe(0.4, 0.5, t + 4000 * S), NodeStatus::Degraded);
         assert_eq!(d.observe(0.4, 0.5, t + 4900 * S), NodeStatus::Online);
-        assert_eq!(StatusDebouncer::new(0).observe(f64::NAN, 0.1, 0), NodeStatus::Degraded);
+        assert_eq!(
+            StatusDebouncer::new(0).observe(f64::NAN, 0.1, 0),
+            NodeStatus::Degraded
+        );
     }
 
     #[test]

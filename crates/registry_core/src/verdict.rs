@@ -57,8 +57,7 @@ impl Judgement {
     /// suspect it (whether or not the grace period has passed), or it is
     /// failed.
     pub fn excluded_from_selection(&self) -> bool {
-        self.reporters as usize >= MIN_REPORTERS
-            || matches!(self.liveness, Liveness::Failed { .. })
+        self.reporters as usize >= MIN_REPORTERS || matches!(self.liveness, Liveness::Failed { .. })
     }
 }
 

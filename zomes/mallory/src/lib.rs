@@ -27,8 +27,8 @@ pub struct RawLink {
     pub base: AnyLinkableHash,
     /// Target.
     pub target: AnyLinkableHash,
-    /// Index into `LinkTypes` in declaration order.
-    pub link_type: u8,
+    /// The `LinkTypes` variant, by name (`"PresenceIndex"`).
+    pub link_type: String,
     /// Tag bytes.
     pub tag: Vec<u8>,
 }
@@ -99,24 +99,36 @@ pub fn create_service_ack(a: ServiceAcknowledgement) -> ExternResult<ActionHash>
     create_entry(EntryTypes::ServiceAcknowledgement(a))
 }
 
-/// Creates any link.
+/// Creates any link, of the link type named.
 #[hdk_extern]
 pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {
-    let link_type = match l.link_type {
-        0 => LinkTypes::RegionIndex,
-        1 => LinkTypes::TierIndex,
-        2 => LinkTypes::StatusIndex,
-        3 => LinkTypes::NodeIdIndex,
-        4 => LinkTypes::AgentToNode,
-        5 => LinkTypes::NodeToHeartbeat,
-        6 => LinkTypes::NodeToAttestation,
-        7 => LinkTypes::ContentToAssignment,
-        20 => LinkTypes::PresenceIndex,
-        22 => LinkTypes::NodeToRetiredAssignment,
-        23 => LinkTypes::NodeToRecentAssignment,
-        _ => LinkTypes::NodeToAssignment,
+    let link_type = match l.link_type.as_str() {
+        "RegionIndex" => LinkTypes::RegionIndex,
+        "TierIndex" => LinkTypes::TierIndex,
+        "NodeIdIndex" => LinkTypes::NodeIdIndex,
+        "AgentToNode" => LinkTypes::AgentToNode,
+        "NodeToAttestation" => LinkTypes::NodeToAttestation,
+        "ContentToAssignment" => LinkTypes::ContentToAssignment,
+        "NodeToAssignment" => LinkTypes::NodeToAssignment,
+        "PresenceIndex" => LinkTypes::PresenceIndex,
+        "NodeToRetiredAssignment" => LinkTypes::NodeToRetiredAssignment,
+        "NodeToRecentAssignment" => LinkTypes::NodeToRecentAssignment,
+        "AgentToDelegation" => LinkTypes::AgentToDelegation,
+        "RegionToSuspicion" => LinkTypes::RegionToSuspicion,
+        "NodeToPenalty" => LinkTypes::NodeToPenalty,
+        other => {
+            return Err(wasm_error!(WasmErrorInner::Guest(format!(
+                "mallory: no link type {other}"
+            ))))
+        }
     };
     create_link(l.base, l.target, link_type, LinkTag::new(l.tag))
+}
+
+/// Commits a delegation as given (e.g. for another node, or too long).
+#[hdk_extern]
+pub fn create_delegation(d: WorkingKeyDelegation) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::WorkingKeyDelegation(d))
 }
 
 /// Deletes any link.
@@ -131,10 +143,20 @@ pub fn region_base_hash(region: String) -> ExternResult<EntryHash> {
     region_base(&region)
 }
 
-/// Path hash of a node's heartbeat bucket, for building bases.
+/// Path hash of a node's verdict bucket, for building bases.
 #[hdk_extern]
-pub fn heartbeat_base_hash(input: (String, i64)) -> ExternResult<EntryHash> {
-    heartbeat_base(&input.0, input.1)
+pub fn attestation_base_hash(input: (String, i64)) -> ExternResult<EntryHash> {
+    attestation_base(&input.0, input.1)
+}
+
+/// Path hash of a region's suspicion bucket (or, without a region, the
+/// all-regions one), for building bases.
+#[hdk_extern]
+pub fn suspicion_base_hash(input: (Option<String>, i64)) -> ExternResult<EntryHash> {
+    match input.0 {
+        Some(region) => suspicion_base(&region, input.1),
+        None => suspicion_all_base(input.1),
+    }
 }
 
 /// Path hash of a node's custody index, for building bases.
@@ -149,12 +171,8 @@ pub fn recent_custody_base_hash(input: (String, i64)) -> ExternResult<EntryHash>
     recent_custody_base(&input.0, input.1)
 }
 
-/// Path hash of a presence bucket of a region, or of one shard of it, for
-/// building bases.
+/// Path hash of one shard of a presence bucket, for building bases.
 #[hdk_extern]
-pub fn presence_base_hash(input: (String, i64, Option<u32>)) -> ExternResult<EntryHash> {
-    match input.2 {
-        Some(shard) => presence_shard_base(&input.0, input.1, shard),
-        None => presence_base(&input.0, input.1),
-    }
+pub fn presence_base_hash(input: (i64, u32)) -> ExternResult<EntryHash> {
+    presence_shard_base(input.0, input.1)
 }

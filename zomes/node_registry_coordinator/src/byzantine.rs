@@ -1,15 +1,14 @@
 //! Peer health attestation, consensus, reputation and quorum decisions.
 
-use crate::directory::{
-    fetch_registration, my_registration, newest_per_node, registration_of_node,
-};
+use crate::directory::{acting, fetch_registration, newest_per_node, registration_of_node};
+use crate::health::{latest_verdict_by, recent_verdicts, vetting, Observed};
 use crate::{guest, links_on, write_link};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::consensus::{
-    contradicts, health_consensus, AttestationView, HealthVerdict, CONSENSUS_WINDOW_SECS,
+    contradicts, health_consensus_within, penalty_justified, AttestationView, HealthVerdict,
+    Offence, CONSENSUS_WINDOW_SECS,
 };
-use registry_core::heartbeat::buckets_covering;
 use registry_core::quorum::{required_approvals, tally, Ballot};
 use registry_core::region::{parse_region, KNOWN_REGIONS};
 use registry_core::reputation::{reputation, PenaltyReason, VettingPolicy};
@@ -19,33 +18,49 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Confidence a consensus needs before anyone is penalised against it.
 pub const PENALTY_MIN_CONFIDENCE: f64 = 0.9;
 
-fn vetting() -> ExternResult<VettingPolicy> {
-    Ok(VettingPolicy {
-        min_age_secs: registry_properties()?.min_voter_age_secs as i64,
-        ..Default::default()
-    })
-}
-
 /// Answers a peer's health probe.
 #[hdk_extern]
 pub fn ping(_: ()) -> ExternResult<()> {
     Ok(())
 }
 
-/// Probes a peer with a remote call, measures the round trip and records
-/// the outcome as this node's attestation.
+/// Probes a peer with a remote call and records the outcome as this node's
+/// attestation when it differs from this node's standing verdict about the
+/// peer (or that verdict is older than a verdict period); otherwise writes
+/// nothing and returns the standing verdict's action.
 #[hdk_extern]
 pub fn attest_peer_health(subject_node_id: String) -> ExternResult<ActionHash> {
-    Ok(probe_node(subject_node_id)?.attestation)
+    let me = acting()?;
+    let probe = probe_node(subject_node_id.clone())?;
+    let now = sys_time()?;
+    let properties = registry_properties()?;
+    let standing = latest_verdict_by(&subject_node_id, me.node_id(), now, &properties)?;
+    if let Some((att, entry_hash)) = standing {
+        let current = properties.verdict_period_of(now.as_micros());
+        let fresh = properties.verdict_period_of(att.timestamp.as_micros()) == current;
+        if att.success == probe.answered && fresh {
+            if let Some(record) = get(entry_hash, GetOptions::default())? {
+                return Ok(record.action_address().clone());
+            }
+        }
+    }
+    crate::health::attest_health(HealthAttestation {
+        attester_node_id: me.node_id().to_string(),
+        subject_node_id,
+        success: probe.answered,
+        response_time_ms: probe.response_time_ms,
+        timestamp: now,
+        last_seen: probe.answered.then_some(now),
+        delegation: me.delegation.clone(),
+    })
 }
 
-/// Probes a peer as [`attest_peer_health`] does and says whether it
-/// answered. A node's DHT view can lag (it just joined, or gossip is slow),
-/// so heartbeats missing from it are not proof of death: a node that
-/// answers is not repaired away.
+/// Probes a peer with a remote call (`ping` on its identity agent) and says
+/// whether it answered, and how fast. Writes nothing: a node's DHT view can
+/// lag, so a node that answers is not repaired away, and a monitor probes
+/// before it suspects.
 #[hdk_extern]
 pub fn probe_node(subject_node_id: String) -> ExternResult<NodeProbe> {
-    let me = my_registration()?.ok_or_else(|| guest("this agent runs no registered node"))?;
     let subject = registration_of_node(&subject_node_id)?
         .ok_or_else(|| guest(format!("node {subject_node_id} is not registered")))?;
     let zome = zome_info()?.name;
@@ -59,19 +74,10 @@ pub fn probe_node(subject_node_id: String) -> ExternResult<NodeProbe> {
     )?;
     let end = sys_time()?;
     let elapsed_ms = ((end.as_micros() - start.as_micros()) / 1000).clamp(0, 120_000) as u32;
-    let answered = matches!(response, ZomeCallResponse::Ok(_));
-    let attestation = crate::health::attest_health(HealthAttestation {
-        attester_node_id: me.registration.node_id,
-        subject_node_id: subject_node_id.clone(),
-        success: answered,
-        response_time_ms: elapsed_ms,
-        timestamp: end,
-    })?;
     Ok(NodeProbe {
         node_id: subject_node_id,
-        answered,
+        answered: matches!(response, ZomeCallResponse::Ok(_)),
         response_time_ms: elapsed_ms,
-        attestation,
     })
 }
 
@@ -121,48 +127,6 @@ pub fn get_reputation(node_id: String) -> ExternResult<ReputationReport> {
     })
 }
 
-/// An attestation found on the DHT, with what weighing it needs.
-struct Observed {
-    action: ActionHash,
-    att: HealthAttestation,
-}
-
-/// Attestations about a node within the consensus window, with their
-/// action hashes.
-fn observed_about(node_id: &str, now: Timestamp) -> ExternResult<Vec<Observed>> {
-    let since = now.as_micros() - CONSENSUS_WINDOW_SECS * MICROS_PER_SEC;
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for bucket in buckets_covering(now.as_micros(), CONSENSUS_WINDOW_SECS) {
-        for link in links_on(
-            attestation_base(node_id, bucket)?,
-            LinkTypes::NodeToAttestation,
-        )? {
-            let Some(eh) = link.target.into_entry_hash() else {
-                continue;
-            };
-            if !seen.insert(eh.clone()) {
-                continue;
-            }
-            let Some(record) = get(eh, GetOptions::default())? else {
-                continue;
-            };
-            let Some(att): Option<HealthAttestation> =
-                record.entry().to_app_option().ok().flatten()
-            else {
-                continue;
-            };
-            if att.subject_node_id == node_id && att.timestamp.as_micros() >= since {
-                out.push(Observed {
-                    action: record.action_address().clone(),
-                    att,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Weighs attesters: 0 unless vetted, else reputation / 100. Remembers each
 /// attester's registration hash for evidence.
 struct Weigher {
@@ -193,6 +157,12 @@ impl Weigher {
     }
 }
 
+/// How far back a node's standing consensus looks: two verdict periods,
+/// since monitors re-state their verdicts once per period.
+fn standing_window_secs() -> ExternResult<i64> {
+    Ok(2 * registry_properties()?.verdict_period())
+}
+
 fn consensus_over(
     observed: &[Observed],
     weigher: &mut Weigher,
@@ -207,12 +177,17 @@ fn consensus_over(
             weight: weigher.weigh(&o.att.attester_node_id)?.0,
         });
     }
-    Ok(health_consensus(&views, weigher.now.as_micros()))
+    Ok(health_consensus_within(
+        &views,
+        weigher.now.as_micros(),
+        standing_window_secs()?,
+    ))
 }
 
-/// The consensus about a node over the last five minutes of attestations,
-/// weighted by the attesters' reputation (unvetted attesters weigh
-/// nothing); a failure verdict needs two distinct reporters.
+/// The consensus about a node over its monitors' standing verdicts (each
+/// attester's newest of the last two verdict periods), weighted by the
+/// attesters' reputation (unvetted attesters weigh nothing); a failure
+/// verdict needs two distinct reporters.
 #[hdk_extern]
 pub fn get_node_health_consensus(node_id: String) -> ExternResult<NodeHealthConsensus> {
     let now = sys_time()?;
@@ -221,7 +196,8 @@ pub fn get_node_health_consensus(node_id: String) -> ExternResult<NodeHealthCons
         now,
         cache: BTreeMap::new(),
     };
-    let consensus = consensus_over(&observed_about(&node_id, now)?, &mut weigher)?;
+    let observed = recent_verdicts(&node_id, now, &registry_properties()?)?;
+    let consensus = consensus_over(&observed, &mut weigher)?;
     Ok(NodeHealthConsensus {
         node_id,
         status: consensus.status.as_str().to_string(),
@@ -242,9 +218,10 @@ fn already_penalised(offender: &str, offence: &ActionHash) -> ExternResult<bool>
 /// is penalised once however many nodes run this.
 #[hdk_extern]
 pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
-    let me = my_registration()?.ok_or_else(|| guest("this agent runs no registered node"))?;
-    let my_id = me.registration.node_id;
+    let me = acting()?;
+    let my_id = me.node_id().to_string();
     let now = sys_time()?;
+    let properties = registry_properties()?;
     let mut weigher = Weigher {
         policy: vetting()?,
         now,
@@ -256,7 +233,10 @@ pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
     }
     let mut found = Vec::new();
     for subject in newest_per_node(links) {
-        let observed = observed_about(&subject.summary.node_id, now)?;
+        let observed = recent_verdicts(&subject.summary.node_id, now, &properties)?;
+        if observed.is_empty() {
+            continue;
+        }
         let consensus = consensus_over(&observed, &mut weigher)?;
         if consensus.confidence < PENALTY_MIN_CONFIDENCE
             || !matches!(
@@ -266,17 +246,13 @@ pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
         {
             continue;
         }
-        // Witnesses: vetted attesters agreeing with the verdict, in a
-        // stable order so a detector's repeated runs write the same entry.
+        // Witnesses: vetted attesters agreeing with the verdict, each
+        // attestation with its attester's registration.
         let agrees = |o: &&Observed| !contradicts(o.att.success, &consensus, 0.0);
         let mut witnesses: Vec<(Witness, &Observed)> = Vec::new();
         for o in observed.iter().filter(agrees) {
             if let (w, Some(reg)) = weigher.weigh(&o.att.attester_node_id)? {
-                if w > 0.0
-                    && !witnesses
-                        .iter()
-                        .any(|(_, x)| x.att.attester_node_id == o.att.attester_node_id)
-                {
+                if w > 0.0 {
                     witnesses.push((
                         Witness {
                             attestation: o.action.clone(),
@@ -287,9 +263,6 @@ pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
                 }
             }
         }
-        witnesses.sort_by(|a, b| a.0.attestation.cmp(&b.0.attestation));
-        witnesses.truncate(20);
-
         let mut offences: Vec<(String, PenaltyReason, &Observed)> = Vec::new();
         for o in observed.iter().filter(|o| !agrees(o)) {
             let reason = if !o.att.success && consensus.status == HealthVerdict::Healthy {
@@ -300,7 +273,10 @@ pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
             offences.push((o.att.attester_node_id.clone(), reason, o));
         }
         if consensus.status == HealthVerdict::Unhealthy {
-            if let Some(first) = witnesses.first() {
+            let mut failures: Vec<&(Witness, &Observed)> =
+                witnesses.iter().filter(|(_, o)| !o.att.success).collect();
+            failures.sort_by(|a, b| a.0.attestation.cmp(&b.0.attestation));
+            if let Some(first) = failures.first() {
                 offences.push((
                     subject.summary.node_id.clone(),
                     PenaltyReason::RepeatedFailure,
@@ -312,22 +288,16 @@ pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
             if offender == my_id || already_penalised(&offender, &offence.action)? {
                 continue;
             }
-            let evidence: Vec<Witness> = witnesses
-                .iter()
-                .filter(|(_, o)| {
-                    reason == PenaltyReason::RepeatedFailure || o.att.attester_node_id != offender
-                })
-                .map(|(w, _)| w.clone())
-                .collect();
-            if evidence.len() < 3 {
+            let Some(evidence) = evidence_for(&witnesses, &offender, reason, offence) else {
                 continue;
-            }
+            };
             let penalty = ReputationPenalty {
                 offender_node_id: offender.clone(),
                 reason: reason.as_str().to_string(),
                 offence: offence.action.clone(),
                 evidence,
                 detected_by_node_id: my_id.clone(),
+                delegation: me.delegation.clone(),
             };
             let hash = create_entry(EntryTypes::ReputationPenalty(penalty))?;
             write_link(
@@ -346,11 +316,64 @@ pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
     Ok(found)
 }
 
+/// The evidence a penalty for `offence` can carry: the witnesses' newest
+/// attestations within five minutes of it (one each, never the offender's
+/// own unless it is judged for failing), in a stable order and at most 20,
+/// if at least three remain and they justify the penalty as validation
+/// will judge it.
+fn evidence_for(
+    witnesses: &[(Witness, &Observed)],
+    offender: &str,
+    reason: PenaltyReason,
+    offence: &Observed,
+) -> Option<Vec<Witness>> {
+    let window = CONSENSUS_WINDOW_SECS * MICROS_PER_SEC;
+    let mut newest: BTreeMap<&str, &(Witness, &Observed)> = BTreeMap::new();
+    for w in witnesses {
+        let a = &w.1.att;
+        let close = (a.timestamp.as_micros() - offence.att.timestamp.as_micros()).abs() <= window;
+        let allowed = reason == PenaltyReason::RepeatedFailure || a.attester_node_id != offender;
+        if !(close && allowed) {
+            continue;
+        }
+        if newest
+            .get(a.attester_node_id.as_str())
+            .is_none_or(|n| a.timestamp > n.1.att.timestamp)
+        {
+            newest.insert(&a.attester_node_id, w);
+        }
+    }
+    let mut chosen: Vec<&(Witness, &Observed)> = newest.into_values().collect();
+    chosen.sort_by(|a, b| a.0.attestation.cmp(&b.0.attestation));
+    chosen.truncate(20);
+    if chosen.len() < 3 {
+        return None;
+    }
+    let views: Vec<AttestationView> = chosen
+        .iter()
+        .map(|(_, o)| AttestationView {
+            attester: o.att.attester_node_id.clone(),
+            success: o.att.success,
+            response_time_ms: o.att.response_time_ms,
+            timestamp_micros: o.att.timestamp.as_micros(),
+            weight: 1.0,
+        })
+        .collect();
+    let judged = Offence {
+        attester: offence.att.attester_node_id.clone(),
+        subject: offence.att.subject_node_id.clone(),
+        success: offence.att.success,
+        timestamp_micros: offence.att.timestamp.as_micros(),
+    };
+    penalty_justified(reason, offender, &judged, &views).ok()?;
+    Some(chosen.into_iter().map(|(w, _)| w.clone()).collect())
+}
+
 /// Puts an assignment to the vote of the region's vetted nodes, snapshotted
 /// now (registered for the minimum age, reputation above the floor).
 #[hdk_extern]
 pub fn propose_custodian_assignment(input: ProposeInput) -> ExternResult<ActionHash> {
-    let me = my_registration()?.ok_or_else(|| guest("this agent runs no registered node"))?;
+    let me = acting()?;
     let region = parse_region(&input.region).map_err(|e| guest(e.to_string()))?;
     let props = registry_properties()?;
     let policy = vetting()?;
@@ -380,7 +403,8 @@ pub fn propose_custodian_assignment(input: ProposeInput) -> ExternResult<ActionH
     assignment.quorum_proposal = None;
     assignment.quorum_votes = vec![];
     let proposal = AssignmentProposal {
-        proposer_node_id: me.registration.node_id,
+        proposer_node_id: me.node_id().to_string(),
+        delegation: me.delegation.clone(),
         region: region.to_string(),
         assignment,
         eligible_voters: eligible,
@@ -458,11 +482,12 @@ pub fn get_vote_record(proposal_hash: ActionHash) -> ExternResult<VoteRecord> {
 /// votes that reach the quorum (so every executor writes the same entry).
 #[hdk_extern]
 pub fn cast_vote(input: CastVoteInput) -> ExternResult<VoteOutcome> {
-    let me = my_registration()?.ok_or_else(|| guest("this agent runs no registered node"))?;
+    let me = acting()?;
     let vote = CustodianVote {
         proposal: input.proposal.clone(),
-        voter_node_id: me.registration.node_id,
+        voter_node_id: me.node_id().to_string(),
         approve: input.approve,
+        delegation: me.delegation.clone(),
     };
     let hash = create_entry(EntryTypes::CustodianVote(vote))?;
     write_link(
@@ -518,24 +543,6 @@ pub fn get_open_proposals(region: String) -> ExternResult<Vec<(ActionHash, Assig
         if let Ok(p) = proposal(&h) {
             if p.deadline > now {
                 out.push((h, p));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Attestations this node made, for audits.
-#[hdk_extern]
-pub fn get_attestations_by(node_id: String) -> ExternResult<Vec<HealthAttestation>> {
-    let now = sys_time()?;
-    let mut out = Vec::new();
-    for bucket in buckets_covering(now.as_micros(), CONSENSUS_WINDOW_SECS) {
-        for link in links_on(
-            attested_by_base(&node_id, bucket)?,
-            LinkTypes::AttesterToAttestation,
-        )? {
-            if let Ok(a) = holochain_serialized_bytes::decode::<_, HealthAttestation>(&link.tag.0) {
-                out.push(a);
             }
         }
     }

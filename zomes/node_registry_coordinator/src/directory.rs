@@ -118,45 +118,87 @@ pub(crate) fn delete_my_links(
     Ok(deleted)
 }
 
-/// Deletes the caller's links from every status index (before it is
-/// indexed under a new status, or when it leaves), returning the deletes.
-pub(crate) fn leave_status_index() -> ExternResult<Vec<ActionHash>> {
-    let mut deleted = Vec::new();
-    for s in registry_core::NodeStatus::ALL {
-        deleted.extend(delete_my_links(
-            status_base(s.as_str())?.into(),
-            LinkTypes::StatusIndex,
-            None,
-        )?);
-    }
-    Ok(deleted)
-}
-
 /// Points every directory link at a new registration version, removing the
 /// links of the previous one.
 pub(crate) fn reindex(
     previous: Option<&RegisteredNode>,
     registration: &NodeRegistration,
     hash: &ActionHash,
-    status: Option<&str>,
 ) -> ExternResult<()> {
     if let Some(prev) = previous {
         for (base, lt) in directory_bases(&prev.registration)? {
             delete_my_links(base, lt, Some(&prev.action_hash))?;
         }
-        leave_status_index()?;
     }
     let tag = NodeSummary::of(registration).to_tag()?;
     for (base, lt) in directory_bases(registration)? {
         write_link(base, hash.clone(), lt, tag.clone())?;
     }
-    if let Some(status) = status {
-        write_link(
-            status_base(status)?,
-            hash.clone(),
-            LinkTypes::StatusIndex,
-            tag,
-        )?;
-    }
     Ok(())
+}
+
+/// Whom the calling agent writes for: its own node (it is the node's
+/// identity), or the node whose identity delegated to it for now.
+pub(crate) struct Acting {
+    /// The node's latest registration.
+    pub node: RegisteredNode,
+    /// The delegation the caller writes under, if it is a working key.
+    pub delegation: Option<ActionHash>,
+    /// Until when that delegation lets it write.
+    pub valid_until: Option<Timestamp>,
+}
+
+impl Acting {
+    /// The node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node.registration.node_id
+    }
+}
+
+/// The node the calling agent writes for now, if any (see [`Acting`]). A
+/// working key's delegations are linked from its key; the newest one that
+/// covers now counts.
+pub(crate) fn acting_as() -> ExternResult<Option<Acting>> {
+    if let Some(node) = my_registration()? {
+        return Ok(Some(Acting {
+            node,
+            delegation: None,
+            valid_until: None,
+        }));
+    }
+    let me = agent_info()?.agent_initial_pubkey;
+    let now = sys_time()?;
+    let mut best: Option<(DelegationSummary, ActionHash)> = None;
+    for link in links_on(me, LinkTypes::AgentToDelegation)? {
+        let (Ok(s), Some(hash)) = (
+            DelegationSummary::from_tag(&link.tag),
+            link.target.into_action_hash(),
+        ) else {
+            continue;
+        };
+        if !(s.valid_from <= now && now <= s.valid_until) {
+            continue;
+        }
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| s.valid_from > b.valid_from)
+        {
+            best = Some((s, hash));
+        }
+    }
+    let Some((s, hash)) = best else {
+        return Ok(None);
+    };
+    Ok(registration_of_node(&s.node_id)?.map(|node| Acting {
+        node,
+        delegation: Some(hash),
+        valid_until: Some(s.valid_until),
+    }))
+}
+
+/// [`acting_as`], or an error saying this agent writes for no node.
+pub(crate) fn acting() -> ExternResult<Acting> {
+    acting_as()?.ok_or_else(|| {
+        guest("this agent runs no registered node (and holds no delegation from one)")
+    })
 }

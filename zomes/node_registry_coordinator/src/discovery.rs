@@ -2,15 +2,18 @@
 
 use crate::assignments::{committed_bytes_of, committed_bytes_of_present};
 use crate::directory::{fetch_registration, newest_per_node, registration_of_node, DirectoryEntry};
+use crate::health::{suspicion_queries, verdicts_by_subject, vetting};
 use crate::{get_many, guest, links_on, links_on_many, of_types};
 use hdk::prelude::*;
 use node_registry_integrity::*;
+use registry_core::heartbeat::LivenessPolicy;
 use registry_core::presence::{
     next_read, placement_prefix, presence_buckets_to_read, presence_shard, shard_order, NextRead,
     PlacementPrefix, FIRST_READ_SHARDS,
 };
 use registry_core::region::parse_region;
 use registry_core::selection::{check_eligible, rank, Candidate, Criteria};
+use registry_core::verdict::judge;
 use registry_core::{NodeStatus, StewardTier};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -80,51 +83,42 @@ fn criteria(f: &CustodianFilters) -> ExternResult<Criteria> {
     })
 }
 
-/// A node found in the presence index: the newest presence link per node.
-struct Present {
-    summary: PresenceSummary,
-    registration: ActionHash,
+/// A node found in the presence index: its newest lease.
+#[derive(Clone)]
+pub(crate) struct Present {
+    /// What its lease says.
+    pub summary: PresenceSummary,
+    /// The registration version the lease points at.
+    pub registration: ActionHash,
+    /// When the lease was written.
+    pub written: Timestamp,
 }
 
-/// The nodes with a presence link in the current or previous bucket of the
-/// given regions (all regions when none are given), newest link per node,
-/// in one batched read: of the whole buckets, or of some of their shards.
-fn present_nodes(
-    regions: &[String],
+/// The presence queries for the current and previous lease bucket: of every
+/// shard, or of the given ones.
+fn presence_queries(
     now: Timestamp,
-    window_secs: i64,
+    properties: &RegistryProperties,
     shards: Option<&[u32]>,
-) -> ExternResult<Vec<Present>> {
-    let buckets = presence_buckets_to_read(now.as_micros(), window_secs);
-    let mut bases: Vec<EntryHash> = Vec::new();
-    for b in buckets {
-        match (regions.is_empty(), shards) {
-            (true, None) => bases.push(presence_all_base(b)?),
-            (true, Some(shards)) => {
-                for &s in shards {
-                    bases.push(presence_all_shard_base(b, s)?);
-                }
-            }
-            (false, None) => {
-                for r in regions {
-                    bases.push(presence_base(r, b)?);
-                }
-            }
-            (false, Some(shards)) => {
-                for r in regions {
-                    for &s in shards {
-                        bases.push(presence_shard_base(r, b, s)?);
-                    }
-                }
-            }
+) -> ExternResult<Vec<(AnyLinkableHash, LinkTypeFilter)>> {
+    let all: Vec<u32> = (0..properties.shards()).collect();
+    let shards = shards.unwrap_or(&all);
+    let mut out = Vec::new();
+    for b in presence_buckets_to_read(now.as_micros(), properties.lease_secs()) {
+        for &s in shards {
+            out.push((
+                presence_shard_base(b, s)?.into(),
+                of_types([LinkTypes::PresenceIndex])?,
+            ));
         }
     }
-    let queries = bases
-        .into_iter()
-        .map(|b| Ok((b.into(), of_types([LinkTypes::PresenceIndex])?)))
-        .collect::<ExternResult<_>>()?;
-    let mut newest: BTreeMap<String, (Timestamp, Present)> = BTreeMap::new();
-    for link in links_on_many(queries)?.into_iter().flatten() {
+    Ok(out)
+}
+
+/// The newest lease per node among presence links.
+fn newest_leases(links: impl IntoIterator<Item = Link>) -> Vec<Present> {
+    let mut newest: BTreeMap<String, Present> = BTreeMap::new();
+    for link in links {
         let (Ok(summary), Some(registration)) = (
             PresenceSummary::from_tag(&link.tag),
             link.target.into_action_hash(),
@@ -134,21 +128,66 @@ fn present_nodes(
         let node_id = summary.node.node_id.clone();
         if newest
             .get(&node_id)
-            .is_none_or(|(t, _)| link.timestamp > *t)
+            .is_none_or(|p| link.timestamp > p.written)
         {
             newest.insert(
                 node_id,
-                (
-                    link.timestamp,
-                    Present {
-                        summary,
-                        registration,
-                    },
-                ),
+                Present {
+                    summary,
+                    registration,
+                    written: link.timestamp,
+                },
             );
         }
     }
-    Ok(newest.into_values().map(|(_, p)| p).collect())
+    newest.into_values().collect()
+}
+
+/// The nodes with a lease in the current or previous bucket (of every
+/// shard, or of some), newest lease per node, in one batched read.
+pub(crate) fn present_nodes(
+    now: Timestamp,
+    properties: &RegistryProperties,
+    shards: Option<&[u32]>,
+) -> ExternResult<Vec<Present>> {
+    Ok(newest_leases(
+        links_on_many(presence_queries(now, properties, shards)?)?
+            .into_iter()
+            .flatten(),
+    ))
+}
+
+/// The present nodes (of some shards, or all) that selection may offer:
+/// those two vetted monitors do not suspect. The suspicions of the regions
+/// asked about (all, when none) are read in the same batch as presence.
+fn selectable_nodes(
+    regions: &[String],
+    now: Timestamp,
+    properties: &RegistryProperties,
+    shards: Option<&[u32]>,
+) -> ExternResult<Vec<Present>> {
+    let presence = presence_queries(now, properties, shards)?;
+    let split = presence.len();
+    let mut queries = presence;
+    queries.extend(suspicion_queries(regions, now, properties)?);
+    let mut results = links_on_many(queries)?;
+    let suspicions = results.split_off(split);
+    let present = newest_leases(results.into_iter().flatten());
+    let verdicts = verdicts_by_subject(suspicions.into_iter().flatten(), now, &vetting()?);
+    Ok(present
+        .into_iter()
+        .filter(|p| {
+            verdicts.get(&p.summary.node.node_id).is_none_or(|views| {
+                !judge(
+                    views,
+                    Some(p.written.as_micros()),
+                    now.as_micros(),
+                    LivenessPolicy::default(),
+                )
+                .excluded_from_selection()
+            })
+        })
+        .collect())
 }
 
 /// A present node as a selection candidate, before its committed custody
@@ -164,8 +203,8 @@ fn candidate(p: &PresenceSummary) -> Candidate {
             .unwrap_or(StewardTier::Caretaker),
         opted_in: p.node.custodian_opt_in,
         status: p.heartbeat.status.parse().ok(),
-        // In the index within two failure windows (see
-        // `registry_core::presence`).
+        // Holds a lease, and two monitors do not suspect it (see
+        // `selectable_nodes`).
         alive: true,
         max_custody_bytes: p.node.max_custody_bytes,
         assigned_bytes: 0,
@@ -187,7 +226,6 @@ fn placement_set(
     properties: &RegistryProperties,
 ) -> ExternResult<(Vec<Present>, bool)> {
     let shards = properties.shards();
-    let window = properties.failure_window_secs as i64;
     let order = shard_order(key, shards);
     let min = properties.placement_set_min.max(1) as usize;
     let shard_of = |p: &Present| presence_shard(&p.summary.node.node_id, shards);
@@ -197,13 +235,13 @@ fn placement_set(
     loop {
         if next == order.len() - read {
             // What is left is everything: one read of the whole buckets.
-            found = present_nodes(&q.regions, now, window, None)?;
+            found = selectable_nodes(&q.regions, now, properties, None)?;
             read = order.len();
         } else {
-            found.extend(present_nodes(
+            found.extend(selectable_nodes(
                 &q.regions,
                 now,
-                window,
+                properties,
                 Some(&order[read..read + next]),
             )?);
             read += next;
@@ -231,10 +269,10 @@ fn placement_set(
     }
 }
 
-/// Candidate custodians, best first: opted in, present (beating within the
-/// failure window, give or take one window), in an allowed status, region
-/// and tier, not excluded, with enough free custody (declared cap minus what
-/// is already assigned). With `content_id` the order is weighted rendezvous
+/// Candidate custodians, best first: opted in, present (a lease in the
+/// current or previous lease bucket) and not suspected by two vetted
+/// monitors, in an allowed status, region and tier, not excluded, with
+/// enough free custody (declared cap minus what is already assigned). With `content_id` the order is weighted rendezvous
 /// on (content, node), so independent callers choose alike and contents
 /// spread across nodes.
 ///
@@ -252,7 +290,6 @@ pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<R
     let q = criteria(&filters)?;
     let now = sys_time()?;
     let properties = registry_properties()?;
-    let window = properties.failure_window_secs as i64;
     if let (Some(key), Some(limit)) = (&q.placement_key, filters.limit) {
         let (set, partial) = placement_set(&q, key, now, &properties)?;
         let chosen = choose(&set, &q, filters.limit, now)?;
@@ -260,7 +297,7 @@ pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<R
             return Ok(chosen);
         }
     }
-    let present = present_nodes(&q.regions, now, window, None)?;
+    let present = selectable_nodes(&q.regions, now, &properties, None)?;
     choose(&present, &q, filters.limit, now)
 }
 
@@ -274,16 +311,9 @@ pub fn get_committed_custody(node_id: String) -> ExternResult<CommittedCustodyVi
     };
     let now = sys_time()?;
     let properties = registry_properties()?;
-    let shard = presence_shard(&node_id, properties.shards());
-    let published = present_nodes(
-        &[registered.registration.region],
-        now,
-        properties.failure_window_secs as i64,
-        Some(&[shard]),
-    )?
-    .into_iter()
-    .find(|p| p.summary.node.node_id == node_id)
-    .and_then(|p| p.summary.committed);
+    let published =
+        crate::health::latest_lease(&node_id, now, &properties)?.and_then(|l| l.summary.committed);
+    let _ = registered;
     let indexed_bytes = committed_bytes_of(std::slice::from_ref(&node_id))?
         .pop()
         .unwrap_or_default();
@@ -379,4 +409,26 @@ fn choose(
         });
     }
     Ok(out)
+}
+
+/// The present nodes (a lease in the current or previous lease bucket),
+/// of `region` or of every region, with the key their monitors' beats go
+/// to and whether they watch others: what a node picks its monitors from.
+#[hdk_extern]
+pub fn get_present_nodes(region: Option<String>) -> ExternResult<Vec<PresentNode>> {
+    if let Some(r) = &region {
+        parse_region(r).map_err(reg_err)?;
+    }
+    let now = sys_time()?;
+    let properties = registry_properties()?;
+    Ok(present_nodes(now, &properties, None)?
+        .into_iter()
+        .filter(|p| region.as_ref().is_none_or(|r| p.summary.node.region == *r))
+        .map(|p| PresentNode {
+            node_id: p.summary.node.node_id,
+            agent: p.summary.node.agent,
+            region: p.summary.node.region,
+            watcher: p.summary.heartbeat.watcher,
+        })
+        .collect())
 }

@@ -7,6 +7,7 @@
 
 mod assignments;
 mod byzantine;
+mod delegation;
 mod directory;
 mod discovery;
 mod family;
@@ -17,6 +18,7 @@ mod rewards;
 
 pub use assignments::*;
 pub use byzantine::*;
+pub use delegation::*;
 pub use discovery::*;
 pub use family::*;
 pub use health::*;

@@ -2,18 +2,23 @@
 
 use crate::assignments::{live_records_of_content, live_records_of_node, standing_of};
 use crate::directory::{newest_per_node, registration_of_node};
-use crate::discovery::get_available_custodians;
-use crate::health::latest_heartbeat_within;
-use crate::links_on;
+use crate::discovery::{get_available_custodians, present_nodes};
+use crate::health::{suspicion_queries, verdicts_by_subject, vetting};
+use crate::{links_on, links_on_many};
 use hdk::prelude::*;
 use node_registry_integrity::*;
 use registry_core::assignment::{assignment_id, DecisionSource};
-use registry_core::heartbeat::{judge_liveness, LivenessPolicy, HEARTBEAT_BUCKET_SECS};
+use registry_core::heartbeat::LivenessPolicy;
 use registry_core::region::KNOWN_REGIONS;
+use registry_core::verdict::judge;
 
-/// Registered nodes that are suspected or failed now: silent past the
-/// failure window (suspected) and past the grace period too (failed). Each
-/// node costs a bounded number of reads (its newest heartbeat buckets).
+/// Registered nodes that are suspected or failed now, judged from what the
+/// DHT holds (see `registry_core::verdict`): two vetted monitors suspecting
+/// a node, once its silence passes the failure window and the grace
+/// period, make it failed; one suspicion only suspected; a node without a
+/// lease in the last two lease periods is failed (the slow path for nodes
+/// nobody watches). A fixed number of batched reads: the region
+/// directories, the presence buckets and the suspicion index.
 #[hdk_extern]
 pub fn detect_failed_nodes(input: Option<DetectionInput>) -> ExternResult<Vec<NodeLiveness>> {
     let input = input.unwrap_or_default();
@@ -25,30 +30,58 @@ pub fn detect_failed_nodes(input: Option<DetectionInput>) -> ExternResult<Vec<No
         grace_secs: input.grace_secs.unwrap_or(defaults.grace_secs),
     };
     let now = sys_time()?;
-    let horizon = (policy.failure_window_secs + policy.grace_secs).max(HEARTBEAT_BUCKET_SECS);
+    let properties = registry_properties()?;
     let mut links = Vec::new();
     for r in KNOWN_REGIONS {
         links.extend(links_on(region_base(r)?, LinkTypes::RegionIndex)?);
     }
+    let present: std::collections::BTreeMap<String, crate::discovery::Present> =
+        present_nodes(now, &properties, None)?
+            .into_iter()
+            .map(|p| (p.summary.node.node_id.clone(), p))
+            .collect();
+    let suspicions = links_on_many(suspicion_queries(&[], now, &properties)?)?;
+    let mut verdicts = verdicts_by_subject(suspicions.into_iter().flatten(), now, &vetting()?);
+    // A penalised monitor (reputation under the floor) is not vetted either.
+    let mut unvetted = std::collections::BTreeSet::new();
+    for views in verdicts.values() {
+        for v in views.iter().filter(|v| v.vetted) {
+            if unvetted.contains(&v.attester) {
+                continue;
+            }
+            let rep = crate::byzantine::get_reputation(v.attester.clone())?.reputation;
+            if rep <= registry_core::reputation::REPUTATION_FLOOR {
+                unvetted.insert(v.attester.clone());
+            }
+        }
+    }
+    for views in verdicts.values_mut() {
+        for v in views.iter_mut() {
+            if unvetted.contains(&v.attester) {
+                v.vetted = false;
+            }
+        }
+    }
     let mut out = Vec::new();
     for entry in newest_per_node(links) {
-        let last = latest_heartbeat_within(&entry.summary.node_id, now, horizon)?;
-        let liveness = judge_liveness(
-            last.as_ref().map(|h| h.timestamp.as_micros()),
+        let node_id = entry.summary.node_id.clone();
+        let lease = present.get(&node_id);
+        let views = verdicts.remove(&node_id).unwrap_or_default();
+        let judgement = judge(
+            &views,
+            lease.map(|l| l.written.as_micros()),
             now.as_micros(),
             policy,
         );
-        if liveness.is_alive() {
+        if judgement.liveness.is_alive() {
             continue;
         }
-        let Some(reg) = crate::directory::fetch_registration(&entry.target)? else {
-            continue;
-        };
         out.push(NodeLiveness {
-            node_id: entry.summary.node_id,
-            agent: reg.registration.agent_pub_key,
-            liveness,
-            last_heartbeat: last,
+            node_id,
+            agent: entry.summary.agent.clone(),
+            liveness: judgement.liveness,
+            last_heartbeat: lease.map(|l| l.summary.heartbeat.clone()),
+            reporters: judgement.reporters,
         });
     }
     Ok(out)
@@ -175,10 +208,23 @@ pub fn get_shard_holders(content_id: String) -> ExternResult<Vec<ShardHolder>> {
     holders(&live_records_of_content(&content_id)?)
 }
 
-/// Delivers a remote signal from another node to this node's sidecar.
+/// Delivers a remote signal from another node to this node's sidecar. A
+/// liveness beat is passed on only if its sender owns the node it beats
+/// for, and with the sender named.
 #[hdk_extern]
 pub fn recv_remote_signal(signal: RegistrySignal) -> ExternResult<()> {
-    emit_signal(signal)
+    match signal {
+        RegistrySignal::Beat { beat, .. } => {
+            let from = call_info()?.provenance;
+            if registry_core::node_id::check_node_id_owner(&beat.node_id, from.get_raw_32())
+                .is_err()
+            {
+                return Ok(());
+            }
+            emit_signal(RegistrySignal::Beat { beat, from })
+        }
+        other => emit_signal(other),
+    }
 }
 
 /// Signs a sidecar transfer request with this node's agent key. The domain
@@ -205,7 +251,8 @@ pub fn get_assignment(
     Ok(Some((a.clone(), standing_of(&a.content_id, &entry_hash)?)))
 }
 
-/// Lets other nodes deliver remote signals to this one.
+/// Lets other nodes deliver remote signals to this one, probe it, and send
+/// its sidecar direct signals (liveness beats, which run no wasm here).
 #[hdk_extern]
 pub fn init(_: ()) -> ExternResult<InitCallbackResult> {
     let zome_name = zome_info()?.name;
@@ -216,6 +263,10 @@ pub fn init(_: ()) -> ExternResult<InitCallbackResult> {
         "remote signals and health pings".into(),
         GrantConstraint::Unrestricted,
         GrantedFunctions::Listed(functions),
+    ))?;
+    create_cap_grant(CapGrantEntry::new_direct_signal_grant(
+        "liveness beats".into(),
+        GrantConstraint::Unrestricted,
     ))?;
     Ok(InitCallbackResult::Pass)
 }

@@ -2,10 +2,9 @@
 
 use crate::directory::*;
 use crate::guest;
-use crate::health::{announce_presence, latest_heartbeat};
+use crate::health::{announce_presence, latest_lease};
 use hdk::prelude::*;
 use node_registry_integrity::*;
-use registry_core::presence::{presence_bucket, presence_buckets_to_read};
 
 /// Registers the calling agent's node, or updates it if this agent already
 /// runs one (a restarted node re-registers without duplicating itself).
@@ -45,27 +44,23 @@ fn write_version(
         )?,
         None => create_entry(EntryTypes::NodeRegistration(r.clone()))?,
     };
+    reindex(previous, &r, &hash)?;
+    // A present node's lease must show the new version at once (an opt-out
+    // takes effect now, not at the next lease).
     let now = sys_time()?;
-    let latest = latest_heartbeat(&r.node_id, now)?;
-    reindex(
-        previous,
-        &r,
-        &hash,
-        latest.as_ref().map(|h| h.status.as_str()),
-    )?;
-    // A live node's presence must show the new version at once (an opt-out
-    // takes effect now, not at the next bucket).
-    if let Some(beat) = latest {
-        let properties = registry_properties()?;
-        let window = properties.failure_window_secs as i64;
-        let read = presence_buckets_to_read(now.as_micros(), window);
-        if read.contains(&presence_bucket(beat.timestamp.as_micros(), window)) {
-            let me = RegisteredNode {
+    let properties = registry_properties()?;
+    if let Some(lease) = latest_lease(&r.node_id, now, &properties)? {
+        let mut beat = lease.summary.heartbeat;
+        beat.timestamp = now;
+        let me = Acting {
+            node: RegisteredNode {
                 registration: r,
                 action_hash: hash.clone(),
-            };
-            announce_presence(&me, &beat, &properties)?;
-        }
+            },
+            delegation: None,
+            valid_until: None,
+        };
+        announce_presence(&me, &beat, &properties)?;
     }
     Ok(hash)
 }
@@ -119,7 +114,7 @@ pub fn update_node_capacity(input: UpdateCapacityInput) -> ExternResult<ActionHa
 }
 
 /// Removes the caller's node from the registry: its registration is deleted,
-/// it leaves every directory, and a last `offline` heartbeat says it left on
+/// it leaves every directory, and a last `offline` lease says it left on
 /// purpose rather than failed. Returns the actions written, so the caller can
 /// wait for peers to have them (`get_publication_status`) before going dark.
 #[hdk_extern]
@@ -134,6 +129,7 @@ pub fn deregister_node(input: DeregisterInput) -> ExternResult<Vec<ActionHash>> 
         current_load: 0.0,
         active_connections: 0,
         custody_used_bytes: 0,
+        watcher: true,
     })?);
     let r = &existing.registration;
     for (base, lt) in [
@@ -147,7 +143,6 @@ pub fn deregister_node(input: DeregisterInput) -> ExternResult<Vec<ActionHash>> 
     ] {
         written.extend(delete_my_links(base, lt, None)?);
     }
-    written.extend(leave_status_index()?);
     written.push(delete_entry(existing.action_hash)?);
     Ok(written)
 }
@@ -174,10 +169,11 @@ pub fn get_publication_status(actions: Vec<ActionHash>) -> ExternResult<Publicat
     })
 }
 
-/// The calling agent's node, if registered.
+/// The node the calling agent writes for (its own, or the one whose
+/// identity delegated to it), if any.
 #[hdk_extern]
 pub fn get_my_node(_: ()) -> ExternResult<Option<RegisteredNode>> {
-    my_registration()
+    Ok(acting_as()?.map(|a| a.node))
 }
 
 /// A node's latest registration, if registered.

@@ -2,7 +2,7 @@
 //! acknowledged by the receiver, and the earnings that follow (only
 //! acknowledged events count).
 
-use crate::directory::my_registration;
+use crate::directory::acting;
 use crate::{guest, links_on, write_link};
 use hdk::prelude::*;
 use node_registry_integrity::*;
@@ -10,15 +10,18 @@ use node_registry_integrity::*;
 /// Most events `get_node_earnings` returns in `recent`.
 pub const RECENT_EVENTS: usize = 20;
 
-/// Records that this node served `bytes` of a shard to `receiver`, at the
-/// tier of its current registration. The event earns nothing until the
-/// receiver acknowledges it.
+/// Records that this node served `bytes` of the listed shards to
+/// `receiver` over a summary period, at the tier of its current
+/// registration. The event earns nothing until the receiver acknowledges
+/// it.
 #[hdk_extern]
 pub fn record_service_event(input: RecordServiceInput) -> ExternResult<ActionHash> {
-    let Some(mine) = my_registration()? else {
-        return Err(guest("this agent runs no registered node"));
-    };
+    let me = acting()?;
+    let mine = &me.node;
     let r = &mine.registration;
+    let mut shard_hashes = input.shard_hashes;
+    shard_hashes.sort();
+    shard_hashes.dedup();
     let tier: registry_core::StewardTier = r
         .steward_tier
         .parse()
@@ -27,11 +30,12 @@ pub fn record_service_event(input: RecordServiceInput) -> ExternResult<ActionHas
         provider_node_id: r.node_id.clone(),
         provider_registration: mine.action_hash.clone(),
         receiver: input.receiver.clone(),
-        shard_hash: input.shard_hash,
+        shard_hashes,
         bytes: input.bytes,
         steward_tier: r.steward_tier.clone(),
         points_milli: registry_core::reward::reward_millipoints(input.bytes, tier),
         timestamp: sys_time()?,
+        delegation: me.delegation.clone(),
     };
     let hash = create_entry(EntryTypes::ServiceEvent(event.clone()))?;
     write_link(
@@ -56,12 +60,10 @@ fn event_at(hash: &ActionHash) -> ExternResult<Option<ServiceEvent>> {
     Ok(record.entry().to_app_option().ok().flatten())
 }
 
-/// The valid acknowledgements of an event (by its receiver).
-fn acks_of(hash: &ActionHash, receiver: &AgentPubKey) -> ExternResult<Vec<Link>> {
-    Ok(links_on(hash.clone(), LinkTypes::ServiceEventToAck)?
-        .into_iter()
-        .filter(|l| l.author == *receiver)
-        .collect())
+/// The acknowledgements of an event (validation lets only its receiver,
+/// or a working key of it, link one).
+fn acks_of(hash: &ActionHash) -> ExternResult<Vec<Link>> {
+    links_on(hash.clone(), LinkTypes::ServiceEventToAck)
 }
 
 /// Acknowledges, as the receiver, an event for a shard this node received
@@ -70,29 +72,34 @@ fn acks_of(hash: &ActionHash, receiver: &AgentPubKey) -> ExternResult<Vec<Link>>
 /// Idempotent: a second call returns the first acknowledgement.
 #[hdk_extern]
 pub fn acknowledge_service(input: AcknowledgeServiceInput) -> ExternResult<ActionHash> {
-    let me = agent_info()?.agent_initial_pubkey;
+    let me = acting()?;
+    let identity = me.node.registration.agent_pub_key.clone();
     let Some(event) = event_at(&input.event)? else {
         return Err(guest("service event not found (yet)"));
     };
-    if event.receiver != me {
+    if event.receiver != identity {
         return Err(guest("this event names another receiver"));
     }
-    if event.shard_hash != input.shard_hash || event.bytes != input.bytes {
+    if event.shard_hashes != input.shard_hashes || event.bytes != input.bytes {
         return Err(guest(format!(
-            "the event claims {} bytes of {}, but {} bytes of {} were received",
-            event.bytes, event.shard_hash, input.bytes, input.shard_hash
+            "the event claims {} bytes of {} shards, but {} bytes of {} shards were received",
+            event.bytes,
+            event.shard_hashes.len(),
+            input.bytes,
+            input.shard_hashes.len()
         )));
     }
-    if let Some(existing) = acks_of(&input.event, &me)?.into_iter().next() {
+    if let Some(existing) = acks_of(&input.event)?.into_iter().next() {
         if let Some(h) = existing.target.into_action_hash() {
             return Ok(h);
         }
     }
     let ack = ServiceAcknowledgement {
         event: input.event.clone(),
-        receiver: me,
-        shard_hash: input.shard_hash,
+        receiver: identity,
+        shard_hashes: input.shard_hashes,
         bytes: input.bytes,
+        delegation: me.delegation.clone(),
     };
     let hash = create_entry(EntryTypes::ServiceAcknowledgement(ack))?;
     write_link(input.event, hash.clone(), LinkTypes::ServiceEventToAck, ())?;
@@ -123,7 +130,7 @@ pub fn get_node_earnings(node_id: String) -> ExternResult<NodeEarnings> {
         if event.provider_node_id != node_id {
             continue;
         }
-        let acknowledged = !acks_of(&hash, &event.receiver)?.is_empty();
+        let acknowledged = !acks_of(&hash)?.is_empty();
         if acknowledged {
             out.acknowledged_events += 1;
             out.acknowledged_millipoints = out

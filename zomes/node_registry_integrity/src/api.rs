@@ -104,8 +104,8 @@ pub struct RankedCustodian {
     pub free_custody_bytes: u64,
     /// Quality weight used in ranking, 0..=1.
     pub score: f64,
-    /// The heartbeat that last refreshed its presence, which may be up to
-    /// about one failure window older than its latest.
+    /// The heartbeat that last renewed its presence lease (up to two lease
+    /// periods old; liveness itself is its monitors' business).
     pub last_heartbeat: Option<HeartbeatSummary>,
 }
 
@@ -124,10 +124,11 @@ pub struct CommittedCustodyView {
     pub indexed_bytes: u64,
 }
 
-/// What attestations say about a node recently.
+/// What monitors' verdicts say about a node: each monitor's newest verdict
+/// of the current and previous verdict period.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct AttestationTally {
-    /// Attestations in the window.
+    /// Verdicts counted (one per attester).
     pub total: u32,
     /// Of which the subject answered.
     pub successes: u32,
@@ -144,13 +145,17 @@ pub struct NodeHealthSummary {
     pub node_id: String,
     /// Whether a registration exists (not deregistered).
     pub registered: bool,
-    /// The latest heartbeat seen within the horizon read.
+    /// The heartbeat of its newest presence lease, if it holds one.
     pub latest_heartbeat: Option<HeartbeatSummary>,
-    /// Liveness judged against the time of the call.
+    /// Liveness judged against the time of the call, from its lease and its
+    /// monitors' suspicions (see `registry_core::verdict`).
     pub liveness: Liveness,
+    /// Distinct vetted monitors suspecting it now.
+    #[serde(default)]
+    pub suspected_by: u32,
     /// When the judgement was made.
     pub judged_at: Timestamp,
-    /// Attestations of the last 5 minutes.
+    /// Its monitors' standing verdicts.
     pub attestations: AttestationTally,
 }
 
@@ -213,8 +218,11 @@ pub struct NodeLiveness {
     pub agent: AgentPubKey,
     /// Suspected or failed.
     pub liveness: Liveness,
-    /// Its latest heartbeat, if one was seen.
+    /// The heartbeat of its newest presence lease, if it holds one.
     pub last_heartbeat: Option<HeartbeatSummary>,
+    /// Distinct vetted monitors suspecting it.
+    #[serde(default)]
+    pub reporters: u32,
 }
 
 /// A holder of a shard of some content: where to fetch it.
@@ -254,6 +262,15 @@ pub enum RegistrySignal {
         to_custodian: String,
         /// The content's strategy.
         strategy: String,
+    },
+    /// A liveness beat from a node that heartbeats through the zome (a
+    /// Doorway): relayed by the receiving monitor's `recv_remote_signal` to
+    /// its sidecar, with the sender checked against the beat.
+    Beat {
+        /// The beat.
+        beat: LivenessBeat,
+        /// The agent that sent it (the caller of the remote signal).
+        from: AgentPubKey,
     },
     /// No custodian could take a shard of a failed node.
     DisasterRecoveryFailed {
@@ -328,6 +345,7 @@ pub struct PenaltySummary {
 }
 
 /// Answer of `probe_node`: whether the node answered a remote call just now.
+/// A probe writes nothing.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NodeProbe {
     /// The probed node.
@@ -336,8 +354,6 @@ pub struct NodeProbe {
     pub answered: bool,
     /// The round trip, in milliseconds.
     pub response_time_ms: u32,
-    /// The attestation recording the outcome.
-    pub attestation: ActionHash,
 }
 
 /// Answer of `get_reputation`.
@@ -478,14 +494,15 @@ pub struct RecoveryStatus {
     pub verified: bool,
 }
 
-/// Input of `record_service_event`: what this node just served, and to whom.
+/// Input of `record_service_event`: what this node served one receiver over
+/// a summary period.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RecordServiceInput {
     /// The agent that requested (and will acknowledge) the bytes.
     pub receiver: AgentPubKey,
-    /// The shard served.
-    pub shard_hash: String,
-    /// Bytes served.
+    /// The shards served (sorted and made distinct by the zome).
+    pub shard_hashes: Vec<String>,
+    /// Bytes served in all.
     pub bytes: u64,
 }
 
@@ -494,8 +511,8 @@ pub struct RecordServiceInput {
 pub struct AcknowledgeServiceInput {
     /// The provider's event.
     pub event: ActionHash,
-    /// The shard received and verified.
-    pub shard_hash: String,
+    /// The shards received and verified (as the event lists them).
+    pub shard_hashes: Vec<String>,
     /// Bytes received.
     pub bytes: u64,
 }
@@ -529,4 +546,71 @@ pub struct NodeEarnings {
     pub pending_events: u32,
     /// The newest events, newest first (at most 20).
     pub recent: Vec<ServiceEventView>,
+}
+
+/// Input of `delegate_working_key`: the working key and its window (see
+/// `registry_core::delegation`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DelegateInput {
+    /// The working agent.
+    pub delegate: AgentPubKey,
+    /// First instant it may write for the node (now).
+    pub valid_from: Timestamp,
+    /// Last instant it may.
+    pub valid_until: Timestamp,
+}
+
+/// Answer of `whoami`: which node the calling agent writes for, and how.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ActingAs {
+    /// The node.
+    pub node_id: String,
+    /// Its identity agent.
+    pub identity: AgentPubKey,
+    /// Its latest registration.
+    pub registration: ActionHash,
+    /// The delegation the caller writes under (`None`: it is the identity).
+    pub delegation: Option<ActionHash>,
+    /// Until when that delegation lets it write.
+    pub valid_until: Option<Timestamp>,
+}
+
+/// A liveness beat: what a node sends its monitors every interval, by a
+/// channel that writes nothing (direct signals from the sidecar, or remote
+/// signals from `heartbeat`). The sender's key must own `node_id`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LivenessBeat {
+    /// The beating node.
+    pub node_id: String,
+    /// When it was sent.
+    pub sent_at: Timestamp,
+    /// The node's monitors now: a monitor left out is released.
+    pub monitors: Vec<String>,
+}
+
+/// A node a monitor may be chosen among: present, watching others, with
+/// the key its beats go to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PresentNode {
+    /// The node.
+    pub node_id: String,
+    /// Its identity agent.
+    pub agent: AgentPubKey,
+    /// Its region.
+    pub region: String,
+    /// Whether it watches others.
+    pub watcher: bool,
+}
+
+/// A suspicion or retraction as read from the suspicion index.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SuspicionView {
+    /// The suspected node.
+    pub subject: String,
+    /// The monitor.
+    pub attester: String,
+    /// Whether it suspects (false: it took a suspicion back).
+    pub suspected: bool,
+    /// When the verdict was recorded.
+    pub recorded_at: Timestamp,
 }

@@ -25,6 +25,7 @@ impl Default for OffPeakHours {
 /// A node's declaration of what it is and what it offers.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct NodeRegistration {
     /// `<label>-<16 hex of the agent key>`; see `registry_core::node_id`.
     pub node_id: String,
@@ -71,13 +72,14 @@ pub struct NodeRegistration {
     pub updated_at: Timestamp,
 }
 
-/// A node's proof of life, every 30 s by default. Not an entry: the
-/// `heartbeat` call writes it as the tag of one `NodeToHeartbeat` link
-/// (`HeartbeatSummary`), so a beat adds one record to the node's chain, not
-/// two (every zome call reads the caller's whole chain under Holochain 0.7).
+/// What a node says about itself when it renews its presence lease (the
+/// plan's heartbeat). Not an entry: `heartbeat` writes it into the tag of
+/// the node's lease link, and only when the lease is due (once per lease
+/// period) or its status changed; otherwise a heartbeat writes nothing and
+/// only tells the node's monitors it is alive (see `registry_core::monitor`).
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 pub struct NodeHeartbeat {
-    /// The beating node; owned by the author.
+    /// The beating node; the author's own, or delegated to it.
     pub node_id: String,
     /// When it was sent (within 60 s of the action).
     pub timestamp: Timestamp,
@@ -89,22 +91,55 @@ pub struct NodeHeartbeat {
     pub active_connections: u32,
     /// Bytes of custody the node holds on disk.
     pub custody_used_bytes: u64,
+    /// Whether the node watches others (runs the sidecar's monitor): only
+    /// such nodes are chosen as monitors.
+    #[serde(default)]
+    pub watcher: bool,
 }
 
-/// One node's observation of another's health.
+/// The identity's grant of its node's routine writes to a working key for
+/// one epoch (see `registry_core::delegation`). Authored by the identity
+/// agent (the owner of `node_id`); records the working key writes cite it.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingKeyDelegation {
+    /// The node; owned by the author.
+    pub node_id: String,
+    /// The working agent; never the author.
+    pub delegate: AgentPubKey,
+    /// First instant the delegate may write for the node (within 60 s of
+    /// the action: no backdating).
+    pub valid_from: Timestamp,
+    /// Last instant it may (at most the DNA's `max_delegation_secs` later).
+    pub valid_until: Timestamp,
+}
+
+/// One node's observation of another's health: a monitor's verdict (the
+/// plan's attestation), recorded when it changes, as counter-evidence, or
+/// re-stated once per verdict period.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct HealthAttestation {
-    /// The observing node; owned by the author.
+    /// The observing node; the author's own, or delegated to it.
     pub attester_node_id: String,
     /// The observed node; never the attester.
     pub subject_node_id: String,
-    /// Whether the subject answered.
+    /// Whether the subject answered (alive) or not (suspected).
     pub success: bool,
     /// Round trip in ms (the timeout when it did not answer).
     pub response_time_ms: u32,
     /// When observed (within 60 s of the action).
     pub timestamp: Timestamp,
+    /// When the attester last heard the subject (a beat or an answered
+    /// probe); no later than `timestamp`. Absent in the plan's shape.
+    #[serde(default)]
+    pub last_seen: Option<Timestamp>,
+    /// The working-key delegation the author writes under, when it is not
+    /// the attester's identity agent.
+    #[serde(default)]
+    pub delegation: Option<ActionHash>,
 }
 
 /// A custodian's duty to keep one shard of a content in one round.
@@ -114,6 +149,7 @@ pub struct HealthAttestation {
 /// once.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct CustodianAssignment {
     /// `registry_core::assignment::assignment_id(content, shard, round)`.
     pub assignment_id: String,
@@ -179,6 +215,7 @@ pub struct FamilyProof {
 /// can make each the other's data custodian.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Relationship {
     /// One party (the author is one of the two).
     pub party_a: AgentPubKey,
@@ -197,6 +234,7 @@ pub struct Relationship {
 /// a party's consents is in force). Each party speaks only for itself.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct RelationshipConsent {
     /// The relationship.
     pub relationship: ActionHash,
@@ -211,6 +249,7 @@ pub struct RelationshipConsent {
 /// A request by a new node to recover a person whose node was lost.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct RecoveryRequest {
     /// The lost node's agent (the person's old key).
     pub lost_agent: AgentPubKey,
@@ -230,6 +269,7 @@ pub struct RecoveryRequest {
 /// member's agent like every action.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct RecoveryApproval {
     /// The request.
     pub request: ActionHash,
@@ -254,6 +294,7 @@ pub struct VoterRef {
 /// nodes as snapshotted here when it is made.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct AssignmentProposal {
     /// The node proposing; owned by the author.
     pub proposer_node_id: String,
@@ -265,11 +306,15 @@ pub struct AssignmentProposal {
     pub eligible_voters: Vec<VoterRef>,
     /// Votes after this time do not count (action time + vote window).
     pub deadline: Timestamp,
+    /// The working-key delegation the author writes under, if any.
+    #[serde(default)]
+    pub delegation: Option<ActionHash>,
 }
 
 /// One node's vote on a proposal.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct CustodianVote {
     /// The proposal.
     pub proposal: ActionHash,
@@ -277,6 +322,9 @@ pub struct CustodianVote {
     pub voter_node_id: String,
     /// For or against.
     pub approve: bool,
+    /// The working-key delegation the author writes under, if any.
+    #[serde(default)]
+    pub delegation: Option<ActionHash>,
 }
 
 /// An attestation with the registration of the node that made it, so a
@@ -292,6 +340,7 @@ pub struct Witness {
 /// A reputation penalty, valid only with the evidence that justifies it.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ReputationPenalty {
     /// The node penalised.
     pub offender_node_id: String,
@@ -303,46 +352,62 @@ pub struct ReputationPenalty {
     /// Vetted witnesses whose attestations form the consensus the offence
     /// is judged against.
     pub evidence: Vec<Witness>,
-    /// The node that recorded the penalty; owned by the author.
+    /// The node that recorded the penalty; the author's own or delegated.
     pub detected_by_node_id: String,
+    /// The working-key delegation the author writes under, if any.
+    #[serde(default)]
+    pub delegation: Option<ActionHash>,
 }
 
 /// A Shefa economic event: the serving custodian's claim that it delivered
-/// `bytes` of a shard to `receiver`, with the points the reward rule gives
-/// for that at its tier. It earns nothing until the receiver acknowledges it
-/// (see [`ServiceAcknowledgement`]), so points cannot be minted alone.
+/// `bytes` of the listed shards to `receiver` over one summary period, with
+/// the points the reward rule gives for that at its tier. Serving writes
+/// nothing per request: the custodian sums what it served each receiver and
+/// records one event per receiver per period. It earns nothing until the
+/// receiver acknowledges it (see [`ServiceAcknowledgement`]), so points
+/// cannot be minted alone.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceEvent {
-    /// The serving node; owned by the author.
+    /// The serving node; the author's own or delegated.
     pub provider_node_id: String,
     /// A version of the provider's registration: its tier sets the points.
     pub provider_registration: ActionHash,
     /// The agent that received the bytes; never the provider.
     pub receiver: AgentPubKey,
-    /// blake3 of the shard delivered, hex.
-    pub shard_hash: String,
-    /// Bytes delivered.
+    /// blake3 of each shard delivered, hex, distinct, sorted (1 to
+    /// `MAX_SHARDS_PER_EVENT`).
+    pub shard_hashes: Vec<String>,
+    /// Bytes delivered in all.
     pub bytes: u64,
     /// The provider's tier, as in `provider_registration`.
     pub steward_tier: String,
     /// `registry_core::reward::reward_millipoints(bytes, tier)`.
     pub points_milli: u64,
-    /// When served (within 60 s of the action).
+    /// When recorded (within 60 s of the action).
     pub timestamp: Timestamp,
+    /// The working-key delegation the author writes under, if any.
+    #[serde(default)]
+    pub delegation: Option<ActionHash>,
 }
 
 /// The receiver's acknowledgement that it received and verified what a
 /// [`ServiceEvent`] claims; only acknowledged events count as earnings.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceAcknowledgement {
     /// The event acknowledged.
     pub event: ActionHash,
-    /// The acknowledging agent; must be the author and the event's receiver.
+    /// The acknowledging agent: the event's receiver (its identity), the
+    /// author itself or the identity that delegated to the author.
     pub receiver: AgentPubKey,
-    /// The shard received (must match the event).
-    pub shard_hash: String,
+    /// The shards received (must match the event).
+    pub shard_hashes: Vec<String>,
     /// Bytes received (must match the event).
     pub bytes: u64,
+    /// The working-key delegation the author writes under, if any.
+    #[serde(default)]
+    pub delegation: Option<ActionHash>,
 }

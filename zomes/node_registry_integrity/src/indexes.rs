@@ -1,7 +1,7 @@
 //! Index bases and link tags, shared by the coordinator (which writes and
 //! reads them) and validation (which recomputes them to check a link).
 
-use crate::{CustodianAssignment, NodeHeartbeat, NodeRegistration};
+use crate::{CustodianAssignment, HealthAttestation, NodeHeartbeat, NodeRegistration};
 use hdi::prelude::*;
 use registry_core::capacity::gb_to_bytes;
 
@@ -24,52 +24,23 @@ pub fn tier_base(tier: &str) -> ExternResult<EntryHash> {
     path(&["tier", tier]).path_entry_hash()
 }
 
-/// Base listing the nodes whose latest heartbeat has a status.
-pub fn status_base(status: &str) -> ExternResult<EntryHash> {
-    path(&["status", status]).path_entry_hash()
+/// Base holding the presence leases of the nodes of one shard (see
+/// `registry_core::presence::presence_shard`) in one lease bucket: a node's
+/// lease is this one link, whatever its region.
+pub fn presence_shard_base(bucket: i64, shard: u32) -> ExternResult<EntryHash> {
+    path(&["presence", &bucket.to_string(), &shard.to_string()]).path_entry_hash()
 }
 
-/// Base listing the nodes of a region that beat in one presence bucket.
-pub fn presence_base(region: &str, bucket: i64) -> ExternResult<EntryHash> {
-    path(&["presence", region, &bucket.to_string()]).path_entry_hash()
+/// Base of the suspicions (and their retractions) about the nodes of a
+/// region, in one lease bucket by the time the verdict was recorded.
+pub fn suspicion_base(region: &str, bucket: i64) -> ExternResult<EntryHash> {
+    path(&["suspicions", region, &bucket.to_string()]).path_entry_hash()
 }
 
-/// Base listing every node, whatever its region, that beat in one presence
-/// bucket: what a selection open to any region reads (two bases instead of
-/// two per region).
-pub fn presence_all_base(bucket: i64) -> ExternResult<EntryHash> {
-    path(&["presence-all", &bucket.to_string()]).path_entry_hash()
-}
-
-/// Base listing the nodes of a region, in one shard (see
-/// `registry_core::presence::presence_shard`), that beat in one presence
-/// bucket: what placing a content in a region reads.
-pub fn presence_shard_base(region: &str, bucket: i64, shard: u32) -> ExternResult<EntryHash> {
-    path(&["presence", region, &bucket.to_string(), &shard.to_string()]).path_entry_hash()
-}
-
-/// Base listing every node in one shard that beat in one presence bucket:
-/// what placing a content in any region reads.
-pub fn presence_all_shard_base(bucket: i64, shard: u32) -> ExternResult<EntryHash> {
-    path(&["presence-all", &bucket.to_string(), &shard.to_string()]).path_entry_hash()
-}
-
-/// Every base a node's presence link for `bucket` goes on: its region's and
-/// the all-regions index, each whole and in the node's shard (out of
-/// `shards`). Writers link from all four; validation accepts no other.
-pub fn presence_bases(
-    region: &str,
-    node_id: &str,
-    bucket: i64,
-    shards: u32,
-) -> ExternResult<[EntryHash; 4]> {
-    let shard = registry_core::presence::presence_shard(node_id, shards);
-    Ok([
-        presence_base(region, bucket)?,
-        presence_all_base(bucket)?,
-        presence_shard_base(region, bucket, shard)?,
-        presence_all_shard_base(bucket, shard)?,
-    ])
+/// Base of the suspicions about every node, whatever its region, in one
+/// lease bucket: what a selection or a detection open to any region reads.
+pub fn suspicion_all_base(bucket: i64) -> ExternResult<EntryHash> {
+    path(&["suspicions-all", &bucket.to_string()]).path_entry_hash()
 }
 
 /// Base pointing at one node's registration.
@@ -77,19 +48,9 @@ pub fn node_base(node_id: &str) -> ExternResult<EntryHash> {
     path(&["node", node_id]).path_entry_hash()
 }
 
-/// Base of one node's heartbeats in one time bucket.
-pub fn heartbeat_base(node_id: &str, bucket: i64) -> ExternResult<EntryHash> {
-    path(&["heartbeats", node_id, &bucket.to_string()]).path_entry_hash()
-}
-
-/// Base of the attestations about one node in one time bucket.
-pub fn attestation_base(subject_node_id: &str, bucket: i64) -> ExternResult<EntryHash> {
-    path(&["attestations", subject_node_id, &bucket.to_string()]).path_entry_hash()
-}
-
-/// Base of the attestations one node made in one time bucket.
-pub fn attested_by_base(attester_node_id: &str, bucket: i64) -> ExternResult<EntryHash> {
-    path(&["attested-by", attester_node_id, &bucket.to_string()]).path_entry_hash()
+/// Base of the verdicts about one node in one verdict period.
+pub fn attestation_base(subject_node_id: &str, period: i64) -> ExternResult<EntryHash> {
+    path(&["attestations", subject_node_id, &period.to_string()]).path_entry_hash()
 }
 
 /// Base of the open proposals of a region.
@@ -141,6 +102,8 @@ fn decode_tag<T: serde::de::DeserializeOwned + std::fmt::Debug>(tag: &LinkTag) -
 pub struct NodeSummary {
     /// The node.
     pub node_id: String,
+    /// Its identity agent (where its monitors send beats and probes).
+    pub agent: AgentPubKey,
     /// Its region.
     pub region: String,
     /// Its tier.
@@ -160,6 +123,7 @@ impl NodeSummary {
     pub fn of(r: &NodeRegistration) -> Self {
         NodeSummary {
             node_id: r.node_id.clone(),
+            agent: r.agent_pub_key.clone(),
             region: r.region.clone(),
             steward_tier: r.steward_tier.clone(),
             custodian_opt_in: r.custodian_opt_in,
@@ -180,7 +144,7 @@ impl NodeSummary {
     }
 }
 
-/// A heartbeat as its link carries it: the whole `NodeHeartbeat`.
+/// A heartbeat as a lease link carries it: the whole `NodeHeartbeat`.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 pub struct HeartbeatSummary {
     /// The node.
@@ -196,6 +160,9 @@ pub struct HeartbeatSummary {
     /// Reported open peer connections.
     #[serde(default)]
     pub active_connections: u32,
+    /// Whether the node watches others (may be chosen as a monitor).
+    #[serde(default)]
+    pub watcher: bool,
 }
 
 impl HeartbeatSummary {
@@ -208,6 +175,7 @@ impl HeartbeatSummary {
             current_load: h.current_load,
             custody_used_bytes: h.custody_used_bytes,
             active_connections: h.active_connections,
+            watcher: h.watcher,
         }
     }
 
@@ -222,7 +190,7 @@ impl HeartbeatSummary {
     }
 }
 
-/// What a presence link says: the node as registered and as it last
+/// What a presence lease says: the node as registered and as it last
 /// reported itself, enough to rank it as a custodian without further reads.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 pub struct PresenceSummary {
@@ -233,6 +201,10 @@ pub struct PresenceSummary {
     /// The node's committed custody as it totalled it, when it could.
     #[serde(default)]
     pub committed: Option<CommittedCustody>,
+    /// The working-key delegation the link's author writes under, when it
+    /// is not the node's identity agent.
+    #[serde(default)]
+    pub delegation: Option<ActionHash>,
 }
 
 /// A custodian's total of its committed custody (see
@@ -333,4 +305,76 @@ impl AssignmentSummary {
     pub fn from_tag(tag: &LinkTag) -> ExternResult<Self> {
         decode_tag(tag)
     }
+}
+
+/// What a delegation link says: the node and the window, so a working
+/// agent learns whom it writes for from one link read.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+pub struct DelegationSummary {
+    /// The node.
+    pub node_id: String,
+    /// First instant the key may write for it.
+    pub valid_from: Timestamp,
+    /// Last instant it may.
+    pub valid_until: Timestamp,
+}
+
+impl DelegationSummary {
+    /// The summary of a delegation.
+    pub fn of(d: &crate::WorkingKeyDelegation) -> Self {
+        DelegationSummary {
+            node_id: d.node_id.clone(),
+            valid_from: d.valid_from,
+            valid_until: d.valid_until,
+        }
+    }
+
+    /// As a link tag.
+    pub fn to_tag(&self) -> ExternResult<LinkTag> {
+        encode_tag(self)
+    }
+
+    /// From a link tag.
+    pub fn from_tag(tag: &LinkTag) -> ExternResult<Self> {
+        decode_tag(tag)
+    }
+}
+
+/// What a suspicion link says: the monitor's verdict, the subject's region
+/// (checked against its registration) and the monitor's registration time
+/// (checked too), so readers judge it from the tag alone, vetting included.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+pub struct SuspicionSummary {
+    /// The verdict (suspected, or alive when it retracts a suspicion).
+    pub attestation: HealthAttestation,
+    /// The subject's region.
+    pub subject_region: String,
+    /// A registration of the subject showing that region.
+    pub subject_registration: ActionHash,
+    /// A registration of the attester.
+    pub attester_registration: ActionHash,
+    /// When the attester first registered (its age decides its vetting).
+    pub attester_registered_at: Timestamp,
+}
+
+impl SuspicionSummary {
+    /// As a link tag.
+    pub fn to_tag(&self) -> ExternResult<LinkTag> {
+        encode_tag(self)
+    }
+
+    /// From a link tag.
+    pub fn from_tag(tag: &LinkTag) -> ExternResult<Self> {
+        decode_tag(tag)
+    }
+}
+
+/// An attestation as its link carries it.
+pub fn attestation_tag(a: &HealthAttestation) -> ExternResult<LinkTag> {
+    encode_tag(a)
+}
+
+/// An attestation from its link's tag.
+pub fn attestation_from_tag(tag: &LinkTag) -> ExternResult<HealthAttestation> {
+    decode_tag(tag)
 }

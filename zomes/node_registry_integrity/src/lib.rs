@@ -48,6 +48,8 @@ pub enum EntryTypes {
     ServiceEvent(ServiceEvent),
     /// The receiver's acknowledgement of a service event.
     ServiceAcknowledgement(ServiceAcknowledgement),
+    /// An identity's grant of its node's routine writes to a working key.
+    WorkingKeyDelegation(WorkingKeyDelegation),
 }
 
 /// Every link type of the DNA. Tags carry compact summaries (validated
@@ -58,23 +60,17 @@ pub enum LinkTypes {
     RegionIndex,
     /// `tier/<t>` to a node's latest registration.
     TierIndex,
-    /// `status/<s>` to a node's latest registration.
-    StatusIndex,
     /// `node/<id>` to a node's latest registration.
     NodeIdIndex,
     /// An agent key to its node's latest registration.
     AgentToNode,
-    /// `heartbeats/<node>/<bucket>` to the beating node's agent key, the
-    /// tag carrying the whole heartbeat: a beat is this one record, no entry.
-    NodeToHeartbeat,
-    /// `attestations/<subject>/<bucket>` to an attestation.
+    /// `attestations/<subject>/<verdict period>` to an attestation (a
+    /// monitor's verdict), the tag carrying the whole attestation.
     NodeToAttestation,
     /// `content/<id>` to an assignment.
     ContentToAssignment,
     /// `custody/<node>` to an assignment.
     NodeToAssignment,
-    /// `attested-by/<node>/<bucket>` to an attestation (what a node said).
-    AttesterToAttestation,
     /// `proposals/<region>` to a proposal.
     RegionToProposal,
     /// A proposal to its votes.
@@ -97,9 +93,10 @@ pub enum LinkTypes {
     ReceiverToServiceEvent,
     /// A service event to its acknowledgement.
     ServiceEventToAck,
-    /// `presence/<region>/<bucket>`, `presence-all/<bucket>` and the node's
-    /// shard of each to a live node's registration, written at most once
-    /// per failure window (see `registry_core::presence`).
+    /// A node's presence lease: `presence/<bucket>/<shard>` (bucket one lease
+    /// period long, shard a hash of the node id) to its registration, the
+    /// tag carrying its summary and status; one record per node per lease
+    /// period (see `registry_core::presence`).
     PresenceIndex,
     /// `custody/<node>` (and the node's recent-custody bucket of the time of
     /// the link) to an assignment of that node that a later one has taken
@@ -110,6 +107,14 @@ pub enum LinkTypes {
     /// bucketed by link time: what a selection adds to the total the node
     /// publishes with its presence, so it never reads the whole index.
     NodeToRecentAssignment,
+    /// A working key to the delegation that names it (see
+    /// `registry_core::delegation`), written by the identity.
+    AgentToDelegation,
+    /// `suspicions/<region>/<bucket>` and `suspicions-all/<bucket>` (one
+    /// lease period long) to a monitor's suspicion of a node of that region,
+    /// or to its retraction: what selection and failure detection read to
+    /// see deaths without reading every node (see `registry_core::verdict`).
+    RegionToSuspicion,
 }
 
 /// The single validation callback; see `validation.rs`.
