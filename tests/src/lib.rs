@@ -433,7 +433,8 @@ pub fn assignment_hash(a: &CustodianAssignment) -> EntryHash {
     EntryHash::with_data_sync(&Entry::try_from(a.clone()).expect("an assignment serializes"))
 }
 
-/// A heartbeat of `node_id`, now.
+/// A heartbeat of `node_id`, now, as a node that watches others sends it
+/// (it beats its monitors itself, so the zome sends no beats).
 pub fn heartbeat(node_id: &str, status: &str) -> NodeHeartbeat {
     NodeHeartbeat {
         node_id: node_id.to_string(),
@@ -442,6 +443,79 @@ pub fn heartbeat(node_id: &str, status: &str) -> NodeHeartbeat {
         current_load: 0.25,
         active_connections: 3,
         custody_used_bytes: 0,
+        watcher: true,
+    }
+}
+
+/// The network parameters the sidecar suites run with: the shipped ones,
+/// but a node is vetted two seconds after it registers, so monitors'
+/// verdicts count (two vetted reporters) within a test's time.
+pub fn test_properties() -> RegistryProperties {
+    RegistryProperties {
+        min_voter_age_secs: 2,
+        ..Default::default()
+    }
+}
+
+/// The packed hApp with the DNA's properties replaced (a network of its
+/// own), packed into `dir` with the bundle library `hc` uses. Sidecars
+/// install it as they would the shipped one.
+pub async fn happ_with(properties: &RegistryProperties, dir: &std::path::Path) -> PathBuf {
+    use holochain_types::prelude::AppManifest;
+    std::fs::copy(packed("node_registry.dna"), dir.join("node_registry.dna"))
+        .expect("the packed DNA copies");
+    // JSON is YAML: the properties go in as a flow mapping.
+    let props = serde_json::to_string(properties).expect("properties serialize");
+    let manifest = format!(
+        "manifest_version: \"0\"\nname: elohim_orchestrator\ndescription: test network\nroles:\n  \
+         - name: {ROLE}\n    provisioning:\n      strategy: create\n      deferred: false\n    \
+         dna:\n      path: ./node_registry.dna\n      modifiers:\n        network_seed: null\n        \
+         properties: {props}\n      clone_limit: 0\n"
+    );
+    std::fs::write(dir.join("happ.yaml"), manifest).expect("the manifest writes");
+    let out = dir.join("elohim_orchestrator.happ");
+    mr_bundle::FileSystemBundler::bundle_to::<AppManifest>(dir.join("happ.yaml"), &out)
+        .await
+        .expect("the test hApp packs");
+    out
+}
+
+/// Every record on `cell`'s own chain by kind (see
+/// `registry_core::budget::RecordKind`), and the time of its newest.
+pub async fn records_by_kind(
+    conductor: &SweetConductor,
+    cell: &CellId,
+) -> std::collections::BTreeMap<registry_core::budget::RecordKind, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in source_chain(conductor, cell).await {
+        *out.entry(record_kind(&r.action)).or_default() += 1;
+    }
+    out
+}
+
+/// The budget kind of one action of a node's chain.
+pub fn record_kind(action: &Action) -> registry_core::budget::RecordKind {
+    use registry_core::budget::RecordKind as K;
+    let entry_kind = |t: &EntryType| match t {
+        EntryType::App(def) => UnitEntryTypes::iter()
+            .nth(def.entry_index.0 as usize)
+            .map(record_kind_of_entry)
+            .unwrap_or(K::Other),
+        _ => K::AgentSetup,
+    };
+    match &action.data {
+        ActionData::Dna(_)
+        | ActionData::AgentValidationPkg(_)
+        | ActionData::InitZomesComplete(_)
+        | ActionData::OpenChain(_)
+        | ActionData::CloseChain(_) => K::AgentSetup,
+        ActionData::Create(c) => entry_kind(&c.entry_type),
+        ActionData::Update(u) => entry_kind(&u.entry_type),
+        ActionData::CreateLink(l) => LinkTypes::iter()
+            .nth(l.link_type.0 as usize)
+            .map(record_kind_of_link)
+            .unwrap_or(K::Other),
+        ActionData::DeleteLink(_) | ActionData::Delete(_) => K::Other,
     }
 }
 
@@ -474,16 +548,23 @@ pub mod sidecars {
         c.custody.reconcile_interval_secs = 3;
         c.custody.failure_window_secs = 10;
         c.custody.grace_secs = 5;
-        // Peer probing and scans off unless a test turns them on: they
-        // would only add load to the custody scenarios.
-        c.peers.attest_interval_secs = 3600;
+        // Monitors are picked and suspicions read quickly; scans and votes
+        // are off unless a test turns them on: they would only add load to
+        // the custody scenarios.
+        c.peers.membership_refresh_secs = 2;
+        c.peers.suspicion_scan_secs = 5;
         c.peers.byzantine_scan_interval_secs = 86_400;
         c.peers.vote_interval_secs = 3600;
+        c.heartbeat.status_dwell_secs = 0;
+        c.rewards.summary_interval_secs = 3;
         c
     }
 
     /// A network of conductor + sidecar nodes.
     pub struct SidecarNet {
+        /// The hApp every node installs (the test network's, see
+        /// [`crate::happ_with`]) and the directory it lives in.
+        pub happ_dir: tempfile::TempDir,
         /// The conductors, one per node.
         pub conductors: SweetConductorBatch,
         /// Each node's daemon (None once killed, or before it joins).
@@ -533,18 +614,32 @@ pub mod sidecars {
 
         /// Starts `n` conductors; nodes in `joined` get their sidecar (and
         /// the hApp) now, the others only when [`SidecarNet::join`] is called.
+        /// The network runs with [`crate::test_properties`].
         pub async fn start(
             n: usize,
             joined: &[usize],
             tune: impl Fn(usize, &mut Config),
         ) -> SidecarNet {
+            Self::start_with(n, joined, crate::test_properties(), tune).await
+        }
+
+        /// As [`SidecarNet::start`], on a network with these parameters.
+        pub async fn start_with(
+            n: usize,
+            joined: &[usize],
+            properties: RegistryProperties,
+            tune: impl Fn(usize, &mut Config),
+        ) -> SidecarNet {
             Self::init_logging();
+            let happ_dir = tempfile::tempdir().unwrap();
+            let happ = crate::happ_with(&properties, happ_dir.path()).await;
             let slot = net_slots()
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
             let conductors = SweetConductorBatch::standard(n).await;
             let mut net = SidecarNet {
+                happ_dir,
                 _slot: slot,
                 daemons: (0..n).map(|_| None).collect(),
                 dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
@@ -561,6 +656,7 @@ pub mod sidecars {
                 )
                     .into();
                 let mut c = fast_config(net.dirs[i].path(), &format!("node{i}"), admin);
+                c.conductor.happ = happ.clone();
                 tune(i, &mut c);
                 c.check().expect("valid test config");
                 net.configs.push(c);
@@ -676,14 +772,34 @@ pub mod sidecars {
         }
 
         /// The cell of node `i`'s own agent (its conductor also runs the
-        /// sidecar's reader agent).
+        /// sidecar's reader agent and its working agent).
         pub async fn cell_id(&self, i: usize) -> CellId {
+            self.app_cell_id(i, elohim_sidecar::APP_ID).await
+        }
+
+        /// Every cell on node `i`'s conductor: its identity, reader and
+        /// working agents (all the chains the node writes to).
+        pub async fn all_cell_ids(&self, i: usize) -> Vec<CellId> {
+            let apps = self.conductors[i]
+                .raw_handle()
+                .list_apps(None)
+                .await
+                .expect("apps list");
+            let mut out = Vec::new();
+            for app in apps {
+                out.push(self.app_cell_id(i, &app.installed_app_id).await);
+            }
+            out
+        }
+
+        /// The cell of app `app_id` on node `i`'s conductor.
+        pub async fn app_cell_id(&self, i: usize, app_id: &str) -> CellId {
             let info = self.conductors[i]
                 .raw_handle()
-                .get_app_info(&elohim_sidecar::APP_ID.to_string())
+                .get_app_info(&app_id.to_string())
                 .await
                 .expect("app info reads")
-                .unwrap_or_else(|| panic!("node {i} has the hApp installed"));
+                .unwrap_or_else(|| panic!("node {i} has {app_id} installed"));
             info.cell_info
                 .get(ROLE)
                 .and_then(|cells| {

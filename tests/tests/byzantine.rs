@@ -1,7 +1,7 @@
 //! The plan's Byzantine scenarios, made real: a lying attester is outvoted
 //! and loses reputation; 100 Sybils cannot vote; a quorum is 2/3 of the
 //! vetted eligible voters; late and repeated votes do not count; nodes
-//! cannot flood heartbeats or attestations.
+//! cannot flood presence leases or attestations.
 
 use elohim_tests::*;
 use holochain::prelude::*;
@@ -79,6 +79,8 @@ async fn a_lying_attester_is_outvoted_detected_and_penalised() {
                 success: false,
                 response_time_ms: 30_000,
                 timestamp: Timestamp::now(),
+                last_seen: None,
+                delegation: None,
             },
         )
         .await;
@@ -138,6 +140,7 @@ async fn a_lying_attester_is_outvoted_detected_and_penalised() {
                 offence: honest_attestations[0].clone(),
                 evidence: witnesses,
                 detected_by_node_id: id(attacker),
+                delegation: None,
             },
         )
         .await,
@@ -330,7 +333,7 @@ async fn late_votes_and_floods_are_refused() {
     let props = RegistryProperties {
         min_voter_age_secs: 2,
         vote_window_secs: 5,
-        max_heartbeats_per_minute: 6,
+        max_leases_per_minute: 6,
         max_attestations_per_minute: 5,
         ..Default::default()
     };
@@ -340,17 +343,20 @@ async fn late_votes_and_floods_are_refused() {
     let regs = register_all(&net, &peers, "eu-west").await;
     let id = |i: usize| regs[i].0.node_id.clone();
 
-    // Six heartbeats a minute are fine; the seventh is a flood.
-    for _ in 0..6 {
+    // A heartbeat writes a lease only when something changed: a node that
+    // flips its status on every beat writes one each time. Six a minute
+    // are fine; the seventh is a flood.
+    let flip = |i: usize| if i % 2 == 0 { "degraded" } else { "online" };
+    for i in 0..6 {
         let _: ActionHash = net
-            .call(peers[0], "heartbeat", heartbeat(&id(0), "online"))
+            .call(peers[0], "heartbeat", heartbeat(&id(0), flip(i)))
             .await;
     }
     rejected(
-        "seventh heartbeat in a minute",
-        net.try_call::<_, ActionHash>(peers[0], "heartbeat", heartbeat(&id(0), "online"))
+        "seventh lease in a minute",
+        net.try_call::<_, ActionHash>(peers[0], "heartbeat", heartbeat(&id(0), flip(6)))
             .await,
-        "rate limit: more than 6 heartbeats within 60 s",
+        "rate limit: more than 6 presence leases within 60 s",
     );
     let att = || HealthAttestation {
         attester_node_id: id(0),
@@ -358,6 +364,8 @@ async fn late_votes_and_floods_are_refused() {
         success: true,
         response_time_ms: 10,
         timestamp: Timestamp::now(),
+        last_seen: None,
+        delegation: None,
     };
     for _ in 0..5 {
         let _: ActionHash = net.call(peers[0], "attest_health", att()).await;

@@ -63,9 +63,26 @@ async fn registry_lifecycle_across_two_conductors() {
         Some("online")
     );
     assert!(health.liveness.is_alive(), "{:?}", health.liveness);
+    // A new status renews the lease at once: one record, the lease link.
+    let link_type = |a: &Action| match &a.data {
+        ActionData::CreateLink(l) => Some(l.link_type.0),
+        _ => None,
+    };
+    let before = net.chain(0).await.len();
     let _: ActionHash = net
         .call(0, "heartbeat", heartbeat(&alice.node_id, "degraded"))
         .await;
+    let written = net.chain(0).await.split_off(before);
+    assert_eq!(
+        written.len(),
+        1,
+        "a status change is one record: {written:?}"
+    );
+    assert_eq!(
+        link_type(&written[0]),
+        Some(LinkTypes::PresenceIndex as u8),
+        "{written:?}"
+    );
     net.sync().await;
     let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
     let latest = health.latest_heartbeat.expect("a latest heartbeat");
@@ -75,28 +92,18 @@ async fn registry_lifecycle_across_two_conductors() {
         "the link carries the whole heartbeat"
     );
 
-    // A beat is one link and no entry; anything else it writes is its
-    // presence (at most once per failure window).
+    // The plan's 30 s heartbeat loop (a Doorway's): a heartbeat with
+    // nothing new writes nothing while the lease lasts.
     let before = net.chain(0).await.len();
-    let _: ActionHash = net
-        .call(0, "heartbeat", heartbeat(&alice.node_id, "degraded"))
-        .await;
+    for _ in 0..5 {
+        let _: ActionHash = net
+            .call(0, "heartbeat", heartbeat(&alice.node_id, "degraded"))
+            .await;
+    }
     let written = net.chain(0).await.split_off(before);
-    let link_type = |a: &Action| match &a.data {
-        ActionData::CreateLink(l) => Some(l.link_type.0),
-        _ => None,
-    };
-    let beats = written
-        .iter()
-        .filter(|a| link_type(a) == Some(LinkTypes::NodeToHeartbeat as u8))
-        .count();
-    assert_eq!(beats, 1, "one heartbeat link: {written:?}");
     assert!(
-        written
-            .iter()
-            .all(|a| link_type(a) == Some(LinkTypes::NodeToHeartbeat as u8)
-                || link_type(a) == Some(LinkTypes::PresenceIndex as u8)),
-        "a beat writes its link and presence only: {written:?}"
+        written.is_empty(),
+        "beats within a lease write nothing: {written:?}"
     );
 
     // Custodian selection: both alive; region, tier and exclusion filters apply.
@@ -286,7 +293,7 @@ async fn a_silent_node_leaves_custodian_selection_within_two_windows() {
     let net = Network::start_with(
         2,
         RegistryProperties {
-            failure_window_secs: window_secs,
+            presence_lease_secs: window_secs,
             ..Default::default()
         },
     )
@@ -372,7 +379,7 @@ async fn placing_a_content_ranks_within_its_placement_set() {
             placement_set_min: set_min as u32,
             // One beat keeps a node present for the whole test, however
             // slow the machine.
-            failure_window_secs: 3600,
+            presence_lease_secs: 3600,
             ..Default::default()
         },
     )
@@ -465,7 +472,7 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
     let mut net = Network::start_with(
         1,
         RegistryProperties {
-            failure_window_secs: 3600,
+            presence_lease_secs: 3600,
             ..Default::default()
         },
     )
@@ -556,7 +563,7 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
     let mut net = Network::start_with(
         1,
         RegistryProperties {
-            failure_window_secs: window_secs,
+            presence_lease_secs: window_secs,
             custody_total_lag_secs: lag_secs,
             ..Default::default()
         },

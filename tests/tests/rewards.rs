@@ -36,7 +36,7 @@ async fn only_acknowledged_service_earns_points() {
             "record_service_event",
             RecordServiceInput {
                 receiver: b.agent(),
-                shard_hash: shard.clone(),
+                shard_hashes: vec![shard.clone()],
                 bytes: 3 * MB,
             },
         )
@@ -60,8 +60,9 @@ async fn only_acknowledged_service_earns_points() {
             ServiceAcknowledgement {
                 event: event.clone(),
                 receiver: a.agent(),
-                shard_hash: shard.clone(),
+                shard_hashes: vec![shard.clone()],
                 bytes: 3 * MB,
+                delegation: None,
             },
         )
         .await,
@@ -75,8 +76,9 @@ async fn only_acknowledged_service_earns_points() {
             ServiceAcknowledgement {
                 event: event.clone(),
                 receiver: b.agent(),
-                shard_hash: shard.clone(),
+                shard_hashes: vec![shard.clone()],
                 bytes: 3 * MB,
+                delegation: None,
             },
         )
         .await,
@@ -91,7 +93,7 @@ async fn only_acknowledged_service_earns_points() {
             "acknowledge_service",
             AcknowledgeServiceInput {
                 event: event.clone(),
-                shard_hash: shard.clone(),
+                shard_hashes: vec![shard.clone()],
                 bytes: 2 * MB,
             },
         )
@@ -99,7 +101,7 @@ async fn only_acknowledged_service_earns_points() {
     rejected("ack of other bytes", wrong, "were received");
     let ack = AcknowledgeServiceInput {
         event: event.clone(),
-        shard_hash: shard.clone(),
+        shard_hashes: vec![shard.clone()],
         bytes: 3 * MB,
     };
     let first: ActionHash = net.call(1, "acknowledge_service", ack.clone()).await;
@@ -126,11 +128,12 @@ async fn only_acknowledged_service_earns_points() {
         provider_node_id: alice.node_id.clone(),
         provider_registration: alice_reg.clone(),
         receiver: b.agent(),
-        shard_hash: shard.clone(),
+        shard_hashes: vec![shard.clone()],
         bytes: 10 * MB,
         steward_tier: "guardian".into(),
         points_milli: reward_millipoints(10 * MB, StewardTier::Guardian),
         timestamp: Timestamp::now(),
+        delegation: None,
     };
     let forge = |f: &dyn Fn(&mut ServiceEvent)| {
         let mut e = honest.clone();
@@ -163,6 +166,11 @@ async fn only_acknowledged_service_earns_points() {
         ),
         ("no bytes", forge(&|e| e.bytes = 0), "bytes must be"),
         (
+            "shards listed out of order",
+            forge(&|e| e.shard_hashes = vec!["ff".repeat(32), "00".repeat(32)]),
+            "sorted and distinct",
+        ),
+        (
             "stale timestamp",
             forge(&|e| {
                 e.timestamp = Timestamp::from_micros(e.timestamp.as_micros() - 600 * 1_000_000)
@@ -186,8 +194,9 @@ async fn only_acknowledged_service_earns_points() {
         .expect("a well-formed event is valid");
 }
 
-/// Through the sidecars: a custodian serving a shard records the event, the
-/// receiving node acknowledges it after verifying the bytes, and the
+/// Through the sidecars: a custodian serving a shard writes nothing then;
+/// its summary for the period records the event, the receiving node
+/// acknowledges it after checking it against what it verified, and the
 /// custodian's earnings (seen from a third node) count it.
 #[tokio::test(flavor = "multi_thread")]
 async fn serving_a_shard_earns_acknowledged_points() {

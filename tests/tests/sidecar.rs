@@ -140,9 +140,10 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
         reader_records <= 8,
         "the reader's chain is its genesis, init and signing grant only: {reader_records} records"
     );
-    assert!(
-        chain_of(sidecar_cell.cell_id()).await > node_records,
-        "the node's own chain grows with its beats"
+    assert_eq!(
+        chain_of(sidecar_cell.cell_id()).await,
+        node_records,
+        "a heartbeat within the lease writes nothing to the node's chain either"
     );
 
     // Restarting the sidecar with opt-out: same node, updated, no longer a custodian.
@@ -229,15 +230,14 @@ async fn embedded_conductor_restart_keeps_node_identity() {
     conductor.shutdown().await;
 }
 
+/// Every node beats to four monitors of its region, and each monitor
+/// records a first verdict about what it watches: every node ends up with
+/// more than three attesters, as the plan's probing rounds gave it, without
+/// a record per probe.
 #[tokio::test(flavor = "multi_thread")]
-async fn sidecars_probe_their_region_so_every_node_has_several_attesters() {
+async fn sidecars_watch_their_region_so_every_node_has_several_attesters() {
     use elohim_tests::sidecars::SidecarNet;
-    let net = SidecarNet::start(5, &[0, 1, 2, 3, 4], |_, c| {
-        // 4 probes every 10 s: 24 a minute, inside the DNA's limit of 30.
-        c.peers.attest_interval_secs = 10;
-        c.peers.attest_peers = 4;
-    })
-    .await;
+    let net = SidecarNet::start(5, &[0, 1, 2, 3, 4], |_, _| {}).await;
     net.await_custodians(0, 5).await;
     let ids: Vec<String> = (0..5).map(|i| net.node_id(i)).collect();
     let observer = net.node(0).agent.clone();

@@ -172,7 +172,10 @@ async fn every_rule() {
         "node_id cannot change on update",
     );
 
-    // --- heartbeat ------------------------------------------------------
+    // --- heartbeat --------------------------------------------------------
+    // Checked on every call, whether or not a lease is due (most heartbeats
+    // write nothing); the lease link itself is checked again by validation
+    // (the raw links below).
     rejected(
         "bob beats for alice",
         net.try_call::<_, ActionHash>(1, "heartbeat", heartbeat(&alice.node_id, "online"))
@@ -207,61 +210,10 @@ async fn every_rule() {
             .await,
         "current_load out of range",
     );
+    // The lease it writes (a link, not an entry).
     let hb: ActionHash = net
         .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
         .await;
-    // A beat is one link, its tag the heartbeat, pointing at its author.
-    let beat = heartbeat(&alice.node_id, "online");
-    let beat_bucket = (
-        "heartbeat_base_hash",
-        (
-            alice.node_id.clone(),
-            registry_core::heartbeat::bucket_of(beat.timestamp.as_micros()),
-        ),
-    );
-    let beat_tag = HeartbeatSummary::of(&beat).to_tag().unwrap().0;
-    rejected(
-        "a heartbeat link pointing at another agent",
-        raw_link_on(
-            &net,
-            0,
-            beat_bucket.clone(),
-            b.agent().into(),
-            5,
-            beat_tag.clone(),
-        )
-        .await,
-        "a heartbeat link points to the beating node's agent",
-    );
-    rejected(
-        "a heartbeat link whose tag is no heartbeat",
-        raw_link_on(
-            &net,
-            0,
-            beat_bucket.clone(),
-            a.agent().into(),
-            5,
-            vec![1, 2, 3],
-        )
-        .await,
-        "heartbeat link tag must be a heartbeat",
-    );
-    rejected(
-        "a heartbeat link in another bucket",
-        raw_link_on(
-            &net,
-            0,
-            ("heartbeat_base_hash", (alice.node_id.clone(), 7_i64)),
-            a.agent().into(),
-            5,
-            beat_tag.clone(),
-        )
-        .await,
-        "heartbeat link is not on its node's bucket",
-    );
-    raw_link_on(&net, 0, beat_bucket, a.agent().into(), 5, beat_tag)
-        .await
-        .expect("a heartbeat committed as a raw link is a heartbeat");
 
     // --- attestation ----------------------------------------------------
     let att = |attester: &str, subject: &str, ms: u32| HealthAttestation {
@@ -270,6 +222,8 @@ async fn every_rule() {
         success: true,
         response_time_ms: ms,
         timestamp: Timestamp::now(),
+        last_seen: None,
+        delegation: None,
     };
     rejected(
         "self-attestation",
@@ -296,6 +250,16 @@ async fn every_rule() {
         )
         .await,
         "response_time_ms 600000",
+    );
+    let mut seen_later = att(&alice.node_id, &bob_reg.node_id, 20);
+    seen_later.last_seen = Some(Timestamp::from_micros(
+        seen_later.timestamp.as_micros() + 5_000_000,
+    ));
+    rejected(
+        "last seen after the attestation",
+        net.try_call::<_, ActionHash>(0, "attest_health", seen_later)
+            .await,
+        "last_seen cannot be after",
     );
     let attested: ActionHash = net
         .call(
@@ -452,7 +416,7 @@ async fn every_rule() {
             RawLinkInput {
                 base: region_base.clone().into(),
                 target: alice_hash.clone().into(),
-                link_type: 0,
+                link_type: "RegionIndex".into(),
                 tag: tag.clone(),
             },
         )
@@ -469,7 +433,7 @@ async fn every_rule() {
             RawLinkInput {
                 base: region_base.clone().into(),
                 target: alice_hash.clone().into(),
-                link_type: 0,
+                link_type: "RegionIndex".into(),
                 tag: holochain_serialized_bytes::encode(&lying).unwrap(),
             },
         )
@@ -482,17 +446,19 @@ async fn every_rule() {
             "create_link_raw",
             RawLinkInput {
                 base: region_base.into(),
-                target: alice_hash.into(),
-                link_type: 0,
+                target: alice_hash.clone().into(),
+                link_type: "RegionIndex".into(),
                 tag,
             },
         )
         .await
         .expect("alice may index herself");
 
-    // Presence links: in the bucket of a recent heartbeat, or rejected.
+    // Presence leases: one link on the node's shard of its heartbeat's
+    // bucket, written for the node, or rejected.
     let now = Timestamp::now();
-    let window = RegistryProperties::default().failure_window_secs as i64;
+    let props = RegistryProperties::default();
+    let lease_secs = props.lease_secs();
     let presence = |beat_at: Timestamp| PresenceSummary {
         node: summary.clone(),
         heartbeat: HeartbeatSummary {
@@ -502,60 +468,64 @@ async fn every_rule() {
             current_load: 0.1,
             custody_used_bytes: 0,
             active_connections: 0,
+            watcher: true,
         },
         committed: None,
+        delegation: None,
     };
-    let presence_link_at =
-        |region: &'static str, bucket: i64, shard: Option<u32>, p: PresenceSummary| {
-            raw_link_on(
-                &net,
-                0,
-                ("presence_base_hash", (region.to_string(), bucket, shard)),
-                stored.action_hash.clone().into(),
-                20,
-                holochain_serialized_bytes::encode(&p).unwrap(),
-            )
-        };
-    let presence_link_in = |region: &'static str, bucket: i64, p: PresenceSummary| {
-        presence_link_at(region, bucket, None, p)
-    };
-    let presence_link = |bucket: i64, p: PresenceSummary| presence_link_in("eu-west", bucket, p);
-    let shards = RegistryProperties::default().shards();
+    let shards = props.shards();
     let my_shard = presence_shard(&summary.node_id, shards);
-    let bucket_now = presence_bucket(now.as_micros(), window);
+    let bucket_now = presence_bucket(now.as_micros(), lease_secs);
+    let lease_link = |peer: usize, bucket: i64, shard: u32, p: PresenceSummary| {
+        raw_link_on(
+            &net,
+            peer,
+            ("presence_base_hash", (bucket, shard)),
+            stored.action_hash.clone().into(),
+            "PresenceIndex",
+            holochain_serialized_bytes::encode(&p).unwrap(),
+        )
+    };
     rejected(
-        "a presence link in another region's index",
-        presence_link_in("us-east", bucket_now, presence(now)).await,
-        "not on its region's bucket",
+        "bob writes alice's lease",
+        lease_link(1, bucket_now, my_shard, presence(now)).await,
+        "a heartbeat must come from the node's own agent",
     );
     rejected(
-        "a presence link in a later bucket than its heartbeat",
-        presence_link(bucket_now + 5, presence(now)).await,
-        "not on its region's bucket",
+        "a lease in a later bucket than its heartbeat",
+        lease_link(0, bucket_now + 5, my_shard, presence(now)).await,
+        "not on its node's shard of its heartbeat's bucket",
+    );
+    rejected(
+        "a lease in another node's shard",
+        lease_link(0, bucket_now, (my_shard + 1) % shards, presence(now)).await,
+        "not on its node's shard of its heartbeat's bucket",
     );
     let stale = Timestamp::from_micros(now.as_micros() - 3600 * 1_000_000);
     rejected(
-        "a presence link reporting an hour-old heartbeat",
-        presence_link(presence_bucket(stale.as_micros(), window), presence(stale)).await,
-        "heartbeat of the last two failure windows",
+        "a lease reporting an hour-old heartbeat",
+        lease_link(
+            0,
+            presence_bucket(stale.as_micros(), lease_secs),
+            my_shard,
+            presence(stale),
+        )
+        .await,
+        "timestamp is 36",
+    );
+    let mut sleeping = presence(now);
+    sleeping.heartbeat.status = "sleeping".into();
+    rejected(
+        "a lease with an unknown status",
+        lease_link(0, bucket_now, my_shard, sleeping).await,
+        "unknown node status: sleeping",
     );
     let mut offline_lie = presence(now);
     offline_lie.heartbeat.node_id = "someone-else".into();
     rejected(
-        "a presence link with another node's heartbeat",
-        presence_link(bucket_now, offline_lie).await,
+        "a lease with another node's heartbeat",
+        lease_link(0, bucket_now, my_shard, offline_lie).await,
         "heartbeat is of another node",
-    );
-    rejected(
-        "a presence link in another node's shard",
-        presence_link_at(
-            "eu-west",
-            bucket_now,
-            Some((my_shard + 1) % shards),
-            presence(now),
-        )
-        .await,
-        "not on its region's bucket (or its node's shard of it)",
     );
     let with_total = |cutoff_micros: i64| {
         let mut p = presence(now);
@@ -566,25 +536,26 @@ async fn every_rule() {
         p
     };
     rejected(
-        "a presence link whose custody total counts links too young to have reached it",
-        presence_link(bucket_now, with_total(now.as_micros())).await,
+        "a lease whose custody total counts links too young to have reached it",
+        lease_link(0, bucket_now, my_shard, with_total(now.as_micros())).await,
         "custody total cannot count links younger than its lag",
     );
-    presence_link(
+    lease_link(
+        0,
         bucket_now,
+        my_shard,
         with_total(total_cutoff(
             now.as_micros(),
-            RegistryProperties::default().custody_total_lag_secs as i64,
+            props.custody_total_lag_secs as i64,
         )),
     )
     .await
     .expect("alice may publish the total of her custody");
-    presence_link(bucket_now, presence(now))
+    lease_link(0, bucket_now, my_shard, presence(now))
         .await
-        .expect("alice may announce her own presence");
-    presence_link_at("eu-west", bucket_now, Some(my_shard), presence(now))
-        .await
-        .expect("alice may announce her presence in her shard");
+        .expect("alice may renew her own lease");
+
+    Box::pin(delegation_rules(&mut net, &alice, &alice_hash, &bob_reg)).await;
 
     net.sync().await;
     rejected(
@@ -600,7 +571,7 @@ async fn every_rule() {
 struct RawLinkInput {
     base: AnyLinkableHash,
     target: AnyLinkableHash,
-    link_type: u8,
+    link_type: String,
     tag: Vec<u8>,
 }
 
@@ -611,7 +582,7 @@ async fn raw_link_on<B: serde::Serialize + std::fmt::Debug>(
     peer: usize,
     base: (&str, B),
     target: AnyLinkableHash,
-    link_type: u8,
+    link_type: &str,
     tag: Vec<u8>,
 ) -> Result<ActionHash, String> {
     let base_hash: EntryHash = net.mallory(peer, base.0, base.1).await.unwrap();
@@ -624,7 +595,7 @@ async fn raw_link(
     peer: usize,
     base: AnyLinkableHash,
     target: AnyLinkableHash,
-    link_type: u8,
+    link_type: &str,
     tag: Vec<u8>,
 ) -> Result<ActionHash, String> {
     net.mallory(
@@ -633,7 +604,7 @@ async fn raw_link(
         RawLinkInput {
             base,
             target,
-            link_type,
+            link_type: link_type.to_string(),
             tag,
         },
     )
@@ -676,7 +647,7 @@ async fn retirement_and_recent_custody_rules(
             1,
             base.clone().into(),
             retired.clone().into(),
-            22,
+            "NodeToRetiredAssignment",
             holochain_serialized_bytes::encode(&tag).unwrap(),
         )
     };
@@ -715,7 +686,7 @@ async fn retirement_and_recent_custody_rules(
             1,
             ("recent_custody_base_hash", (node.node_id.clone(), bucket)),
             winner.clone().into(),
-            23,
+            "NodeToRecentAssignment",
             AssignmentSummary::of(winning).to_tag().unwrap().0,
         )
     };
@@ -726,7 +697,7 @@ async fn retirement_and_recent_custody_rules(
         "assignment link is on the wrong base",
     );
     rejected(
-        "a recent-custody link an hour early",
+        "a recent-custody link hours early",
         recent_link(alice, bucket_now - 6).await,
         "assignment link is on the wrong base",
     );
@@ -756,4 +727,229 @@ async fn retirement_and_recent_custody_rules(
     retire(&recent_base(bucket_now).await, loser, &winner)
         .await
         .expect("a retirement in its custodian's current recent-custody bucket");
+}
+
+/// Working keys: only a node's identity delegates, for a bounded window, to
+/// at most two keys at once; a working key writes for its node only, inside
+/// its window; a delegation link is the identity's, from the key it names.
+async fn delegation_rules(
+    net: &mut Network,
+    alice: &NodeRegistration,
+    alice_hash: &ActionHash,
+    bob: &NodeRegistration,
+) {
+    let work = net.add_agents(0, 3, "work").await;
+    let (w1, w2, w3) = (work[0], work[1], work[2]);
+    for &w in &work {
+        net.arm_mallory(w).await;
+    }
+    let max = RegistryProperties::default().max_delegation_secs as i64;
+    let window = |secs: i64| {
+        let now = Timestamp::now();
+        (
+            now,
+            Timestamp::from_micros(now.as_micros() + secs * 1_000_000),
+        )
+    };
+    let delegation = |to: usize, (from, until): (Timestamp, Timestamp)| WorkingKeyDelegation {
+        node_id: alice.node_id.clone(),
+        delegate: net.peers[to].agent(),
+        valid_from: from,
+        valid_until: until,
+    };
+    rejected(
+        "bob delegates for alice's node",
+        net.mallory::<_, ActionHash>(1, "create_delegation", delegation(w1, window(60)))
+            .await,
+        "only a node's identity delegates for it",
+    );
+    rejected(
+        "a delegation longer than the DNA allows",
+        net.mallory::<_, ActionHash>(0, "create_delegation", delegation(w1, window(max + 60)))
+            .await,
+        "a delegation lasts at most",
+    );
+    let (from, until) = window(60);
+    rejected(
+        "a backdated delegation",
+        net.mallory::<_, ActionHash>(
+            0,
+            "create_delegation",
+            delegation(
+                w1,
+                (
+                    Timestamp::from_micros(from.as_micros() - 3_600_000_000),
+                    until,
+                ),
+            ),
+        )
+        .await,
+        "valid_from",
+    );
+    let d1: ActionHash = net
+        .call(
+            0,
+            "delegate_working_key",
+            DelegateInput {
+                delegate: net.peers[w1].agent(),
+                valid_from: from,
+                valid_until: until,
+            },
+        )
+        .await;
+    net.sync().await;
+    let me: Option<ActingAs> = net.call(w1, "whoami", ()).await;
+    let me = me.expect("the working key knows whom it writes for");
+    assert_eq!(
+        (me.node_id.as_str(), me.delegation.as_ref()),
+        (alice.node_id.as_str(), Some(&d1))
+    );
+    // The working key renews alice's lease and attests as alice.
+    let mut hb = heartbeat(&alice.node_id, "degraded");
+    hb.watcher = true;
+    let _: ActionHash = net.call(w1, "heartbeat", hb).await;
+    let _: ActionHash = net
+        .call(
+            w1,
+            "attest_health",
+            HealthAttestation {
+                attester_node_id: alice.node_id.clone(),
+                subject_node_id: bob.node_id.clone(),
+                success: true,
+                response_time_ms: 5,
+                timestamp: Timestamp::now(),
+                last_seen: None,
+                delegation: None,
+            },
+        )
+        .await;
+    // ... but not as bob, even citing alice's delegation.
+    rejected(
+        "a working key attests for another node",
+        net.mallory::<_, ActionHash>(
+            w1,
+            "create_attestation",
+            HealthAttestation {
+                attester_node_id: bob.node_id.clone(),
+                subject_node_id: alice.node_id.clone(),
+                success: false,
+                response_time_ms: 5,
+                timestamp: Timestamp::now(),
+                last_seen: None,
+                delegation: Some(d1.clone()),
+            },
+        )
+        .await,
+        "the cited delegation is for another node",
+    );
+    rejected(
+        "a key citing a delegation that names another key",
+        net.mallory::<_, ActionHash>(
+            w2,
+            "create_attestation",
+            HealthAttestation {
+                attester_node_id: alice.node_id.clone(),
+                subject_node_id: bob.node_id.clone(),
+                success: true,
+                response_time_ms: 5,
+                timestamp: Timestamp::now(),
+                last_seen: None,
+                delegation: Some(d1.clone()),
+            },
+        )
+        .await,
+        "names another working key",
+    );
+    rejected(
+        "citing the registration as a delegation",
+        net.mallory::<_, ActionHash>(
+            w1,
+            "create_attestation",
+            HealthAttestation {
+                attester_node_id: alice.node_id.clone(),
+                subject_node_id: bob.node_id.clone(),
+                success: true,
+                response_time_ms: 5,
+                timestamp: Timestamp::now(),
+                last_seen: None,
+                delegation: Some(alice_hash.clone()),
+            },
+        )
+        .await,
+        "is not a working-key delegation",
+    );
+    // A short delegation for w2: once it ends, w2's writes are refused.
+    let short = window(3);
+    let d2: ActionHash = net
+        .call(
+            0,
+            "delegate_working_key",
+            DelegateInput {
+                delegate: net.peers[w2].agent(),
+                valid_from: short.0,
+                valid_until: short.1,
+            },
+        )
+        .await;
+    // Two keys are valid now (w1, w2): a third is refused.
+    rejected(
+        "a third working key at once",
+        net.mallory::<_, ActionHash>(0, "create_delegation", delegation(w3, window(60)))
+            .await,
+        "at most 2 working keys",
+    );
+    while Timestamp::now() <= short.1 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    net.sync().await;
+    rejected(
+        "writing after the delegation ended",
+        net.mallory::<_, ActionHash>(
+            w2,
+            "create_attestation",
+            HealthAttestation {
+                attester_node_id: alice.node_id.clone(),
+                subject_node_id: bob.node_id.clone(),
+                success: true,
+                response_time_ms: 5,
+                timestamp: Timestamp::now(),
+                last_seen: None,
+                delegation: Some(d2.clone()),
+            },
+        )
+        .await,
+        "outside the cited delegation's validity window",
+    );
+    // Delegation links: the identity's, from the key the delegation names.
+    let d1_summary = DelegationSummary {
+        node_id: alice.node_id.clone(),
+        valid_from: from,
+        valid_until: until,
+    };
+    rejected(
+        "a delegation linked from another key",
+        raw_link(
+            net,
+            0,
+            net.peers[w3].agent().into(),
+            d1.clone().into(),
+            "AgentToDelegation",
+            d1_summary.to_tag().unwrap().0,
+        )
+        .await,
+        "linked from the working key it names",
+    );
+    rejected(
+        "a delegation linked by someone else",
+        raw_link(
+            net,
+            w3,
+            net.peers[w1].agent().into(),
+            d1.into(),
+            "AgentToDelegation",
+            d1_summary.to_tag().unwrap().0,
+        )
+        .await,
+        "only the delegating identity links its delegation",
+    );
 }

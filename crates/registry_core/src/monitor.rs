@@ -220,6 +220,16 @@ impl MonitorBook {
         self.watches.get(subject).map(|w| w.verdict)
     }
 
+    /// Every verdict this monitor has on the DHT, as the book knows it
+    /// (subject, verdict, when recorded): what a daemon saves so a restart
+    /// does not record them again.
+    pub fn recorded_verdicts(&self) -> Vec<(String, Verdict, i64)> {
+        self.recorded
+            .iter()
+            .map(|(s, r)| (s.clone(), r.verdict, r.at))
+            .collect()
+    }
+
     /// Tells the book what this monitor already has on the DHT (its newest
     /// verdict about `subject`, recorded at `at_micros`), after a restart.
     pub fn load_recorded(&mut self, subject: &str, verdict: Verdict, at_micros: i64) {

@@ -1,5 +1,16 @@
 //! The node agent: registers this node with its "organ donation" defaults,
-//! keeps heartbeating, and leaves cleanly.
+//! keeps its presence lease, routes each zome call to the right agent, and
+//! leaves cleanly.
+//!
+//! A node runs three agents of the hApp on its conductor (see
+//! `registry_core::delegation`): its **identity** (`elohim_orchestrator`),
+//! which owns the node id and writes only when the registration, family or
+//! published content change, plus one delegation an epoch; a **working**
+//! agent per epoch (`elohim_orchestrator_work_<n>`, see `epoch.rs`) that
+//! carries every routine write ([`NodeAgent::write`]); and a **reader**
+//! (`elohim_orchestrator_reader`) that never writes, for selections and
+//! probes ([`NodeAgent::read`]). No agent's chain grows without bound, so no
+//! call slows with the node's age.
 
 use crate::capacity::{detect, sample_load, MachineCapacity};
 use crate::conductor::{ConductorError, Connection};
@@ -8,9 +19,10 @@ use crate::metrics::Metrics;
 use crate::uptime::{self, UptimeLedger};
 use crate::{APP_ID, COORDINATOR, READER_APP_ID, ROLE};
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
+use holochain_types::signal::Signal;
 use node_registry_integrity::*;
 use registry_core::node_id::derive_node_id;
-use registry_core::status::status_from_machine;
+use registry_core::status::StatusDebouncer;
 use registry_core::tier::earned_tier;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -18,7 +30,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, RwLock};
+use tokio::sync::{broadcast, watch, RwLock};
 
 /// The registration this machine and config call for.
 pub fn build_registration(
@@ -116,45 +128,68 @@ pub struct StatusReport {
     /// presence has (see `get_available_custodians`).
     #[serde(default)]
     pub custodians_now: Vec<String>,
+    /// The working agent routine writes go through, if one is delegated.
+    #[serde(default)]
+    pub working_agent: Option<String>,
 }
 
 /// How many possible custodians `status` lists.
 pub const STATUS_CUSTODIANS_SHOWN: u32 = 20;
 
 /// One installed app's connection, reopened before the next call after a
-/// call lost its websocket.
-struct AppLink {
-    app_id: &'static str,
+/// call lost its websocket. The identity's connection also forwards every
+/// signal it receives (re-registered on each reconnect, so none is lost to
+/// a dropped websocket after the next call).
+pub(crate) struct AppLink {
+    app_id: String,
     conn: RwLock<Arc<Connection>>,
     stale: std::sync::atomic::AtomicBool,
+    signals: Option<broadcast::Sender<Signal>>,
 }
 
 impl AppLink {
-    async fn open(
+    pub(crate) async fn open(
         admin_addr: SocketAddr,
         happ: &Path,
-        app_id: &'static str,
+        app_id: &str,
+        signals: Option<broadcast::Sender<Signal>>,
     ) -> Result<Self, ConductorError> {
         let conn = Connection::open(admin_addr, happ, app_id, ROLE).await?;
+        Self::forward(&conn, &signals).await;
         Ok(AppLink {
-            app_id,
+            app_id: app_id.to_string(),
             conn: RwLock::new(Arc::new(conn)),
             stale: Default::default(),
+            signals,
         })
     }
 
-    async fn connection(
+    async fn forward(conn: &Connection, signals: &Option<broadcast::Sender<Signal>>) {
+        if let Some(tx) = signals {
+            let tx = tx.clone();
+            conn.app
+                .on_signal(move |signal| {
+                    let _ = tx.send(signal);
+                })
+                .await;
+        }
+    }
+
+    pub(crate) async fn connection(
         &self,
         admin_addr: SocketAddr,
         happ: &Path,
     ) -> Result<Arc<Connection>, ConductorError> {
         if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
             tracing::info!(
-                app = self.app_id,
+                app = %self.app_id,
                 "reconnecting to the conductor at {admin_addr}"
             );
-            match Connection::open(admin_addr, happ, self.app_id, ROLE).await {
-                Ok(c) => *self.conn.write().await = Arc::new(c),
+            match Connection::open(admin_addr, happ, &self.app_id, ROLE).await {
+                Ok(c) => {
+                    Self::forward(&c, &self.signals).await;
+                    *self.conn.write().await = Arc::new(c);
+                }
                 Err(e) => {
                     self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
                     return Err(e);
@@ -164,33 +199,67 @@ impl AppLink {
         Ok(self.conn.read().await.clone())
     }
 
-    fn mark_if_lost(&self, e: &ConductorError) {
+    pub(crate) fn mark_if_lost(&self, e: &ConductorError) {
         if e.is_connection_lost() {
             self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
+
+    /// Marks the connection for reopening before the next call (e.g. a
+    /// test dropping the websocket, or a send that failed).
+    pub(crate) fn mark_stale(&self) {
+        self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The agent of the app's cell.
+    pub(crate) async fn agent(&self) -> AgentPubKey {
+        self.conn.read().await.agent().clone()
+    }
+}
+
+/// The working agent in force: its app, its key and its delegation's window
+/// (see `epoch.rs`).
+pub(crate) struct Working {
+    pub(crate) link: AppLink,
+    pub(crate) agent: AgentPubKey,
+    pub(crate) window: registry_core::delegation::Window,
+    pub(crate) epoch: u64,
+}
+
+/// What this node last wrote as its presence lease.
+#[derive(Debug, Clone, PartialEq)]
+struct LeaseState {
+    bucket: i64,
+    status: registry_core::NodeStatus,
 }
 
 /// A node agent bound to a conductor.
 pub struct NodeAgent {
     config: Config,
-    admin_addr: SocketAddr,
-    happ: PathBuf,
+    pub(crate) admin_addr: SocketAddr,
+    pub(crate) happ: PathBuf,
     node_app: AppLink,
     /// A second agent of the same DNA on the same conductor that never
     /// writes, for reads that do not depend on who asks (see
     /// [`NodeAgent::read`]); `None` if it could not be installed.
     reader: Option<AppLink>,
+    /// The working agent of this epoch, once delegated.
+    pub(crate) working: RwLock<Option<Arc<Working>>>,
     agent: AgentPubKey,
     /// This node's id.
     pub node_id: String,
     /// Metrics served at /metrics.
     pub metrics: Arc<Metrics>,
+    /// The network's parameters (the DNA's properties).
+    pub properties: RegistryProperties,
+    signals: broadcast::Sender<Signal>,
     capacity: MachineCapacity,
     uptime: Mutex<UptimeLedger>,
     endpoint: Mutex<Option<String>>,
     participation: Mutex<ParticipationSection>,
     config_file: Mutex<Option<PathBuf>>,
+    status: Mutex<StatusDebouncer>,
+    lease: Mutex<Option<LeaseState>>,
 }
 
 /// Why new participation settings could not be applied.
@@ -261,20 +330,27 @@ fn unix_now() -> i64 {
     Timestamp::now().as_micros() / 1_000_000
 }
 
+/// Which of the node's agents a call goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Identity,
+    Working,
+    Reader,
+}
+
 impl NodeAgent {
     /// Connects to the conductor at `admin_addr` (installing the hApp when
-    /// missing) and prepares the agent.
+    /// missing) and prepares the agent. The working agent is set up by
+    /// [`NodeAgent::run`] once the node is registered.
     pub async fn connect(config: Config, admin_addr: SocketAddr) -> Result<Self, ConductorError> {
         let happ = config.conductor.happ.clone();
-        let node_app = AppLink::open(admin_addr, &happ, APP_ID).await?;
-        let agent = node_app.conn.read().await.agent().clone();
-        let reader = match AppLink::open(admin_addr, &happ, READER_APP_ID).await {
+        let (signals, _) = broadcast::channel(1024);
+        let node_app = AppLink::open(admin_addr, &happ, APP_ID, Some(signals.clone())).await?;
+        let agent = node_app.agent().await;
+        let reader = match AppLink::open(admin_addr, &happ, READER_APP_ID, None).await {
             Ok(link) => Some(link),
             Err(e) => {
-                tracing::warn!(
-                    "no reader agent ({e}); selections go through the node's own agent, \
-                     and slow as its source chain grows"
-                );
+                tracing::warn!("no reader agent ({e}); selections go through the node's own agent");
                 None
             }
         };
@@ -286,24 +362,36 @@ impl NodeAgent {
         })?;
         let capacity = detect(data_dir, &config.capacity);
         let ledger = uptime::load(data_dir, unix_now());
+        let properties: RegistryProperties = node_app
+            .connection(admin_addr, &happ)
+            .await?
+            .call(COORDINATOR, "get_registry_properties", ())
+            .await?;
         Ok(NodeAgent {
             admin_addr,
             happ,
             node_app,
             reader,
+            working: RwLock::new(None),
             agent,
             node_id,
             metrics: Arc::new(Metrics::default()),
+            properties,
+            signals,
             capacity,
             uptime: Mutex::new(ledger),
             endpoint: Mutex::new(config.http.advertise.clone()),
             participation: Mutex::new(config.participation.clone()),
             config_file: Mutex::new(None),
+            status: Mutex::new(StatusDebouncer::new(
+                config.heartbeat.status_dwell_secs as i64,
+            )),
+            lease: Mutex::new(None),
             config,
         })
     }
 
-    /// The agent key of this node.
+    /// The agent key of this node (its identity).
     pub fn agent(&self) -> &AgentPubKey {
         &self.agent
     }
@@ -317,6 +405,12 @@ impl NodeAgent {
     /// changed since (settings page): read it with [`NodeAgent::participation`].
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Every signal the identity's app websocket receives (the DNA's
+    /// signals, and liveness beats by direct signal).
+    pub fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.signals.subscribe()
     }
 
     /// The participation settings in force now.
@@ -353,12 +447,12 @@ impl NodeAgent {
     }
 
     /// Runs a write until it succeeds, fails for good, or has failed for
-    /// [`TRANSIENT_RETRY_FOR`]: a heartbeat committing at the same moment
-    /// moves the source chain's head and fails the other write, and a
-    /// record the write depends on (a custodian's registration) may not have
-    /// reached this node's store yet, which on a busy network takes seconds;
-    /// both just have to be tried again. Errors that trying again cannot
-    /// mend (a validation refusal) are returned at once.
+    /// [`TRANSIENT_RETRY_FOR`]: another write of the same agent committing
+    /// at the same moment moves the source chain's head and fails this one,
+    /// and a record the write depends on (a custodian's registration) may
+    /// not have reached this node's store yet, which on a busy network takes
+    /// seconds; both just have to be tried again. Errors that trying again
+    /// cannot mend (a validation refusal) are returned at once.
     pub(crate) async fn retrying<T, F, Fut>(&self, write: F) -> Result<T, ConductorError>
     where
         F: FnMut() -> Fut,
@@ -380,84 +474,105 @@ impl NodeAgent {
     /// registration that has not reached this conductor yet. Safe to run
     /// from several nodes at once: they reach the same decision.
     pub async fn recover(&self, node_id: &str) -> Result<RecoveryReport, ConductorError> {
-        self.retrying(|| self.call("trigger_disaster_recovery", node_id.to_string()))
+        self.retrying(|| self.write("trigger_disaster_recovery", node_id.to_string()))
             .await
     }
 
-    /// The current connection, reopened first if a call failed on it.
+    /// The identity's current connection, reopened first if a call failed
+    /// on it.
     pub async fn connection(&self) -> Result<Arc<Connection>, ConductorError> {
         self.node_app.connection(self.admin_addr, &self.happ).await
+    }
+
+    /// Marks the identity's app connection for reopening (so its signal
+    /// handler is registered again on a fresh websocket).
+    pub fn reconnect_identity(&self) {
+        self.node_app.mark_stale();
     }
 
     /// The reader agent's key, if it has one.
     pub async fn reader_agent(&self) -> Option<AgentPubKey> {
         match &self.reader {
-            Some(r) => Some(r.conn.read().await.agent().clone()),
+            Some(r) => Some(r.agent().await),
             None => None,
         }
     }
 
+    /// The working agent's key, once one is delegated.
+    pub async fn working_agent(&self) -> Option<AgentPubKey> {
+        self.working.read().await.as_ref().map(|w| w.agent.clone())
+    }
+
     /// Calls a coordinator function that only reads and whose answer does
-    /// not depend on who asks (custodian selection), through the reader
-    /// agent. Holochain 0.7.1 reads the calling agent's whole source chain
-    /// before every call, so the node's own agent, which writes thousands
-    /// of records a day, answers slower every day (about 7 µs a record,
-    /// docs/SCALING.md); the reader's chain stays at its genesis. Without a
-    /// reader, or if its connection cannot be opened, the node's agent
-    /// answers.
+    /// not depend on who asks (custodian selection, probes), through the
+    /// reader agent, whose chain stays at its genesis. Without a reader, or
+    /// if its connection cannot be opened, the identity answers.
     pub async fn read<I, O>(&self, function: &str, payload: I) -> Result<O, ConductorError>
     where
         I: Serialize + std::fmt::Debug,
         O: DeserializeOwned + std::fmt::Debug,
     {
-        let Some(reader) = &self.reader else {
-            return self.call(function, payload).await;
-        };
-        let conn = match reader.connection(self.admin_addr, &self.happ).await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!("reader agent unavailable ({e}); asking as the node");
-                return self.call(function, payload).await;
-            }
-        };
-        let out = self.timed_call(&conn, function, &payload).await;
-        if let Err(e) = &out {
-            reader.mark_if_lost(e);
-        }
-        out
+        self.call_via(Via::Reader, function, payload).await
     }
 
-    /// One call on `conn`, its time and outcome recorded in the metrics.
-    async fn timed_call<I, O>(
-        &self,
-        conn: &Connection,
-        function: &str,
-        payload: &I,
-    ) -> Result<O, ConductorError>
-    where
-        I: Serialize + std::fmt::Debug,
-        O: DeserializeOwned + std::fmt::Debug,
-    {
-        let started = Instant::now();
-        let out = conn.call(COORDINATOR, function, payload).await;
-        self.metrics
-            .observe_call(function, out.is_ok(), started.elapsed());
-        out
-    }
-
-    /// Calls a coordinator function, timing it; a failure marks the
-    /// connection for reopening before the next call.
+    /// Calls a coordinator function as the node's identity agent: what only
+    /// the identity may write (registration, delegations, family, the
+    /// content it publishes, transfer signatures) and reads about itself.
     pub async fn call<I, O>(&self, function: &str, payload: I) -> Result<O, ConductorError>
     where
         I: Serialize + std::fmt::Debug,
         O: DeserializeOwned + std::fmt::Debug,
     {
-        let conn = self.connection().await?;
+        self.call_via(Via::Identity, function, payload).await
+    }
+
+    /// Calls a coordinator function that writes routinely (leases,
+    /// verdicts, votes, penalties, repairs, service summaries) through the
+    /// working agent of this epoch; through the identity until one is
+    /// delegated.
+    pub async fn write<I, O>(&self, function: &str, payload: I) -> Result<O, ConductorError>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: DeserializeOwned + std::fmt::Debug,
+    {
+        self.call_via(Via::Working, function, payload).await
+    }
+
+    async fn call_via<I, O>(
+        &self,
+        via: Via,
+        function: &str,
+        payload: I,
+    ) -> Result<O, ConductorError>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: DeserializeOwned + std::fmt::Debug,
+    {
+        let working = match via {
+            Via::Working => self.working.read().await.clone(),
+            _ => None,
+        };
+        let link: &AppLink = match (via, &working, &self.reader) {
+            (Via::Working, Some(w), _) => &w.link,
+            (Via::Reader, _, Some(r)) => r,
+            _ => &self.node_app,
+        };
+        let conn = match link.connection(self.admin_addr, &self.happ).await {
+            Ok(c) => c,
+            Err(e) if via == Via::Reader => {
+                tracing::warn!("reader agent unavailable ({e}); asking as the node");
+                self.connection().await?
+            }
+            Err(e) => return Err(e),
+        };
         let mut attempt = 0;
         loop {
-            let out = self.timed_call(&conn, function, &payload).await;
+            let started = Instant::now();
+            let out = conn.call(COORDINATOR, function, &payload).await;
+            self.metrics
+                .observe_call(function, out.is_ok(), started.elapsed());
             match &out {
-                Err(e) if e.is_connection_lost() => self.node_app.mark_if_lost(e),
+                Err(e) if e.is_connection_lost() => link.mark_if_lost(e),
                 // Two calls of this agent committed at once and this one
                 // lost the race: nothing of it was written, so it is simply
                 // run again.
@@ -509,10 +624,35 @@ impl NodeAgent {
         Ok(hash)
     }
 
-    /// Sends one heartbeat with the machine's current status.
-    pub async fn heartbeat_once(&self) -> Result<ActionHash, ConductorError> {
+    /// Samples the machine and says what status to publish now (with
+    /// hysteresis and a dwell time, so a busy machine rarely flips).
+    fn sample_status(&self) -> registry_core::NodeStatus {
         let load = sample_load(&self.config.conductor.data_dir, self.capacity.cpu_cores);
-        let status = status_from_machine(load.load_per_core, load.disk_used_fraction);
+        self.status.lock().unwrap().observe(
+            load.load_per_core,
+            load.disk_used_fraction,
+            Timestamp::now().as_micros(),
+        )
+    }
+
+    /// Whether a lease is due now: none written yet, a new lease bucket, or
+    /// a new status.
+    fn lease_due(&self, status: registry_core::NodeStatus) -> bool {
+        let bucket = self
+            .properties
+            .lease_bucket_of(Timestamp::now().as_micros());
+        match &*self.lease.lock().unwrap() {
+            None => true,
+            Some(l) => l.bucket != bucket || l.status != status,
+        }
+    }
+
+    /// Renews this node's presence lease (the plan's heartbeat) with its
+    /// current status, through the working agent. The zome writes one
+    /// record only when a lease is due.
+    pub async fn heartbeat_once(&self) -> Result<ActionHash, ConductorError> {
+        let status = self.sample_status();
+        let load = sample_load(&self.config.conductor.data_dir, self.capacity.cpu_cores);
         let active_connections = self.active_connections().await;
         let hb = NodeHeartbeat {
             node_id: self.node_id.clone(),
@@ -521,13 +661,24 @@ impl NodeAgent {
             current_load: load.load_per_core.clamp(0.0, 1024.0),
             active_connections,
             custody_used_bytes: 0,
+            watcher: true,
         };
-        let hash = self.call("heartbeat", hb).await?;
+        let hash = self.write("heartbeat", hb.clone()).await?;
+        *self.lease.lock().unwrap() = Some(LeaseState {
+            bucket: self.properties.lease_bucket_of(hb.timestamp.as_micros()),
+            status,
+        });
         self.metrics.heartbeats_sent.inc();
         self.metrics
             .last_heartbeat_unix
             .set(Timestamp::now().as_micros() as f64 / 1e6);
         Ok(hash)
+    }
+
+    /// Forgets the last lease written, so the next round renews it (after
+    /// the registration changed, or a new working key took over).
+    pub(crate) fn lease_changed(&self) {
+        *self.lease.lock().unwrap() = None;
     }
 
     /// Peers the conductor is connected to, for the heartbeat.
@@ -543,30 +694,46 @@ impl NodeAgent {
         }
     }
 
-    /// Registers, then heartbeats every interval until `shutdown` turns
-    /// true. Failures back off (1 s doubling up to the configured maximum)
-    /// and never end the loop.
+    /// Registers, sets up the working key, then keeps the presence lease
+    /// (checking every interval whether one is due, which writes nothing
+    /// when not) and the working key (replaced when its epoch ends) until
+    /// `shutdown` turns true. Failures back off (1 s doubling up to the
+    /// configured maximum) and never end the loop.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let interval = Duration::from_secs(self.config.heartbeat.interval_secs);
         let max_backoff = Duration::from_secs(self.config.heartbeat.max_backoff_secs);
         let mut registered = false;
         let mut failures = 0u32;
+        let mut keys_checked: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let result = if registered {
-                self.heartbeat_once().await.map(|_| ())
-            } else {
-                match self.register().await {
-                    Ok(_) => {
-                        registered = true;
-                        tracing::info!(node_id = %self.node_id, "registered");
-                        self.heartbeat_once().await.map(|_| ())
-                    }
-                    Err(e) => Err(e),
+            let result = async {
+                if !registered {
+                    self.register().await?;
+                    registered = true;
+                    tracing::info!(node_id = %self.node_id, "registered");
                 }
-            };
+                let keys_due =
+                    keys_checked.is_none_or(|t| t.elapsed() >= crate::epoch::KEY_CHECK_INTERVAL);
+                if keys_due {
+                    match self.maintain_working_key().await {
+                        Ok(true) => self.lease_changed(),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(
+                            "working key: {e}; routine writes go through the identity meanwhile"
+                        ),
+                    }
+                    keys_checked = Some(Instant::now());
+                }
+                let status = self.sample_status();
+                if self.lease_due(status) {
+                    self.heartbeat_once().await?;
+                }
+                Ok::<(), ConductorError>(())
+            }
+            .await;
             let wait = match result {
                 Ok(()) => {
                     failures = 0;
@@ -581,7 +748,7 @@ impl NodeAgent {
                     self.metrics.heartbeat_failures.inc();
                     let wait = backoff(failures, max_backoff);
                     failures = failures.saturating_add(1);
-                    tracing::warn!("heartbeat failed ({e}); retrying in {wait:?}");
+                    tracing::warn!("lease renewal failed ({e}); retrying in {wait:?}");
                     wait
                 }
             };
@@ -638,9 +805,9 @@ impl NodeAgent {
     /// This node as the DHT sees it.
     pub async fn status(&self) -> Result<StatusReport, ConductorError> {
         let mine: Option<RegisteredNode> = self.call("get_my_node", ()).await?;
-        let health: NodeHealthSummary = self.call("get_node_health", self.node_id.clone()).await?;
+        let health: NodeHealthSummary = self.read("get_node_health", self.node_id.clone()).await?;
         let region_nodes: Vec<NodeRegistration> = self
-            .call("get_nodes_by_region", self.config.node.region.clone())
+            .read("get_nodes_by_region", self.config.node.region.clone())
             .await?;
         let custodians: Vec<RankedCustodian> = self
             .read(
@@ -662,6 +829,7 @@ impl NodeAgent {
                 .into_iter()
                 .map(|c| c.registration.node_id)
                 .collect(),
+            working_agent: self.working_agent().await.map(|a| a.to_string()),
         })
     }
 }

@@ -75,18 +75,63 @@ pub struct Config {
     pub http: HttpSection,
     /// Failure detection, repair and reconciliation.
     pub custody: CustodySection,
-    /// Peer health attestation and regional votes.
+    /// Monitoring peers, Byzantine scans and regional votes.
     pub peers: PeersSection,
+    /// The node's working keys (see `registry_core::delegation`).
+    pub keys: KeysSection,
+    /// Shefa service summaries.
+    pub rewards: RewardsSection,
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysSection {
+    /// Seconds a working agent serves before a fresh one replaces it.
+    pub epoch_secs: u64,
+    /// Records on a working agent's chain after which it is replaced even
+    /// within its epoch.
+    pub max_working_records: u64,
+}
+
+impl Default for KeysSection {
+    /// A week, or 2,000 records (`registry_core::delegation`).
+    fn default() -> Self {
+        KeysSection {
+            epoch_secs: registry_core::delegation::DEFAULT_EPOCH_SECS as u64,
+            max_working_records: registry_core::delegation::DEFAULT_MAX_WORKING_RECORDS,
+        }
+    }
+}
+
+/// `[rewards]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardsSection {
+    /// Seconds between service summaries: what this node served each
+    /// receiver is recorded once per period, not once per request.
+    pub summary_interval_secs: u64,
+}
+
+impl Default for RewardsSection {
+    fn default() -> Self {
+        RewardsSection {
+            summary_interval_secs: 3600,
+        }
+    }
 }
 
 /// `[peers]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PeersSection {
-    /// Seconds between attestation rounds.
-    pub attest_interval_secs: u64,
-    /// Peers probed per round (rotating through the region).
-    pub attest_peers: u32,
+    /// Monitors this node beats to (see `registry_core::monitor`).
+    pub monitors: u32,
+    /// Seconds between reads of who is present, to pick the monitors.
+    pub membership_refresh_secs: u64,
+    /// Seconds between reads of the region's suspicions, to answer one
+    /// about a node this node hears fine.
+    pub suspicion_scan_secs: u64,
     /// Seconds between scans for lying attesters and failing nodes.
     pub byzantine_scan_interval_secs: u64,
     /// Seconds between checks for proposals to vote on.
@@ -94,13 +139,12 @@ pub struct PeersSection {
 }
 
 impl Default for PeersSection {
-    /// Four peers a minute: in a region of five or more nodes every node is
-    /// probed by more than three peers every five minutes (the plan's bar),
-    /// well inside the DNA's 30 attestations a minute.
+    /// Four monitors: two distinct reporters even with two of them down.
     fn default() -> Self {
         PeersSection {
-            attest_interval_secs: 60,
-            attest_peers: 4,
+            monitors: registry_core::monitor::DEFAULT_MONITORS as u32,
+            membership_refresh_secs: 60,
+            suspicion_scan_secs: 60,
             byzantine_scan_interval_secs: 300,
             vote_interval_secs: 10,
         }
@@ -190,10 +234,14 @@ pub struct CapacitySection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeartbeatSection {
-    /// Seconds between heartbeats.
+    /// Seconds between beats to this node's monitors (direct signals that
+    /// write nothing; the presence lease is renewed once per lease period).
     pub interval_secs: u64,
     /// Longest wait between retries when the conductor is unreachable.
     pub max_backoff_secs: u64,
+    /// How long the machine must stay loaded (or unloaded) before the node
+    /// publishes a new status: each change is a record.
+    pub status_dwell_secs: u64,
 }
 
 /// `[conductor]`
@@ -271,6 +319,7 @@ impl Default for HeartbeatSection {
         HeartbeatSection {
             interval_secs: 30,
             max_backoff_secs: 60,
+            status_dwell_secs: registry_core::status::DEFAULT_STATUS_DWELL_SECS as u64,
         }
     }
 }
@@ -398,10 +447,16 @@ impl Config {
                 ));
             }
         }
-        if !(5..=3600).contains(&self.heartbeat.interval_secs) {
+        if !(1..=3600).contains(&self.heartbeat.interval_secs) {
             return Err(invalid(
                 "heartbeat.interval_secs",
-                "must be 5 to 3600 seconds",
+                "must be 1 to 3600 seconds",
+            ));
+        }
+        if self.heartbeat.status_dwell_secs > 86_400 {
+            return Err(invalid(
+                "heartbeat.status_dwell_secs",
+                "must be 0 to 86400 seconds",
             ));
         }
         if self.heartbeat.max_backoff_secs == 0 {
@@ -434,16 +489,22 @@ impl Config {
             return Err(invalid("custody.grace_secs", "must be 0 to 604800 seconds"));
         }
         let p = &self.peers;
-        if !(5..=3600).contains(&p.attest_interval_secs) {
+        if !(2..=16).contains(&p.monitors) {
             return Err(invalid(
-                "peers.attest_interval_secs",
-                "must be 5 to 3600 seconds",
+                "peers.monitors",
+                "must be 2 to 16 (a failure needs two reporters)",
             ));
         }
-        if !(1..=30).contains(&p.attest_peers) {
+        if !(1..=86_400).contains(&p.membership_refresh_secs) {
             return Err(invalid(
-                "peers.attest_peers",
-                "must be 1 to 30 (the DNA allows 30 attestations a minute)",
+                "peers.membership_refresh_secs",
+                "must be 1 to 86400 seconds",
+            ));
+        }
+        if !(1..=86_400).contains(&p.suspicion_scan_secs) {
+            return Err(invalid(
+                "peers.suspicion_scan_secs",
+                "must be 1 to 86400 seconds",
             ));
         }
         if !(10..=86_400).contains(&p.byzantine_scan_interval_secs) {
@@ -456,6 +517,21 @@ impl Config {
             return Err(invalid(
                 "peers.vote_interval_secs",
                 "must be 1 to 3600 seconds",
+            ));
+        }
+        if !(60..=30 * 86_400).contains(&self.keys.epoch_secs) {
+            return Err(invalid(
+                "keys.epoch_secs",
+                "must be 60 to 2592000 seconds (30 days)",
+            ));
+        }
+        if self.keys.max_working_records < 100 {
+            return Err(invalid("keys.max_working_records", "must be at least 100"));
+        }
+        if !(1..=86_400).contains(&self.rewards.summary_interval_secs) {
+            return Err(invalid(
+                "rewards.summary_interval_secs",
+                "must be 1 to 86400 seconds",
             ));
         }
         if self.conductor.mode == ConductorMode::External && self.conductor.admin_addr.is_none() {
@@ -575,9 +651,13 @@ setup_complete = false
 # storage_gb = 500.0
 
 [heartbeat]
+# Beats to this node's monitors (signals: nothing is written).
 interval_secs = 30
 # Retries back off up to this long while the conductor is unreachable.
 max_backoff_secs = 60
+# A new status (degraded under load, online again) is published only once
+# the machine has stayed that way this long: each change is a record.
+status_dwell_secs = 900
 
 [conductor]
 # "embedded" runs a conductor in this process; "external" uses yours.
@@ -613,14 +693,28 @@ failure_window_secs = 60
 grace_secs = 120
 
 [peers]
-# Every round this node probes a few peers of its region and records what it
-# saw; the network weighs these attestations to judge health.
-attest_interval_secs = 60
-attest_peers = 4
+# This node beats to a few monitors chosen among its region's nodes, and
+# watches the nodes that beat to it; a monitor records a verdict only when
+# it changes. How many monitors, and how often to re-read who is present.
+monitors = 4
+membership_refresh_secs = 60
+# How often to read the region's suspicions, to answer one about a node
+# this node hears fine (evidence against liars).
+suspicion_scan_secs = 60
 # How often to look for attesters that contradict the consensus.
 byzantine_scan_interval_secs = 300
 # How often to look for regional custody proposals to vote on.
 vote_interval_secs = 10
+
+[keys]
+# Routine writes go through a working key replaced every epoch (or once its
+# chain holds this many records), so the node's calls never slow with age.
+epoch_secs = 604800
+max_working_records = 2000
+
+[rewards]
+# What this node served each receiver is recorded once per period.
+summary_interval_secs = 3600
 "#;
 
 #[cfg(test)]
@@ -674,8 +768,14 @@ mod tests {
             "capacity.bandwidth_mbps"
         );
         assert_eq!(
-            field_of("[heartbeat]\ninterval_secs = 1"),
+            field_of("[heartbeat]\ninterval_secs = 0"),
             "heartbeat.interval_secs"
+        );
+        assert_eq!(field_of("[peers]\nmonitors = 1"), "peers.monitors");
+        assert_eq!(field_of("[keys]\nepoch_secs = 10"), "keys.epoch_secs");
+        assert_eq!(
+            field_of("[rewards]\nsummary_interval_secs = 0"),
+            "rewards.summary_interval_secs"
         );
         assert_eq!(
             field_of("[conductor]\nmode = \"external\""),

@@ -250,6 +250,14 @@ pub fn content_id_for(owner: &holochain_types::prelude::AgentPubKey, content_has
     h.finalize().to_hex().to_string()
 }
 
+/// How long a push keeps trying a custodian it cannot reach at all.
+pub const UNREACHABLE_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long a publisher waits for a candidate custodian's `/ping`.
+const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+/// Candidates a publish asks for beyond the custodians it needs, to put a
+/// shard elsewhere when one does not answer.
+const SPARE_CANDIDATES: usize = 2;
+
 /// The custody engine of one node.
 pub struct Custody {
     /// The node agent (conductor access).
@@ -268,6 +276,8 @@ pub struct Custody {
     pub recovery_failures: Mutex<Vec<RegistrySignal>>,
     /// The person's recovery secret, from which content keys derive.
     pub secret: RecoverySecret,
+    /// What this node served and received, summarised once per period.
+    pub rewards: crate::rewards::Rewards,
 }
 
 impl Custody {
@@ -295,6 +305,7 @@ impl Custody {
             answered: Mutex::new(std::collections::HashMap::new()),
             recovery_failures: Mutex::new(Vec::new()),
             secret,
+            rewards: crate::rewards::Rewards::open(&data),
         })
     }
 
@@ -331,12 +342,14 @@ impl Custody {
         Ok(auth)
     }
 
-    /// Sends a shard file to a custodian, retrying (with backoff, for up to
-    /// three minutes) while the custodian cannot reach it or does not see the
-    /// assignment yet: assignments travel the DHT, shards travel HTTP, and
-    /// the shard may arrive first. A node that holds a DHT address reads it
-    /// only from its own store, so on a busy network the assignment can take
-    /// more than a minute to become visible there.
+    /// Sends a shard file to a custodian, retrying (with backoff) while the
+    /// custodian does not see the assignment yet, for up to three minutes:
+    /// assignments travel the DHT, shards travel HTTP, and the shard may
+    /// arrive first (a node that holds a DHT address reads it only from its
+    /// own store, so on a busy network that can take more than a minute). A
+    /// custodian that cannot be reached at all is given up on after
+    /// [`UNREACHABLE_GIVE_UP`]: it is most likely dead, and its monitors will
+    /// have it repaired.
     pub async fn deliver(
         &self,
         peer: &str,
@@ -345,7 +358,8 @@ impl Custody {
         assignment: &str,
         path: &Path,
     ) -> Result<(), CustodyError> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        let started = std::time::Instant::now();
+        let deadline = started + std::time::Duration::from_secs(180);
         let mut wait = std::time::Duration::from_millis(250);
         loop {
             match self
@@ -353,14 +367,32 @@ impl Custody {
                 .await
             {
                 Err(CustodyError::Transfer {
-                    retry_later: true, ..
-                }) if std::time::Instant::now() + wait < deadline => {
+                    retry_later: true,
+                    detail,
+                    ..
+                }) if std::time::Instant::now() + wait < deadline
+                    && !(detail.starts_with("unreachable")
+                        && started.elapsed() >= UNREACHABLE_GIVE_UP) =>
+                {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
                 other => return other,
             }
         }
+    }
+
+    /// Whether a custodian's sidecar answers at all, within a few seconds:
+    /// asked of every candidate before a publish places a shard on it.
+    async fn reachable(&self, endpoint: Option<&str>) -> bool {
+        let Some(ep) = endpoint else {
+            return false;
+        };
+        let url = format!("{}/ping", ep.trim_end_matches('/'));
+        matches!(
+            tokio::time::timeout(REACHABLE_WITHIN, self.http.get(url).send()).await,
+            Ok(Ok(r)) if r.status().is_success()
+        )
     }
 
     /// Sends a shard file to a custodian's sidecar, once.
@@ -446,11 +478,6 @@ impl Custody {
                 resp.text().await.unwrap_or_default()
             )));
         }
-        let service_event = resp
-            .headers()
-            .get(crate::transfer::H_SERVICE_EVENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
         let tmp = TempFile(self.temp_path("fetch"));
         let mut out = HashingFile {
             file: std::fs::File::create(&tmp.0)?,
@@ -468,80 +495,24 @@ impl Custody {
                 holder.shard_hash
             )));
         }
-        if let Some(event) = service_event {
-            self.acknowledge_later(event, holder.shard_hash.clone(), out.len);
-        }
+        // What arrived whole and hashed right is what this node will
+        // acknowledge when the holder's summary names it.
+        self.rewards
+            .received(&holder.node_id, &holder.shard_hash, out.len);
         Ok(tmp)
     }
 
-    /// Records a Shefa service event for a shard about to be served to
-    /// `receiver` (base64 agent key). Returns its action hash, or `None`
-    /// (logged) when it could not be recorded: serving never depends on it.
-    pub async fn record_service(&self, receiver: &str, held: &ShardRecord) -> Option<String> {
-        let receiver = holochain_types::prelude::AgentPubKey::try_from(receiver).ok()?;
-        if receiver == *self.agent.agent() || held.size == 0 {
-            return None;
-        }
-        let input = RecordServiceInput {
-            receiver,
-            shard_hash: held.shard_hash.clone(),
-            bytes: held.size,
-        };
-        match self
-            .agent
-            .call::<_, holochain_types::prelude::ActionHash>("record_service_event", input)
-            .await
-        {
-            Ok(h) => Some(h.to_string()),
-            Err(e) => {
-                tracing::warn!("could not record the service event: {e}");
-                None
-            }
-        }
-    }
-
-    /// Acknowledges a provider's service event in the background once the
-    /// event reaches this node (it was written moments ago on the provider),
-    /// retrying for up to two minutes. Only shards that arrived whole and
-    /// hashed right are acknowledged.
-    pub fn acknowledge_later(&self, event: String, shard_hash: String, bytes: u64) {
-        let Ok(event) = holochain_types::prelude::ActionHash::try_from(event.as_str()) else {
-            tracing::warn!("a peer sent a malformed service event hash: {event}");
+    /// Notes a shard about to be served to `receiver` (base64 agent key)
+    /// in the rewards ledger; the `rewards` worker records one summary per
+    /// receiver per period, so serving writes no record per request.
+    pub fn note_served(&self, receiver: &str, held: &ShardRecord) {
+        let Ok(receiver) = holochain_types::prelude::AgentPubKey::try_from(receiver) else {
             return;
         };
-        let agent = self.agent.clone();
-        tokio::spawn(async move {
-            let input = AcknowledgeServiceInput {
-                event,
-                shard_hash,
-                bytes,
-            };
-            let mut last = String::new();
-            for attempt in 0..60u32 {
-                match agent
-                    .call::<_, holochain_types::prelude::ActionHash>(
-                        "acknowledge_service",
-                        input.clone(),
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        agent.metrics.service_acks.inc();
-                        return;
-                    }
-                    Err(e) => last = e.to_string(),
-                }
-                tokio::time::sleep(crate::agent::backoff(
-                    attempt,
-                    std::time::Duration::from_secs(2),
-                ))
-                .await;
-            }
-            tracing::warn!(
-                "gave up acknowledging service event {}: {last}",
-                input.event
-            );
-        });
+        if receiver == *self.agent.agent() || held.size == 0 {
+            return;
+        }
+        self.rewards.served(&receiver, &held.shard_hash, held.size);
     }
 
     /// Publishes a file: hashes it, encodes it into `n` shards, chooses `n`
@@ -665,11 +636,36 @@ impl Custody {
                         exclude_nodes: exclude,
                         min_storage_bytes: Some(shard_size),
                         content_id: Some(content_id.clone()),
-                        limit: Some(missing as u32),
+                        limit: Some((missing + SPARE_CANDIDATES) as u32),
                         ..Default::default()
                     },
                 )
                 .await?;
+            // A candidate whose sidecar does not answer (dead since its
+            // lease, before its monitors' verdicts arrived) gives way to the
+            // next one; only if too few answer are silent ones used.
+            let answers = futures_util::future::join_all(
+                community
+                    .iter()
+                    .map(|c| self.reachable(c.registration.endpoint.as_deref())),
+            )
+            .await;
+            let (up, silent): (Vec<_>, Vec<_>) = community
+                .into_iter()
+                .zip(answers)
+                .partition(|(_, answered)| *answered);
+            for (c, _) in &silent {
+                tracing::info!(
+                    "candidate custodian {} does not answer; placing elsewhere",
+                    c.registration.node_id
+                );
+            }
+            let community: Vec<RankedCustodian> = up
+                .into_iter()
+                .chain(silent)
+                .map(|(c, _)| c)
+                .take(missing)
+                .collect();
             chosen.extend(community.into_iter().map(|c| Slot {
                 node_id: c.registration.node_id,
                 registration: c.registration_hash,
@@ -1084,7 +1080,7 @@ impl Custody {
         // custodian selection reads) stops counting it.
         match self
             .agent
-            .call::<_, u32>("retire_outranked", self.agent.node_id.clone())
+            .write::<_, u32>("retire_outranked", self.agent.node_id.clone())
             .await
         {
             Ok(0) => {}
@@ -1139,7 +1135,7 @@ impl Custody {
         &self,
         policy: DetectionInput,
     ) -> Result<Vec<RecoveryReport>, CustodyError> {
-        let down: Vec<NodeLiveness> = self.agent.call("detect_failed_nodes", Some(policy)).await?;
+        let down: Vec<NodeLiveness> = self.agent.read("detect_failed_nodes", Some(policy)).await?;
         let mut out = Vec::new();
         for node in down {
             if !matches!(
@@ -1156,7 +1152,7 @@ impl Custody {
             // in every later detection round.
             let held: Vec<AssignmentRecord> = self
                 .agent
-                .call("get_assignment_records_for_node", node.node_id.clone())
+                .read("get_assignment_records_for_node", node.node_id.clone())
                 .await?;
             if held.is_empty() {
                 continue;
@@ -1182,7 +1178,7 @@ impl Custody {
             }
             match self
                 .agent
-                .call::<_, NodeProbe>("probe_node", node.node_id.clone())
+                .read::<_, NodeProbe>("probe_node", node.node_id.clone())
                 .await
             {
                 Ok(p) if p.answered => {

@@ -1,9 +1,10 @@
-//! The running node: HTTP server, heartbeats, DNA signals, failure
-//! detection and reconciliation, as one unit the binary and tests start.
+//! The running node: HTTP server and every background worker, started in
+//! one place ([`Daemon::start`]), as one unit the binary and tests start.
 
 use crate::agent::NodeAgent;
 use crate::custody::{Custody, CustodyError};
 use crate::http::{router, AppState};
+use crate::liveness::Liveness;
 use crate::recovery::Recovery;
 use node_registry_integrity::{DetectionInput, RegistrySignal, SuspiciousNode};
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ pub struct Daemon {
     pub custody: Arc<Custody>,
     /// The recovery engine.
     pub recovery: Arc<Recovery>,
+    /// Beats and the monitor.
+    pub liveness: Arc<Liveness>,
     /// Where the HTTP server listens.
     pub http_addr: SocketAddr,
     /// The local API token.
@@ -53,12 +56,17 @@ pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
+/// Runs `f` every `period` (the first time after one period) until
+/// shutdown, as a named worker: its log lines carry the node's span and the
+/// worker's name.
 fn every(
+    name: &'static str,
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
     span: &tracing::Span,
     mut f: impl FnMut() -> futures_util::future::BoxFuture<'static, ()> + Send + 'static,
 ) -> JoinHandle<()> {
+    let span = tracing::info_span!(parent: span, "worker", name);
     tokio::spawn(
         async move {
             loop {
@@ -69,12 +77,25 @@ fn every(
                 f().await;
             }
         }
-        .instrument(span.clone()),
+        .instrument(span),
     )
 }
 
 impl Daemon {
-    /// Starts serving on `listener` and runs every loop of the node.
+    /// Starts serving on `listener` and runs every worker of the node:
+    ///
+    /// | worker | every | writes |
+    /// | --- | --- | --- |
+    /// | `lease` (registration, working key, presence lease) | `heartbeat.interval_secs` | a lease per lease period or status change |
+    /// | `beat` (to this node's monitors) | `heartbeat.interval_secs` | nothing |
+    /// | `membership` (who this node's monitors are) | `peers.membership_refresh_secs` | nothing |
+    /// | `monitor` (probe silent nodes, record verdicts) | 1 s | a verdict when one changes |
+    /// | `suspicions` (answer suspicions of nodes heard fine) | `peers.suspicion_scan_secs` | a verdict now and then |
+    /// | `detect` (declare failed nodes, repair) | `custody.detect_interval_secs` | repairs |
+    /// | `reconcile` (hold every assigned shard) | `custody.reconcile_interval_secs` | retirement marks |
+    /// | `byzantine` (penalise liars) | `peers.byzantine_scan_interval_secs` | penalties |
+    /// | `votes` (regional proposals) | `peers.vote_interval_secs` | votes |
+    /// | `rewards` (service summaries, acknowledgements) | `rewards.summary_interval_secs` | one event per receiver |
     pub async fn start(
         agent: NodeAgent,
         listener: tokio::net::TcpListener,
@@ -95,6 +116,7 @@ impl Daemon {
             Recovery::open(custody.clone())
                 .map_err(|e| CustodyError::Io(std::io::Error::other(e.to_string())))?,
         );
+        let liveness = Arc::new(Liveness::new(agent.clone()));
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -122,41 +144,96 @@ impl Daemon {
         {
             let agent = agent.clone();
             let rx = rx.clone();
-            tasks.push(tokio::spawn(
-                async move { agent.run(rx).await }.instrument(span.clone()),
-            ));
+            tasks.push(tokio::spawn(async move { agent.run(rx).await }.instrument(
+                tracing::info_span!(parent: &span, "worker", name = "lease"),
+            )));
         }
 
-        // DNA signals (ReplicateContent, DisasterRecoveryFailed).
-        let (sig_tx, mut sig_rx) = tokio::sync::mpsc::unbounded_channel::<RegistrySignal>();
-        if let Ok(conn) = agent.connection().await {
-            conn.app
-                .on_signal(move |signal| {
-                    if let holochain_types::signal::Signal::App { signal, .. } = signal {
-                        if let Ok(s) = signal.into_inner().decode::<RegistrySignal>() {
-                            let _ = sig_tx.send(s);
-                        }
-                    }
-                })
-                .await;
-        }
+        // Signals from the identity's websocket: beats for the monitor, the
+        // DNA's signals (ReplicateContent, DisasterRecoveryFailed) for
+        // custody.
         {
+            let mut signals = agent.signals();
             let custody = custody.clone();
+            let liveness = liveness.clone();
             let mut rx = rx.clone();
             tasks.push(tokio::spawn(
                 async move {
                     loop {
-                        tokio::select! {
-                            s = sig_rx.recv() => match s {
-                                Some(s) => custody.on_signal(s).await,
-                                None => return,
-                            },
-                            _ = async { rx.wait_for(|s| *s).await.map(|_| ()) } => return,
+                        let signal = tokio::select! {
+                            s = signals.recv() => s,
+                            _ = rx.wait_for(|s| *s) => return,
+                        };
+                        let signal = match signal {
+                            Ok(s) => s,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!("{n} signals dropped: this node fell behind");
+                                continue;
+                            }
+                            Err(_) => return,
+                        };
+                        liveness.on_signal(&signal);
+                        if let holochain_types::signal::Signal::App { signal, .. } = signal {
+                            if let Ok(s) = signal.into_inner().decode::<RegistrySignal>() {
+                                if !matches!(s, RegistrySignal::Beat { .. }) {
+                                    custody.on_signal(s).await;
+                                }
+                            }
                         }
                     }
                 }
-                .instrument(span.clone()),
+                .instrument(tracing::info_span!(parent: &span, "worker", name = "signals")),
             ));
+        }
+
+        let beat_every = Duration::from_secs(agent.config().heartbeat.interval_secs);
+        {
+            let liveness = liveness.clone();
+            tasks.push(every("beat", beat_every, rx.clone(), &span, move || {
+                let liveness = liveness.clone();
+                Box::pin(async move {
+                    if let Err(e) = liveness.beat().await {
+                        tracing::debug!("beat: {e}");
+                    }
+                })
+            }));
+        }
+        {
+            let liveness = liveness.clone();
+            let period = Duration::from_secs(agent.config().peers.membership_refresh_secs);
+            tasks.push(every("membership", period, rx.clone(), &span, move || {
+                let liveness = liveness.clone();
+                Box::pin(async move {
+                    if let Err(e) = liveness.refresh_monitors().await {
+                        tracing::debug!("membership: {e}");
+                    }
+                })
+            }));
+        }
+        {
+            let liveness = liveness.clone();
+            tasks.push(every(
+                "monitor",
+                Duration::from_secs(1),
+                rx.clone(),
+                &span,
+                move || {
+                    liveness.tick();
+                    Box::pin(async {})
+                },
+            ));
+        }
+        {
+            let liveness = liveness.clone();
+            let period = Duration::from_secs(agent.config().peers.suspicion_scan_secs);
+            tasks.push(every("suspicions", period, rx.clone(), &span, move || {
+                let liveness = liveness.clone();
+                Box::pin(async move {
+                    if let Err(e) = liveness.scan_suspicions().await {
+                        tracing::debug!("suspicion scan: {e}");
+                    }
+                })
+            }));
         }
 
         let cfg = agent.config().custody.clone();
@@ -167,6 +244,7 @@ impl Daemon {
         {
             let custody = custody.clone();
             tasks.push(every(
+                "detect",
                 Duration::from_secs(cfg.detect_interval_secs),
                 rx.clone(),
                 &span,
@@ -183,6 +261,7 @@ impl Daemon {
         {
             let custody = custody.clone();
             tasks.push(every(
+                "reconcile",
                 Duration::from_secs(cfg.reconcile_interval_secs),
                 rx.clone(),
                 &span,
@@ -203,26 +282,8 @@ impl Daemon {
         let peers_cfg = agent.config().peers.clone();
         {
             let agent = agent.clone();
-            let round = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             tasks.push(every(
-                Duration::from_secs(peers_cfg.attest_interval_secs),
-                rx.clone(),
-                &span,
-                move || {
-                    let agent = agent.clone();
-                    let r = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let count = peers_cfg.attest_peers as usize;
-                    Box::pin(async move {
-                        if let Err(e) = crate::peers::attest_round(&agent, r, count).await {
-                            tracing::debug!("attestation round: {e}");
-                        }
-                    })
-                },
-            ));
-        }
-        {
-            let agent = agent.clone();
-            tasks.push(every(
+                "byzantine",
                 Duration::from_secs(peers_cfg.byzantine_scan_interval_secs),
                 rx.clone(),
                 &span,
@@ -230,7 +291,7 @@ impl Daemon {
                     let agent = agent.clone();
                     Box::pin(async move {
                         match agent
-                            .call::<_, Vec<SuspiciousNode>>("detect_byzantine_attackers", ())
+                            .write::<_, Vec<SuspiciousNode>>("detect_byzantine_attackers", ())
                             .await
                         {
                             Ok(found) if !found.is_empty() => {
@@ -246,6 +307,7 @@ impl Daemon {
         {
             let agent = agent.clone();
             tasks.push(every(
+                "votes",
                 Duration::from_secs(peers_cfg.vote_interval_secs),
                 rx.clone(),
                 &span,
@@ -259,20 +321,27 @@ impl Daemon {
                 },
             ));
         }
+        {
+            let custody = custody.clone();
+            let period = Duration::from_secs(agent.config().rewards.summary_interval_secs);
+            tasks.push(every("rewards", period, rx.clone(), &span, move || {
+                let custody = custody.clone();
+                Box::pin(async move {
+                    custody.rewards.flush(&custody.agent).await;
+                    custody.rewards.acknowledge(&custody.agent).await;
+                })
+            }));
+        }
         Ok(Daemon {
             agent,
             custody,
             recovery,
+            liveness,
             http_addr,
             api_token,
             shutdown,
             tasks,
         })
-    }
-
-    /// A handle that stops the daemon when set to true.
-    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
-        self.shutdown.clone()
     }
 
     /// Waits until something (e.g. `/api/leave`) asks the daemon to stop.

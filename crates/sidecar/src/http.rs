@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/ping", get(ping))
         .route("/shards/{hash}", put(put_shard).get(get_shard))
         .merge(api)
         .merge(crate::ui::routes())
@@ -135,6 +136,12 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
         );
     }
     next.run(req).await
+}
+
+/// What a publisher asks before it places a shard here: is this sidecar up.
+/// Says nothing else.
+async fn ping() -> &'static str {
+    "elohim-sidecar"
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -270,9 +277,9 @@ async fn get_shard(
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
-    // A Shefa service event for the receiver to acknowledge once it has
-    // verified the bytes; serving never waits on rewards working.
-    let event = s.custody.record_service(&auth.agent, &held).await;
+    // Summed into the receiver's service summary (one record per receiver
+    // per period, never one per request); serving never waits on rewards.
+    s.custody.note_served(&auth.agent, &held);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     let store = s.custody.store.clone();
     tokio::task::spawn_blocking(move || {
@@ -304,12 +311,7 @@ async fn get_shard(
             }
         }
     });
-    let mut resp = Body::from_stream(tokio_stream_from(rx)).into_response();
-    if let Some(v) = event.and_then(|e| axum::http::HeaderValue::from_str(&e).ok()) {
-        resp.headers_mut()
-            .insert(crate::transfer::H_SERVICE_EVENT, v);
-    }
-    resp
+    Body::from_stream(tokio_stream_from(rx)).into_response()
 }
 
 fn tokio_stream_from<T: Send + 'static>(

@@ -560,18 +560,24 @@ fn print_status(r: &StatusReport) {
     }
     match &r.health.latest_heartbeat {
         Some(h) => println!(
-            "  last heartbeat: {} ({}, load {:.2})",
+            "  presence lease: renewed {} ({}, load {:.2})",
             h.timestamp, h.status, h.current_load
         ),
-        None => println!("  last heartbeat: none seen"),
+        None => println!("  presence lease: none seen"),
     }
-    println!("  health: {:?}", r.health.liveness);
     println!(
-        "  attestations (5 min): {} from {} nodes, {} ok",
+        "  health: {:?}, suspected by {} monitors",
+        r.health.liveness, r.health.suspected_by
+    );
+    println!(
+        "  monitors' verdicts: {} from {} nodes, {} alive",
         r.health.attestations.total,
         r.health.attestations.distinct_attesters,
         r.health.attestations.successes
     );
+    if let Some(w) = &r.working_agent {
+        println!("  working key: {w}");
+    }
     println!("  nodes in region: {}", r.region_nodes.join(", "));
     println!(
         "  could take custody now: {}",

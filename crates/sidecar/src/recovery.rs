@@ -23,7 +23,7 @@ use crate::custody::{Custody, CustodyError, Progress};
 use crate::secret::RecoverySecret;
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
 use node_registry_integrity::{AssignmentRecord, FamilyCustodian, RecoveryStatus, RegisteredNode};
-use registry_core::heartbeat::{judge_liveness, Liveness, LivenessPolicy};
+use registry_core::heartbeat::{Liveness, LivenessPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -254,16 +254,16 @@ pub fn items_of(records: &[AssignmentRecord]) -> Vec<RecoveryItem> {
         .collect()
 }
 
-/// Whether the lost node counts as gone: silent past the failure window
-/// and the grace period this node uses for failure detection.
-pub fn judge_lost(
-    last_heartbeat_micros: Option<i64>,
-    now_micros: i64,
-    policy: LivenessPolicy,
-) -> Result<(), String> {
-    match judge_liveness(last_heartbeat_micros, now_micros, policy) {
+/// Whether the lost node counts as gone, given how the DHT judges it under
+/// the failure window and grace period this node detects failures with
+/// (`detect_failed_nodes`): only a failed node may be recovered from.
+pub fn judge_lost(liveness: Liveness, policy: LivenessPolicy) -> Result<(), String> {
+    match liveness {
         Liveness::Failed { .. } => Ok(()),
-        Liveness::Alive { silent_secs } => Err(format!("last heartbeat {silent_secs} s ago")),
+        Liveness::Alive { .. } => Err(
+            "its monitors still hear it (or it renewed its presence lease since they stopped)"
+                .into(),
+        ),
         Liveness::Suspected { silent_secs } => Err(format!(
             "silent for {silent_secs} s, still within the {} s grace period",
             policy.grace_secs
@@ -363,22 +363,30 @@ impl Recovery {
         let agent = &self.custody.agent;
         let node: Option<RegisteredNode> = agent.call("get_node_of_agent", lost.clone()).await?;
         if let Some(n) = &node {
-            let health: node_registry_integrity::NodeHealthSummary = agent
-                .call("get_node_health", n.registration.node_id.clone())
-                .await?;
             let cfg = &agent.config().custody;
             let policy = LivenessPolicy {
                 failure_window_secs: cfg.failure_window_secs,
                 grace_secs: cfg.grace_secs,
             };
-            let last = health.latest_heartbeat.map(|h| h.timestamp.as_micros());
-            if health.registered {
-                if let Err(detail) = judge_lost(last, Timestamp::now().as_micros(), policy) {
-                    return Err(RecoveryError::NodeOnline {
-                        agent: lost_agent.to_string(),
-                        detail,
-                    });
-                }
+            let down: Vec<node_registry_integrity::NodeLiveness> = agent
+                .read(
+                    "detect_failed_nodes",
+                    Some(node_registry_integrity::DetectionInput {
+                        failure_window_secs: Some(policy.failure_window_secs),
+                        grace_secs: Some(policy.grace_secs),
+                    }),
+                )
+                .await?;
+            let liveness = down
+                .into_iter()
+                .find(|d| d.node_id == n.registration.node_id)
+                .map(|d| d.liveness)
+                .unwrap_or(Liveness::Alive { silent_secs: 0 });
+            if let Err(detail) = judge_lost(liveness, policy) {
+                return Err(RecoveryError::NodeOnline {
+                    agent: lost_agent.to_string(),
+                    detail,
+                });
             }
         }
         // One open session per lost agent: asking again returns it.
@@ -674,21 +682,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lost_only_after_window_and_grace() {
+    fn lost_only_once_failed() {
         let policy = LivenessPolicy {
             failure_window_secs: 60,
             grace_secs: 120,
         };
-        let now = 1_000_000 * 1_000_000;
-        let ago = |s: i64| Some(now - s * 1_000_000);
-        assert!(judge_lost(ago(10), now, policy)
+        assert!(judge_lost(Liveness::Alive { silent_secs: 0 }, policy)
             .unwrap_err()
-            .contains("10 s ago"));
-        assert!(judge_lost(ago(100), now, policy)
+            .contains("still hear it"));
+        assert!(judge_lost(Liveness::Suspected { silent_secs: 100 }, policy)
             .unwrap_err()
-            .contains("grace"));
-        assert!(judge_lost(ago(200), now, policy).is_ok());
-        assert!(judge_lost(None, now, policy).is_ok());
+            .contains("120 s grace"));
+        assert!(judge_lost(
+            Liveness::Failed {
+                silent_secs: Some(200)
+            },
+            policy
+        )
+        .is_ok());
+        assert!(judge_lost(Liveness::Failed { silent_secs: None }, policy).is_ok());
     }
 
     #[test]

@@ -24,9 +24,6 @@ pub const H_SIGNATURE: &str = "x-elohim-signature";
 /// Header: a verified recovery request that lets a person's new node fetch
 /// the lost node's shards.
 pub const H_RECOVERY: &str = "x-elohim-recovery";
-/// Response header of a served shard: the action hash of the Shefa service
-/// event the serving custodian recorded, for the receiver to acknowledge.
-pub const H_SERVICE_EVENT: &str = "x-elohim-service-event";
 /// Most a request's time may differ from the receiver's clock (replay window).
 pub const MAX_REQUEST_SKEW_SECS: i64 = 300;
 

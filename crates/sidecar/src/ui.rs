@@ -726,11 +726,14 @@ async fn earnings_page(State(s): State<AppState>) -> Response {
                 } @else {
                     table {
                         caption.hint { "Newest first" }
-                        thead { tr { th scope="col" { "Shard" } th scope="col" { "Size" } th scope="col" { "Tier" } th scope="col" { "Points" } th scope="col" { "Status" } } }
+                        thead { tr { th scope="col" { "Shards" } th scope="col" { "Size" } th scope="col" { "Tier" } th scope="col" { "Points" } th scope="col" { "Status" } } }
                         tbody {
                             @for v in &e.recent {
                                 tr {
-                                    td { code { (v.event.shard_hash.get(..12).unwrap_or("")) "…" } }
+                                    td {
+                                        code { (v.event.shard_hashes.first().and_then(|h| h.get(..12)).unwrap_or("")) "…" }
+                                        @if v.event.shard_hashes.len() > 1 { " and " (v.event.shard_hashes.len() - 1) " more" }
+                                    }
                                     td { (human_bytes(v.event.bytes)) }
                                     td { (v.event.steward_tier) }
                                     td { (format_points(v.event.points_milli)) }

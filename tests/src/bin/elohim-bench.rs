@@ -864,7 +864,7 @@ async fn run_worker(args: &[String]) {
         .with_writer(std::io::stderr)
         .try_init();
     let dna = packed_dna_with(RegistryProperties {
-        failure_window_secs: number(window) as u32,
+        presence_lease_secs: number(window) as u32,
         ..Default::default()
     })
     .await;
@@ -945,7 +945,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     let net = Network::start_with_config(
         a.conductors,
         RegistryProperties {
-            failure_window_secs: a.window_secs,
+            presence_lease_secs: a.window_secs,
             ..Default::default()
         },
         // Sweettest's conductors start a gossip round every second, the
@@ -1067,12 +1067,9 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     report.registration = Some(latency(reg));
 
     // Heartbeat cost: the calls above, and the observer's chain growth over
-    // three more beats (in one presence bucket: no presence link), plus the
-    // size of the presence links it wrote (one per failure window).
-    // One beat first: the observer's previous beat may be older than the
-    // heartbeat lookup reaches (it beat once, before the registry grew), and
-    // a beat after such a silence is a node coming back, which also
-    // rewrites its status index. A running node beats every 30 s.
+    // three more beats (in one lease bucket: a beat writes nothing), plus
+    // the size of the lease links it wrote (one per lease period). One beat
+    // first: the observer's lease may have expired while the registry grew.
     let id0 = net.peers[0].node_id("n0");
     let _: ActionHash = net.call(0, "heartbeat", heartbeat(&id0, "online")).await;
     let before = chain_records(&net, 0).await;
@@ -1089,10 +1086,8 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     let presence_bytes =
         presence.iter().map(|r| r.1).sum::<usize>() as f64 / presence.len().max(1) as f64;
     let day = 86_400 / 30;
-    // Four presence links (its region's and the all-regions index, each
-    // whole and in the node's shard) per default failure window.
-    let presence_per_day =
-        4.0 * 86_400.0 / registry_core::heartbeat::DEFAULT_FAILURE_WINDOW_SECS as f64;
+    // One lease link per default lease period.
+    let presence_per_day = 86_400.0 / registry_core::presence::DEFAULT_PRESENCE_LEASE_SECS as f64;
     let records = per(&|_| 1);
     let bytes = per(&|r| r.1);
     let ops = per(&|r| r.2);
@@ -1264,7 +1259,7 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
     let mut net = Network::start_with_config(
         1,
         RegistryProperties {
-            failure_window_secs: a.window_secs,
+            presence_lease_secs: a.window_secs,
             ..Default::default()
         },
         polling_bootstrap(BOOTSTRAP_POLL_MS),

@@ -35,11 +35,20 @@ pub fn delegate_working_key(input: DelegateInput) -> ExternResult<ActionHash> {
 /// for no node.
 #[hdk_extern]
 pub fn whoami(_: ()) -> ExternResult<Option<ActingAs>> {
+    let chain_len = agent_info()?.chain_head.1 + 1;
     Ok(acting_as()?.map(|a| ActingAs {
         node_id: a.node.registration.node_id.clone(),
         identity: a.node.registration.agent_pub_key.clone(),
         registration: a.node.action_hash.clone(),
         delegation: a.delegation,
         valid_until: a.valid_until,
+        chain_len,
     }))
+}
+
+/// The network's parameters (the DNA's properties), for clients that time
+/// their writes by them (lease and verdict periods).
+#[hdk_extern]
+pub fn get_registry_properties(_: ()) -> ExternResult<RegistryProperties> {
+    registry_properties()
 }

@@ -512,3 +512,32 @@ pub fn get_node_health(node_id: String) -> ExternResult<NodeHealthSummary> {
         node_id,
     })
 }
+
+/// The suspicions and retractions of the current and previous lease bucket
+/// about the nodes of `region` (every region when `None`): what a monitor
+/// reads to answer a suspicion of a node it hears fine.
+#[hdk_extern]
+pub fn get_suspicions(region: Option<String>) -> ExternResult<Vec<SuspicionView>> {
+    let regions: Vec<String> = region.into_iter().collect();
+    for r in &regions {
+        registry_core::region::parse_region(r).map_err(|e| crate::guest(e.to_string()))?;
+    }
+    let now = sys_time()?;
+    let properties = registry_properties()?;
+    let mut out = Vec::new();
+    for link in links_on_many(suspicion_queries(&regions, now, &properties)?)?
+        .into_iter()
+        .flatten()
+    {
+        let Ok(s) = SuspicionSummary::from_tag(&link.tag) else {
+            continue;
+        };
+        out.push(SuspicionView {
+            subject: s.attestation.subject_node_id,
+            attester: s.attestation.attester_node_id,
+            suspected: !s.attestation.success,
+            recorded_at: link.timestamp,
+        });
+    }
+    Ok(out)
+}

@@ -151,3 +151,31 @@ pub fn get_node_earnings(node_id: String) -> ExternResult<NodeEarnings> {
     }
     Ok(out)
 }
+
+/// The service events naming `receiver` that no acknowledgement answers
+/// yet: what a receiver's sidecar checks against what it received.
+#[hdk_extern]
+pub fn get_pending_service_events(receiver: AgentPubKey) -> ExternResult<Vec<ServiceEventView>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for l in links_on(receiver.clone(), LinkTypes::ReceiverToServiceEvent)? {
+        let Some(hash) = l.target.into_action_hash() else {
+            continue;
+        };
+        if !seen.insert(hash.clone()) {
+            continue;
+        }
+        let Some(event) = event_at(&hash)? else {
+            continue;
+        };
+        if event.receiver != receiver || !acks_of(&hash)?.is_empty() {
+            continue;
+        }
+        out.push(ServiceEventView {
+            event_hash: hash,
+            event,
+            acknowledged: false,
+        });
+    }
+    Ok(out)
+}

@@ -573,6 +573,9 @@ pub struct ActingAs {
     pub delegation: Option<ActionHash>,
     /// Until when that delegation lets it write.
     pub valid_until: Option<Timestamp>,
+    /// Records on the caller's own source chain (what each of its calls
+    /// reads first).
+    pub chain_len: u32,
 }
 
 /// A liveness beat: what a node sends its monitors every interval, by a

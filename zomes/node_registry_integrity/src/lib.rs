@@ -117,7 +117,57 @@ pub enum LinkTypes {
     RegionToSuspicion,
 }
 
-/// The single validation callback; see `validation.rs`.
+/// What kind of record, for the write budget (see `registry_core::budget`),
+/// an entry of this type is.
+pub fn record_kind_of_entry(t: UnitEntryTypes) -> registry_core::budget::RecordKind {
+    use registry_core::budget::RecordKind as K;
+    match t {
+        UnitEntryTypes::NodeRegistration => K::Registration,
+        UnitEntryTypes::WorkingKeyDelegation => K::Delegation,
+        UnitEntryTypes::HealthAttestation => K::Verdict,
+        UnitEntryTypes::CustodianAssignment => K::Custody,
+        UnitEntryTypes::AssignmentProposal
+        | UnitEntryTypes::CustodianVote
+        | UnitEntryTypes::ReputationPenalty => K::Governance,
+        UnitEntryTypes::ServiceEvent | UnitEntryTypes::ServiceAcknowledgement => K::Rewards,
+        UnitEntryTypes::Relationship
+        | UnitEntryTypes::RelationshipConsent
+        | UnitEntryTypes::RecoveryRequest
+        | UnitEntryTypes::RecoveryApproval => K::Family,
+    }
+}
+
+/// What kind of record, for the write budget, a link of this type is.
+pub fn record_kind_of_link(t: LinkTypes) -> registry_core::budget::RecordKind {
+    use registry_core::budget::RecordKind as K;
+    match t {
+        LinkTypes::RegionIndex
+        | LinkTypes::TierIndex
+        | LinkTypes::NodeIdIndex
+        | LinkTypes::AgentToNode => K::Registration,
+        LinkTypes::AgentToDelegation => K::Delegation,
+        LinkTypes::PresenceIndex => K::PresenceLease,
+        LinkTypes::NodeToAttestation => K::Verdict,
+        LinkTypes::RegionToSuspicion => K::SuspicionIndex,
+        LinkTypes::ContentToAssignment
+        | LinkTypes::NodeToAssignment
+        | LinkTypes::OwnerToAssignment
+        | LinkTypes::NodeToRetiredAssignment
+        | LinkTypes::NodeToRecentAssignment => K::Custody,
+        LinkTypes::RegionToProposal | LinkTypes::ProposalToVote | LinkTypes::NodeToPenalty => {
+            K::Governance
+        }
+        LinkTypes::ProviderToServiceEvent
+        | LinkTypes::ReceiverToServiceEvent
+        | LinkTypes::ServiceEventToAck => K::Rewards,
+        LinkTypes::AgentToRelationship
+        | LinkTypes::RelationshipToConsent
+        | LinkTypes::LostAgentToRecovery
+        | LinkTypes::RecoveryToApproval => K::Family,
+    }
+}
+
+/// The single validation callback; see `validation/`.
 #[hdk_extern]
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     validation::validate_op(op)
