@@ -86,9 +86,9 @@ impl RecordKind {
 }
 
 /// Records one agent's setup writes: its three genesis records, the two
-/// capability grants its init commits (remote calls and direct signals)
-/// and the init-complete marker.
-pub const AGENT_SETUP_RECORDS: f64 = 6.0;
+/// capability grants its init commits (remote calls and direct signals),
+/// the init-complete marker, and the grant of the sidecar's signing key.
+pub const AGENT_SETUP_RECORDS: f64 = 7.0;
 /// Records a registration writes: the entry and its four directory links.
 pub const REGISTRATION_RECORDS: f64 = 5.0;
 /// Records a delegation writes: the entry and the link from the working key.

@@ -413,6 +413,11 @@ impl NodeAgent {
         self.signals.subscribe()
     }
 
+    /// Where an app connection of this node forwards its signals.
+    pub(crate) fn signal_sink(&self) -> broadcast::Sender<Signal> {
+        self.signals.clone()
+    }
+
     /// The participation settings in force now.
     pub fn participation(&self) -> ParticipationSection {
         self.participation.lock().unwrap().clone()

@@ -137,9 +137,14 @@ impl NodeAgent {
         let data_dir = &self.config().conductor.data_dir;
         let r = load_record(data_dir)?;
         let delegation = ActionHash::try_from(r.delegation.as_str()).ok()?;
-        let link = AppLink::open(self.admin_addr, &self.happ, &r.app_id, None)
-            .await
-            .ok()?;
+        let link = AppLink::open(
+            self.admin_addr,
+            &self.happ,
+            &r.app_id,
+            Some(self.signal_sink()),
+        )
+        .await
+        .ok()?;
         let me: Option<ActingAs> = link
             .connection(self.admin_addr, &self.happ)
             .await
@@ -184,7 +189,15 @@ impl NodeAgent {
     async fn rotate(&self, epoch: u64) -> Result<(), ConductorError> {
         let app_id = working_app_id(epoch);
         tracing::info!(epoch, app = %app_id, "installing a new working key");
-        let link = AppLink::open(self.admin_addr, &self.happ, &app_id, None).await?;
+        // Its signals (a repair it ran that found no custodian) reach the
+        // daemon like the identity's.
+        let link = AppLink::open(
+            self.admin_addr,
+            &self.happ,
+            &app_id,
+            Some(self.signal_sink()),
+        )
+        .await?;
         let agent: AgentPubKey = link.agent().await;
         let window = self.rotation_policy().window_from(
             Timestamp::now().as_micros(),
