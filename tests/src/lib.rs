@@ -495,28 +495,7 @@ pub async fn records_by_kind(
 
 /// The budget kind of one action of a node's chain.
 pub fn record_kind(action: &Action) -> registry_core::budget::RecordKind {
-    use registry_core::budget::RecordKind as K;
-    let entry_kind = |t: &EntryType| match t {
-        EntryType::App(def) => UnitEntryTypes::iter()
-            .nth(def.entry_index.0 as usize)
-            .map(record_kind_of_entry)
-            .unwrap_or(K::Other),
-        _ => K::AgentSetup,
-    };
-    match &action.data {
-        ActionData::Dna(_)
-        | ActionData::AgentValidationPkg(_)
-        | ActionData::InitZomesComplete(_)
-        | ActionData::OpenChain(_)
-        | ActionData::CloseChain(_) => K::AgentSetup,
-        ActionData::Create(c) => entry_kind(&c.entry_type),
-        ActionData::Update(u) => entry_kind(&u.entry_type),
-        ActionData::CreateLink(l) => LinkTypes::iter()
-            .nth(l.link_type.0 as usize)
-            .map(record_kind_of_link)
-            .unwrap_or(K::Other),
-        ActionData::DeleteLink(_) | ActionData::Delete(_) => K::Other,
-    }
+    record_kind_of_action(action)
 }
 
 /// Nodes made of a sweettest conductor plus an in-process sidecar daemon

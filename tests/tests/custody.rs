@@ -251,6 +251,17 @@ async fn concurrent_recovery_creates_no_duplicates() {
         grace_secs: Some(5),
     };
     await_declared(&net, a, &victim_id, policy).await;
+    // Declared failed: from that moment nobody placing content is offered it.
+    let offered: Vec<RankedCustodian> = net
+        .node(a)
+        .agent
+        .read("get_available_custodians", CustodianFilters::default())
+        .await
+        .unwrap();
+    assert!(
+        offered.iter().all(|c| c.registration.node_id != victim_id),
+        "a declared failure is not offered: {offered:?}"
+    );
 
     let (ra, rb): (RecoveryReport, RecoveryReport) = tokio::join!(
         async { net.node(a).agent.recover(&victim_id).await.unwrap() },
@@ -294,6 +305,39 @@ async fn concurrent_recovery_creates_no_duplicates() {
         "{again:?}"
     );
     assert_eq!(retrieve(&net, 0, &r.content_id).await, bytes);
+}
+
+/// A publish right after a custodian died (still present, not yet
+/// suspected by its monitors) does not wait on it: the candidate that does
+/// not answer gives way to the next, and every shard is delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_skips_a_custodian_that_just_died() {
+    let mut net = SidecarNet::start(5, &[0, 1, 2, 3, 4], |_, _| {}).await;
+    net.await_custodians(0, 5).await;
+    let dead = net.node_id(1);
+    net.kill(1).await;
+    let started = Instant::now();
+    let r = publish(
+        &net,
+        0,
+        "fresh.bin",
+        &content(100_000, 5),
+        "full_replica",
+        1,
+        3,
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        !r.custodians.contains(&dead),
+        "the dead node was chosen: {:?}",
+        r.custodians
+    );
+    assert_eq!(r.pushed, 3, "{:?}", r.push_failures);
+    println!(
+        "custody: a publish right after a custodian died took {:.1} s",
+        took.as_secs_f64()
+    );
 }
 
 /// Waits until `observer`'s detection (10 s window, 5 s grace) finds `node`

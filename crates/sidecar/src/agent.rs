@@ -133,6 +133,31 @@ pub struct StatusReport {
     pub working_agent: Option<String>,
 }
 
+/// The records on one of the node's chains.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentChain {
+    /// The installed app (identity, reader or a working key).
+    pub app_id: String,
+    /// Its agent.
+    pub agent: String,
+    /// Records on its chain.
+    pub records: u64,
+    /// Those records by kind (see `registry_core::budget::RecordKind`).
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+}
+
+/// What `elohim-sidecar records` shows: every record this node wrote, by
+/// agent and by kind, against the write budget.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainRecords {
+    /// Each chain of the node.
+    pub agents: Vec<AgentChain>,
+    /// All of them, by kind.
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    /// All of them.
+    pub total: u64,
+}
+
 /// How many possible custodians `status` lists.
 pub const STATUS_CUSTODIANS_SHOWN: u32 = 20;
 
@@ -805,6 +830,65 @@ impl NodeAgent {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Every record on every chain of this node's agents (its identity, its
+    /// reader and its working keys, as installed on the conductor), by kind,
+    /// read from the conductor's own dumps. Also sets the
+    /// `elohim_chain_records` gauges.
+    pub async fn chain_records(&self) -> Result<ChainRecords, ConductorError> {
+        let conn = self.connection().await?;
+        let api = |what: &'static str| {
+            move |e| ConductorError::Api {
+                what,
+                detail: format!("{e:?}"),
+            }
+        };
+        let apps = conn.admin.list_apps(None).await.map_err(api("list apps"))?;
+        let mut agents = Vec::new();
+        let mut by_kind: std::collections::BTreeMap<String, u64> = Default::default();
+        for app in apps {
+            let ours = app.installed_app_id == APP_ID
+                || app.installed_app_id == READER_APP_ID
+                || crate::epoch::epoch_of(&app.installed_app_id).is_some();
+            if !ours {
+                continue;
+            }
+            let cells = app.cell_info.get(ROLE).into_iter().flatten();
+            for cell in cells {
+                let holochain_conductor_api::CellInfo::Provisioned(p) = cell else {
+                    continue;
+                };
+                let dump = conn
+                    .admin
+                    .dump_full_state(p.cell_id.clone(), None, Some(1))
+                    .await
+                    .map_err(api("dump state"))?;
+                let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
+                for r in &dump.source_chain_dump.records {
+                    let kind = node_registry_integrity::record_kind_of_action(&r.action);
+                    *kinds.entry(kind.as_str().to_string()).or_default() += 1;
+                }
+                for (k, n) in &kinds {
+                    *by_kind.entry(k.clone()).or_default() += n;
+                }
+                agents.push(AgentChain {
+                    app_id: app.installed_app_id.clone(),
+                    agent: p.cell_id.agent_pubkey().to_string(),
+                    records: dump.source_chain_dump.records.len() as u64,
+                    by_kind: kinds,
+                });
+            }
+        }
+        for (k, n) in &by_kind {
+            self.metrics.set_chain_records(k, *n);
+        }
+        let total = by_kind.values().sum();
+        Ok(ChainRecords {
+            agents,
+            by_kind,
+            total,
+        })
     }
 
     /// This node as the DHT sees it.

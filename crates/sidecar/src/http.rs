@@ -105,6 +105,7 @@ impl IntoResponse for TransferError {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/status", get(status))
+        .route("/api/records", get(records))
         .route("/api/leave", post(leave))
         .route("/api/content", post(publish))
         .route("/api/content/{id}/fetch", post(fetch))
@@ -156,6 +157,13 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn status(State(s): State<AppState>) -> Response {
     match s.agent.status().await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+async fn records(State(s): State<AppState>) -> Response {
+    match s.agent.chain_records().await {
         Ok(report) => Json(report).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
     }

@@ -37,6 +37,9 @@ enum Command {
     Run(Overrides),
     /// Show this node's registration, last heartbeat and health from the DHT.
     Status(Overrides),
+    /// Count every record this node wrote to its chains, by kind, against
+    /// the write budget (200 a day in steady state).
+    Records(Overrides),
     /// Publish a file: encode it into shards and hand them to custodians.
     Store {
         #[command(flatten)]
@@ -214,6 +217,10 @@ async fn main() {
         },
         Command::Status(o) => match o.resolve() {
             Ok(c) => status(c).await,
+            Err(e) => Err(e),
+        },
+        Command::Records(o) => match o.resolve() {
+            Ok(c) => records(c).await,
             Err(e) => Err(e),
         },
         Command::RecoveryCode(o) => match o.resolve() {
@@ -606,6 +613,30 @@ async fn status(config: Config) -> Result<()> {
     let report = node.agent.status().await;
     node.stop().await;
     print_status(&report?);
+    Ok(())
+}
+
+async fn records(config: Config) -> Result<()> {
+    let report: elohim_sidecar::agent::ChainRecords =
+        if let Some((http, token)) = running_daemon(&config.conductor.data_dir).await {
+            reqwest::Client::new()
+                .get(format!("http://{http}/api/records"))
+                .header(H_TOKEN, token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?
+        } else {
+            let node = Node::start(config, true).await?;
+            let report = node.agent.chain_records().await;
+            node.stop().await;
+            report?
+        };
+    for a in &report.agents {
+        println!("{:<36} {:>7} records  {:?}", a.app_id, a.records, a.by_kind);
+    }
+    println!("all chains: {} records: {:?}", report.total, report.by_kind);
     Ok(())
 }
 

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub zome_call_seconds: Family<CallLabels, Histogram>,
     /// Shefa service events this node acknowledged as a receiver.
     pub service_acks: Counter,
+    /// Records on this node's chains, by kind (see
+    /// `registry_core::budget::RecordKind`).
+    pub chain_records: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl Default for Metrics {
@@ -37,6 +40,12 @@ impl Default for Metrics {
         let registrations = Counter::default();
         let service_acks = Counter::default();
         let last_heartbeat_unix = Gauge::<f64, AtomicU64>::default();
+        let chain_records = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "chain_records",
+            "Records on this node's chains, by kind (the write budget's)",
+            chain_records.clone(),
+        );
         let zome_call_seconds = Family::<CallLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
@@ -72,6 +81,7 @@ impl Default for Metrics {
         );
         Metrics {
             registry,
+            chain_records,
             service_acks,
             heartbeats_sent,
             heartbeat_failures,
@@ -94,6 +104,13 @@ impl Metrics {
                 ),
             ])
             .observe(took.as_secs_f64());
+    }
+
+    /// Sets the count of records of one kind on this node's chains.
+    pub fn set_chain_records(&self, kind: &str, n: u64) {
+        self.chain_records
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .set(n as i64);
     }
 
     /// The Prometheus text exposition.
