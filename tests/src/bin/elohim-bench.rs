@@ -57,6 +57,10 @@ struct Args {
     /// own calls are sampled, one after another (empty: not sampled).
     chain_age: Vec<usize>,
     custody_held: Vec<usize>,
+    /// Ages (days at the shipped defaults) at which a node's own writes are
+    /// sampled, its chains fast-forwarded to what the record model says it
+    /// holds then (empty: not sampled).
+    age_days: Vec<u32>,
 }
 
 fn usage() -> ! {
@@ -68,7 +72,8 @@ fn usage() -> ! {
          [--gossip-ms N (1000), gossip interval of the DHT holders; the shipped conductor's is 120000] \
          [--custody-load 0,2,8: after the registry, sample selection again with each node holding that many contents] \
          [--chain-age 0,2000,8000: on a conductor of its own, sample a node's calls as its own source chain reaches that many records] \
-         [--custody-held 0,128: on a conductor of its own, sample selection over beating custodians holding that many contents, before and after their totals take them in]"
+         [--custody-held 0,128: on a conductor of its own, sample selection over beating custodians holding that many contents, before and after their totals take them in] \
+         [--age-days 1,30,365: on a conductor of its own, sample a node's own writes with its identity and working chains holding what the shipped defaults write in that many days]"
     );
     std::process::exit(2)
 }
@@ -113,6 +118,7 @@ fn parse_args() -> Args {
         custody_load: Vec::new(),
         chain_age: Vec::new(),
         custody_held: Vec::new(),
+        age_days: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -163,6 +169,13 @@ fn parse_args() -> Args {
                 a.custody_held = numbers("--custody-held", value("--custody-held"));
                 if !a.custody_held.is_sorted() {
                     eprintln!("elohim-bench: --custody-held levels must grow");
+                    usage()
+                }
+            }
+            "--age-days" => {
+                a.age_days = numbers("--age-days", value("--age-days"));
+                if !a.age_days.is_sorted() || a.age_days.first() == Some(&0) {
+                    eprintln!("elohim-bench: --age-days must grow from 1");
                     usage()
                 }
             }
@@ -322,6 +335,29 @@ struct CustodyHeldPoint {
     totalled: Option<SettledSample>,
 }
 
+/// A node's own writes at an age: its chains hold what the record model
+/// (`registry_core::budget`) says the shipped defaults write in `days`.
+#[derive(Debug, Clone, Serialize)]
+struct AgePoint {
+    /// Days of steady state at the defaults.
+    days: u32,
+    /// The first age measured again after the others (a control for what
+    /// the conductor's growing store costs every call).
+    control: bool,
+    /// Records on the identity's chain when sampling began.
+    identity_records: usize,
+    /// Records on the working agent's chain when sampling began (the
+    /// fullest its epoch gets: working keys are replaced every epoch).
+    working_records: usize,
+    /// A lease renewal through the working agent (a status change each
+    /// time, so each writes its record).
+    heartbeat: Latency,
+    /// An assignment through the identity (what publishing writes).
+    assign_custodian: Latency,
+    /// An empty call through the working agent.
+    ping: Latency,
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct HeartbeatCost {
     call: Latency,
@@ -371,6 +407,7 @@ struct Report {
     custody_load: Vec<CustodyLoadPoint>,
     chain_age: Vec<ChainAgePoint>,
     custody_held: Vec<CustodyHeldPoint>,
+    age: Vec<AgePoint>,
     repairs: Vec<RepairRow>,
     total_secs: f64,
 }
@@ -1333,6 +1370,167 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
     }
 }
 
+/// Records the identity and the working agent of a node hold after `days`
+/// at the shipped defaults (`registry_core::budget`): the identity its
+/// setup, registration and one delegation an epoch; the working agent its
+/// setup and, at worst (the end of its epoch), an epoch of steady writes.
+fn records_at_age(days: u32) -> (usize, usize) {
+    use registry_core::budget::*;
+    let t = Timings::default();
+    let epoch_days = t.epoch_secs / DAY_SECS;
+    let steady_working: f64 = steady_state_per_day(&t)
+        .iter()
+        .filter(|(k, _)| matches!(k, RecordKind::PresenceLease | RecordKind::Verdict))
+        .map(|(_, n)| n)
+        .sum();
+    let identity = AGENT_SETUP_RECORDS
+        + REGISTRATION_RECORDS
+        + DELEGATION_RECORDS * (days as f64 / epoch_days).ceil().max(1.0);
+    let working = AGENT_SETUP_RECORDS + steady_working * (days as f64).min(epoch_days);
+    (identity.round() as usize, working.round() as usize)
+}
+
+/// Writes assignments as `peer` (as their owner, to the custodians in
+/// `regs`) until its chain holds `target` records; returns its length.
+async fn grow_chain(
+    net: &Network,
+    peer: usize,
+    regs: &[(NodeRegistration, ActionHash)],
+    tag: &str,
+    target: usize,
+) -> usize {
+    let owner = net.peers[peer].agent();
+    let mut records = chain_records(net, peer).await.len();
+    let mut written = 0usize;
+    while records < target {
+        let (reg, hash) = &regs[written % regs.len()];
+        let a = assignment(owner.clone(), &format!("{tag}-{records}"), reg, hash.clone());
+        retrying("assigning", || {
+            net.try_call::<_, ActionHash>(peer, "assign_custodian", a.clone())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("assigning for the age stage: {e}"));
+        written += 1;
+        // An assignment is an entry and four links.
+        records += 5;
+    }
+    chain_records(net, peer).await.len()
+}
+
+/// `--age-days`: on a conductor of its own, with custodians to assign to,
+/// a node (an identity and its working agent, both fresh) per age, whose
+/// two chains are fast-forwarded to what the defaults write by then; its
+/// own writes are sampled: a lease renewal through the working agent, an
+/// assignment through the identity. Each age gets a new node so that what
+/// the samples themselves write (a hundred leases on the node's presence
+/// shard, five hundred records on its identity) weighs alike at every age.
+/// The first age is measured again at the end: the conductor's store grew
+/// meanwhile, which slows every call whatever its caller's age, and the
+/// control shows how much.
+async fn bench_age(a: &Args, report: &mut Report) {
+    eprintln!("age: a node's own writes at {:?} days", a.age_days);
+    let mut net = Network::start_with_config(
+        1,
+        RegistryProperties {
+            // Every sample changes the status, so every sample writes.
+            max_leases_per_minute: 100_000,
+            ..Default::default()
+        },
+        polling_bootstrap(BOOTSTRAP_POLL_MS),
+    )
+    .await;
+    let others = net.add_agents(0, CHAIN_AGE_PEERS, "age").await;
+    let mut regs = Vec::new();
+    for (i, &peer) in others.iter().enumerate() {
+        let r = registration(&net.peers[peer], &format!("age{}", i + 1), "eu-west");
+        let hash = net.register_online(peer, &r).await;
+        regs.push((r, hash));
+    }
+    let max = RegistryProperties::default().max_delegation_secs as i64;
+    let mut levels = a.age_days.clone();
+    levels.push(a.age_days[0]);
+    let mut first_p99: Option<(f64, f64)> = None;
+    for (level, &days) in levels.iter().enumerate() {
+        let control = level + 1 == levels.len();
+        let pair = net.add_agents(0, 2, &format!("aged{level}-")).await;
+        let (identity, work) = (pair[0], pair[1]);
+        let label = format!("aged{level}");
+        register_and_beat(&net.conductors[0], &net.peers[identity], &label).await;
+        let node_id = net.peers[identity].node_id(&label);
+        let now = Timestamp::now();
+        let _: ActionHash = net
+            .call(
+                identity,
+                "delegate_working_key",
+                DelegateInput {
+                    delegate: net.peers[work].agent(),
+                    valid_from: now,
+                    valid_until: Timestamp::from_micros(now.as_micros() + max * 1_000_000),
+                },
+            )
+            .await;
+        let (identity_target, working_target) = records_at_age(days);
+        let identity_records =
+            grow_chain(&net, identity, &regs, &format!("{label}-id"), identity_target).await;
+        let working_records =
+            grow_chain(&net, work, &regs, &format!("{label}-work"), working_target).await;
+        // Validation's rate check reads the author's last minute of chain:
+        // after a fast-forward that minute holds far more than any real one
+        // (a working key writes about one record an hour), so let it pass.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        let mut beats = Vec::new();
+        for i in 0..a.samples {
+            let status = if i % 2 == 0 { "degraded" } else { "online" };
+            let (_, t) = timed(net.call::<_, ActionHash>(
+                work,
+                "heartbeat",
+                heartbeat(&node_id, status),
+            ))
+            .await;
+            beats.push(t);
+        }
+        let mut assigns = Vec::new();
+        for i in 0..a.samples {
+            let (reg, hash) = &regs[i % regs.len()];
+            let asg = assignment(
+                net.peers[identity].agent(),
+                &format!("{label}-sample-{i}"),
+                reg,
+                hash.clone(),
+            );
+            let (res, t) =
+                timed(net.try_call::<_, ActionHash>(identity, "assign_custodian", asg)).await;
+            res.unwrap_or_else(|e| panic!("sampling an assignment: {e}"));
+            assigns.push(t);
+        }
+        let ping = sample_calls_by::<_, ()>(&net, work, a.samples, "ping", |_| ()).await;
+        let point = AgePoint {
+            days,
+            control,
+            identity_records,
+            working_records,
+            heartbeat: latency(beats),
+            assign_custodian: latency(assigns),
+            ping,
+        };
+        let (hb, asg) = (point.heartbeat.p99_ms, point.assign_custodian.p99_ms);
+        let (hb0, asg0) = *first_p99.get_or_insert((hb, asg));
+        eprintln!(
+            "  {days:>5} days{}: identity {identity_records} records, working \
+             {working_records}; heartbeat p50 {} ms p99 {hb} ms ({:.2}x the first); \
+             assign_custodian p50 {} ms p99 {asg} ms ({:.2}x); ping p50 {} ms",
+            if control { " again (control)" } else { "" },
+            point.heartbeat.p50_ms,
+            hb / hb0,
+            point.assign_custodian.p50_ms,
+            asg / asg0,
+            point.ping.p50_ms
+        );
+        report.age.push(point);
+        write_report(report, &a.out);
+    }
+}
+
 /// Custodians of the custody-held stage: more than a selection confirms
 /// (its limit of 6 and two more), all in one placement set.
 const CUSTODY_HELD_NODES: usize = 10;
@@ -1806,6 +2004,9 @@ async fn main() {
     }
     if !a.custody_held.is_empty() {
         bench_custody_held(&a, &mut report).await;
+    }
+    if !a.age_days.is_empty() {
+        bench_age(&a, &mut report).await;
     }
     if !a.skip_custody {
         bench_custody(&a, &mut report).await;
