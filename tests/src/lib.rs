@@ -480,19 +480,6 @@ pub async fn happ_with(properties: &RegistryProperties, dir: &std::path::Path) -
     out
 }
 
-/// Every record on `cell`'s own chain by kind (see
-/// `registry_core::budget::RecordKind`), and the time of its newest.
-pub async fn records_by_kind(
-    conductor: &SweetConductor,
-    cell: &CellId,
-) -> std::collections::BTreeMap<registry_core::budget::RecordKind, u64> {
-    let mut out = std::collections::BTreeMap::new();
-    for r in source_chain(conductor, cell).await {
-        *out.entry(record_kind(&r.action)).or_default() += 1;
-    }
-    out
-}
-
 /// The budget kind of one action of a node's chain.
 pub fn record_kind(action: &Action) -> registry_core::budget::RecordKind {
     record_kind_of_action(action)

@@ -73,11 +73,19 @@ async fn every_node_writes_within_its_budget() {
          {budget:.0} records (200 a day scaled, plus its start); the model allows {allowed:?}",
         run_secs * SPEEDUP / 3600.0
     );
+    let mut sizes: BTreeMap<RecordKind, (u64, usize)> = BTreeMap::new();
     for i in 0..nodes {
         let mut counted: BTreeMap<RecordKind, u64> = BTreeMap::new();
         for cell in net.all_cell_ids(i).await {
-            for (kind, n) in records_by_kind(&net.conductors[i], &cell).await {
-                *counted.entry(kind).or_default() += n;
+            for r in source_chain(&net.conductors[i], &cell).await {
+                let kind = record_kind(&r.action);
+                *counted.entry(kind).or_default() += 1;
+                let bytes = holochain_serialized_bytes::encode(&r)
+                    .map(|b| b.len())
+                    .unwrap_or(0);
+                let e = sizes.entry(kind).or_default();
+                e.0 += 1;
+                e.1 += bytes;
             }
         }
         let total: u64 = counted.values().sum();
@@ -101,6 +109,47 @@ async fn every_node_writes_within_its_budget() {
                 .unwrap_or(0)
                 >= 2,
             "node {i} renewed its lease as buckets turned: {counted:?}"
+        );
+    }
+    // What publishing costs, after the count: one content in three full
+    // copies, on the owner's identity.
+    let cell = net.cell_id(0).await;
+    let before = source_chain(&net.conductors[0], &cell).await.len();
+    let path = net.dirs[0].path().join("measure.bin");
+    std::fs::write(&path, vec![7u8; 10_000]).unwrap();
+    net.node(0)
+        .custody
+        .publish(
+            elohim_sidecar::custody::PublishRequest {
+                path,
+                strategy: Some("full_replica".into()),
+                n: Some(3),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .await
+        .expect("publishes");
+    let written = source_chain(&net.conductors[0], &cell)
+        .await
+        .split_off(before);
+    println!(
+        "a publish of three copies wrote {} records on the owner's identity",
+        written.len()
+    );
+    for r in written {
+        let bytes = holochain_serialized_bytes::encode(&r)
+            .map(|b| b.len())
+            .unwrap_or(0);
+        let e = sizes.entry(record_kind(&r.action)).or_default();
+        e.0 += 1;
+        e.1 += bytes;
+    }
+    for (kind, (n, bytes)) in &sizes {
+        println!(
+            "record size: {} {:.0} bytes on average ({n} records)",
+            kind.as_str(),
+            *bytes as f64 / *n as f64
         );
     }
 }

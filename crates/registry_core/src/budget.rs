@@ -95,6 +95,9 @@ pub const REGISTRATION_RECORDS: f64 = 5.0;
 pub const DELEGATION_RECORDS: f64 = 2.0;
 /// Records a verdict writes: the attestation entry and its link.
 pub const VERDICT_RECORDS: f64 = 2.0;
+/// Records one assignment writes: the entry and its content, custody,
+/// recent-custody and owner links.
+pub const ASSIGNMENT_RECORDS: f64 = 5.0;
 /// Agents a sidecar node runs: identity, working (one at a time) and the
 /// reader through which it selects.
 pub const AGENTS_PER_NODE: f64 = 3.0;
@@ -210,6 +213,29 @@ pub fn run_allowance(t: &Timings, run_secs: f64) -> Vec<(RecordKind, u64)> {
 pub fn scaled_budget(t: &Timings, run_secs: f64, speedup: f64) -> f64 {
     let once: f64 = startup_records(t).iter().map(|(_, n)| n).sum();
     once + DAILY_BUDGET * run_secs * speedup / DAY_SECS
+}
+
+/// Bytes of one record of a kind as its author's chain holds it (the signed
+/// action, and the entry if it has one), on average: what each adds to the
+/// DHT before replication. Measured by `tests/tests/budget.rs` on
+/// 2026-12-04 for the kinds a node writes in steady state and for custody;
+/// the others are estimated from the size of what they carry.
+pub fn record_bytes(kind: RecordKind) -> f64 {
+    match kind {
+        RecordKind::AgentSetup => 450.0,
+        RecordKind::Registration => 709.0,
+        RecordKind::Delegation => 543.0,
+        RecordKind::PresenceLease => 893.0,
+        RecordKind::Verdict => 642.0,
+        RecordKind::Custody => 743.0,
+        // Estimated: a link whose tag holds an attestation, two action
+        // hashes and a region.
+        RecordKind::SuspicionIndex => 1_000.0,
+        RecordKind::Governance => 900.0,
+        RecordKind::Rewards => 700.0,
+        RecordKind::Family => 600.0,
+        RecordKind::Other => 400.0,
+    }
 }
 
 /// Seconds, as the micros the rest of the crate counts in.

@@ -274,19 +274,30 @@ pub fn table(r: &RunResults) -> String {
             ),
         ],
     );
-    section(
-        "heartbeats (modelled statistically)",
-        vec![
-            ("heartbeats sent", count(r.heartbeats)),
-            (
-                "DHT records",
-                format!(
-                    "{} ({} per node-day: one link per beat, four presence links per window)",
-                    count(r.heartbeat_dht_records),
-                    count(r.heartbeat_records_per_node_day)
-                ),
+    let mut written: Vec<(&str, String)> = vec![
+        ("beats sent (signals, no record)", count(r.heartbeats)),
+        (
+            "records a node a day",
+            format!(
+                "{:.1} ({} bytes; budget 200)",
+                r.records_per_node_day,
+                count(r.bytes_per_node_day)
             ),
-        ],
+        ),
+        (
+            "DHT growth a year",
+            format!(
+                "{} GiB at this size (before replication)",
+                format_args!("{:.2}", r.dht_bytes_per_year / (1u64 << 30) as f64)
+            ),
+        ),
+    ];
+    for (kind, n) in &r.records_by_kind {
+        written.push((kind.as_str(), count(*n)));
+    }
+    section(
+        "records written (write-budget model + simulated events)",
+        written,
     );
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();

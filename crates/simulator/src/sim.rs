@@ -693,6 +693,12 @@ impl Simulation {
             return;
         }
         self.c.outages += 1;
+        if secs > self.cfg.window_secs as f64 {
+            // Its monitors probe, get no answer, suspect it, and take the
+            // suspicion back when it returns.
+            self.c.suspicions += 1;
+            self.c.retractions += 1;
+        }
         self.account_down(id);
         self.start_silence(id);
         let up_at = self.now + (secs * S as f64) as i64;
@@ -724,6 +730,7 @@ impl Simulation {
             return;
         }
         self.c.deaths += 1;
+        self.c.suspicions += 1;
         self.account_down(id);
         self.start_silence(id);
         let n = &mut self.nodes[id as usize];
@@ -1270,6 +1277,7 @@ impl Simulation {
             detect_secs: cfg.detect_secs,
         };
         let avg_nodes = (c.node_up_secs / (cfg.days * 86_400.0)).max(1.0);
+        let records = records_written(&c, avg_nodes, cfg.days);
         RunResults {
             config: cfg.clone(),
             shard_bytes: self.shard_bytes,
@@ -1309,22 +1317,56 @@ impl Simulation {
                 * 365.0
                 * 86_400.0,
             heartbeats,
-            heartbeat_dht_records: heartbeats * records_per_beat(cfg),
-            heartbeat_records_per_node_day: records_per_beat(cfg) * 86_400.0
-                / cfg.heartbeat_secs as f64,
+            records_by_kind: records.by_kind,
+            records_per_node_day: records.per_node_day,
+            bytes_per_node_day: records.bytes_per_node_day,
+            dht_bytes_per_year: records.bytes_per_node_day * avg_nodes * 365.0,
             counters: c,
         }
     }
 }
 
-/// DHT records a heartbeat costs: its one time-bucket link (the tag is the
-/// heartbeat), plus a share of the four presence links (region and
-/// all-regions index, each whole and in the node's shard) a node writes once
-/// per failure window (`registry_core::presence`), as measured by
-/// `elohim-bench`.
-fn records_per_beat(cfg: &SimConfig) -> f64 {
-    let refreshes_per_beat = (cfg.heartbeat_secs as f64 / cfg.window_secs.max(1) as f64).min(1.0);
-    1.0 + 4.0 * refreshes_per_beat
+/// What the nodes wrote over a run.
+struct Written {
+    by_kind: Vec<(String, f64)>,
+    per_node_day: f64,
+    bytes_per_node_day: f64,
+}
+
+/// The records of a run: the write budget's steady state for every node-day
+/// (`registry_core::budget`), plus what the simulated events write: each
+/// suspicion a verdict and a suspicion-index pair from each of a node's
+/// monitors, each retraction the same and a lease, each rebuilt shard an
+/// assignment and its links.
+fn records_written(c: &Counters, avg_nodes: f64, days: f64) -> Written {
+    use registry_core::budget::*;
+    let monitors = (registry_core::monitor::DEFAULT_MONITORS as f64)
+        .min(avg_nodes - 1.0)
+        .max(0.0);
+    let t = Timings {
+        monitors,
+        ..Timings::default()
+    };
+    let node_days = (avg_nodes * days).max(1e-9);
+    let mut by: std::collections::BTreeMap<RecordKind, f64> = Default::default();
+    for (kind, per_day) in steady_state_per_day(&t) {
+        *by.entry(kind).or_default() += per_day * node_days;
+    }
+    let changes = (c.suspicions + c.retractions) as f64 * monitors;
+    *by.entry(RecordKind::Verdict).or_default() += changes * VERDICT_RECORDS;
+    *by.entry(RecordKind::SuspicionIndex).or_default() += changes * 2.0;
+    *by.entry(RecordKind::PresenceLease).or_default() += c.retractions as f64;
+    *by.entry(RecordKind::Custody).or_default() += c.repairs as f64 * ASSIGNMENT_RECORDS;
+    let bytes: f64 = by.iter().map(|(k, n)| n * record_bytes(*k)).sum();
+    let total: f64 = by.values().sum();
+    Written {
+        by_kind: by
+            .into_iter()
+            .map(|(k, n)| (k.as_str().to_string(), n))
+            .collect(),
+        per_node_day: total / node_days,
+        bytes_per_node_day: bytes / node_days,
+    }
 }
 
 /// Builds and runs one simulation with an optional progress bar.

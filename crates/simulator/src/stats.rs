@@ -73,6 +73,12 @@ pub struct Counters {
     pub outages: u64,
     /// Runs of lost heartbeats long enough to matter.
     pub false_silences: u64,
+    /// Silences that monitors record as suspicions: deaths, and outages
+    /// longer than the failure window (each later taken back). Lost beats
+    /// alone are not: a monitor probes before it suspects.
+    pub suspicions: u64,
+    /// Of those, the ones taken back (the node came back).
+    pub retractions: u64,
     /// Dead nodes declared failed.
     pub true_detections: u64,
     /// Live nodes declared failed because their heartbeats were lost.
@@ -178,11 +184,17 @@ pub struct RunResults {
     /// Expected heartbeat-loss runs long enough to declare a live node, per
     /// node-year (closed form).
     pub false_silence_per_node_year: f64,
-    /// Heartbeats the nodes sent (modelled, not simulated one by one).
+    /// Heartbeats the nodes sent (modelled, not simulated one by one):
+    /// signals to their monitors, no records.
     pub heartbeats: f64,
-    /// DHT records those heartbeats create (one link each, and their share of
-    /// the presence links).
-    pub heartbeat_dht_records: f64,
-    /// Heartbeat DHT records per node per day.
-    pub heartbeat_records_per_node_day: f64,
+    /// Records the nodes wrote over the run, by kind (the write budget's
+    /// model for the steady part, the simulated events for the rest).
+    pub records_by_kind: Vec<(String, f64)>,
+    /// Records per node per day, all kinds.
+    pub records_per_node_day: f64,
+    /// Bytes of those records per node per day.
+    pub bytes_per_node_day: f64,
+    /// What the whole network adds to the DHT in a year at this size,
+    /// bytes (before each op is stored by its neighbourhood).
+    pub dht_bytes_per_year: f64,
 }

@@ -311,7 +311,7 @@ pub fn run_sweep(
 }
 
 /// CSV columns, one row per point.
-pub const CSV_HEADER: &str = "value,label,items_lost,items_stranded_end,unavailability_episodes,unavailable_item_hours,repairs,repairs_needless,repair_tb,repair_needless_tb,repair_gb_per_node_month,false_declarations,false_by_message_loss,false_by_outage,false_by_attestation,honest_up_declared_by_attestation,false_unhealthy_verdicts,cleared_by_consensus,detection_mean_s,detection_p99_s,detection_max_s,detection_within_target,repair_p50_s,time_to_repair_p99_s,byzantine_weightless_end,honest_weightless_end,heartbeat_records_per_node_day,wall_secs";
+pub const CSV_HEADER: &str = "value,label,items_lost,items_stranded_end,unavailability_episodes,unavailable_item_hours,repairs,repairs_needless,repair_tb,repair_needless_tb,repair_gb_per_node_month,false_declarations,false_by_message_loss,false_by_outage,false_by_attestation,honest_up_declared_by_attestation,false_unhealthy_verdicts,cleared_by_consensus,detection_mean_s,detection_p99_s,detection_max_s,detection_within_target,repair_p50_s,time_to_repair_p99_s,byzantine_weightless_end,honest_weightless_end,records_per_node_day,wall_secs";
 
 /// The points as CSV.
 pub fn to_csv(points: &[SweepPoint]) -> String {
@@ -349,7 +349,7 @@ pub fn to_csv(points: &[SweepPoint]) -> String {
             r.time_to_repair_secs.p99,
             r.byzantine_weightless_end,
             r.honest_weightless_end,
-            r.heartbeat_records_per_node_day,
+            r.records_per_node_day,
             r.wall_secs,
         );
     }
@@ -497,7 +497,7 @@ pub fn write_outputs(
             "records per node per day",
             vec![Series {
                 name: "one link per heartbeat, four presence links per window".into(),
-                ys: col(&|r| r.heartbeat_records_per_node_day),
+                ys: col(&|r| r.records_per_node_day),
             }],
         )?);
     }

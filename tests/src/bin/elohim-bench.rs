@@ -1404,7 +1404,12 @@ async fn grow_chain(
     let mut written = 0usize;
     while records < target {
         let (reg, hash) = &regs[written % regs.len()];
-        let a = assignment(owner.clone(), &format!("{tag}-{records}"), reg, hash.clone());
+        let a = assignment(
+            owner.clone(),
+            &format!("{tag}-{records}"),
+            reg,
+            hash.clone(),
+        );
         retrying("assigning", || {
             net.try_call::<_, ActionHash>(peer, "assign_custodian", a.clone())
         })
@@ -1470,8 +1475,14 @@ async fn bench_age(a: &Args, report: &mut Report) {
             )
             .await;
         let (identity_target, working_target) = records_at_age(days);
-        let identity_records =
-            grow_chain(&net, identity, &regs, &format!("{label}-id"), identity_target).await;
+        let identity_records = grow_chain(
+            &net,
+            identity,
+            &regs,
+            &format!("{label}-id"),
+            identity_target,
+        )
+        .await;
         let working_records =
             grow_chain(&net, work, &regs, &format!("{label}-work"), working_target).await;
         // Validation's rate check reads the author's last minute of chain:
@@ -1481,12 +1492,9 @@ async fn bench_age(a: &Args, report: &mut Report) {
         let mut beats = Vec::new();
         for i in 0..a.samples {
             let status = if i % 2 == 0 { "degraded" } else { "online" };
-            let (_, t) = timed(net.call::<_, ActionHash>(
-                work,
-                "heartbeat",
-                heartbeat(&node_id, status),
-            ))
-            .await;
+            let (_, t) =
+                timed(net.call::<_, ActionHash>(work, "heartbeat", heartbeat(&node_id, status)))
+                    .await;
             beats.push(t);
         }
         let mut assigns = Vec::new();
