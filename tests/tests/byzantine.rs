@@ -346,7 +346,13 @@ async fn late_votes_and_floods_are_refused() {
     // A heartbeat writes a lease only when something changed: a node that
     // flips its status on every beat writes one each time. Six a minute
     // are fine; the seventh is a flood.
-    let flip = |i: usize| if i % 2 == 0 { "degraded" } else { "online" };
+    let flip = |i: usize| {
+        if i.is_multiple_of(2) {
+            "degraded"
+        } else {
+            "online"
+        }
+    };
     for i in 0..6 {
         let _: ActionHash = net
             .call(peers[0], "heartbeat", heartbeat(&id(0), flip(i)))

@@ -744,6 +744,17 @@ async fn delegation_rules(
         net.arm_mallory(w).await;
     }
     let max = RegistryProperties::default().max_delegation_secs as i64;
+    let att = |attester: &NodeRegistration, subject: &NodeRegistration, d: Option<&ActionHash>| {
+        HealthAttestation {
+            attester_node_id: attester.node_id.clone(),
+            subject_node_id: subject.node_id.clone(),
+            success: true,
+            response_time_ms: 5,
+            timestamp: Timestamp::now(),
+            last_seen: None,
+            delegation: d.cloned(),
+        }
+    };
     let window = |secs: i64| {
         let now = Timestamp::now();
         (
@@ -808,74 +819,24 @@ async fn delegation_rules(
     let mut hb = heartbeat(&alice.node_id, "degraded");
     hb.watcher = true;
     let _: ActionHash = net.call(w1, "heartbeat", hb).await;
-    let _: ActionHash = net
-        .call(
-            w1,
-            "attest_health",
-            HealthAttestation {
-                attester_node_id: alice.node_id.clone(),
-                subject_node_id: bob.node_id.clone(),
-                success: true,
-                response_time_ms: 5,
-                timestamp: Timestamp::now(),
-                last_seen: None,
-                delegation: None,
-            },
-        )
-        .await;
+    let _: ActionHash = net.call(w1, "attest_health", att(alice, bob, None)).await;
     // ... but not as bob, even citing alice's delegation.
     rejected(
         "a working key attests for another node",
-        net.mallory::<_, ActionHash>(
-            w1,
-            "create_attestation",
-            HealthAttestation {
-                attester_node_id: bob.node_id.clone(),
-                subject_node_id: alice.node_id.clone(),
-                success: false,
-                response_time_ms: 5,
-                timestamp: Timestamp::now(),
-                last_seen: None,
-                delegation: Some(d1.clone()),
-            },
-        )
-        .await,
+        net.mallory::<_, ActionHash>(w1, "create_attestation", att(bob, alice, Some(&d1)))
+            .await,
         "the cited delegation is for another node",
     );
     rejected(
         "a key citing a delegation that names another key",
-        net.mallory::<_, ActionHash>(
-            w2,
-            "create_attestation",
-            HealthAttestation {
-                attester_node_id: alice.node_id.clone(),
-                subject_node_id: bob.node_id.clone(),
-                success: true,
-                response_time_ms: 5,
-                timestamp: Timestamp::now(),
-                last_seen: None,
-                delegation: Some(d1.clone()),
-            },
-        )
-        .await,
+        net.mallory::<_, ActionHash>(w2, "create_attestation", att(alice, bob, Some(&d1)))
+            .await,
         "names another working key",
     );
     rejected(
         "citing the registration as a delegation",
-        net.mallory::<_, ActionHash>(
-            w1,
-            "create_attestation",
-            HealthAttestation {
-                attester_node_id: alice.node_id.clone(),
-                subject_node_id: bob.node_id.clone(),
-                success: true,
-                response_time_ms: 5,
-                timestamp: Timestamp::now(),
-                last_seen: None,
-                delegation: Some(alice_hash.clone()),
-            },
-        )
-        .await,
+        net.mallory::<_, ActionHash>(w1, "create_attestation", att(alice, bob, Some(alice_hash)))
+            .await,
         "is not a working-key delegation",
     );
     // A short delegation for w2: once it ends, w2's writes are refused.
@@ -904,20 +865,8 @@ async fn delegation_rules(
     net.sync().await;
     rejected(
         "writing after the delegation ended",
-        net.mallory::<_, ActionHash>(
-            w2,
-            "create_attestation",
-            HealthAttestation {
-                attester_node_id: alice.node_id.clone(),
-                subject_node_id: bob.node_id.clone(),
-                success: true,
-                response_time_ms: 5,
-                timestamp: Timestamp::now(),
-                last_seen: None,
-                delegation: Some(d2.clone()),
-            },
-        )
-        .await,
+        net.mallory::<_, ActionHash>(w2, "create_attestation", att(alice, bob, Some(&d2)))
+            .await,
         "outside the cited delegation's validity window",
     );
     // Delegation links: the identity's, from the key the delegation names.

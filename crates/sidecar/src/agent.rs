@@ -1047,18 +1047,8 @@ mod tests {
             (22, 6)
         );
         assert_eq!(r.steward_tier, StewardTier::Guardian.as_str());
-        let declared = registry_core::capacity::DeclaredCapacity {
-            cpu_cores: r.cpu_cores,
-            memory_gb: r.memory_gb,
-            storage_tb: r.storage_tb,
-            bandwidth_mbps: r.bandwidth_mbps,
-            max_custody_gb: r.max_custody_gb,
-            max_bandwidth_mbps: r.max_bandwidth_mbps,
-            max_cpu_percent: r.max_cpu_percent,
-            uptime_percent: r.uptime_percent,
-        };
         assert_eq!(
-            registry_core::capacity::check_capacity(&declared),
+            registry_core::capacity::check_capacity(&r.declared()),
             Ok(()),
             "validation will accept it"
         );

@@ -95,13 +95,7 @@ pub fn update_node_capacity(input: UpdateCapacityInput) -> ExternResult<ActionHa
     if !tier_given {
         // A smaller contribution lowers the tier rather than failing
         // validation; a larger one never raises it unasked.
-        let earned = registry_core::tier::earned_tier(
-            r.max_custody_gb,
-            r.storage_tb,
-            r.max_bandwidth_mbps,
-            r.bandwidth_mbps,
-            r.max_cpu_percent,
-        );
+        let earned = r.earned_tier();
         if r.steward_tier
             .parse::<registry_core::StewardTier>()
             .is_ok_and(|t| t > earned)

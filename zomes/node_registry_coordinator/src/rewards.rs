@@ -60,6 +60,25 @@ fn event_at(hash: &ActionHash) -> ExternResult<Option<ServiceEvent>> {
     Ok(record.entry().to_app_option().ok().flatten())
 }
 
+/// The events service-event links point to, each once, in the links'
+/// order (events that cannot be fetched are left out).
+fn linked_events(links: Vec<Link>) -> ExternResult<Vec<(ActionHash, ServiceEvent)>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for l in links {
+        let Some(hash) = l.target.into_action_hash() else {
+            continue;
+        };
+        if !seen.insert(hash.clone()) {
+            continue;
+        }
+        if let Some(event) = event_at(&hash)? {
+            out.push((hash, event));
+        }
+    }
+    Ok(out)
+}
+
 /// The acknowledgements of an event (validation lets only its receiver,
 /// or a working key of it, link one).
 fn acks_of(hash: &ActionHash) -> ExternResult<Vec<Link>> {
@@ -116,17 +135,7 @@ pub fn get_node_earnings(node_id: String) -> ExternResult<NodeEarnings> {
         node_id: node_id.clone(),
         ..Default::default()
     };
-    let mut seen = std::collections::BTreeSet::new();
-    for l in links {
-        let Some(hash) = l.target.into_action_hash() else {
-            continue;
-        };
-        if !seen.insert(hash.clone()) {
-            continue;
-        }
-        let Some(event) = event_at(&hash)? else {
-            continue;
-        };
+    for (hash, event) in linked_events(links)? {
         if event.provider_node_id != node_id {
             continue;
         }
@@ -157,17 +166,8 @@ pub fn get_node_earnings(node_id: String) -> ExternResult<NodeEarnings> {
 #[hdk_extern]
 pub fn get_pending_service_events(receiver: AgentPubKey) -> ExternResult<Vec<ServiceEventView>> {
     let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for l in links_on(receiver.clone(), LinkTypes::ReceiverToServiceEvent)? {
-        let Some(hash) = l.target.into_action_hash() else {
-            continue;
-        };
-        if !seen.insert(hash.clone()) {
-            continue;
-        }
-        let Some(event) = event_at(&hash)? else {
-            continue;
-        };
+    let links = links_on(receiver.clone(), LinkTypes::ReceiverToServiceEvent)?;
+    for (hash, event) in linked_events(links)? {
         if event.receiver != receiver || !acks_of(&hash)?.is_empty() {
             continue;
         }

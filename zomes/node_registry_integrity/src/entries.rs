@@ -72,6 +72,33 @@ pub struct NodeRegistration {
     pub updated_at: Timestamp,
 }
 
+impl NodeRegistration {
+    /// The capacity it declares, as `registry_core` checks it.
+    pub fn declared(&self) -> registry_core::capacity::DeclaredCapacity {
+        registry_core::capacity::DeclaredCapacity {
+            cpu_cores: self.cpu_cores,
+            memory_gb: self.memory_gb,
+            storage_tb: self.storage_tb,
+            bandwidth_mbps: self.bandwidth_mbps,
+            max_custody_gb: self.max_custody_gb,
+            max_bandwidth_mbps: self.max_bandwidth_mbps,
+            max_cpu_percent: self.max_cpu_percent,
+            uptime_percent: self.uptime_percent,
+        }
+    }
+
+    /// The highest tier its declared contribution earns.
+    pub fn earned_tier(&self) -> registry_core::StewardTier {
+        registry_core::tier::earned_tier(
+            self.max_custody_gb,
+            self.storage_tb,
+            self.max_bandwidth_mbps,
+            self.bandwidth_mbps,
+            self.max_cpu_percent,
+        )
+    }
+}
+
 /// What a node says about itself when it renews its presence lease (the
 /// plan's heartbeat). Not an entry: `heartbeat` writes it into the tag of
 /// the node's lease link, and only when the lease is due (once per lease

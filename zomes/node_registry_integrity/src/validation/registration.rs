@@ -2,7 +2,7 @@
 //! working-key delegations, and its presence leases.
 
 use super::*;
-use registry_core::capacity::{check_capacity, check_location, check_text, DeclaredCapacity};
+use registry_core::capacity::{check_capacity, check_location, check_text};
 use registry_core::committed::cutoff_fits;
 use registry_core::delegation::{check_overlap, check_window};
 use registry_core::heartbeat::{check_claimed_time, MAX_CLAIMED_TIME_SKEW_SECS};
@@ -65,17 +65,7 @@ fn check_registration_fields(r: &NodeRegistration, header: &ActionHeader) -> Che
         Ok(t) => t,
         Err(e) => return fail(format!("{e}")),
     };
-    let declared = DeclaredCapacity {
-        cpu_cores: r.cpu_cores,
-        memory_gb: r.memory_gb,
-        storage_tb: r.storage_tb,
-        bandwidth_mbps: r.bandwidth_mbps,
-        max_custody_gb: r.max_custody_gb,
-        max_bandwidth_mbps: r.max_bandwidth_mbps,
-        max_cpu_percent: r.max_cpu_percent,
-        uptime_percent: r.uptime_percent,
-    };
-    rule!(check_capacity(&declared));
+    rule!(check_capacity(&r.declared()));
     rule!(check_location(r.latitude, r.longitude));
     if r.off_peak_hours.start_hour > 23 || r.off_peak_hours.end_hour > 23 {
         return fail("off_peak_hours must be hours 0..=23");
@@ -86,13 +76,7 @@ fn check_registration_fields(r: &NodeRegistration, header: &ActionHeader) -> Che
     if r.zomes_hosted.len() > 64 || r.zomes_hosted.iter().any(|z| z.is_empty() || z.len() > 64) {
         return fail("zomes_hosted: at most 64 names of 1..=64 characters");
     }
-    let earned = registry_core::tier::earned_tier(
-        r.max_custody_gb,
-        r.storage_tb,
-        r.max_bandwidth_mbps,
-        r.bandwidth_mbps,
-        r.max_cpu_percent,
-    );
+    let earned = r.earned_tier();
     if tier > earned {
         return fail(format!(
             "steward_tier {tier} is above what the contribution reaches ({earned})"
