@@ -74,6 +74,9 @@ pub enum CustodyError {
     /// A request was malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A content id from the DHT or a request is not the canonical form.
+    #[error(transparent)]
+    InvalidContentId(#[from] crate::ids::InvalidContentId),
 }
 
 /// Progress of a long operation, for progress bars.
@@ -833,6 +836,7 @@ impl Custody {
         recovery: Option<&str>,
         progress: ProgressFn<'_>,
     ) -> Result<RetrieveReport, CustodyError> {
+        crate::ids::check_content_id(content_id)?;
         let live: Vec<AssignmentRecord> = self
             .agent
             .call("get_assignment_records_for_content", content_id.to_string())

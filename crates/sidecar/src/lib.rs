@@ -14,6 +14,7 @@ pub mod custody;
 pub mod daemon;
 pub mod epoch;
 pub mod http;
+pub mod ids;
 pub mod liveness;
 pub mod metrics;
 pub mod peers;

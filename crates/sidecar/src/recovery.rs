@@ -20,6 +20,7 @@
 //! `sync` again resumes with what is still missing.
 
 use crate::custody::{Custody, CustodyError, Progress};
+use crate::ids::InvalidContentId;
 use crate::secret::RecoverySecret;
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
 use node_registry_integrity::{AssignmentRecord, FamilyCustodian, RecoveryStatus, RegisteredNode};
@@ -562,7 +563,26 @@ impl Recovery {
             if item.state == ItemState::Recovered {
                 continue;
             }
-            let out = self.out_dir.join(&item.content_id);
+            // The id comes from the DHT: only its canonical form names a
+            // file, and always one directly under `recovered/`.
+            let out = match recovered_path(&self.out_dir, &item.content_id) {
+                Ok(out) => out,
+                Err(e) => {
+                    tracing::warn!("recovery {id}: {e}: not written");
+                    let snapshot = {
+                        let mut s = shared.lock().unwrap();
+                        let it = &mut s.items[i];
+                        it.state = ItemState::Failed;
+                        it.error = Some(e.to_string());
+                        s.updated_at = unix_now();
+                        s.clone()
+                    };
+                    if let Err(e) = self.save(&snapshot) {
+                        tracing::warn!("recovery {id}: saving progress: {e}");
+                    }
+                    continue;
+                }
+            };
             let result = if already_there(&out, &item.content_hash) {
                 Ok(())
             } else {
@@ -639,6 +659,12 @@ impl Recovery {
     }
 }
 
+/// Where a recovered item is written: `recovered/<content id>`, for a
+/// canonical content id only (the id comes from the DHT).
+pub fn recovered_path(out_dir: &Path, content_id: &str) -> Result<PathBuf, InvalidContentId> {
+    crate::ids::content_path(out_dir, content_id)
+}
+
 fn explain(e: &CustodyError) -> String {
     match e {
         CustodyError::Codec(shard_codec::CodecError::Crypto(_)) => {
@@ -713,6 +739,27 @@ mod tests {
             parse_session(""),
             Err(RecoveryError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_content_id_from_the_dht_cannot_name_a_file_outside_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("recovered");
+        for hostile in [
+            "../x",
+            "../../.ssh/authorized_keys",
+            "/etc/cron.d/x",
+            "a/../../b",
+            "..",
+        ] {
+            let r = recovered_path(&out, hostile);
+            assert!(
+                matches!(r, Err(InvalidContentId(_))),
+                "{hostile:?} gave {r:?}"
+            );
+        }
+        let good = "ab".repeat(32);
+        assert_eq!(recovered_path(&out, &good).unwrap(), out.join(&good));
     }
 
     #[test]
