@@ -381,7 +381,7 @@ impl NodeAgent {
         };
         let node_id = derive_node_id(&config.node.label, agent.get_raw_32());
         let data_dir = &config.conductor.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(|source| ConductorError::DataDir {
+        crate::private::private_dir(data_dir).map_err(|source| ConductorError::DataDir {
             path: data_dir.clone(),
             source,
         })?;

@@ -43,14 +43,11 @@ fn err(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl Catalog {
-    /// Opens (creating, readable by the owner only) the catalog file.
+    /// Opens (creating, readable by the owner only) the catalog file. The
+    /// file exists owner-only before the database writes a byte to it.
     pub fn open(path: &Path) -> std::io::Result<Catalog> {
+        crate::private::precreate_private(path)?;
         let db = Database::create(path).map_err(err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(PUBLISHED).map_err(err)?;
         tx.commit().map_err(err)?;

@@ -143,26 +143,8 @@ fn passphrase(data_dir: &Path) -> Result<Vec<u8>, ConductorError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| dd(std::io::Error::other(e.to_string())))?;
     let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, text.as_bytes()).map_err(dd)?;
+    crate::private::write_private(&path, text.as_bytes()).map_err(dd)?;
     Ok(text.into_bytes())
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 /// The network section every embedded node uses: local bootstrap and relay
@@ -184,6 +166,12 @@ impl EmbeddedConductor {
         // The holochain binary installs a TLS provider first; so must we.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let root = settings.data_dir.join("conductor");
+        crate::private::private_dir(&settings.data_dir).map_err(|source| {
+            ConductorError::DataDir {
+                path: settings.data_dir.clone(),
+                source,
+            }
+        })?;
         std::fs::create_dir_all(&root).map_err(|source| ConductorError::DataDir {
             path: root.clone(),
             source,

@@ -39,20 +39,17 @@ pub struct Daemon {
 pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
     let path = data_dir.join("api-token");
     match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(t) if !t.trim().is_empty() => {
+            // One an older version wrote is narrowed to the owner.
+            crate::private::make_private(&path)?;
+            return Ok(t.trim().to_string());
+        }
         _ => {}
     }
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &token)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(tmp, path)?;
+    crate::private::write_private(&path, token.as_bytes())?;
     Ok(token)
 }
 
@@ -364,5 +361,47 @@ impl Daemon {
                 let _ = t.await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whoever could open a file at the place the token is written before
+    /// (a leftover temp file, or the moment between creating a file and
+    /// narrowing its mode) must not read the token through that handle.
+    #[cfg(unix)]
+    #[test]
+    fn the_token_file_is_owner_only_from_its_creation() {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for leftover in ["api-token.tmp", "api-token"] {
+            let p = dir.path().join(leftover);
+            std::fs::write(&p, b"").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let mut spies: Vec<std::fs::File> = ["api-token.tmp", "api-token"]
+            .iter()
+            .map(|n| std::fs::File::open(dir.path().join(n)).unwrap())
+            .collect();
+        let token = api_token(dir.path()).unwrap();
+        for spy in &mut spies {
+            let mut seen = String::new();
+            spy.read_to_string(&mut seen).unwrap();
+            assert!(
+                !seen.contains(&token),
+                "a handle opened before the token was written reads it"
+            );
+        }
+        let path = dir.path().join("api-token");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            api_token(dir.path()).unwrap(),
+            token,
+            "kept across restarts"
+        );
     }
 }

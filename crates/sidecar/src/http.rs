@@ -129,8 +129,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let given = req.headers().get(H_TOKEN).and_then(|v| v.to_str().ok());
-    if given != Some(s.api_token.as_str()) {
+    let given = req.headers().get(H_TOKEN).map(|v| v.as_bytes());
+    if !given.is_some_and(|g| crate::private::secrets_equal(g, s.api_token.as_bytes())) {
         return error(
             StatusCode::UNAUTHORIZED,
             format!("missing or wrong {H_TOKEN} (it is in the data directory's api-token file)"),

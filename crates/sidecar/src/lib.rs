@@ -18,6 +18,7 @@ pub mod ids;
 pub mod liveness;
 pub mod metrics;
 pub mod peers;
+pub mod private;
 pub mod recovery;
 pub mod rendezvous;
 pub mod rewards;

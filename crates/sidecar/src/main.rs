@@ -683,7 +683,7 @@ fn report_leave(node_id: &str, acknowledged: bool) {
 
 fn recovery_code(config: &Config) -> Result<()> {
     let dir = &config.conductor.data_dir;
-    std::fs::create_dir_all(dir)
+    elohim_sidecar::private::private_dir(dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
     let secret = elohim_sidecar::secret::load_or_create(dir)
         .with_context(|| format!("reading the recovery secret in {}", dir.display()))?;

@@ -104,16 +104,8 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<RecoverySecret> {
 
 /// Replaces the node's secret (a recovered person's new node adopts theirs).
 pub fn store(data_dir: &Path, secret: &RecoverySecret) -> std::io::Result<()> {
-    std::fs::create_dir_all(data_dir)?;
-    let path = secret_path(data_dir);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, secret.code())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(tmp, path)
+    crate::private::private_dir(data_dir)?;
+    crate::private::write_private(&secret_path(data_dir), secret.code().as_bytes())
 }
 
 #[cfg(test)]
@@ -153,6 +145,34 @@ mod tests {
         assert_eq!(a.content_key("x"), a.content_key("x"));
         assert_ne!(a.content_key("x"), a.content_key("y"));
         assert_ne!(a.content_key("x"), b.content_key("x"));
+    }
+
+    /// A handle opened on a file at the secret's place before it was
+    /// written (a leftover temp file, or one caught between its creation
+    /// and a chmod) must not read the secret.
+    #[cfg(unix)]
+    #[test]
+    fn the_secret_is_owner_only_from_its_creation() {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = secret_path(dir.path()).with_extension("tmp");
+        std::fs::write(&leftover, b"").unwrap();
+        std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut spy = std::fs::File::open(&leftover).unwrap();
+        let secret = load_or_create(dir.path()).unwrap();
+        let mut seen = String::new();
+        spy.read_to_string(&mut seen).unwrap();
+        assert!(
+            !seen.contains(&secret.code()),
+            "a handle opened before the secret was written reads it"
+        );
+        let mode = std::fs::metadata(secret_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

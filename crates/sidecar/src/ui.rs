@@ -70,11 +70,7 @@ pub fn csrf_token(api_token: &str) -> String {
 }
 
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    crate::private::secrets_equal(a.as_bytes(), b.as_bytes())
 }
 
 /// The page routes (merged into the sidecar's router). The server must be
