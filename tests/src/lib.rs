@@ -394,17 +394,21 @@ pub fn registration(peer: &Peer, label: &str, region: &str) -> NodeRegistration 
 }
 
 /// A valid round-0 assignment, placed by its owner, of the one shard of a
-/// 1000-byte content `content_id` (full replica) to `custodian`.
+/// 1000-byte content (full replica) to `custodian`. `label` stands for the
+/// content's bytes: its blake3 is the content hash, and the content id is
+/// the owner's id of that hash, as validation recomputes it.
 pub fn assignment(
     owner: AgentPubKey,
-    content_id: &str,
+    label: &str,
     custodian: &NodeRegistration,
     custodian_hash: ActionHash,
 ) -> CustodianAssignment {
+    let content_hash = blake3::hash(label.as_bytes()).to_hex().to_string();
+    let content_id = registry_core::assignment::content_id(owner.get_raw_32(), &content_hash);
     CustodianAssignment {
-        assignment_id: registry_core::assignment::assignment_id(content_id, 0, 0),
-        content_id: content_id.into(),
-        content_hash: "ab".repeat(32),
+        assignment_id: registry_core::assignment::assignment_id(&content_id, 0, 0),
+        content_id,
+        content_hash,
         content_size_bytes: 1000,
         shard_size_bytes: 1000,
         shard_hash: "cd".repeat(32),

@@ -153,10 +153,15 @@ fn template(
     custodian: &(NodeRegistration, ActionHash),
     content: &str,
 ) -> CustodianAssignment {
+    // The content's bytes stand in as `content`'s hash; its id is the
+    // owner's, as validation recomputes it.
+    let content_hash = blake3::hash(content.as_bytes()).to_hex().to_string();
+    let content_id =
+        registry_core::assignment::content_id(owner.agent().get_raw_32(), &content_hash);
     CustodianAssignment {
-        assignment_id: registry_core::assignment::assignment_id(content, 0, 0),
-        content_id: content.into(),
-        content_hash: "ef".repeat(32),
+        assignment_id: registry_core::assignment::assignment_id(&content_id, 0, 0),
+        content_id,
+        content_hash,
         content_size_bytes: 5000,
         shard_size_bytes: 5000,
         shard_hash: "12".repeat(32),
@@ -198,9 +203,11 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     net.sync().await;
     await_vetted(&regs, 3).await;
 
+    // The content's owner proposes its placement (a round-0 decision is
+    // the owner's); the region's vetted nodes decide it.
     let proposal: ActionHash = net
         .call(
-            real[0],
+            real[5],
             "propose_custodian_assignment",
             ProposeInput {
                 region: "eu-west".into(),
@@ -282,9 +289,18 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     net.sync().await;
     rejected(
         "quorum of one",
-        net.mallory::<_, ActionHash>(real[5], "create_assignment", forged)
+        net.mallory::<_, ActionHash>(real[5], "create_assignment", forged.clone())
             .await,
         "quorum not reached: 1 of 6 eligible voters approved, 4 needed",
+    );
+    // The same vote cited seven times is still one vote, and is not even
+    // fetched seven times: a list longer than the electorate is refused.
+    forged.quorum_votes = vec![first.vote.clone(); 7];
+    rejected(
+        "one vote cited seven times",
+        net.mallory::<_, ActionHash>(real[5], "create_assignment", forged)
+            .await,
+        "quorum_votes must be distinct votes, at most one per eligible voter",
     );
 
     // 2/3 of the real eligible voters pass it.
@@ -317,7 +333,11 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     assert!(last.record.executed.is_some());
     net.sync().await;
     let made: Vec<CustodianAssignment> = net
-        .call(real[4], "get_assignments_for_content", "family-album")
+        .call(
+            real[4],
+            "get_assignments_for_content",
+            template(&net.peers[real[5]], &regs[1], "family-album").content_id,
+        )
         .await;
     assert_eq!(made.len(), 1);
     assert_eq!(made[0].decided_by, "quorum");
@@ -388,7 +408,7 @@ async fn late_votes_and_floods_are_refused() {
     await_vetted(&regs, 2).await;
     let proposal: ActionHash = net
         .call(
-            peers[0],
+            peers[2],
             "propose_custodian_assignment",
             ProposeInput {
                 region: "eu-west".into(),
@@ -428,4 +448,128 @@ async fn late_votes_and_floods_are_refused() {
     );
     let record: VoteRecord = net.call(peers[2], "get_vote_record", proposal).await;
     assert!(record.ballots.is_empty());
+}
+
+/// Issue 21, items 3 and 9: one agent with several node ids is one
+/// witness and one voter, and a proposer cannot pick its electorate or
+/// decide, through a quorum, what only the owner may.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_agent_is_one_witness_and_cannot_pick_its_electorate() {
+    let mut net = Network::start_with(2, quick_props()).await;
+    let mut peers = vec![0, 1];
+    peers.extend(net.add_agents(0, 1, "m").await);
+    let (victim, honest, mallory) = (peers[0], peers[1], peers[2]);
+    let mut regs = register_all(&net, &peers, "eu-west").await;
+    net.arm_mallory(mallory).await;
+    // Mallory's one agent registers two more nodes (labels are free).
+    for label in ["m-b", "m-c"] {
+        let r = registration(&net.peers[mallory], label, "eu-west");
+        let h: ActionHash = net
+            .mallory(mallory, "create_registration", r.clone())
+            .await
+            .expect("a second registration of one agent is not itself refused");
+        regs.push((r, h));
+    }
+    net.sync().await;
+    await_vetted(&regs, 3).await;
+    let victim_id = regs[0].0.node_id.clone();
+    let mallory_nodes = [&regs[2], &regs[3], &regs[4]];
+
+    // Item 9: three "witnesses" that are one agent find the victim dead.
+    let mut witnesses = Vec::new();
+    for (reg, hash) in mallory_nodes {
+        let att: ActionHash = net
+            .mallory(
+                mallory,
+                "create_attestation",
+                HealthAttestation {
+                    attester_node_id: reg.node_id.clone(),
+                    subject_node_id: victim_id.clone(),
+                    success: false,
+                    response_time_ms: 30_000,
+                    timestamp: Timestamp::now(),
+                    last_seen: None,
+                    delegation: None,
+                },
+            )
+            .await
+            .expect("each of its nodes may state what it saw");
+        witnesses.push(Witness {
+            attestation: att,
+            registration: hash.clone(),
+        });
+    }
+    net.sync().await;
+    rejected(
+        "one agent's three nodes as three witnesses",
+        net.mallory::<_, ActionHash>(
+            mallory,
+            "create_penalty",
+            ReputationPenalty {
+                offender_node_id: victim_id.clone(),
+                reason: "repeated_failure".into(),
+                offence: witnesses[0].attestation.clone(),
+                evidence: witnesses,
+                detected_by_node_id: regs[2].0.node_id.clone(),
+                delegation: None,
+            },
+        )
+        .await,
+        "witnesses must be distinct agents",
+    );
+
+    // Item 3: an electorate of the proposer's own nodes ...
+    let props = quick_props();
+    let proposal = |assignment: CustodianAssignment,
+                    voters: Vec<&(NodeRegistration, ActionHash)>| {
+        AssignmentProposal {
+            proposer_node_id: regs[2].0.node_id.clone(),
+            region: "eu-west".into(),
+            assignment,
+            eligible_voters: voters
+                .into_iter()
+                .map(|(r, h)| VoterRef {
+                    node_id: r.node_id.clone(),
+                    registration: h.clone(),
+                })
+                .collect(),
+            deadline: Timestamp::from_micros(
+                Timestamp::now().as_micros() + props.vote_window_secs as i64 * 1_000_000,
+            ),
+            delegation: None,
+        }
+    };
+    let victims_content = template(&net.peers[victim], &regs[honest], "victim-photo");
+    rejected(
+        "an electorate of the proposer alone",
+        net.mallory::<_, ActionHash>(
+            mallory,
+            "create_proposal",
+            proposal(victims_content.clone(), vec![&regs[2]]),
+        )
+        .await,
+        "a proposal needs at least 3 eligible voters",
+    );
+    rejected(
+        "an electorate of one agent's three nodes",
+        net.mallory::<_, ActionHash>(
+            mallory,
+            "create_proposal",
+            proposal(victims_content.clone(), mallory_nodes.to_vec()),
+        )
+        .await,
+        "eligible voters must be distinct agents",
+    );
+    // ... and a quorum may not place someone else's content at round 0,
+    // which only its owner decides.
+    rejected(
+        "a quorum placing the victim's content",
+        net.mallory::<_, ActionHash>(
+            mallory,
+            "create_proposal",
+            proposal(victims_content, vec![&regs[0], &regs[1], &regs[2]]),
+        )
+        .await,
+        "a round-0 assignment is its owner's decision",
+    );
 }

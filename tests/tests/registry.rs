@@ -520,7 +520,7 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
     let mut repair = assignment(owner.clone(), "photo", &bob.0, bob.1.clone());
     repair.decided_by = "disaster_recovery".into();
     repair.decision_round = 1;
-    repair.assignment_id = registry_core::assignment::assignment_id("photo", 0, 1);
+    repair.assignment_id = registry_core::assignment::assignment_id(&placed.content_id, 0, 1);
     repair.replaces = Some(assignment_hash(&placed));
     let _: ActionHash = net.call(0, "assign_custodian", repair).await;
     selection_sees([cap, cap - 1000]).await;
@@ -645,7 +645,7 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
     let mut repair = assignment(owner, "photo", &bob.0, bob.1.clone());
     repair.decided_by = "disaster_recovery".into();
     repair.decision_round = 1;
-    repair.assignment_id = registry_core::assignment::assignment_id("photo", 0, 1);
+    repair.assignment_id = registry_core::assignment::assignment_id(&placed.content_id, 0, 1);
     repair.replaces = Some(assignment_hash(&placed));
     let _: ActionHash = net.call(0, "assign_custodian", repair).await;
     let repaired_at = Timestamp::now();

@@ -287,6 +287,7 @@ async fn every_rule() {
         f(&mut x);
         x
     };
+    let expected_id = format!("assignment_id must be {}#0@0", ok.content_id);
     let cases: Vec<(&str, CustodianAssignment, &str)> = vec![
         (
             "custodian registration is a heartbeat",
@@ -329,7 +330,7 @@ async fn every_rule() {
         (
             "non-deterministic id",
             bad_asg(&|x| x.assignment_id = "random-42".into()),
-            "assignment_id must be photo-1#0@0",
+            &expected_id,
         ),
         (
             "unknown strategy",
@@ -338,12 +339,12 @@ async fn every_rule() {
         ),
         (
             "owner as its own custodian",
-            bad_asg(&|x| x.owner_agent = a.agent()),
+            bad_asg(&|x| owned_by(x, a.agent())),
             "a content's owner cannot be its custodian",
         ),
         (
             "publisher placing others' content",
-            bad_asg(&|x| x.owner_agent = AgentPubKey::from_raw_32(vec![1; 32])),
+            bad_asg(&|x| owned_by(x, AgentPubKey::from_raw_32(vec![1; 32]))),
             "only the content's owner places it",
         ),
         (
@@ -360,14 +361,14 @@ async fn every_rule() {
             reason,
         );
     }
-    let _: ActionHash = net.call(1, "assign_custodian", ok.clone()).await;
+    let ok_created: ActionHash = net.call(1, "assign_custodian", ok.clone()).await;
 
     // --- retirement links -------------------------------------------------
     // A second decision of the same round for the same shard: one of the
     // two outranks the other, and only it may retire the other.
     let mut other = ok.clone();
     other.content_size_bytes = 2000;
-    let _: ActionHash = net.call(1, "assign_custodian", other.clone()).await;
+    let other_created: ActionHash = net.call(1, "assign_custodian", other.clone()).await;
     let (h_ok, h_other) = (assignment_hash(&ok), assignment_hash(&other));
     let (winner, loser) = if h_ok.get_raw_39() < h_other.get_raw_39() {
         (h_ok, h_other)
@@ -384,10 +385,10 @@ async fn every_rule() {
         }
     };
     let (alice_custody, bob_custody) = (custody_of(&alice).await, custody_of(&bob_reg).await);
-    let winning = if assignment_hash(&ok) == winner {
-        ok.clone()
+    let (winning, created) = if assignment_hash(&ok) == winner {
+        (ok.clone(), [ok_created, other_created])
     } else {
-        other.clone()
+        (other.clone(), [other_created, ok_created])
     };
     assert_eq!(ok.shard_size_bytes, other.shard_size_bytes);
     Box::pin(retirement_and_recent_custody_rules(
@@ -396,6 +397,7 @@ async fn every_rule() {
         [&alice_custody, &bob_custody],
         &winning,
         &loser,
+        &created,
     ))
     .await;
 
@@ -566,6 +568,13 @@ async fn every_rule() {
     );
 }
 
+/// `x` as if `owner` owned its content: the owner and the ids it derives.
+fn owned_by(x: &mut CustodianAssignment, owner: AgentPubKey) {
+    x.content_id = registry_core::assignment::content_id(owner.get_raw_32(), &x.content_hash);
+    x.assignment_id = registry_core::assignment::assignment_id(&x.content_id, x.shard_index, 0);
+    x.owner_agent = owner;
+}
+
 /// Mirror of mallory's `RawLink` input.
 #[derive(serde::Serialize, Debug)]
 struct RawLinkInput {
@@ -627,20 +636,28 @@ fn update_input(original: &ActionHash, r: &NodeRegistration) -> UpdateInput {
 
 /// Retirement marks, on a custodian's index and on its recent-custody
 /// buckets, and recent-custody links: `winning` (on alice) outranks the
-/// assignment at `loser`, both of the same shard.
+/// assignment at `loser`, both of the same shard, both decided by bob
+/// (`created`: his actions creating the winner, then the loser).
 async fn retirement_and_recent_custody_rules(
     net: &Network,
     [alice, bob_reg]: [&NodeRegistration; 2],
     [alice_custody, bob_custody]: [&EntryHash; 2],
     winning: &CustodianAssignment,
     loser: &EntryHash,
+    [winner_created, loser_created]: &[ActionHash; 2],
 ) {
     let shard_bytes = winning.shard_size_bytes;
     let winner = assignment_hash(winning);
-    let retire_saying = |base: &EntryHash, retired: &EntryHash, by: &EntryHash, bytes: u64| {
+    let retire_citing = |base: &EntryHash,
+                         retired: &EntryHash,
+                         by: &EntryHash,
+                         bytes: u64,
+                         decided_in: Option<ActionHash>| {
         let tag = RetirementSummary {
             superseded_by: by.clone(),
             retired_bytes: bytes,
+            decided_in,
+            delegation: None,
         };
         raw_link(
             net,
@@ -650,6 +667,9 @@ async fn retirement_and_recent_custody_rules(
             "NodeToRetiredAssignment",
             holochain_serialized_bytes::encode(&tag).unwrap(),
         )
+    };
+    let retire_saying = |base: &EntryHash, retired: &EntryHash, by: &EntryHash, bytes: u64| {
+        retire_citing(base, retired, by, bytes, Some(winner_created.clone()))
     };
     let retire = |base: &EntryHash, retired: &EntryHash, by: &EntryHash| {
         retire_saying(base, retired, by, shard_bytes)
@@ -674,9 +694,27 @@ async fn retirement_and_recent_custody_rules(
         retire_saying(alice_custody, loser, &winner, shard_bytes + 1).await,
         "must give the retired shard's size",
     );
+    // Issue 21, item 11: only the two parties with a stake mark it.
+    rejected(
+        "a retirement by neither the custodian nor the decider",
+        retire_citing(alice_custody, loser, &winner, shard_bytes, None).await,
+        "a retirement is marked by the retired custodian or by the outranking decision's author",
+    );
+    rejected(
+        "a retirement citing another decision than the winner's",
+        retire_citing(
+            alice_custody,
+            loser,
+            &winner,
+            shard_bytes,
+            Some(loser_created.clone()),
+        )
+        .await,
+        "decided_in must be the link author's own creation of the outranking assignment",
+    );
     retire(alice_custody, loser, &winner)
         .await
-        .expect("anyone may mark an outranked assignment retired");
+        .expect("the outranking decision's author marks the outranked assignment retired");
 
     // --- recent-custody links ---------------------------------------------
     // In the custodian's bucket of the link's own time, or rejected.
@@ -901,4 +939,244 @@ async fn delegation_rules(
         .await,
         "only the delegating identity links its delegation",
     );
+}
+
+/// The attacks of issue 21 on the DNA's own rules, by one agent running its
+/// own coordinator ("mallory"): each commit below was accepted before the
+/// rule that now refuses it.
+#[test]
+fn one_fresh_agent_cannot_forge_types_contents_or_family() {
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(forgeries())
+        })
+        .expect("a thread for the attacks")
+        .join()
+        .expect("every forgery is refused");
+}
+
+async fn forgeries() {
+    let mut net = Network::start(2).await;
+    let carol_peer = net.add_agents(0, 1, "carol").await[0];
+    for p in [0, 1, carol_peer] {
+        net.arm_mallory(p).await;
+    }
+    let (a, b, c) = (
+        net.peers[0].clone(),
+        net.peers[1].clone(),
+        net.peers[carol_peer].clone(),
+    );
+    let alice = registration(&a, "alice", "eu-west");
+    let bob = registration(&b, "bob", "eu-west");
+    let carol = registration(&c, "carol", "eu-west");
+    let _: ActionHash = net.call(0, "register_node", alice.clone()).await;
+    let bob_hash: ActionHash = net.call(1, "register_node", bob.clone()).await;
+    let _: ActionHash = net.call(carol_peer, "register_node", carol.clone()).await;
+    net.sync().await;
+
+    // Item 1: an entry committed as one type that also carries another
+    // type's fields (serde used to ignore them, so it read back as both).
+    let relationship: ActionHash = net
+        .call(
+            0,
+            "create_relationship",
+            CreateRelationshipInput {
+                other: b.agent(),
+                kind: "family".into(),
+                auto_custody_enabled: true,
+            },
+        )
+        .await;
+    net.sync().await;
+    #[derive(serde::Serialize, Debug)]
+    struct RelationshipWithPenalty {
+        party_a: AgentPubKey,
+        party_b: AgentPubKey,
+        kind: String,
+        auto_custody_enabled: bool,
+        created_at: Timestamp,
+        offender_node_id: String,
+        reason: String,
+        offence: ActionHash,
+        evidence: Vec<Witness>,
+        detected_by_node_id: String,
+        delegation: Option<ActionHash>,
+    }
+    let both = RelationshipWithPenalty {
+        party_a: b.agent(),
+        party_b: a.agent(),
+        kind: "family".into(),
+        auto_custody_enabled: true,
+        created_at: Timestamp::now(),
+        offender_node_id: alice.node_id.clone(),
+        reason: "false_accusation".into(),
+        offence: relationship.clone(),
+        evidence: vec![],
+        detected_by_node_id: bob.node_id.clone(),
+        delegation: None,
+    };
+    rejected(
+        "a relationship that also carries a penalty's fields",
+        net.mallory::<_, ActionHash>(
+            1,
+            "create_raw_entry",
+            RawEntryInput {
+                entry_index: 6,
+                bytes: holochain_serialized_bytes::encode(&both).unwrap(),
+            },
+        )
+        .await,
+        "unknown field",
+    );
+    rejected(
+        "a penalty link to a relationship",
+        raw_link_on(
+            &net,
+            1,
+            ("region_base_hash", "eu-west"),
+            relationship.clone().into(),
+            "NodeToPenalty",
+            vec![],
+        )
+        .await,
+        "penalty links point to a penalty",
+    );
+
+    // Item 2: bob places alice's content (its id is public) as his own.
+    let content_hash = "ab".repeat(32);
+    let alices_content =
+        registry_core::assignment::content_id(a.agent().get_raw_32(), &content_hash);
+    let mut stolen = assignment(
+        b.agent(),
+        "photo",
+        &carol,
+        carol_hash(&net, carol_peer).await,
+    );
+    stolen.content_id = alices_content.clone();
+    stolen.content_hash = content_hash.clone();
+    stolen.assignment_id = registry_core::assignment::assignment_id(&alices_content, 0, 0);
+    rejected(
+        "bob claims alice's content id",
+        net.mallory::<_, ActionHash>(1, "create_assignment", stolen)
+            .await,
+        "content_id must be blake3(owner key, content_hash)",
+    );
+    let mut odd = assignment(
+        b.agent(),
+        "photo",
+        &carol,
+        carol_hash(&net, carol_peer).await,
+    );
+    odd.content_id = "../../etc/passwd".into();
+    odd.assignment_id = registry_core::assignment::assignment_id(&odd.content_id, 0, 0);
+    rejected(
+        "a content id that is a path",
+        net.mallory::<_, ActionHash>(1, "create_assignment", odd)
+            .await,
+        "content_id must be blake3(owner key, content_hash)",
+    );
+
+    // Items 6 and 10: alice and bob are family; bob withdraws, then
+    // approves carol's recovery of alice with his old consents anyway.
+    let consent_b: ActionHash = net
+        .call(
+            1,
+            "consent_to_relationship",
+            ConsentInput {
+                relationship: relationship.clone(),
+                consent: true,
+            },
+        )
+        .await;
+    net.sync().await;
+    let family: Vec<FamilyCustodian> = net
+        .call(carol_peer, "get_family_custodians", a.agent())
+        .await;
+    assert_eq!(family.len(), 1, "bob keeps alice's content: {family:?}");
+    let proof = family[0].proof.clone();
+    assert!(proof.consents.contains(&consent_b));
+    // A proof may not pad its consents (each is fetched and checked).
+    let mut padded = proof.clone();
+    padded.consents.push(proof.consents[0].clone());
+    let mut with_family = assignment(a.agent(), "album", &bob, bob_hash.clone());
+    with_family.decided_by = "relationship_policy".into();
+    with_family.relationship = Some(padded);
+    rejected(
+        "a family proof padded with a repeated consent",
+        net.mallory::<_, ActionHash>(0, "create_assignment", with_family)
+            .await,
+        "a family proof holds each party's consent once",
+    );
+    let _: ActionHash = net
+        .call(
+            1,
+            "consent_to_relationship",
+            ConsentInput {
+                relationship: relationship.clone(),
+                consent: false,
+            },
+        )
+        .await;
+    let stranger = AgentPubKey::from_raw_32(vec![7; 32]);
+    let request = |family: Vec<(AgentPubKey, FamilyProof)>| RecoveryRequest {
+        lost_agent: a.agent(),
+        new_agent: c.agent(),
+        new_node_id: carol.node_id.clone(),
+        required_approvals: registry_core::quorum::required_approvals(family.len()).unwrap() as u32,
+        family: family.iter().map(|(m, _)| m.clone()).collect(),
+        family_proofs: family.into_iter().map(|(_, p)| p).collect(),
+        created_at: Timestamp::now(),
+    };
+    rejected(
+        "carol names a stranger as alice's family",
+        net.mallory::<_, ActionHash>(
+            carol_peer,
+            "create_recovery_request",
+            request(vec![(stranger, proof.clone())]),
+        )
+        .await,
+        "is not proven family of the lost agent",
+    );
+    let filed: ActionHash = net
+        .mallory(
+            carol_peer,
+            "create_recovery_request",
+            request(vec![(b.agent(), proof.clone())]),
+        )
+        .await
+        .expect("bob was alice's consenting family when the proof was made");
+    net.sync().await;
+    rejected(
+        "bob approves with the consent he withdrew",
+        net.mallory::<_, ActionHash>(
+            1,
+            "create_recovery_approval",
+            RecoveryApproval {
+                request: filed,
+                approver: b.agent(),
+                approve: true,
+                proof,
+            },
+        )
+        .await,
+        "has withdrawn its consent",
+    );
+}
+
+/// Mirror of mallory's `RawEntry` input.
+#[derive(serde::Serialize, Debug)]
+struct RawEntryInput {
+    entry_index: u8,
+    bytes: Vec<u8>,
+}
+
+/// The registration hash of a peer's node, as its directory gives it.
+async fn carol_hash(net: &Network, peer: usize) -> ActionHash {
+    let mine: Option<RegisteredNode> = net.call(peer, "get_my_node", ()).await;
+    mine.expect("registered").action_hash
 }

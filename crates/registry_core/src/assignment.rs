@@ -107,6 +107,25 @@ impl FromStr for DecisionSource {
     }
 }
 
+/// The id of the content whose bytes hash to `content_hash` (64 hex digits)
+/// when `owner_key` (the owner's 32-byte agent key) publishes it:
+/// `blake3(owner_key || content_hash)`, 64 hex digits. Unique per owner,
+/// stable across republishing, and checkable by anyone: validation
+/// recomputes it, so nobody can place (or claim to own) another person's
+/// content under its id.
+pub fn content_id(owner_key: &[u8], content_hash: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(owner_key);
+    h.update(content_hash.as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
+/// Whether `id` has the canonical form of a content id (64 lowercase hex
+/// digits), the only form that is safe to use as a file name.
+pub fn is_canonical_content_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The deterministic id of the assignment of one shard in one round. Two
 /// repairers computing it for the same repair get the same id.
 pub fn assignment_id(content_id: &str, shard_index: u32, round: u32) -> String {
@@ -231,6 +250,19 @@ mod tests {
             shard_index,
             round,
             tiebreak,
+        }
+    }
+
+    #[test]
+    fn a_content_id_binds_its_owner_and_is_a_safe_file_name() {
+        let hash = "ab".repeat(32);
+        let mine = content_id(&[1; 32], &hash);
+        assert_eq!(mine, content_id(&[1; 32], &hash), "stable");
+        assert_ne!(mine, content_id(&[2; 32], &hash), "another owner");
+        assert_ne!(mine, content_id(&[1; 32], &"cd".repeat(32)), "other bytes");
+        assert!(is_canonical_content_id(&mine));
+        for bad in ["../x", "/etc/passwd", "", &mine.to_uppercase(), &mine[1..]] {
+            assert!(!is_canonical_content_id(bad), "{bad:?}");
         }
     }
 

@@ -99,7 +99,8 @@ pub fn health_consensus_within(
     window_secs: i64,
 ) -> HealthConsensus {
     let since = now_micros - window_secs.max(0) * MICROS_PER_SEC;
-    // Newest attestation per attester, within the window, with weight.
+    // Newest attestation per attesting agent (one agent's several node ids
+    // are one voice), within the window, with weight.
     let mut latest: BTreeMap<&str, &AttestationView> = BTreeMap::new();
     for a in atts {
         if a.timestamp_micros < since || a.timestamp_micros > now_micros + 60 * MICROS_PER_SEC {
@@ -108,10 +109,11 @@ pub fn health_consensus_within(
         if !(a.weight.is_finite() && a.weight > 0.0) {
             continue;
         }
-        match latest.get(a.attester.as_str()) {
+        let agent = crate::node_id::owner_tag(&a.attester);
+        match latest.get(agent) {
             Some(b) if b.timestamp_micros >= a.timestamp_micros => {}
             _ => {
-                latest.insert(&a.attester, a);
+                latest.insert(agent, a);
             }
         }
     }
@@ -289,6 +291,18 @@ mod tests {
         let c = health_consensus(&atts, NOW);
         assert_eq!(c.status, HealthVerdict::Healthy);
         assert_eq!(c.attesters, 3);
+        // So is one agent naming three node ids: a lone accusation.
+        let mut sybil: Vec<_> = [
+            "x-00000000000000aa",
+            "y-00000000000000aa",
+            "z-00000000000000aa",
+        ]
+        .iter()
+        .map(|n| att(n, false, 5))
+        .collect();
+        sybil.extend((0..3).map(|i| att(&format!("h{i}"), true, 10)));
+        let c = health_consensus(&sybil, NOW);
+        assert_eq!((c.status, c.attesters), (HealthVerdict::Healthy, 3));
         // Its newest attestation is what counts.
         let flip = vec![att("a", false, 100), att("a", true, 1)];
         assert_eq!(health_consensus(&flip, NOW).status, HealthVerdict::Healthy);

@@ -48,6 +48,17 @@ pub fn derive_node_id(label: &str, agent_key_core: &[u8]) -> String {
     format!("{}-{}", slugify(label), key_suffix(agent_key_core))
 }
 
+/// The part of a node id that names its agent (the 16 hex digits after the
+/// last `-`), or the whole id when it has none. One agent may register
+/// several node ids (labels are free), so whatever counts distinct
+/// reporters, witnesses or voters counts distinct owner tags: one agent is
+/// one voice, however many nodes it names.
+pub fn owner_tag(node_id: &str) -> &str {
+    node_id
+        .rsplit_once('-')
+        .map_or(node_id, |(_, suffix)| suffix)
+}
+
 /// Checks that `node_id` is well formed and belongs to the given agent key.
 pub fn check_node_id_owner(node_id: &str, agent_key_core: &[u8]) -> Result<(), RegistryError> {
     let bad = |reason: &str| RegistryError::InvalidNodeId {
@@ -81,6 +92,22 @@ pub fn check_node_id_owner(node_id: &str, agent_key_core: &[u8]) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_agents_nodes_share_an_owner_tag() {
+        let key = [7u8; 32];
+        let (a, b) = (
+            derive_node_id("rack-a", &key),
+            derive_node_id("rack-b", &key),
+        );
+        assert_ne!(a, b);
+        assert_eq!(owner_tag(&a), owner_tag(&b));
+        assert_ne!(
+            owner_tag(&a),
+            owner_tag(&derive_node_id("rack-a", &[8u8; 32]))
+        );
+        assert_eq!(owner_tag("plain"), "plain");
+    }
 
     const KEY_A: [u8; 32] = [0xab; 32];
     const KEY_B: [u8; 32] = [0x01; 32];

@@ -70,12 +70,15 @@ pub fn judge(
     now_micros: i64,
     policy: LivenessPolicy,
 ) -> Judgement {
+    // The newest verdict per monitoring agent: one agent's several node ids
+    // are one reporter.
     let mut newest: BTreeMap<&str, &VerdictView> = BTreeMap::new();
     for v in verdicts.iter().filter(|v| v.vetted) {
-        match newest.get(v.attester.as_str()) {
+        let agent = crate::node_id::owner_tag(&v.attester);
+        match newest.get(agent) {
             Some(n) if n.recorded_micros >= v.recorded_micros => {}
             _ => {
-                newest.insert(&v.attester, v);
+                newest.insert(agent, v);
             }
         }
     }
@@ -184,6 +187,27 @@ mod tests {
         let j = judge(&[a, b], Some(T0 - S), T0 + 3600 * S, POLICY);
         assert_eq!(j.reporters, 0);
         assert!(j.liveness.is_alive());
+    }
+
+    #[test]
+    fn one_agents_two_nodes_are_one_reporter() {
+        let views = [
+            v(
+                "rack-a-0123456789abcdef",
+                Verdict::Suspected,
+                T0,
+                T0 + 11 * S,
+            ),
+            v(
+                "rack-b-0123456789abcdef",
+                Verdict::Suspected,
+                T0,
+                T0 + 12 * S,
+            ),
+        ];
+        let j = judge(&views, Some(T0 - 100 * S), T0 + 3600 * S, POLICY);
+        assert_eq!(j.reporters, 1);
+        assert!(!j.excluded_from_selection(), "{j:?}");
     }
 
     #[test]

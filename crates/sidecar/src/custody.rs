@@ -245,12 +245,10 @@ fn hash_file(path: &Path, progress: ProgressFn<'_>) -> std::io::Result<(String, 
 }
 
 /// The content id of `content_hash` published by `owner`: unique per owner,
-/// stable across republishing.
+/// stable across republishing, and recomputed by validation
+/// (`registry_core::assignment::content_id`).
 pub fn content_id_for(owner: &holochain_types::prelude::AgentPubKey, content_hash: &str) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(owner.get_raw_32());
-    h.update(content_hash.as_bytes());
-    h.finalize().to_hex().to_string()
+    registry_core::assignment::content_id(owner.get_raw_32(), content_hash)
 }
 
 /// How long a push keeps trying a custodian it cannot reach at all.

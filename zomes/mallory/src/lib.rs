@@ -116,6 +116,11 @@ pub fn create_link_raw(l: RawLink) -> ExternResult<ActionHash> {
         "AgentToDelegation" => LinkTypes::AgentToDelegation,
         "RegionToSuspicion" => LinkTypes::RegionToSuspicion,
         "NodeToPenalty" => LinkTypes::NodeToPenalty,
+        "OwnerToAssignment" => LinkTypes::OwnerToAssignment,
+        "RegionToProposal" => LinkTypes::RegionToProposal,
+        "ProposalToVote" => LinkTypes::ProposalToVote,
+        "LostAgentToRecovery" => LinkTypes::LostAgentToRecovery,
+        "RecoveryToApproval" => LinkTypes::RecoveryToApproval,
         other => {
             return Err(wasm_error!(WasmErrorInner::Guest(format!(
                 "mallory: no link type {other}"
@@ -175,4 +180,52 @@ pub fn recent_custody_base_hash(input: (String, i64)) -> ExternResult<EntryHash>
 #[hdk_extern]
 pub fn presence_base_hash(input: (i64, u32)) -> ExternResult<EntryHash> {
     presence_shard_base(input.0, input.1)
+}
+
+// --- Attacks on the DNA's own rules (issue 21) -----------------------------
+
+/// Input of `create_raw_entry`: an app entry of the integrity zome's
+/// `entry_index`-th type whose bytes are whatever the attacker encoded.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RawEntry {
+    /// Position of the type in `EntryTypes`.
+    pub entry_index: u8,
+    /// The entry's msgpack bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Commits an entry of any type with any bytes (e.g. a relationship that
+/// also carries a penalty's fields).
+#[hdk_extern]
+pub fn create_raw_entry(e: RawEntry) -> ExternResult<ActionHash> {
+    let bytes = SerializedBytes::from(UnsafeBytes::from(e.bytes));
+    create(CreateInput::new(
+        EntryDefLocation::app(0, e.entry_index),
+        EntryVisibility::Public,
+        Entry::App(AppEntryBytes(bytes)),
+        ChainTopOrdering::default(),
+    ))
+}
+
+/// Commits a proposal as given (e.g. with an electorate of its own choosing).
+#[hdk_extern]
+pub fn create_proposal(p: AssignmentProposal) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::AssignmentProposal(p))
+}
+
+/// Commits a recovery request as given (e.g. naming a family of its own
+/// choosing).
+#[hdk_extern]
+pub fn create_recovery_request(r: RecoveryRequest) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::RecoveryRequest(r))
+}
+
+// Signals (issue 21, item 4): what any agent can send any other.
+
+/// Sends any signal to any agents by remote signal, as an attacker's own
+/// coordinator can (e.g. a forged `ReplicateContent` or
+/// `DisasterRecoveryFailed`).
+#[hdk_extern]
+pub fn send_signal(input: (RegistrySignal, Vec<AgentPubKey>)) -> ExternResult<()> {
+    send_remote_signal(&input.0, input.1)
 }

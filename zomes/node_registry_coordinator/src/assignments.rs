@@ -165,7 +165,7 @@ pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionH
             tag,
         )?;
         if let Some(replaced) = &assignment.replaces {
-            retire_replaced(&assignment, &entry_hash, replaced)?;
+            retire_replaced(&assignment, &entry_hash, replaced, &action)?;
         }
     }
     Ok(action)
@@ -178,6 +178,7 @@ fn retire_replaced(
     winner: &CustodianAssignment,
     winner_hash: &EntryHash,
     replaced: &EntryHash,
+    decided_in: &ActionHash,
 ) -> ExternResult<()> {
     // Validation has the replaced entry; if this node cannot read it yet,
     // the repair still stands and the mark is left to the old custodian's
@@ -194,6 +195,7 @@ fn retire_replaced(
             replaced,
             old.shard_size_bytes,
             winner_hash,
+            RetiredBy::Decider(decided_in.clone()),
         )?;
     }
     Ok(())
@@ -202,10 +204,30 @@ fn retire_replaced(
 /// Marks `retired` (of `bytes`) taken by `by`, on the custodian's index and
 /// on its recent-custody bucket, so selections see it before the
 /// custodian next totals its custody.
-fn retire(custodian: &str, retired: &EntryHash, bytes: u64, by: &EntryHash) -> ExternResult<()> {
+/// Who writes a retirement mark, as validation accepts it.
+enum RetiredBy {
+    /// The author of the outranking decision, by its create action.
+    Decider(ActionHash),
+    /// The retired custodian, through this delegation when a working key.
+    Custodian(Option<ActionHash>),
+}
+
+fn retire(
+    custodian: &str,
+    retired: &EntryHash,
+    bytes: u64,
+    by: &EntryHash,
+    who: RetiredBy,
+) -> ExternResult<()> {
+    let (decided_in, delegation) = match who {
+        RetiredBy::Decider(action) => (Some(action), None),
+        RetiredBy::Custodian(delegation) => (None, delegation),
+    };
     let tag = RetirementSummary {
         superseded_by: by.clone(),
         retired_bytes: bytes,
+        decided_in,
+        delegation,
     }
     .to_tag()?;
     let recent = recent_custody_base(custodian, recent_bucket(sys_time()?.as_micros()))?;
@@ -497,10 +519,15 @@ pub(crate) fn committed_bytes_of_present(
 /// Marks retired every assignment of `node_id` that its content's index no
 /// longer has live (a repair, or a same-round decision by another node,
 /// took its shard) and that is not marked yet, so it stops counting in the
-/// node's committed custody. Returns how many it marked. Anyone may run
-/// it; a sidecar runs it for its own node when it reconciles.
+/// node's committed custody. Returns how many it marked. The node itself
+/// (its identity or working key) marks any; anyone else only those taken by
+/// a decision it wrote itself (validation accepts no other mark). A sidecar
+/// runs it for its own node when it reconciles.
 #[hdk_extern]
 pub fn retire_outranked(node_id: String) -> ExternResult<u32> {
+    let custodian = crate::directory::acting_as()?
+        .filter(|me| me.node_id() == node_id)
+        .map(|me| me.delegation);
     let Some(index) = custody_indexes(std::slice::from_ref(&node_id))?.pop() else {
         return Ok(0);
     };
@@ -531,11 +558,38 @@ pub fn retire_outranked(node_id: String) -> ExternResult<u32> {
         let key = (a.summary.content_id.clone(), a.summary.shard_index);
         match live.get(&key) {
             Some(winner) if *winner != a.entry_hash => {
-                retire(&node_id, &a.entry_hash, a.summary.shard_size_bytes, winner)?;
+                let who = match &custodian {
+                    Some(delegation) => RetiredBy::Custodian(delegation.clone()),
+                    None => match my_creation_of(winner)? {
+                        Some(action) => RetiredBy::Decider(action),
+                        None => continue,
+                    },
+                };
+                retire(
+                    &node_id,
+                    &a.entry_hash,
+                    a.summary.shard_size_bytes,
+                    winner,
+                    who,
+                )?;
                 marked += 1;
             }
             _ => {}
         }
     }
     Ok(marked)
+}
+
+/// The action by which this agent created the entry at `entry`, if it did.
+fn my_creation_of(entry: &EntryHash) -> ExternResult<Option<ActionHash>> {
+    let mut hashes = std::collections::HashSet::new();
+    hashes.insert(entry.clone());
+    Ok(query(
+        ChainQueryFilter::new()
+            .entry_hashes(hashes)
+            .action_type(ActionType::Create),
+    )?
+    .into_iter()
+    .next()
+    .map(|r| r.action_address().clone()))
 }

@@ -250,9 +250,12 @@ pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
         // attestation with its attester's registration.
         let agrees = |o: &&Observed| !contradicts(o.att.success, &consensus, 0.0);
         let mut witnesses: Vec<(Witness, &Observed)> = Vec::new();
+        // One witness per agent: validation counts agents, not node ids.
+        let mut witness_agents = BTreeSet::new();
         for o in observed.iter().filter(agrees) {
             if let (w, Some(reg)) = weigher.weigh(&o.att.attester_node_id)? {
-                if w > 0.0 {
+                let agent = registry_core::node_id::owner_tag(&o.att.attester_node_id).to_string();
+                if w > 0.0 && witness_agents.insert(agent) {
                     witnesses.push((
                         Witness {
                             attestation: o.action.clone(),
@@ -381,20 +384,28 @@ pub fn propose_custodian_assignment(input: ProposeInput) -> ExternResult<ActionH
     // A little margin so validation, at the action's own time, agrees.
     let judged_at = now.as_micros() - 5 * MICROS_PER_SEC;
     let mut eligible = Vec::new();
+    // One agent is one voter, however many nodes it registered.
+    let mut agents = BTreeSet::new();
     for e in newest_per_node(links_on(region_base(region)?, LinkTypes::RegionIndex)?) {
         let Some(reg) = fetch_registration(&e.target)? else {
             continue;
         };
         let rep = get_reputation(reg.registration.node_id.clone())?.reputation;
-        if policy.vetted(reg.registration.registered_at.as_micros(), judged_at, rep) {
+        if policy.vetted(reg.registration.registered_at.as_micros(), judged_at, rep)
+            && agents.insert(reg.registration.agent_pub_key.clone())
+        {
             eligible.push(VoterRef {
                 node_id: reg.registration.node_id,
                 registration: reg.action_hash,
             });
         }
     }
-    if eligible.is_empty() {
-        return Err(guest(format!("no vetted voters in region {region}")));
+    let min_voters = props.min_quorum_voters.max(1) as usize;
+    if eligible.len() < min_voters {
+        return Err(guest(format!(
+            "region {region} has {} vetted voters; a proposal needs at least {min_voters}",
+            eligible.len()
+        )));
     }
     let mut assignment = input.assignment;
     assignment.decided_by = registry_core::assignment::DecisionSource::Quorum

@@ -207,10 +207,11 @@ pub fn get_node_of_agent(agent: AgentPubKey) -> ExternResult<Option<RegisteredNo
 pub fn request_recovery(lost_agent: AgentPubKey) -> ExternResult<ActionHash> {
     let me = my_registration()?
         .ok_or_else(|| guest("register this new node before requesting a recovery"))?;
-    let family: Vec<AgentPubKey> = get_family_custodians(lost_agent.clone())?
-        .into_iter()
-        .map(|f| f.agent)
-        .collect();
+    let (family, family_proofs): (Vec<AgentPubKey>, Vec<FamilyProof>) =
+        get_family_custodians(lost_agent.clone())?
+            .into_iter()
+            .map(|f| (f.agent, f.proof))
+            .unzip();
     if family.is_empty() {
         return Err(guest(
             "no family custodians: the lost agent has no active auto-custody relationship",
@@ -222,6 +223,7 @@ pub fn request_recovery(lost_agent: AgentPubKey) -> ExternResult<ActionHash> {
         new_agent: me.registration.agent_pub_key,
         new_node_id: me.registration.node_id,
         family,
+        family_proofs,
         required_approvals: required,
         created_at: sys_time()?,
     };

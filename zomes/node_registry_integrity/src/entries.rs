@@ -5,6 +5,7 @@ use hdi::prelude::*;
 
 /// Hours of the day when a node's bandwidth is offered.
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct OffPeakHours {
     /// First hour, 0..=23, local time.
     pub start_hour: u8,
@@ -231,10 +232,11 @@ pub struct CustodianAssignment {
 /// Proof that two agents are in an auto-custody relationship both accepted:
 /// the relationship and each party's consent, by hash.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct FamilyProof {
     /// The relationship.
     pub relationship: ActionHash,
-    /// One consent per party (both `consent: true`).
+    /// Each party's consent (`consent: true`), once each: exactly two.
     pub consents: Vec<ActionHash>,
 }
 
@@ -286,6 +288,10 @@ pub struct RecoveryRequest {
     pub new_node_id: String,
     /// The lost agent's family custodians when the request was made.
     pub family: Vec<AgentPubKey>,
+    /// For each of `family`, in order, the proof that they and the lost
+    /// agent are in an auto-custody relationship both consented to: the
+    /// requester cannot name strangers (or its own other keys) as family.
+    pub family_proofs: Vec<FamilyProof>,
     /// Approvals needed: 2/3 of the family, rounded up.
     pub required_approvals: u32,
     /// When (within 60 s of its action).
@@ -310,6 +316,7 @@ pub struct RecoveryApproval {
 
 /// A voter named in a proposal's snapshot of eligible voters.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct VoterRef {
     /// The voting node.
     pub node_id: String,
@@ -357,6 +364,7 @@ pub struct CustodianVote {
 /// An attestation with the registration of the node that made it, so a
 /// witness's age can be checked.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Witness {
     /// The attestation.
     pub attestation: ActionHash,

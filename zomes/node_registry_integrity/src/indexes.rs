@@ -239,6 +239,14 @@ pub struct RetirementSummary {
     /// Bytes of the retired shard, so a reader of the recent-custody
     /// bases can take them off a node's published total.
     pub retired_bytes: u64,
+    /// Who marks it, one of two: the author of the outranking decision,
+    /// citing the action that created it ...
+    #[serde(default)]
+    pub decided_in: Option<ActionHash>,
+    /// ... or the retired custodian itself (its identity, or a working key
+    /// citing this delegation), when `decided_in` is absent.
+    #[serde(default)]
+    pub delegation: Option<ActionHash>,
 }
 
 impl RetirementSummary {

@@ -48,6 +48,9 @@ pub struct RegistryProperties {
     /// this are left to readers. Validation reads it to reject a total that
     /// claims links the custodian could not have seen yet.
     pub custody_total_lag_secs: u32,
+    /// Fewest eligible voters (distinct agents, each vetted) a proposal may
+    /// list: a proposer cannot hand a decision to an electorate of itself.
+    pub min_quorum_voters: u32,
 }
 
 impl Default for RegistryProperties {
@@ -65,6 +68,7 @@ impl Default for RegistryProperties {
             presence_shards: registry_core::presence::DEFAULT_PRESENCE_SHARDS,
             placement_set_min: registry_core::presence::DEFAULT_PLACEMENT_SET_MIN as u32,
             custody_total_lag_secs: registry_core::committed::DEFAULT_TOTAL_LAG_SECS as u32,
+            min_quorum_voters: 3,
         }
     }
 }

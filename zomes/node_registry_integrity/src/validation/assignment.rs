@@ -6,8 +6,8 @@ use registry_core::committed::{recent_bucket, recent_bucket_fits};
 use registry_core::region::parse_region;
 use registry_core::tier::StewardTier;
 
-/// Longest a content id may be.
-pub const MAX_CONTENT_ID_LEN: usize = 128;
+/// Longest a reach label may be.
+pub const MAX_REACH_LEN: usize = 32;
 
 /// The assignment stored at an entry hash, if it is one. Assignments are
 /// referenced by entry hash (identical decisions share one entry), so no
@@ -18,13 +18,22 @@ fn assignment_at(hash: &EntryHash) -> ExternResult<Option<CustodianAssignment>> 
 }
 
 pub(super) fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -> Check {
-    if a.content_id.is_empty() || a.content_id.len() > MAX_CONTENT_ID_LEN {
-        return fail(format!(
-            "content_id must be 1..={MAX_CONTENT_ID_LEN} characters"
-        ));
-    }
     if !is_hex64(&a.content_hash) {
         return fail("content_hash must be 64 hex digits (blake3)");
+    }
+    // The id binds the content to its owner: nobody can place, repair or
+    // claim to own another person's content under its (public) id, and the
+    // id is always a safe file name.
+    if a.content_id
+        != registry_core::assignment::content_id(a.owner_agent.get_raw_32(), &a.content_hash)
+    {
+        return fail("content_id must be blake3(owner key, content_hash) of its owner_agent");
+    }
+    if a.reach.is_empty()
+        || a.reach.len() > MAX_REACH_LEN
+        || !a.reach.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return fail(format!("reach must be 1..={MAX_REACH_LEN} of a-z and '_'"));
     }
     if !is_hex64(&a.shard_hash) {
         return fail("shard_hash must be 64 hex digits (blake3)");
@@ -91,49 +100,25 @@ pub(super) fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -
             if a.owner_agent != header.author {
                 return fail("only the content's owner places it as publisher");
             }
-            if a.decision_round != 0 || a.replaces.is_some() {
-                return fail("a publisher assignment is round 0 and replaces nothing");
+            rule!(check_first_placement(a)?);
+        }
+        DecisionSource::DisasterRecovery => rule!(check_repair(a)?),
+        DecisionSource::Quorum => {
+            rule!(health::check_quorum_backing(a)?);
+            // A vote decides only what the same rules let anyone decide: a
+            // first placement (whose proposal its owner made, see
+            // `check_proposal`) or a repair.
+            if a.replaces.is_some() {
+                rule!(check_repair(a)?);
+            } else {
+                rule!(check_first_placement(a)?);
             }
         }
-        DecisionSource::DisasterRecovery => {
-            let Some(replaced) = &a.replaces else {
-                return fail("a disaster_recovery assignment must name the assignment it replaces");
-            };
-            let Some(old) = assignment_at(replaced)? else {
-                return fail("replaces must point to a custodian assignment");
-            };
-            if old.content_id != a.content_id
-                || old.content_hash != a.content_hash
-                || old.shard_index != a.shard_index
-                || old.shard_hash != a.shard_hash
-                || old.strategy != a.strategy
-                || old.threshold != a.threshold
-                || old.shard_count != a.shard_count
-                || old.owner_agent != a.owner_agent
-            {
-                return fail(
-                    "a repair must keep the replaced shard's content, index, hash and layout",
-                );
-            }
-            if a.decision_round != old.decision_round + 1 {
-                return fail(format!(
-                    "a repair of round {} must be round {}",
-                    old.decision_round,
-                    old.decision_round + 1
-                ));
-            }
-            if a.round_custodians.contains(&old.custodian_node_id) {
-                return fail("a repair cannot keep the replaced custodian in the round");
-            }
-        }
-        DecisionSource::Quorum => return health::check_quorum_backing(a),
         DecisionSource::RelationshipPolicy => {
             if a.owner_agent != header.author {
                 return fail("only the content's owner places it with family");
             }
-            if a.decision_round != 0 || a.replaces.is_some() {
-                return fail("a relationship_policy assignment is round 0 and replaces nothing");
-            }
+            rule!(check_first_placement(a)?);
             let Some(proof) = &a.relationship else {
                 return fail("a relationship_policy assignment must prove the relationship");
             };
@@ -142,7 +127,55 @@ pub(super) fn check_assignment(a: &CustodianAssignment, header: &ActionHeader) -
             {
                 return fail(e);
             }
+            if let Err(e) = family::check_own_consent_stands(proof, header)? {
+                return fail(format!("the owner {e}"));
+            }
         }
+    }
+    ok()
+}
+
+/// A content's first placement: round 0, replacing nothing.
+pub(super) fn check_first_placement(a: &CustodianAssignment) -> Check {
+    if a.decision_round != 0 || a.replaces.is_some() {
+        return fail(format!(
+            "a {} assignment that replaces nothing is round 0",
+            a.decided_by
+        ));
+    }
+    ok()
+}
+
+/// A repair: it names the assignment it replaces, keeps that shard's
+/// content, index, hash, layout and owner, is the next round, and moves the
+/// shard off the replaced custodian.
+pub(super) fn check_repair(a: &CustodianAssignment) -> Check {
+    let Some(replaced) = &a.replaces else {
+        return fail("a repair must name the assignment it replaces");
+    };
+    let Some(old) = assignment_at(replaced)? else {
+        return fail("replaces must point to a custodian assignment");
+    };
+    if old.content_id != a.content_id
+        || old.content_hash != a.content_hash
+        || old.shard_index != a.shard_index
+        || old.shard_hash != a.shard_hash
+        || old.strategy != a.strategy
+        || old.threshold != a.threshold
+        || old.shard_count != a.shard_count
+        || old.owner_agent != a.owner_agent
+    {
+        return fail("a repair must keep the replaced shard's content, index, hash and layout");
+    }
+    if a.decision_round != old.decision_round + 1 {
+        return fail(format!(
+            "a repair of round {} must be round {}",
+            old.decision_round,
+            old.decision_round + 1
+        ));
+    }
+    if a.round_custodians.contains(&old.custodian_node_id) {
+        return fail("a repair cannot keep the replaced custodian in the round");
     }
     ok()
 }
@@ -204,6 +237,30 @@ pub(super) fn check_retirement_link(action: &TypedAction<CreateLinkData>) -> Che
     }
     if summary.retired_bytes != retired.shard_size_bytes {
         return fail("a retirement link must give the retired shard's size");
+    }
+    // Only the two parties with a stake mark it: whoever decided the
+    // outranking assignment, or the custodian whose shard it took.
+    match &summary.decided_in {
+        Some(decision) => match entry_at(decision, variant!(CustodianAssignment))? {
+            Some((_, record))
+                if record.action().entry_hash() == Some(&summary.superseded_by)
+                    && record.action().author() == action.author() => {}
+            _ => return fail(
+                "decided_in must be the link author's own creation of the outranking assignment",
+            ),
+        },
+        None => {
+            if let Err(e) = check_acts_for_node(
+                &retired.custodian_node_id,
+                summary.delegation.as_ref(),
+                &action.header,
+            )? {
+                return fail(format!(
+                    "a retirement is marked by the retired custodian or by the outranking \
+                     decision's author: {e}"
+                ));
+            }
+        }
     }
     let custodian = &retired.custodian_node_id;
     let mut expected = recent_custody_bases(custodian, action.timestamp().as_micros())?;

@@ -51,9 +51,15 @@ pub(super) fn check_consent(c: &RelationshipConsent, header: &ActionHeader) -> C
 }
 
 /// Checks that `proof` shows `x` and `y` in an auto-custody relationship both
-/// consented to. Consents are proven given; a later withdrawal stops new
-/// decisions, which the coordinator checks when it makes them.
+/// consented to. Consents are proven given: a withdrawal later in a party's
+/// own chain is checked where that party writes ([`check_own_consent_stands`]);
+/// the other party's is checked when the proof is used (custodians read the
+/// newest consents before serving).
 pub(super) fn check_family_proof(proof: &FamilyProof, x: &AgentPubKey, y: &AgentPubKey) -> Check {
+    // Each cited consent is fetched: exactly the two parties' own.
+    if proof.consents.len() != 2 || proof.consents[0] == proof.consents[1] {
+        return fail("a family proof holds each party's consent once: exactly two consents");
+    }
     let Some(r) = relationship_at(&proof.relationship)? else {
         return fail("the family proof's relationship is not a relationship");
     };
@@ -79,6 +85,56 @@ pub(super) fn check_family_proof(proof: &FamilyProof, x: &AgentPubKey, y: &Agent
     ok()
 }
 
+/// Whether the author of `header`, a party to `proof`'s relationship, still
+/// consents to it: its own newest consent to that relationship, read from
+/// its own chain before this action (deterministic: the chain up to
+/// `prev_action` is fixed), must be a consent, not a withdrawal. An
+/// ex-partner cannot approve a recovery, or a person place content, under a
+/// relationship they withdrew from.
+pub(super) fn check_own_consent_stands(proof: &FamilyProof, header: &ActionHeader) -> Check {
+    let mut cited = None;
+    for ch in &proof.consents {
+        let Some((c, record)) = entry_at(ch, variant!(RelationshipConsent))? else {
+            return fail("a family proof consent is not a consent");
+        };
+        if c.party == header.author {
+            cited = Some((ch.clone(), record));
+        }
+    }
+    let Some((cited, record)) = cited else {
+        return fail("cites no consent of its own in the family proof");
+    };
+    let Some(prev) = &header.prev_action else {
+        return fail("has no chain before this action to hold its consent");
+    };
+    let consent_type = record.action().entry_type().cloned();
+    // The author's chain from its cited consent up to this action: any
+    // later consent of its own to the same relationship supersedes it.
+    let mut newest: Option<(u32, bool)> = None;
+    for a in must_get_agent_activity(
+        header.author.clone(),
+        ChainFilter::until_hash(prev.clone(), cited.clone()),
+    )? {
+        let ActionData::Create(c) = &a.action.action().data else {
+            continue;
+        };
+        if Some(&c.entry_type) != consent_type.as_ref() || *a.action.as_hash() == cited {
+            continue;
+        }
+        let seq = a.action.action().header.action_seq;
+        let later = must_get_valid_record(a.action.as_hash().clone())?;
+        if let Some(EntryTypes::RelationshipConsent(later)) = app_entry(&later)? {
+            if later.relationship == proof.relationship && newest.is_none_or(|(s, _)| seq > s) {
+                newest = Some((seq, later.consent));
+            }
+        }
+    }
+    if let Some((_, false)) = newest {
+        return fail("has withdrawn its consent to this relationship since");
+    }
+    ok()
+}
+
 pub(super) fn check_recovery_request(r: &RecoveryRequest, header: &ActionHeader) -> Check {
     if r.new_agent != header.author {
         return fail("a recovery is requested by the new node's own agent");
@@ -100,6 +156,18 @@ pub(super) fn check_recovery_request(r: &RecoveryRequest, header: &ActionHeader)
         || r.family.contains(&r.new_agent)
     {
         return fail("the family must be distinct people other than the lost and new agents");
+    }
+    // Each named member is proven family: a requester cannot name
+    // strangers, or keys of its own, to approve itself.
+    if r.family_proofs.len() != r.family.len() {
+        return fail("a recovery request proves each family member: one family proof each");
+    }
+    for (member, proof) in r.family.iter().zip(&r.family_proofs) {
+        if let Err(e) = check_family_proof(proof, member, &r.lost_agent)? {
+            return fail(format!(
+                "family member {member} is not proven family of the lost agent: {e}"
+            ));
+        }
     }
     let needed =
         registry_core::quorum::required_approvals(r.family.len()).unwrap_or(usize::MAX) as u32;
@@ -128,6 +196,9 @@ pub(super) fn check_recovery_approval(a: &RecoveryApproval, header: &ActionHeade
     }
     if let Err(e) = check_family_proof(&a.proof, &a.approver, &request.lost_agent)? {
         return fail(format!("the approver is not the lost person's family: {e}"));
+    }
+    if let Err(e) = check_own_consent_stands(&a.proof, header)? {
+        return fail(format!("the approver {e}"));
     }
     ok()
 }

@@ -149,6 +149,7 @@ pub(super) fn check_penalty(p: &ReputationPenalty, header: &ActionHeader) -> Che
     }
     let mut views = Vec::new();
     let mut witnesses = std::collections::BTreeSet::new();
+    let mut agents = std::collections::BTreeSet::new();
     for w in &p.evidence {
         let Some((att, _)) = entry_at(&w.attestation, variant!(HealthAttestation))? else {
             return fail("evidence must be attestations");
@@ -171,6 +172,10 @@ pub(super) fn check_penalty(p: &ReputationPenalty, header: &ActionHeader) -> Che
         };
         if reg.node_id != att.attester_node_id {
             return fail("a witness registration is for another node");
+        }
+        // One agent may name several nodes; it is still one witness.
+        if !agents.insert(reg.agent_pub_key.clone()) {
+            return fail("witnesses must be distinct agents: two of these nodes are one agent's");
         }
         if !vetting.old_enough(reg.registered_at.as_micros(), att.timestamp.as_micros()) {
             return fail(format!(
@@ -228,9 +233,13 @@ pub(super) fn check_proposal(p: &AssignmentProposal, header: &ActionHeader) -> C
     {
         return fail("a proposal's assignment is decided_by quorum and carries no votes yet");
     }
-    if p.eligible_voters.is_empty() || p.eligible_voters.len() > MAX_ELIGIBLE_VOTERS {
+    let props = registry_properties()?;
+    let min_voters = props.min_quorum_voters.max(1) as usize;
+    if p.eligible_voters.len() < min_voters || p.eligible_voters.len() > MAX_ELIGIBLE_VOTERS {
         return fail(format!(
-            "a proposal needs 1 to {MAX_ELIGIBLE_VOTERS} eligible voters"
+            "a proposal needs at least {min_voters} eligible voters (and at most \
+             {MAX_ELIGIBLE_VOTERS}), not {}",
+            p.eligible_voters.len()
         ));
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -241,7 +250,6 @@ pub(super) fn check_proposal(p: &AssignmentProposal, header: &ActionHeader) -> C
     {
         return fail("a voter is listed twice");
     }
-    let props = registry_properties()?;
     let expected = header.timestamp.as_micros() + props.vote_window_secs as i64 * MICROS_PER_SEC;
     if (p.deadline.as_micros() - expected).abs() > 5 * MICROS_PER_SEC {
         return fail(format!(
@@ -250,6 +258,7 @@ pub(super) fn check_proposal(p: &AssignmentProposal, header: &ActionHeader) -> C
         ));
     }
     let vetting = vetting()?;
+    let mut agents = std::collections::BTreeSet::new();
     for v in &p.eligible_voters {
         let Some(reg) = registration_at(&v.registration)? else {
             return fail(format!(
@@ -266,12 +275,33 @@ pub(super) fn check_proposal(p: &AssignmentProposal, header: &ActionHeader) -> C
         if reg.region != p.region {
             return fail(format!("voter {} is not in region {}", v.node_id, p.region));
         }
+        if !agents.insert(reg.agent_pub_key.clone()) {
+            return fail(format!(
+                "eligible voters must be distinct agents: {} is a second node of one agent",
+                v.node_id
+            ));
+        }
         if !vetting.old_enough(reg.registered_at.as_micros(), header.timestamp.as_micros()) {
             return fail(format!(
                 "voter {} is not vetted: registered less than {} s before the proposal",
                 v.node_id, props.min_voter_age_secs
             ));
         }
+    }
+    // What a quorum may decide is what the same rules let anyone decide: a
+    // first placement is its owner's own decision, and a repair follows the
+    // repair rules (checked again on the assignment).
+    if p.assignment.replaces.is_none() {
+        if let Err(e) =
+            check_acts_for_agent(&p.assignment.owner_agent, p.delegation.as_ref(), header)?
+        {
+            return fail(format!(
+                "a round-0 assignment is its owner's decision, and only the owner proposes it: {e}"
+            ));
+        }
+        rule!(super::assignment::check_first_placement(&p.assignment)?);
+    } else {
+        rule!(super::assignment::check_repair(&p.assignment)?);
     }
     ok()
 }
@@ -384,6 +414,10 @@ pub(super) fn check_quorum_backing(a: &CustodianAssignment) -> Check {
         .iter()
         .map(|v| v.node_id.clone())
         .collect();
+    let distinct: std::collections::BTreeSet<&ActionHash> = a.quorum_votes.iter().collect();
+    if distinct.len() != a.quorum_votes.len() || a.quorum_votes.len() > eligible.len() {
+        return fail("quorum_votes must be distinct votes, at most one per eligible voter");
+    }
     let mut ballots = Vec::new();
     for vh in &a.quorum_votes {
         let Some((vote, record)) = entry_at(vh, variant!(CustodianVote))? else {
