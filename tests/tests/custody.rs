@@ -525,6 +525,60 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         0
     );
 
+    // A body larger than the assignment's shard (issue 21, item 7) is
+    // refused before a byte is written when its length is declared, and
+    // cut off as soon as it passes the shard's size when it is not (the
+    // sender's stream still open); nothing of it is kept.
+    let tmp = net.dirs[1].path().join("shards/tmp");
+    let mut oversized = my_shard.clone();
+    oversized.extend(std::iter::repeat_n(7u8, 1 << 20));
+    let declared = sender.sign("PUT", &h1, &a1).await.unwrap();
+    assert_eq!(
+        put(declared, h1.clone(), oversized.clone()).await,
+        413,
+        "a declared body larger than the shard"
+    );
+    let streamed = sender.sign("PUT", &h1, &a1).await.unwrap();
+    let (more, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    more.send(Ok(oversized.clone())).await.unwrap();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|x| (x, rx))
+    }));
+    let mut req = reqwest::Client::new().put(url(&h1)).body(body);
+    for (k, v) in streamed.headers() {
+        req = req.header(k, v);
+    }
+    let upload = tokio::spawn(req.send());
+    let kept = net
+        .until(60, "the undeclared oversized upload answered", || async {
+            let biggest = std::fs::read_dir(&tmp)
+                .ok()?
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0);
+            if biggest > my_shard.len() as u64 {
+                return Some(Err(biggest));
+            }
+            upload.is_finished().then_some(Ok(()))
+        })
+        .await;
+    assert_eq!(
+        kept,
+        Ok(()),
+        "a part file outgrew the {}-byte shard",
+        my_shard.len()
+    );
+    let status = upload.await.unwrap().map(|r| r.status().as_u16());
+    assert_eq!(status.as_ref().ok(), Some(&413), "{status:?}");
+    drop(more);
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "nothing of an oversized body is kept"
+    );
+    assert!(!net.node(1).custody.store.has(&h1));
+
     // An upload that stalls halfway, then the receiving sidecar is killed.
     let auth = sender.sign("PUT", &h1, &a1).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);

@@ -1252,14 +1252,24 @@ impl Custody {
         }
     }
 
+    /// Whether a shard of `shard_size` bytes still fits: under this node's
+    /// custody cap (what it declared) with what it holds, and on its disk.
+    pub fn check_room(&self, shard_size: u64) -> Result<(), TransferError> {
+        let cap = (self.agent.registration().max_custody_gb * 1e9) as u64;
+        let free = crate::capacity::disk_space(self.store.root()).map(|(free, _)| free);
+        room_for(shard_size, self.store.used_bytes(), cap, free)
+    }
+
     /// Authorizes an incoming shard: a fresh signed request, for a live
     /// assignment of this node to this very shard, from the content's owner
-    /// or one of its custodians.
+    /// or one of its custodians, that fits (see [`Custody::check_room`]).
+    /// Returns the shard's metadata and its size as the assignment records
+    /// it.
     pub async fn authorize_put(
         &self,
         auth: &TransferAuth,
         shard_hash: &str,
-    ) -> Result<ShardMeta, TransferError> {
+    ) -> Result<(ShardMeta, u64), TransferError> {
         let agent = auth.verify("PUT", shard_hash, now_micros())?;
         let (a, standing) = self.assignment(&auth.assignment).await?;
         match standing {
@@ -1296,11 +1306,15 @@ impl Custody {
                 ));
             }
         }
-        Ok(ShardMeta {
-            content_id: a.content_id,
-            shard_index: a.shard_index,
-            assignment: auth.assignment.clone(),
-        })
+        self.check_room(a.shard_size_bytes)?;
+        Ok((
+            ShardMeta {
+                content_id: a.content_id,
+                shard_index: a.shard_index,
+                assignment: auth.assignment.clone(),
+            },
+            a.shard_size_bytes,
+        ))
     }
 
     /// Authorizes a shard download: a fresh signed request naming an
@@ -1398,4 +1412,48 @@ pub fn assignment_entry_hash(a: &CustodianAssignment) -> Result<EntryHash, Custo
         .map_err(|e| CustodyError::BadRequest(e.to_string()))?;
     let entry = Entry::app(bytes).map_err(|e| CustodyError::BadRequest(e.to_string()))?;
     Ok(EntryHash::with_data_sync(&entry))
+}
+
+/// Whether a shard of `shard` bytes fits under a custody cap of `cap` bytes
+/// with `used` bytes held, and on a disk with `free` bytes free (when
+/// known).
+pub fn room_for(shard: u64, used: u64, cap: u64, free: Option<u64>) -> Result<(), TransferError> {
+    if used.checked_add(shard).is_none_or(|total| total > cap) {
+        return Err(TransferError::InsufficientStorage(format!(
+            "a {shard}-byte shard would take this node's custody to {} bytes, over the {cap} \
+             bytes it offers",
+            used.saturating_add(shard)
+        )));
+    }
+    if let Some(free) = free {
+        if shard > free {
+            return Err(TransferError::InsufficientStorage(format!(
+                "a {shard}-byte shard does not fit in the {free} bytes free on this node's disk"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_is_checked_against_the_cap_and_the_disk() {
+        assert_eq!(room_for(10, 80, 100, Some(1_000)), Ok(()));
+        assert_eq!(room_for(20, 80, 100, None), Ok(()), "exactly full");
+        assert!(matches!(
+            room_for(21, 80, 100, Some(1_000)),
+            Err(TransferError::InsufficientStorage(m)) if m.contains("offers")
+        ));
+        assert!(matches!(
+            room_for(10, 0, 100, Some(9)),
+            Err(TransferError::InsufficientStorage(m)) if m.contains("disk")
+        ));
+        assert!(
+            room_for(u64::MAX, 1, u64::MAX, None).is_err(),
+            "an overflowing total"
+        );
+    }
 }

@@ -93,6 +93,8 @@ impl IntoResponse for TransferError {
             TransferError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             TransferError::Forbidden(_) => StatusCode::FORBIDDEN,
             TransferError::HashMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            TransferError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            TransferError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             TransferError::NotFound(_) => StatusCode::NOT_FOUND,
             TransferError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             TransferError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -201,10 +203,23 @@ async fn put_shard(
         let refusal = TransferError::BadRequest(e.to_string()).into_response();
         return answer_early(body, refusal).await;
     }
-    let meta = match s.custody.authorize_put(&auth, &hash).await {
+    let (meta, shard_size) = match s.custody.authorize_put(&auth, &hash).await {
         Ok(m) => m,
         Err(e) => return answer_early(body, e.into_response()).await,
     };
+    let too_large = |what: String| {
+        TransferError::TooLarge(format!(
+            "{what}, but the assignment's shard is {shard_size} bytes; nothing was kept"
+        ))
+        .into_response()
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > shard_size) {
+        return answer_early(body, too_large(format!("the body is {len} bytes"))).await;
+    }
     if s.custody.store.has(&hash) {
         let held = (StatusCode::OK, Json(serde_json::json!({ "held": hash }))).into_response();
         return answer_early(body, held).await;
@@ -229,6 +244,12 @@ async fn put_shard(
             Ok(c) => c,
             Err(e) => return TransferError::BadRequest(format!("body: {e}")).into_response(),
         };
+        if writer.written() + chunk.len() as u64 > shard_size {
+            // Cut off at once: the part file goes with the writer.
+            drop(writer);
+            let refusal = too_large(format!("the body passed {shard_size} bytes"));
+            return drain(stream, refusal).await;
+        }
         if let Err(e) = writer.write_chunk(&chunk) {
             return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
@@ -254,8 +275,12 @@ const EARLY_ANSWER_DRAIN_TIME: std::time::Duration = std::time::Duration::from_s
 /// resets it, and the client then sees "broken pipe" instead of why it was
 /// refused; past the limits a sender is cut off anyway.
 async fn answer_early(body: Body, response: Response) -> Response {
+    drain(body.into_data_stream(), response).await
+}
+
+/// [`answer_early`] for a body already being read.
+async fn drain(mut stream: axum::body::BodyDataStream, response: Response) -> Response {
     use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
     let mut read = 0usize;
     let _ = tokio::time::timeout(EARLY_ANSWER_DRAIN_TIME, async {
         while let Some(Ok(chunk)) = stream.next().await {

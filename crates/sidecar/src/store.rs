@@ -173,6 +173,11 @@ impl ShardStore {
         Ok(())
     }
 
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn path_of(&self, hash: &str) -> PathBuf {
         self.root.join("objects").join(&hash[..2]).join(hash)
     }

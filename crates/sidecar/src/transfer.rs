@@ -42,6 +42,12 @@ pub enum TransferError {
     /// The bytes do not hash to the shard's name.
     #[error("hash mismatch: {0}")]
     HashMismatch(String),
+    /// The body is larger than the assignment's shard.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The shard would exceed this node's custody cap or its free disk.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     /// This node cannot judge the request yet (the assignment it names has
     /// not reached its view of the DHT); the sender should try again.
     #[error("not yet: {0}")]
