@@ -414,6 +414,11 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         if i == 1 {
             c.custody.reconcile_interval_secs = 86_400;
         }
+        if i >= 2 {
+            // What nodes 2 and 3 serve stays in their ledgers until the
+            // test looks (replays are counted there).
+            c.rewards.summary_interval_secs = 86_400;
+        }
     })
     .await;
     net.await_custodians(0, 4).await;
@@ -468,7 +473,8 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     let a1 = mine.entry_hash.to_string();
     let h1 = mine.assignment.shard_hash.clone();
 
-    let mut forged = sender.sign("PUT", &h1, &a1).await.unwrap();
+    let node_1 = net.node_id(1);
+    let mut forged = sender.sign("PUT", &h1, &a1, &node_1).await.unwrap();
     forged.signature[10] ^= 0x40;
     assert_eq!(
         put(forged, h1.clone(), my_shard.clone()).await,
@@ -480,6 +486,7 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
             "PUT",
             &other.assignment.shard_hash,
             &other.entry_hash.to_string(),
+            &node_1,
         )
         .await
         .unwrap();
@@ -500,13 +507,16 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     let unseen_hash = elohim_sidecar::custody::assignment_entry_hash(&unseen)
         .unwrap()
         .to_string();
-    let early = sender.sign("PUT", &h1, &unseen_hash).await.unwrap();
+    let early = sender
+        .sign("PUT", &h1, &unseen_hash, &node_1)
+        .await
+        .unwrap();
     assert_eq!(
         put(early, h1.clone(), my_shard.clone()).await,
         503,
         "an assignment not seen yet"
     );
-    let wrong = sender.sign("PUT", &h1, &a1).await.unwrap();
+    let wrong = sender.sign("PUT", &h1, &a1, &node_1).await.unwrap();
     let mut tampered = my_shard.clone();
     tampered[1000] ^= 1;
     assert_eq!(
@@ -532,13 +542,13 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     let tmp = net.dirs[1].path().join("shards/tmp");
     let mut oversized = my_shard.clone();
     oversized.extend(std::iter::repeat_n(7u8, 1 << 20));
-    let declared = sender.sign("PUT", &h1, &a1).await.unwrap();
+    let declared = sender.sign("PUT", &h1, &a1, &node_1).await.unwrap();
     assert_eq!(
         put(declared, h1.clone(), oversized.clone()).await,
         413,
         "a declared body larger than the shard"
     );
-    let streamed = sender.sign("PUT", &h1, &a1).await.unwrap();
+    let streamed = sender.sign("PUT", &h1, &a1, &node_1).await.unwrap();
     let (more, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     more.send(Ok(oversized.clone())).await.unwrap();
     let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -579,8 +589,73 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     );
     assert!(!net.node(1).custody.store.has(&h1));
 
+    // One signed GET replayed 1,000 times (issue 21, item 8): served once,
+    // every replay refused, the served bytes counted once in the
+    // custodian's rewards ledger, and no record written per request.
+    let x = (2..4)
+        .find(|i| net.node_id(*i) == other.assignment.custodian_node_id)
+        .unwrap();
+    let rewards_records = |i: usize| {
+        let agent = net.node(i).agent.clone();
+        async move {
+            let r = agent.chain_records().await.unwrap();
+            r.by_kind.get("rewards").copied().unwrap_or(0)
+        }
+    };
+    let served_before = net.node(x).custody.rewards.unsummarised_bytes();
+    let records_before = rewards_records(x).await;
+    let once = net
+        .node(0)
+        .custody
+        .sign(
+            "GET",
+            &other.assignment.shard_hash,
+            &other.entry_hash.to_string(),
+            &other.assignment.custodian_node_id,
+        )
+        .await
+        .unwrap();
+    let shard_url = format!(
+        "http://{}/shards/{}",
+        net.node(x).http_addr,
+        other.assignment.shard_hash
+    );
+    let client = reqwest::Client::new();
+    let mut answers = std::collections::BTreeMap::<u16, u32>::new();
+    for i in 0..1000 {
+        let mut req = client.get(&shard_url);
+        for (k, v) in once.headers() {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        if i == 0 {
+            assert_eq!(status, 200, "the request itself is served");
+            assert!(
+                resp.bytes().await.unwrap().as_ref() == shard.as_slice(),
+                "the whole shard"
+            );
+        }
+        *answers.entry(status).or_default() += 1;
+    }
+    assert_eq!(
+        answers,
+        std::collections::BTreeMap::from([(200, 1), (409, 999)]),
+        "served once, every replay refused"
+    );
+    assert_eq!(
+        net.node(x).custody.rewards.unsummarised_bytes() - served_before,
+        shard.len() as u64,
+        "the served bytes are counted once"
+    );
+    assert_eq!(
+        rewards_records(x).await,
+        records_before,
+        "no record per request"
+    );
+
     // An upload that stalls halfway, then the receiving sidecar is killed.
-    let auth = sender.sign("PUT", &h1, &a1).await.unwrap();
+    let auth = sender.sign("PUT", &h1, &a1, &node_1).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let half = my_shard[..my_shard.len() / 2].to_vec();
     tx.send(Ok(half)).await.unwrap();

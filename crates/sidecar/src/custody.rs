@@ -273,6 +273,8 @@ pub struct Custody {
     /// Nodes that looked failed here but answered a probe, and when: not
     /// probed again (nor repaired) for one failure window.
     answered: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Nonces of the transfer requests accepted in their window.
+    seen: crate::replay::SeenNonces,
     /// `DisasterRecoveryFailed` signals seen, newest last.
     pub recovery_failures: Mutex<Vec<RegistrySignal>>,
     /// The person's recovery secret, from which content keys derive.
@@ -304,6 +306,7 @@ impl Custody {
             work_dir,
             in_flight: Mutex::new(HashSet::new()),
             answered: Mutex::new(std::collections::HashMap::new()),
+            seen: crate::replay::SeenNonces::default(),
             recovery_failures: Mutex::new(Vec::new()),
             secret,
             rewards: crate::rewards::Rewards::open(&data),
@@ -316,18 +319,22 @@ impl Custody {
         self.work_dir.join(format!("{what}.{}", hex(&nonce)))
     }
 
-    /// Signs a transfer request with this node's agent key.
+    /// Signs a transfer request to node `target` with this node's agent
+    /// key: good once, at that node only, for a minute.
     pub async fn sign(
         &self,
         method: &str,
         shard_hash: &str,
         assignment: &str,
+        target: &str,
     ) -> Result<TransferAuth, CustodyError> {
         let mut auth = TransferAuth {
             assignment: assignment.to_string(),
             node_id: self.agent.node_id.clone(),
             agent: self.agent.agent().to_string(),
             time_micros: now_micros(),
+            nonce: TransferAuth::new_nonce(),
+            target: target.to_string(),
             signature: vec![],
         };
         let sig: Signature = self
@@ -405,7 +412,7 @@ impl Custody {
         assignment: &str,
         path: &Path,
     ) -> Result<(), CustodyError> {
-        let auth = self.sign("PUT", shard_hash, assignment).await?;
+        let auth = self.sign("PUT", shard_hash, assignment, peer).await?;
         let file = tokio::fs::File::open(path).await?;
         let len = file.metadata().await?.len();
         let mut req = self
@@ -454,7 +461,9 @@ impl Custody {
                 detail: "no endpoint registered".into(),
                 retry_later: false,
             })?;
-        let auth = self.sign("GET", &holder.shard_hash, serving).await?;
+        let auth = self
+            .sign("GET", &holder.shard_hash, serving, &holder.node_id)
+            .await?;
         let mut req = self.http.get(format!(
             "{}/shards/{}",
             endpoint.trim_end_matches('/'),
@@ -1270,7 +1279,7 @@ impl Custody {
         auth: &TransferAuth,
         shard_hash: &str,
     ) -> Result<(ShardMeta, u64), TransferError> {
-        let agent = auth.verify("PUT", shard_hash, now_micros())?;
+        let agent = self.authenticate(auth, "PUT", shard_hash)?;
         let (a, standing) = self.assignment(&auth.assignment).await?;
         match standing {
             AssignmentStanding::Live => {}
@@ -1317,6 +1326,21 @@ impl Custody {
         ))
     }
 
+    /// Checks a request's signature, address and freshness, and that it is
+    /// the first use of its nonce (a replay is refused, 409).
+    fn authenticate(
+        &self,
+        auth: &TransferAuth,
+        method: &str,
+        shard_hash: &str,
+    ) -> Result<holochain_types::prelude::AgentPubKey, TransferError> {
+        let now = now_micros();
+        let agent = auth.verify(method, shard_hash, &self.agent.node_id, now)?;
+        self.seen
+            .first_use(&auth.agent, &auth.nonce, auth.time_micros, now)?;
+        Ok(agent)
+    }
+
     /// Authorizes a shard download: a fresh signed request naming an
     /// assignment of the same content, by that content's owner or by the
     /// custodian of that (live) assignment.
@@ -1326,7 +1350,7 @@ impl Custody {
         shard_hash: &str,
         recovery: Option<&str>,
     ) -> Result<ShardRecord, TransferError> {
-        let agent = auth.verify("GET", shard_hash, now_micros())?;
+        let agent = self.authenticate(auth, "GET", shard_hash)?;
         let held = self
             .store
             .record(shard_hash)

@@ -93,6 +93,8 @@ impl IntoResponse for TransferError {
             TransferError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             TransferError::Forbidden(_) => StatusCode::FORBIDDEN,
             TransferError::HashMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            TransferError::Replayed(_) => StatusCode::CONFLICT,
+            TransferError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             TransferError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             TransferError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             TransferError::NotFound(_) => StatusCode::NOT_FOUND,

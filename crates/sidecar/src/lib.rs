@@ -21,6 +21,7 @@ pub mod peers;
 pub mod private;
 pub mod recovery;
 pub mod rendezvous;
+pub mod replay;
 pub mod rewards;
 pub mod secret;
 pub mod store;

@@ -1,10 +1,15 @@
 //! Signed shard transfers between sidecars over HTTP.
 //!
-//! Every request names the assignment it serves and is signed with the
+//! Every request names the assignment it serves and the node it is meant
+//! for, carries a fresh random nonce and its time, and is signed with the
 //! sending node's agent key (through the zome's `sign_transfer`, so the key
-//! never leaves the keystore). The receiver checks the signature with the
-//! key the node id is bound to, then the assignment on the DHT, then the
-//! bytes' hash before it keeps anything.
+//! never leaves the keystore). The receiver checks that the request is
+//! addressed to it, fresh (at most [`MAX_REQUEST_AGE_SECS`] old and
+//! [`MAX_REQUEST_FUTURE_SECS`] ahead of its clock), signed by the key the
+//! node id is bound to and never seen before (see `replay.rs`), then the
+//! assignment on the DHT, then the bytes' hash before it keeps anything. A
+//! captured request is good for nothing: not at another node, not twice,
+//! not a minute later.
 
 use base64::Engine;
 use holochain_types::prelude::AgentPubKey;
@@ -19,13 +24,22 @@ pub const H_NODE: &str = "x-elohim-node";
 pub const H_AGENT: &str = "x-elohim-agent";
 /// Header: request time, microseconds since the Unix epoch.
 pub const H_TIME: &str = "x-elohim-time";
+/// Header: a random value, fresh for every request (hex).
+pub const H_NONCE: &str = "x-elohim-nonce";
+/// Header: the node the request is addressed to.
+pub const H_TARGET: &str = "x-elohim-target";
 /// Header: base64 ed25519 signature of the canonical request.
 pub const H_SIGNATURE: &str = "x-elohim-signature";
 /// Header: a verified recovery request that lets a person's new node fetch
 /// the lost node's shards.
 pub const H_RECOVERY: &str = "x-elohim-recovery";
-/// Most a request's time may differ from the receiver's clock (replay window).
-pub const MAX_REQUEST_SKEW_SECS: i64 = 300;
+/// Oldest a request may be, by the receiver's clock.
+pub const MAX_REQUEST_AGE_SECS: i64 = 60;
+/// Furthest ahead of the receiver's clock a request's time may be (clock
+/// drift between nodes).
+pub const MAX_REQUEST_FUTURE_SECS: i64 = 30;
+/// Longest a nonce may be.
+const MAX_NONCE_LEN: usize = 64;
 
 /// Why a transfer request was refused.
 #[derive(Debug, Error, PartialEq)]
@@ -42,6 +56,12 @@ pub enum TransferError {
     /// The bytes do not hash to the shard's name.
     #[error("hash mismatch: {0}")]
     HashMismatch(String),
+    /// The same signed request was presented before.
+    #[error("replayed: {0}")]
+    Replayed(String),
+    /// Too many requests to remember; the sender should try again shortly.
+    #[error("busy: {0}")]
+    Busy(String),
     /// The body is larger than the assignment's shard.
     #[error("too large: {0}")]
     TooLarge(String),
@@ -71,6 +91,10 @@ pub struct TransferAuth {
     pub agent: String,
     /// Request time, microseconds.
     pub time_micros: i64,
+    /// A random value, fresh for every request.
+    pub nonce: String,
+    /// The node the request is addressed to.
+    pub target: String,
     /// Signature of [`canonical_request`].
     pub signature: Vec<u8>,
 }
@@ -78,8 +102,8 @@ pub struct TransferAuth {
 /// The text a request's signature covers (after the domain prefix).
 pub fn canonical_request(method: &str, shard_hash: &str, auth: &TransferAuth) -> String {
     format!(
-        "{method}\n{shard_hash}\n{}\n{}\n{}\n{}",
-        auth.assignment, auth.node_id, auth.agent, auth.time_micros
+        "{method}\n{shard_hash}\n{}\n{}\n{}\n{}\n{}\n{}",
+        auth.assignment, auth.node_id, auth.agent, auth.time_micros, auth.nonce, auth.target
     )
 }
 
@@ -91,6 +115,8 @@ impl TransferAuth {
             (H_NODE, self.node_id.clone()),
             (H_AGENT, self.agent.clone()),
             (H_TIME, self.time_micros.to_string()),
+            (H_NONCE, self.nonce.clone()),
+            (H_TARGET, self.target.clone()),
             (
                 H_SIGNATURE,
                 base64::engine::general_purpose::STANDARD.encode(&self.signature),
@@ -117,22 +143,57 @@ impl TransferAuth {
             node_id: get(H_NODE)?,
             agent: get(H_AGENT)?,
             time_micros,
+            nonce: get(H_NONCE)?,
+            target: get(H_TARGET)?,
             signature,
         })
     }
 
-    /// Verifies the request: fresh, signed by `agent`, and `node_id` owned
-    /// by `agent`. Returns the authenticated agent key.
+    /// A fresh nonce for a new request.
+    pub fn new_nonce() -> String {
+        let mut bytes = [0u8; 16];
+        // A failed draw leaves zeros, which the receiver then refuses as a
+        // replay after their first use: never silently accepted twice.
+        let _ = getrandom::fill(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Verifies the request: addressed to `me`, fresh, signed by `agent`,
+    /// and `node_id` owned by `agent`. Returns the authenticated agent key.
+    /// Whether the request was seen before is the receiver's
+    /// [`crate::replay::SeenNonces`] to say, after this.
     pub fn verify(
         &self,
         method: &str,
         shard_hash: &str,
+        me: &str,
         now_micros: i64,
     ) -> Result<AgentPubKey, TransferError> {
-        let skew = (now_micros - self.time_micros).abs() / 1_000_000;
-        if skew > MAX_REQUEST_SKEW_SECS {
+        if self.target != me {
             return Err(TransferError::Unauthenticated(format!(
-                "request time is {skew} s from now (at most {MAX_REQUEST_SKEW_SECS} s)"
+                "the request is addressed to {}, not to this node",
+                self.target
+            )));
+        }
+        let age = now_micros.saturating_sub(self.time_micros);
+        if age > MAX_REQUEST_AGE_SECS * 1_000_000 {
+            return Err(TransferError::Unauthenticated(format!(
+                "the request is {} s old (at most {MAX_REQUEST_AGE_SECS} s)",
+                age / 1_000_000
+            )));
+        }
+        if -age > MAX_REQUEST_FUTURE_SECS * 1_000_000 {
+            return Err(TransferError::Unauthenticated(format!(
+                "the request time is {} s ahead of this node's clock (at most {MAX_REQUEST_FUTURE_SECS} s)",
+                -age / 1_000_000
+            )));
+        }
+        if self.nonce.is_empty()
+            || self.nonce.len() > MAX_NONCE_LEN
+            || !self.nonce.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(TransferError::BadRequest(format!(
+                "{H_NONCE} must be 1 to {MAX_NONCE_LEN} hex digits"
             )));
         }
         let agent = AgentPubKey::try_from(self.agent.as_str())
@@ -165,6 +226,8 @@ mod tests {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
 
+    const TARGET: &str = "custodian-0101010101010101";
+
     fn signed(key: &SigningKey, method: &str, shard: &str, time: i64) -> TransferAuth {
         let agent = AgentPubKey::from_raw_32(key.verifying_key().to_bytes().to_vec());
         let mut auth = TransferAuth {
@@ -172,6 +235,8 @@ mod tests {
             node_id: registry_core::node_id::derive_node_id("rack", agent.get_raw_32()),
             agent: agent.to_string(),
             time_micros: time,
+            nonce: TransferAuth::new_nonce(),
+            target: TARGET.into(),
             signature: vec![],
         };
         let mut msg = TRANSFER_SIGNATURE_DOMAIN.as_bytes().to_vec();
@@ -186,7 +251,7 @@ mod tests {
     fn a_signed_request_verifies() {
         let key = SigningKey::from_bytes(&[9u8; 32]);
         let auth = signed(&key, "PUT", "ab", NOW);
-        let agent = auth.verify("PUT", "ab", NOW + 1_000_000).unwrap();
+        let agent = auth.verify("PUT", "ab", TARGET, NOW + 1_000_000).unwrap();
         assert_eq!(agent.get_raw_32(), key.verifying_key().as_bytes());
     }
 
@@ -196,14 +261,14 @@ mod tests {
         let auth = signed(&key, "PUT", "ab", NOW);
         assert!(
             matches!(
-                auth.verify("GET", "ab", NOW),
+                auth.verify("GET", "ab", TARGET, NOW),
                 Err(TransferError::Unauthenticated(_))
             ),
             "other method"
         );
         assert!(
             matches!(
-                auth.verify("PUT", "cd", NOW),
+                auth.verify("PUT", "cd", TARGET, NOW),
                 Err(TransferError::Unauthenticated(_))
             ),
             "other shard"
@@ -211,18 +276,51 @@ mod tests {
         let mut other = auth.clone();
         other.assignment = "uhCEkOther".into();
         assert!(matches!(
-            other.verify("PUT", "ab", NOW),
+            other.verify("PUT", "ab", TARGET, NOW),
             Err(TransferError::Unauthenticated(_))
         ));
         let mut flipped = auth.clone();
         flipped.signature[0] ^= 1;
         assert!(matches!(
-            flipped.verify("PUT", "ab", NOW),
+            flipped.verify("PUT", "ab", TARGET, NOW),
             Err(TransferError::Unauthenticated(_))
         ));
+        let mut other_nonce = auth.clone();
+        other_nonce.nonce = TransferAuth::new_nonce();
         assert!(matches!(
-            auth.verify("PUT", "ab", NOW + 301 * 1_000_000),
-            Err(TransferError::Unauthenticated(m)) if m.contains("request time")
+            other_nonce.verify("PUT", "ab", TARGET, NOW),
+            Err(TransferError::Unauthenticated(_))
+        ));
+    }
+
+    #[test]
+    fn a_request_is_good_only_at_its_target_and_only_while_fresh() {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let auth = signed(&key, "GET", "ab", NOW);
+        assert!(matches!(
+            auth.verify("GET", "ab", "elsewhere-0202020202020202", NOW),
+            Err(TransferError::Unauthenticated(m)) if m.contains("addressed to")
+        ));
+        let s = 1_000_000;
+        assert!(auth
+            .verify("GET", "ab", TARGET, NOW + MAX_REQUEST_AGE_SECS * s)
+            .is_ok());
+        assert!(matches!(
+            auth.verify("GET", "ab", TARGET, NOW + (MAX_REQUEST_AGE_SECS + 1) * s),
+            Err(TransferError::Unauthenticated(m)) if m.contains("old")
+        ));
+        assert!(auth
+            .verify("GET", "ab", TARGET, NOW - MAX_REQUEST_FUTURE_SECS * s)
+            .is_ok());
+        assert!(matches!(
+            auth.verify("GET", "ab", TARGET, NOW - (MAX_REQUEST_FUTURE_SECS + 1) * s),
+            Err(TransferError::Unauthenticated(m)) if m.contains("ahead")
+        ));
+        let mut no_nonce = auth.clone();
+        no_nonce.nonce = String::new();
+        assert!(matches!(
+            no_nonce.verify("GET", "ab", TARGET, NOW),
+            Err(TransferError::BadRequest(_))
         ));
     }
 
@@ -234,7 +332,7 @@ mod tests {
         let other_agent = AgentPubKey::from_raw_32(other.verifying_key().to_bytes().to_vec());
         auth.node_id = registry_core::node_id::derive_node_id("rack", other_agent.get_raw_32());
         assert!(
-            matches!(auth.verify("PUT", "ab", NOW), Err(TransferError::Unauthenticated(m)) if m.contains("not owned"))
+            matches!(auth.verify("PUT", "ab", TARGET, NOW), Err(TransferError::Unauthenticated(m)) if m.contains("not owned"))
         );
     }
 
