@@ -458,6 +458,10 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         .remove(&mine.assignment.shard_hash)
         .unwrap();
 
+    // Node 3 runs an attacker's coordinator from here on (every honest
+    // function stays, so its sidecar works as before): see the forged
+    // signals below.
+    net.arm_mallory(3).await;
     let url = |hash: &str| format!("http://{}/shards/{hash}", net.node(1).http_addr);
     let put = |auth: TransferAuth, hash: String, body: Vec<u8>| {
         let url = url(&hash);
@@ -652,6 +656,106 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         rewards_records(x).await,
         records_before,
         "no record per request"
+    );
+
+    // Forged signals (issue 21, item 4): an armed node tells node 2 to
+    // obtain a shard it was never assigned (an assignment the DHT never
+    // saw, and node 1's real one), from "holders" at a URL the attacker
+    // owns, and reports a repair failure it never had. Node 2 acts only on
+    // what its view of the DHT says: it asks the attacker's URL nothing,
+    // stores nothing, and never hears the forged failure.
+    let victim = 2;
+    let victim_id = net.node_id(victim);
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_url = format!("http://{}", trap.local_addr().unwrap());
+    let (asked_tx, mut asked) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // What the trap answers is a real shard of the content: enough to
+    // rebuild node 1's shard from, if node 2 asked.
+    let bait = shard.clone();
+    let trap_task = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut sock, _)) = trap.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = asked_tx.send(String::from_utf8_lossy(&head).into_owned());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                bait.len()
+            );
+            let _ = sock.write_all(answer.as_bytes()).await;
+            let _ = sock.write_all(&bait).await;
+        }
+    });
+    let mut planted = mine.assignment.clone();
+    planted.assignment_id.push_str("-planted");
+    planted.custodian_node_id = victim_id.clone();
+    let planted = AssignmentRecord {
+        entry_hash: elohim_sidecar::custody::assignment_entry_hash(&planted).unwrap(),
+        assignment: planted,
+    };
+    let trap_holder = ShardHolder {
+        node_id: "trap-0303030303030303".into(),
+        agent: net.node(3).agent.agent().clone(),
+        endpoint: Some(trap_url),
+        shard_index: other.assignment.shard_index,
+        shard_hash: other.assignment.shard_hash.clone(),
+        assignment: other.entry_hash.clone(),
+    };
+    let to_victim = vec![net.node(victim).agent.agent().clone()];
+    let refused_before = net.node(victim).agent.metrics.signals_refused.get();
+    let forged_failure = RegistrySignal::DisasterRecoveryFailed {
+        content_id: r.content_id.clone(),
+        shard_index: 0,
+        failed_node_id: "forged-0303030303030303".into(),
+        reason: "forged".into(),
+    };
+    let _: () = net
+        .mallory(3, "send_signal", (forged_failure, to_victim.clone()))
+        .await
+        .unwrap();
+    for assignment in [planted, mine.clone()] {
+        let hint = RegistrySignal::ReplicateContent {
+            content_id: r.content_id.clone(),
+            assignment,
+            from_shard_holders: vec![trap_holder.clone()],
+            to_custodian: victim_id.clone(),
+            strategy: "full_replica".into(),
+        };
+        let _: () = net
+            .mallory(3, "send_signal", (hint, to_victim.clone()))
+            .await
+            .unwrap();
+    }
+    tokio::select! {
+        head = asked.recv() => panic!(
+            "a forged signal made node {victim} send a request to the attacker's URL:\n{}",
+            head.unwrap_or_default()
+        ),
+        _ = net.until(120, "both forged hints refused", || async {
+            let refused = net.node(victim).agent.metrics.signals_refused.get();
+            (refused >= refused_before + 2).then_some(())
+        }) => {}
+    }
+    trap_task.abort();
+    assert!(
+        !net.node(victim).custody.store.has(&h1),
+        "node {victim} stored a shard it was never assigned"
+    );
+    assert!(
+        !net.node(victim)
+            .custody
+            .recovery_failures
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| matches!(s, RegistrySignal::DisasterRecoveryFailed { reason, .. } if reason == "forged")),
+        "another node's forged repair failure reached node {victim}"
     );
 
     // An upload that stalls halfway, then the receiving sidecar is killed.

@@ -13,7 +13,7 @@ use node_registry_integrity::*;
 use registry_core::assignment::{assignment_id, DecisionSource};
 use serde::{Deserialize, Serialize};
 use shard_codec::{CodecParams, ContentKey, Decoder, Encoder, Strategy};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -77,6 +77,9 @@ pub enum CustodyError {
     /// A content id from the DHT or a request is not the canonical form.
     #[error(transparent)]
     InvalidContentId(#[from] crate::ids::InvalidContentId),
+    /// A signal asked for work the DHT does not back.
+    #[error("signal not acted on: {0}")]
+    Hint(String),
 }
 
 /// Progress of a long operation, for progress bars.
@@ -258,6 +261,13 @@ const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// Candidates a publish asks for beyond the custodians it needs, to put a
 /// shard elsewhere when one does not answer.
 const SPARE_CANDIDATES: usize = 2;
+/// Longest a peer may leave a download without sending a byte.
+const FETCH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Replications a signal may start at once; a hint beyond them is left to
+/// reconciliation.
+const SIGNALLED_REPLICATIONS: usize = 2;
+/// `DisasterRecoveryFailed` signals kept for the status and tests.
+const RECOVERY_FAILURES_KEPT: usize = 32;
 
 /// The custody engine of one node.
 pub struct Custody {
@@ -268,6 +278,8 @@ pub struct Custody {
     /// What this node published.
     pub catalog: Arc<Catalog>,
     http: reqwest::Client,
+    /// For downloads: gives up on a peer that stops sending.
+    fetch_http: reqwest::Client,
     work_dir: PathBuf,
     in_flight: Mutex<HashSet<String>>,
     /// Nodes that looked failed here but answered a probe, and when: not
@@ -275,8 +287,11 @@ pub struct Custody {
     answered: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Nonces of the transfer requests accepted in their window.
     seen: crate::replay::SeenNonces,
-    /// `DisasterRecoveryFailed` signals seen, newest last.
-    pub recovery_failures: Mutex<Vec<RegistrySignal>>,
+    /// The last `DisasterRecoveryFailed` signals this node's own repairs
+    /// raised, newest last (at most [`RECOVERY_FAILURES_KEPT`]).
+    pub recovery_failures: Mutex<VecDeque<RegistrySignal>>,
+    /// Replications started by signals now running.
+    replicating: Arc<tokio::sync::Semaphore>,
     /// The person's recovery secret, from which content keys derive.
     pub secret: RecoverySecret,
     /// What this node served and received, summarised once per period.
@@ -303,11 +318,17 @@ impl Custody {
                 .connect_timeout(std::time::Duration::from_secs(10))
                 .build()
                 .expect("a default HTTP client builds"),
+            fetch_http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .read_timeout(FETCH_READ_TIMEOUT)
+                .build()
+                .expect("a default HTTP client builds"),
             work_dir,
             in_flight: Mutex::new(HashSet::new()),
             answered: Mutex::new(std::collections::HashMap::new()),
             seen: crate::replay::SeenNonces::default(),
-            recovery_failures: Mutex::new(Vec::new()),
+            recovery_failures: Mutex::new(VecDeque::new()),
+            replicating: Arc::new(tokio::sync::Semaphore::new(SIGNALLED_REPLICATIONS)),
             secret,
             rewards: crate::rewards::Rewards::open(&data),
         })
@@ -445,12 +466,14 @@ impl Custody {
         Ok(())
     }
 
-    /// Fetches a shard from a holder into a temp file, checking its hash.
+    /// Fetches a shard from a holder into a temp file, checking its hash;
+    /// a body longer than `max_bytes` (the content's shard size) is cut off.
     async fn fetch_to_temp(
         &self,
         holder: &ShardHolder,
         serving: &str,
         recovery: Option<&str>,
+        max_bytes: u64,
     ) -> Result<TempFile, CustodyError> {
         use futures_util::StreamExt;
         let endpoint = holder
@@ -464,7 +487,7 @@ impl Custody {
         let auth = self
             .sign("GET", &holder.shard_hash, serving, &holder.node_id)
             .await?;
-        let mut req = self.http.get(format!(
+        let mut req = self.fetch_http.get(format!(
             "{}/shards/{}",
             endpoint.trim_end_matches('/'),
             holder.shard_hash
@@ -494,9 +517,20 @@ impl Custody {
             hasher: blake3::Hasher::new(),
             len: 0,
         };
+        if resp.content_length().is_some_and(|n| n > max_bytes) {
+            return Err(peer_err(format!(
+                "offers more than the {max_bytes} bytes a shard of this content has"
+            )));
+        }
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            out.write_all(&chunk.map_err(|e| peer_err(e.to_string()))?)?;
+            let chunk = chunk.map_err(|e| peer_err(e.to_string()))?;
+            if out.len + chunk.len() as u64 > max_bytes {
+                return Err(peer_err(format!(
+                    "sent more than the {max_bytes} bytes a shard of this content has"
+                )));
+            }
+            out.write_all(&chunk)?;
         }
         let got = out.hasher.finalize().to_hex().to_string();
         if got != holder.shard_hash {
@@ -871,14 +905,7 @@ impl Custody {
             first.assignment.threshold as usize
         };
         let (files, from) = self
-            .fetch_some(
-                &holders,
-                needed,
-                &first.entry_hash.to_string(),
-                content_id,
-                recovery,
-                progress,
-            )
+            .fetch_some(&holders, needed, first, recovery, progress)
             .await?;
         progress(Progress {
             phase: "decoding".into(),
@@ -933,15 +960,19 @@ impl Custody {
     }
 
     /// Fetches `needed` verified shards from `holders` (trying each in turn).
+    /// Every request names `serving` (this node's assignment, or the
+    /// content's first live one), whose shard size caps each download.
     async fn fetch_some(
         &self,
         holders: &[ShardHolder],
         needed: usize,
-        serving: &str,
-        content_id: &str,
+        serving: &AssignmentRecord,
         recovery: Option<&str>,
         progress: ProgressFn<'_>,
     ) -> Result<(Vec<TempFile>, Vec<String>), CustodyError> {
+        let content_id = serving.assignment.content_id.as_str();
+        let max_bytes = serving.assignment.shard_size_bytes;
+        let serving = serving.entry_hash.to_string();
         let mut files = Vec::new();
         let mut from = Vec::new();
         let mut errors = Vec::new();
@@ -965,7 +996,7 @@ impl Custody {
                 Some(_) => h.assignment.to_string(),
                 None => serving.to_string(),
             };
-            match self.fetch_to_temp(h, &serving, recovery).await {
+            match self.fetch_to_temp(h, &serving, recovery, max_bytes).await {
                 Ok(f) => {
                     files.push(f);
                     from.push(h.node_id.clone());
@@ -994,14 +1025,11 @@ impl Custody {
     }
 
     /// Obtains the shard of one of this node's assignments, if not held:
-    /// fetches enough other shards from live holders and rebuilds exactly
-    /// this shard (one copy for `full_replica`, `k` shards otherwise), then
-    /// stores it if it hashes to what the assignment records.
-    pub async fn obtain(
-        &self,
-        record: &AssignmentRecord,
-        hint: Option<Vec<ShardHolder>>,
-    ) -> Result<bool, CustodyError> {
+    /// fetches enough other shards from the live holders the DHT names and
+    /// rebuilds exactly this shard (one copy for `full_replica`, `k` shards
+    /// otherwise), then stores it if it hashes to what the assignment
+    /// records.
+    pub async fn obtain(&self, record: &AssignmentRecord) -> Result<bool, CustodyError> {
         let a = &record.assignment;
         if self.store.has(&a.shard_hash) {
             return Ok(false);
@@ -1009,25 +1037,17 @@ impl Custody {
         if !self.in_flight.lock().unwrap().insert(a.shard_hash.clone()) {
             return Ok(false);
         }
-        let result = self.obtain_inner(record, hint).await;
+        let result = self.obtain_inner(record).await;
         self.in_flight.lock().unwrap().remove(&a.shard_hash);
         result.map(|()| true)
     }
 
-    async fn obtain_inner(
-        &self,
-        record: &AssignmentRecord,
-        hint: Option<Vec<ShardHolder>>,
-    ) -> Result<(), CustodyError> {
+    async fn obtain_inner(&self, record: &AssignmentRecord) -> Result<(), CustodyError> {
         let a = &record.assignment;
-        let holders = match hint {
-            Some(h) if !h.is_empty() => h,
-            _ => {
-                self.agent
-                    .call("get_shard_holders", a.content_id.clone())
-                    .await?
-            }
-        };
+        let holders: Vec<ShardHolder> = self
+            .agent
+            .call("get_shard_holders", a.content_id.clone())
+            .await?;
         let others: Vec<ShardHolder> = holders
             .into_iter()
             .filter(|h| h.node_id != self.agent.node_id && h.shard_hash != a.shard_hash)
@@ -1038,14 +1058,7 @@ impl Custody {
             a.threshold as usize
         };
         let (files, from) = self
-            .fetch_some(
-                &others,
-                needed,
-                &record.entry_hash.to_string(),
-                &a.content_id,
-                None,
-                &|_| {},
-            )
+            .fetch_some(&others, needed, record, None, &|_| {})
             .await?;
         let meta = ShardMeta {
             content_id: a.content_id.clone(),
@@ -1128,7 +1141,7 @@ impl Custody {
                     continue;
                 }
             }
-            match self.obtain(r, None).await {
+            match self.obtain(r).await {
                 Ok(true) => report.obtained += 1,
                 Ok(false) => {}
                 Err(e) => report.failed.push(format!(
@@ -1227,37 +1240,95 @@ impl Custody {
         Ok(out)
     }
 
-    /// Acts on a signal from the DNA.
-    pub async fn on_signal(&self, signal: RegistrySignal) {
-        match &signal {
+    /// Takes in a signal from the DNA, without waiting on any work it
+    /// starts (the signal loop also carries liveness beats).
+    ///
+    /// A `ReplicateContent` is a hint only: anyone can send one. Only its
+    /// assignment's entry hash is used, and only if this node's view of the
+    /// DHT holds that assignment, live, for this node; the holders to fetch
+    /// from are read from the DHT too, never taken from the signal. At most
+    /// [`SIGNALLED_REPLICATIONS`] run at once; a hint beyond them is left to
+    /// reconciliation, which obtains every live assignment of this node.
+    pub fn on_signal(self: &Arc<Self>, signal: RegistrySignal) {
+        match signal {
             RegistrySignal::ReplicateContent {
                 assignment,
-                from_shard_holders,
                 to_custodian,
                 ..
-            } if *to_custodian == self.agent.node_id => {
-                if let Err(e) = self
-                    .obtain(assignment, Some(from_shard_holders.clone()))
-                    .await
-                {
-                    tracing::warn!(
-                        "replicating {}: {e} (reconciliation will retry)",
-                        assignment.assignment.content_id
-                    );
+            } => {
+                if to_custodian != self.agent.node_id {
+                    // A repair this node ran, for another custodian.
+                    return;
                 }
+                let Ok(permit) = self.replicating.clone().try_acquire_owned() else {
+                    tracing::debug!(
+                        "replication hint for {} left to reconciliation: busy",
+                        assignment.entry_hash
+                    );
+                    return;
+                };
+                let me = self.clone();
+                let entry_hash = assignment.entry_hash;
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = me.replicate(&entry_hash).await {
+                        tracing::warn!("replicating {entry_hash}: {e}");
+                    }
+                });
             }
             RegistrySignal::DisasterRecoveryFailed {
-                content_id,
+                ref content_id,
                 shard_index,
-                reason,
+                ref reason,
                 ..
             } => {
                 tracing::warn!(
                     "disaster recovery could not re-home {content_id}#{shard_index}: {reason}"
                 );
-                self.recovery_failures.lock().unwrap().push(signal.clone());
+                let mut kept = self.recovery_failures.lock().unwrap();
+                if kept.len() >= RECOVERY_FAILURES_KEPT {
+                    kept.pop_front();
+                }
+                kept.push_back(signal);
             }
-            _ => {}
+            RegistrySignal::Beat { .. } => {}
+        }
+    }
+
+    /// Obtains the shard of assignment `entry_hash` if, and only if, this
+    /// node's view of the DHT has it live for this node (what a
+    /// `ReplicateContent` hint names). A hint the DHT does not back is
+    /// counted (`elohim_signals_refused`) and refused.
+    pub async fn replicate(&self, entry_hash: &EntryHash) -> Result<bool, CustodyError> {
+        let found: Option<(CustodianAssignment, AssignmentStanding)> = self
+            .agent
+            .call("get_assignment", entry_hash.clone())
+            .await?;
+        let refused = |why: String| {
+            self.agent.metrics.signals_refused.inc();
+            Err(CustodyError::Hint(why))
+        };
+        match found {
+            Some((a, AssignmentStanding::Live)) if a.custodian_node_id == self.agent.node_id => {
+                self.obtain(&AssignmentRecord {
+                    assignment: a,
+                    entry_hash: entry_hash.clone(),
+                })
+                .await
+            }
+            Some((a, AssignmentStanding::Live)) => refused(format!(
+                "the assignment is {}'s, not this node's",
+                a.custodian_node_id
+            )),
+            Some((_, AssignmentStanding::Retired)) => {
+                refused("the assignment was superseded".into())
+            }
+            Some((_, AssignmentStanding::NotYetIndexed)) => refused(
+                "the assignment is not in its content's index here yet (reconciliation will \
+                 obtain it once it is)"
+                    .into(),
+            ),
+            None => refused("no such assignment on this node's view of the DHT".into()),
         }
     }
 

@@ -148,7 +148,8 @@ impl Daemon {
 
         // Signals from the identity's websocket: beats for the monitor, the
         // DNA's signals (ReplicateContent, DisasterRecoveryFailed) for
-        // custody.
+        // custody, which runs any work they start on its own tasks: this
+        // loop never waits on a peer.
         {
             let mut signals = agent.signals();
             let custody = custody.clone();
@@ -173,7 +174,7 @@ impl Daemon {
                         if let holochain_types::signal::Signal::App { signal, .. } = signal {
                             if let Ok(s) = signal.into_inner().decode::<RegistrySignal>() {
                                 if !matches!(s, RegistrySignal::Beat { .. }) {
-                                    custody.on_signal(s).await;
+                                    custody.on_signal(s);
                                 }
                             }
                         }

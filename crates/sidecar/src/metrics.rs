@@ -30,6 +30,9 @@ pub struct Metrics {
     /// Records on this node's chains, by kind (see
     /// `registry_core::budget::RecordKind`).
     pub chain_records: Family<Vec<(String, String)>, Gauge>,
+    /// Signals not acted on because the DHT does not back them (a
+    /// `ReplicateContent` naming no live assignment of this node).
+    pub signals_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -41,6 +44,12 @@ impl Default for Metrics {
         let service_acks = Counter::default();
         let last_heartbeat_unix = Gauge::<f64, AtomicU64>::default();
         let chain_records = Family::<Vec<(String, String)>, Gauge>::default();
+        let signals_refused = Counter::default();
+        registry.register(
+            "signals_refused",
+            "Signals not acted on: the DHT does not back them",
+            signals_refused.clone(),
+        );
         registry.register(
             "chain_records",
             "Records on this node's chains, by kind (the write budget's)",
@@ -82,6 +91,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             chain_records,
+            signals_refused,
             service_acks,
             heartbeats_sent,
             heartbeat_failures,

@@ -208,9 +208,14 @@ pub fn get_shard_holders(content_id: String) -> ExternResult<Vec<ShardHolder>> {
     holders(&live_records_of_content(&content_id)?)
 }
 
-/// Delivers a remote signal from another node to this node's sidecar. A
-/// liveness beat is passed on only if its sender owns the node it beats
-/// for, and with the sender named.
+/// Delivers a remote signal from another node to this node's sidecar,
+/// for the kinds another node may send, and only as the sidecar may take
+/// them: a liveness beat is passed on only if its sender owns the node it
+/// beats for, and with the sender named; a repair's `ReplicateContent` is
+/// passed on as a hint without the holders it lists (the sidecar reads the
+/// assignment and its holders from the DHT, never from a signal). A
+/// `DisasterRecoveryFailed` is this node's own zome's to raise, never
+/// another node's: it is dropped.
 #[hdk_extern]
 pub fn recv_remote_signal(signal: RegistrySignal) -> ExternResult<()> {
     match signal {
@@ -223,7 +228,20 @@ pub fn recv_remote_signal(signal: RegistrySignal) -> ExternResult<()> {
             }
             emit_signal(RegistrySignal::Beat { beat, from })
         }
-        other => emit_signal(other),
+        RegistrySignal::ReplicateContent {
+            content_id,
+            assignment,
+            to_custodian,
+            strategy,
+            ..
+        } => emit_signal(RegistrySignal::ReplicateContent {
+            content_id,
+            assignment,
+            from_shard_holders: Vec::new(),
+            to_custodian,
+            strategy,
+        }),
+        RegistrySignal::DisasterRecoveryFailed { .. } => Ok(()),
     }
 }
 
