@@ -667,3 +667,169 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
         "an unknown node is an error"
     );
 }
+
+/// The plan's Doorway payloads, as its TypeScript writes them: ISO-8601
+/// times, `signature` and `last_heartbeat` fields, no `off_peak_hours` or
+/// `endpoint`; a `tier` filter meaning "at least"; a list of regions. And a
+/// payload that does not fit is refused with the field named, never with
+/// its bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
+    #[derive(serde::Serialize, Debug, Clone)]
+    struct PlanRegistration {
+        node_id: String,
+        agent_pub_key: AgentPubKey,
+        display_name: String,
+        cpu_cores: u32,
+        memory_gb: serde_json::Value,
+        storage_tb: f64,
+        bandwidth_mbps: u32,
+        region: String,
+        latitude: Option<f64>,
+        longitude: Option<f64>,
+        zomes_hosted: Vec<String>,
+        steward_tier: String,
+        custodian_opt_in: bool,
+        max_custody_gb: f64,
+        max_bandwidth_mbps: u32,
+        max_cpu_percent: f64,
+        uptime_percent: f64,
+        last_heartbeat: String,
+        registered_at: String,
+        updated_at: String,
+        signature: String,
+    }
+    #[derive(serde::Serialize, Debug, Clone)]
+    struct PlanHeartbeat {
+        node_id: String,
+        timestamp: String,
+        status: String,
+        current_load: f64,
+        active_connections: u32,
+        signature: String,
+    }
+    let mut net = Network::start(1).await;
+    net.add_agents(0, 1, "doorway").await;
+    let iso_now = || Timestamp::now().to_string();
+    let plan = |peer: usize, label: &str, tier: &str| {
+        let ours = registration(&net.peers[peer], label, "eu-west");
+        PlanRegistration {
+            node_id: ours.node_id,
+            agent_pub_key: ours.agent_pub_key,
+            display_name: ours.display_name,
+            cpu_cores: ours.cpu_cores,
+            memory_gb: ours.memory_gb.into(),
+            storage_tb: ours.storage_tb,
+            bandwidth_mbps: ours.bandwidth_mbps,
+            region: ours.region,
+            latitude: None,
+            longitude: None,
+            zomes_hosted: ours.zomes_hosted,
+            steward_tier: tier.into(),
+            custodian_opt_in: true,
+            max_custody_gb: ours.max_custody_gb,
+            max_bandwidth_mbps: ours.max_bandwidth_mbps,
+            max_cpu_percent: ours.max_cpu_percent,
+            uptime_percent: ours.uptime_percent,
+            last_heartbeat: iso_now(),
+            registered_at: iso_now(),
+            updated_at: iso_now(),
+            signature: "c2lnbmVk".into(),
+        }
+    };
+    let (guardian, caretaker) = (
+        plan(0, "door-g", "guardian"),
+        plan(1, "door-c", "caretaker"),
+    );
+    for (peer, r) in [(0, &guardian), (1, &caretaker)] {
+        let _: ActionHash = net.call(peer, "register_node", r.clone()).await;
+        let beat = PlanHeartbeat {
+            node_id: r.node_id.clone(),
+            timestamp: iso_now(),
+            status: "online".into(),
+            current_load: 0.3,
+            active_connections: 4,
+            signature: "c2lnbmVk".into(),
+        };
+        let _: ActionHash = net.call(peer, "heartbeat", beat).await;
+    }
+    let stored: Option<RegisteredNode> = net.call(0, "get_my_node", ()).await;
+    let stored = stored
+        .expect("registered through the plan's payload")
+        .registration;
+    assert_eq!(stored.off_peak_hours, OffPeakHours::default());
+    assert!(stored.endpoint.is_none());
+
+    // The plan's filters: `tier` is the lowest acceptable, `region` a list.
+    let query = serde_json::json!({
+        "status": "online",
+        "min_storage_gb": 1,
+        "region": ["eu-west", "us-east"],
+        "tier": "guardian",
+    });
+    let found: Vec<RankedCustodian> = net
+        .eventually(
+            1,
+            "get_available_custodians",
+            query,
+            60,
+            |v: &Vec<RankedCustodian>| !v.is_empty(),
+        )
+        .await;
+    assert_eq!(custodian_ids(&found), vec![guardian.node_id.clone()]);
+    let any_tier: Vec<RankedCustodian> = net
+        .eventually(
+            1,
+            "get_available_custodians",
+            serde_json::json!({ "region": "eu-west" }),
+            60,
+            |v: &Vec<RankedCustodian>| v.len() == 2,
+        )
+        .await;
+    assert_eq!(any_tier.len(), 2);
+
+    // Payloads that do not fit name the field and what was expected.
+    let mut wrong = plan(0, "door-g", "guardian");
+    wrong.memory_gb = "lots".into();
+    let wrong = net
+        .try_call::<_, ActionHash>(0, "register_node", wrong)
+        .await
+        .unwrap_err();
+    assert!(
+        wrong.contains("register_node: invalid input at `memory_gb`"),
+        "{wrong}"
+    );
+    assert!(
+        !wrong.contains("Deserialize(["),
+        "bytes instead of a field: {wrong}"
+    );
+    let refusals = [
+        (
+            "get_available_custodians",
+            serde_json::json!({ "colour": "red" }),
+            "unknown field `colour`",
+        ),
+        (
+            "heartbeat",
+            serde_json::json!({
+                "node_id": guardian.node_id, "timestamp": "yesterday", "status": "online",
+                "current_load": 0.1,
+            }),
+            "at `timestamp`: ",
+        ),
+    ];
+    for (func, payload, named) in refusals {
+        let err = net
+            .try_call::<_, serde_json::Value>(0, func, payload)
+            .await
+            .unwrap_err();
+        assert!(err.contains(named), "{func}: expected {named:?} in {err}");
+        if func == "heartbeat" {
+            assert!(err.contains("is not an ISO-8601 time like"), "{err}");
+        }
+        assert!(
+            !err.contains("Deserialize(["),
+            "{func}: bytes instead of a field: {err}"
+        );
+    }
+}

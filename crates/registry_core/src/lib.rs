@@ -25,6 +25,7 @@ pub mod reward;
 pub mod selection;
 pub mod status;
 pub mod tier;
+pub mod time;
 pub mod verdict;
 
 pub use error::RegistryError;

@@ -114,7 +114,6 @@ fn fetch(links: Vec<AssignmentLink>) -> ExternResult<Vec<AssignmentRecord>> {
 /// Records a custodian's duty to keep a shard, and indexes it by content and
 /// by custodian. Writing the same decision twice is harmless: the entry is
 /// identical and its links are not repeated.
-#[hdk_extern]
 pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionHash> {
     if get(
         assignment.custodian_registration.clone(),
@@ -264,7 +263,6 @@ pub(crate) fn live_records_of_node(node_id: &str) -> ExternResult<Vec<Assignment
 }
 
 /// The live assignments of a content, one per shard, by shard index.
-#[hdk_extern]
 pub fn get_assignments_for_content(content_id: String) -> ExternResult<Vec<CustodianAssignment>> {
     Ok(get_assignment_records_for_content(content_id)?
         .into_iter()
@@ -273,7 +271,6 @@ pub fn get_assignments_for_content(content_id: String) -> ExternResult<Vec<Custo
 }
 
 /// As `get_assignments_for_content`, with each assignment's entry hash.
-#[hdk_extern]
 pub fn get_assignment_records_for_content(
     content_id: String,
 ) -> ExternResult<Vec<AssignmentRecord>> {
@@ -282,7 +279,6 @@ pub fn get_assignment_records_for_content(
 
 /// Every assignment ever made for a content (live and superseded), for
 /// audits and for checking that repairs did not duplicate work.
-#[hdk_extern]
 pub fn get_assignment_history(content_id: String) -> ExternResult<Vec<AssignmentRecord>> {
     fetch(decode(links_on(
         content_base(&content_id)?,
@@ -352,7 +348,6 @@ fn live_links_of_node(node_id: &str) -> ExternResult<Vec<AssignmentLink>> {
 }
 
 /// The live assignments a node holds.
-#[hdk_extern]
 pub fn get_assignments_for_node(node_id: String) -> ExternResult<Vec<CustodianAssignment>> {
     Ok(get_assignment_records_for_node(node_id)?
         .into_iter()
@@ -361,7 +356,6 @@ pub fn get_assignments_for_node(node_id: String) -> ExternResult<Vec<CustodianAs
 }
 
 /// As `get_assignments_for_node`, with each assignment's entry hash.
-#[hdk_extern]
 pub fn get_assignment_records_for_node(node_id: String) -> ExternResult<Vec<AssignmentRecord>> {
     fetch(live_links_of_node(&node_id)?)
 }
@@ -523,7 +517,6 @@ pub(crate) fn committed_bytes_of_present(
 /// (its identity or working key) marks any; anyone else only those taken by
 /// a decision it wrote itself (validation accepts no other mark). A sidecar
 /// runs it for its own node when it reconciles.
-#[hdk_extern]
 pub fn retire_outranked(node_id: String) -> ExternResult<u32> {
     let custodian = crate::directory::acting_as()?
         .filter(|me| me.node_id() == node_id)

@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const PENALTY_MIN_CONFIDENCE: f64 = 0.9;
 
 /// Answers a peer's health probe.
-#[hdk_extern]
 pub fn ping(_: ()) -> ExternResult<()> {
     Ok(())
 }
@@ -28,7 +27,6 @@ pub fn ping(_: ()) -> ExternResult<()> {
 /// attestation when it differs from this node's standing verdict about the
 /// peer (or that verdict is older than a verdict period); otherwise writes
 /// nothing and returns the standing verdict's action.
-#[hdk_extern]
 pub fn attest_peer_health(subject_node_id: String) -> ExternResult<ActionHash> {
     let me = acting()?;
     let probe = probe_node(subject_node_id.clone())?;
@@ -59,7 +57,6 @@ pub fn attest_peer_health(subject_node_id: String) -> ExternResult<ActionHash> {
 /// whether it answered, and how fast. Writes nothing: a node's DHT view can
 /// lag, so a node that answers is not repaired away, and a monitor probes
 /// before it suspects.
-#[hdk_extern]
 pub fn probe_node(subject_node_id: String) -> ExternResult<NodeProbe> {
     let subject = registration_of_node(&subject_node_id)?
         .ok_or_else(|| guest(format!("node {subject_node_id} is not registered")))?;
@@ -82,7 +79,6 @@ pub fn probe_node(subject_node_id: String) -> ExternResult<NodeProbe> {
 }
 
 /// The node's reputation and penalties.
-#[hdk_extern]
 pub fn get_reputation(node_id: String) -> ExternResult<ReputationReport> {
     let mut penalties = Vec::new();
     for link in links_on(penalties_base(&node_id)?, LinkTypes::NodeToPenalty)? {
@@ -188,7 +184,6 @@ fn consensus_over(
 /// attester's newest of the last two verdict periods), weighted by the
 /// attesters' reputation (unvetted attesters weigh nothing); a failure
 /// verdict needs two distinct reporters.
-#[hdk_extern]
 pub fn get_node_health_consensus(node_id: String) -> ExternResult<NodeHealthConsensus> {
     let now = sys_time()?;
     let mut weigher = Weigher {
@@ -216,7 +211,6 @@ fn already_penalised(offender: &str, offence: &ActionHash) -> ExternResult<bool>
 /// confident consensus finds unhealthy, and records a penalty for each,
 /// with the witnesses as evidence (validation re-checks it). Each offence
 /// is penalised once however many nodes run this.
-#[hdk_extern]
 pub fn detect_byzantine_attackers(_: ()) -> ExternResult<Vec<SuspiciousNode>> {
     let me = acting()?;
     let my_id = me.node_id().to_string();
@@ -374,7 +368,6 @@ fn evidence_for(
 
 /// Puts an assignment to the vote of the region's vetted nodes, snapshotted
 /// now (registered for the minimum age, reputation above the floor).
-#[hdk_extern]
 pub fn propose_custodian_assignment(input: ProposeInput) -> ExternResult<ActionHash> {
     let me = acting()?;
     let region = parse_region(&input.region).map_err(|e| guest(e.to_string()))?;
@@ -445,7 +438,6 @@ fn proposal(hash: &ActionHash) -> ExternResult<AssignmentProposal> {
 }
 
 /// The votes on a proposal and their count; and the assignment, once made.
-#[hdk_extern]
 pub fn get_vote_record(proposal_hash: ActionHash) -> ExternResult<VoteRecord> {
     let p = proposal(&proposal_hash)?;
     let mut ballots = Vec::new();
@@ -491,7 +483,6 @@ pub fn get_vote_record(proposal_hash: ActionHash) -> ExternResult<VoteRecord> {
 /// Votes on a proposal as this node; once approvals reach 2/3 of the
 /// eligible voters, makes the assignment, backed by the earliest approving
 /// votes that reach the quorum (so every executor writes the same entry).
-#[hdk_extern]
 pub fn cast_vote(input: CastVoteInput) -> ExternResult<VoteOutcome> {
     let me = acting()?;
     let vote = CustodianVote {
@@ -543,7 +534,6 @@ pub fn cast_vote(input: CastVoteInput) -> ExternResult<VoteOutcome> {
 }
 
 /// Open proposals of a region (deadline not passed).
-#[hdk_extern]
 pub fn get_open_proposals(region: String) -> ExternResult<Vec<(ActionHash, AssignmentProposal)>> {
     let now = sys_time()?;
     let mut out = Vec::new();

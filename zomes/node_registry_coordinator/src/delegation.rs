@@ -10,7 +10,6 @@ use node_registry_integrity::*;
 /// Delegates the caller's node's routine writes to `input.delegate` for
 /// the window given (validation caps its length and refuses a third key
 /// valid at once). Only the node's identity agent may call it.
-#[hdk_extern]
 pub fn delegate_working_key(input: DelegateInput) -> ExternResult<ActionHash> {
     let me = my_registration()?
         .ok_or_else(|| guest("only a registered node's identity agent can delegate"))?;
@@ -33,7 +32,6 @@ pub fn delegate_working_key(input: DelegateInput) -> ExternResult<ActionHash> {
 /// Which node the calling agent writes for now, and under which
 /// delegation (none when it is the node's identity); `None` if it writes
 /// for no node.
-#[hdk_extern]
 pub fn whoami(_: ()) -> ExternResult<Option<ActingAs>> {
     let chain_len = agent_info()?.chain_head.1 + 1;
     Ok(acting_as()?.map(|a| ActingAs {
@@ -48,7 +46,6 @@ pub fn whoami(_: ()) -> ExternResult<Option<ActingAs>> {
 
 /// The network's parameters (the DNA's properties), for clients that time
 /// their writes by them (lease and verdict periods).
-#[hdk_extern]
 pub fn get_registry_properties(_: ()) -> ExternResult<RegistryProperties> {
     registry_properties()
 }

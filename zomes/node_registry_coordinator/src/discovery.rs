@@ -32,7 +32,6 @@ fn reg_err(e: registry_core::RegistryError) -> WasmError {
 }
 
 /// The registered nodes of a region.
-#[hdk_extern]
 pub fn get_nodes_by_region(region: String) -> ExternResult<Vec<NodeRegistration>> {
     let region = parse_region(&region).map_err(reg_err)?;
     registrations(newest_per_node(links_on(
@@ -42,7 +41,6 @@ pub fn get_nodes_by_region(region: String) -> ExternResult<Vec<NodeRegistration>
 }
 
 /// The registered nodes of a tier.
-#[hdk_extern]
 pub fn get_nodes_by_tier(tier: String) -> ExternResult<Vec<NodeRegistration>> {
     let tier: StewardTier = tier.parse().map_err(reg_err)?;
     registrations(newest_per_node(links_on(
@@ -285,7 +283,6 @@ fn placement_set(
 /// chosen registrations (from the local store, the network only for those
 /// it lacks). If the set holds too few nodes with room, every present node
 /// is considered, as without a content.
-#[hdk_extern]
 pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<RankedCustodian>> {
     let q = criteria(&filters)?;
     let now = sys_time()?;
@@ -304,7 +301,6 @@ pub fn get_available_custodians(filters: CustodianFilters) -> ExternResult<Vec<R
 /// A node's committed custody as its newest presence link publishes it,
 /// as a selection counts it, and as its custody index says (see
 /// [`CommittedCustodyView`]); an error if the node is not registered.
-#[hdk_extern]
 pub fn get_committed_custody(node_id: String) -> ExternResult<CommittedCustodyView> {
     let Some(registered) = registration_of_node(&node_id)? else {
         return Err(guest(format!("node {node_id} is not registered")));
@@ -414,7 +410,6 @@ fn choose(
 /// The present nodes (a lease in the current or previous lease bucket),
 /// of `region` or of every region, with the key their monitors' beats go
 /// to and whether they watch others: what a node picks its monitors from.
-#[hdk_extern]
 pub fn get_present_nodes(region: Option<String>) -> ExternResult<Vec<PresentNode>> {
     if let Some(r) = &region {
         parse_region(r).map_err(reg_err)?;

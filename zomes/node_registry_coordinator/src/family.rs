@@ -20,7 +20,6 @@ fn fetch<T: TryFrom<SerializedBytes, Error = SerializedBytesError>>(
 
 /// Proposes a relationship with another person and consents to it; the
 /// other person's consent makes it active.
-#[hdk_extern]
 pub fn create_relationship(input: CreateRelationshipInput) -> ExternResult<ActionHash> {
     let me = agent_info()?.agent_initial_pubkey;
     let r = Relationship {
@@ -48,7 +47,6 @@ pub fn create_relationship(input: CreateRelationshipInput) -> ExternResult<Actio
 /// Gives or withdraws this agent's consent to a relationship. Withdrawing
 /// stops new family assignments at once and lets the other's node drop
 /// what it keeps under the relationship.
-#[hdk_extern]
 pub fn consent_to_relationship(input: ConsentInput) -> ExternResult<ActionHash> {
     let c = RelationshipConsent {
         relationship: input.relationship.clone(),
@@ -110,7 +108,6 @@ fn state_of(hash: ActionHash) -> ExternResult<Option<RelationshipState>> {
 }
 
 /// Every relationship of an agent, with where consent stands.
-#[hdk_extern]
 pub fn get_relationships(agent: AgentPubKey) -> ExternResult<Vec<RelationshipState>> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -130,7 +127,6 @@ pub fn get_relationships(agent: AgentPubKey) -> ExternResult<Vec<RelationshipSta
 /// The people whose nodes keep `owner`'s private and intimate content: the
 /// other party of every active auto-custody relationship who runs a
 /// registered, opted-in node.
-#[hdk_extern]
 pub fn get_family_custodians(owner: AgentPubKey) -> ExternResult<Vec<FamilyCustodian>> {
     let mut out = Vec::new();
     for s in get_relationships(owner.clone())? {
@@ -173,7 +169,6 @@ pub fn get_family_custodians(owner: AgentPubKey) -> ExternResult<Vec<FamilyCusto
 }
 
 /// The live assignments of everything `owner` has placed in custody.
-#[hdk_extern]
 pub fn get_assignments_for_owner(owner: AgentPubKey) -> ExternResult<Vec<AssignmentRecord>> {
     let mut contents = BTreeSet::new();
     for link in links_on(owner.clone(), LinkTypes::OwnerToAssignment)? {
@@ -193,7 +188,6 @@ pub fn get_assignments_for_owner(owner: AgentPubKey) -> ExternResult<Vec<Assignm
 }
 
 /// The registered node of an agent, if any.
-#[hdk_extern]
 pub fn get_node_of_agent(agent: AgentPubKey) -> ExternResult<Option<RegisteredNode>> {
     match node_of_agent(&agent)? {
         Some(id) => registration_of_node(&id),
@@ -203,7 +197,6 @@ pub fn get_node_of_agent(agent: AgentPubKey) -> ExternResult<Option<RegisteredNo
 
 /// Files a request, from this (new) node, to recover the person whose node
 /// ran as `lost_agent`; their family then approves or refuses it.
-#[hdk_extern]
 pub fn request_recovery(lost_agent: AgentPubKey) -> ExternResult<ActionHash> {
     let me = my_registration()?
         .ok_or_else(|| guest("register this new node before requesting a recovery"))?;
@@ -233,7 +226,6 @@ pub fn request_recovery(lost_agent: AgentPubKey) -> ExternResult<ActionHash> {
 }
 
 /// Approves (or refuses) a recovery as the lost person's family member.
-#[hdk_extern]
 pub fn approve_recovery(input: ApproveRecoveryInput) -> ExternResult<ActionHash> {
     let me = agent_info()?.agent_initial_pubkey;
     let (request, _) = fetch::<RecoveryRequest>(input.request.clone())?
@@ -263,7 +255,6 @@ pub fn approve_recovery(input: ApproveRecoveryInput) -> ExternResult<ActionHash>
 
 /// Where a recovery stands: verified once approvals reach 2/3 of the
 /// family snapshotted in the request.
-#[hdk_extern]
 pub fn get_recovery_status(request_hash: ActionHash) -> ExternResult<RecoveryStatus> {
     let (request, _) = fetch::<RecoveryRequest>(request_hash.clone())?
         .ok_or_else(|| guest("recovery request not found"))?;
@@ -303,7 +294,6 @@ pub fn get_recovery_status(request_hash: ActionHash) -> ExternResult<RecoverySta
 }
 
 /// Recovery requests filed for a lost agent.
-#[hdk_extern]
 pub fn get_recoveries_for(lost_agent: AgentPubKey) -> ExternResult<Vec<RecoveryStatus>> {
     let mut out = Vec::new();
     for link in links_on(lost_agent, LinkTypes::LostAgentToRecovery)? {

@@ -119,7 +119,6 @@ fn check_heartbeat_input(hb: &NodeHeartbeat, now: Timestamp) -> ExternResult<()>
 /// version or watcher flag) and otherwise writes nothing. A node that does
 /// not watch others itself (`watcher: false`, a Doorway) also beats to its
 /// monitors by remote signal. Returns the lease in force.
-#[hdk_extern]
 pub fn heartbeat(hb: NodeHeartbeat) -> ExternResult<ActionHash> {
     let now = sys_time()?;
     let me = acting()?;
@@ -300,7 +299,6 @@ pub(crate) fn latest_verdict_by(
 /// link on the subject's verdict bucket; a suspicion, or the alive verdict
 /// that takes one back, is also linked from the subject's region (and the
 /// all-regions index), where selection and detection see it.
-#[hdk_extern]
 pub fn attest_health(attestation: HealthAttestation) -> ExternResult<ActionHash> {
     let mut a = attestation;
     let me = crate::directory::acting_as()?;
@@ -486,7 +484,6 @@ fn tally(observed: &[Observed]) -> AttestationTally {
 /// A node's health now: its newest lease, its liveness judged at the time
 /// of the call from that lease and its monitors' suspicions, and its
 /// monitors' standing verdicts.
-#[hdk_extern]
 pub fn get_node_health(node_id: String) -> ExternResult<NodeHealthSummary> {
     let now = sys_time()?;
     let properties = registry_properties()?;
@@ -516,7 +513,6 @@ pub fn get_node_health(node_id: String) -> ExternResult<NodeHealthSummary> {
 /// The suspicions and retractions of the current and previous lease bucket
 /// about the nodes of `region` (every region when `None`): what a monitor
 /// reads to answer a suspicion of a node it hears fine.
-#[hdk_extern]
 pub fn get_suspicions(region: Option<String>) -> ExternResult<Vec<SuspicionView>> {
     let regions: Vec<String> = region.into_iter().collect();
     for r in &regions {

@@ -10,8 +10,10 @@ mod byzantine;
 mod delegation;
 mod directory;
 mod discovery;
+mod externs;
 mod family;
 mod health;
+mod input;
 mod recovery;
 mod registration;
 mod rewards;
@@ -141,7 +143,6 @@ pub(crate) fn get_many(hashes: &[ActionHash]) -> ExternResult<Vec<Option<Record>
 }
 
 /// The id a node run by the calling agent would have for `label`.
-#[hdk_extern]
 pub fn derive_node_id(label: String) -> ExternResult<String> {
     let me = agent_info()?.agent_initial_pubkey;
     Ok(registry_core::node_id::derive_node_id(

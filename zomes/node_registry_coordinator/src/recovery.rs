@@ -19,7 +19,6 @@ use registry_core::verdict::judge;
 /// lease in the last two lease periods is failed (the slow path for nodes
 /// nobody watches). A fixed number of batched reads: the region
 /// directories, the presence buckets and the suspicion index.
-#[hdk_extern]
 pub fn detect_failed_nodes(input: Option<DetectionInput>) -> ExternResult<Vec<NodeLiveness>> {
     let input = input.unwrap_or_default();
     let defaults = LivenessPolicy::default();
@@ -117,7 +116,6 @@ pub(crate) fn holders(live: &[AssignmentRecord]) -> ExternResult<Vec<ShardHolder
 /// finds the assignment anyway when its sidecar reconciles. Shards no node
 /// can take are reported and signalled locally (`DisasterRecoveryFailed`);
 /// the next run retries them.
-#[hdk_extern]
 pub fn trigger_disaster_recovery(failed_node_id: String) -> ExternResult<RecoveryReport> {
     let mut report = RecoveryReport {
         failed_node_id: failed_node_id.clone(),
@@ -203,7 +201,6 @@ pub fn trigger_disaster_recovery(failed_node_id: String) -> ExternResult<Recover
 }
 
 /// Live holders of a content's shards.
-#[hdk_extern]
 pub fn get_shard_holders(content_id: String) -> ExternResult<Vec<ShardHolder>> {
     holders(&live_records_of_content(&content_id)?)
 }
@@ -247,7 +244,6 @@ pub fn recv_remote_signal(signal: RegistrySignal) -> ExternResult<()> {
 
 /// Signs a sidecar transfer request with this node's agent key. The domain
 /// prefix keeps the key from signing anything but transfer requests.
-#[hdk_extern]
 pub fn sign_transfer(input: TransferToSign) -> ExternResult<Signature> {
     let me = agent_info()?.agent_initial_pubkey;
     let mut bytes = TRANSFER_SIGNATURE_DOMAIN.as_bytes().to_vec();
@@ -256,7 +252,6 @@ pub fn sign_transfer(input: TransferToSign) -> ExternResult<Signature> {
 }
 
 /// One assignment by entry hash, with where it stands in its content's index.
-#[hdk_extern]
 pub fn get_assignment(
     entry_hash: EntryHash,
 ) -> ExternResult<Option<(CustodianAssignment, AssignmentStanding)>> {

@@ -9,7 +9,6 @@ use node_registry_integrity::*;
 /// Registers the calling agent's node, or updates it if this agent already
 /// runs one (a restarted node re-registers without duplicating itself).
 /// `registered_at` and `updated_at` are stamped here from the call's time.
-#[hdk_extern]
 pub fn register_node(registration: NodeRegistration) -> ExternResult<ActionHash> {
     let now = sys_time()?;
     let mut r = registration;
@@ -68,7 +67,6 @@ fn write_version(
 /// Changes a node's declared capacity, caps, tier or opt-in. When the caps
 /// shrink below the current tier and no tier is given, the tier drops to
 /// what the contribution earns.
-#[hdk_extern]
 pub fn update_node_capacity(input: UpdateCapacityInput) -> ExternResult<ActionHash> {
     let existing = my_registration_for(&input.node_id)?;
     let mut r = existing.registration.clone();
@@ -111,7 +109,6 @@ pub fn update_node_capacity(input: UpdateCapacityInput) -> ExternResult<ActionHa
 /// it leaves every directory, and a last `offline` lease says it left on
 /// purpose rather than failed. Returns the actions written, so the caller can
 /// wait for peers to have them (`get_publication_status`) before going dark.
-#[hdk_extern]
 pub fn deregister_node(input: DeregisterInput) -> ExternResult<Vec<ActionHash>> {
     let existing = my_registration_for(&input.node_id)?;
     debug!("deregistering {}: {}", input.node_id, input.reason);
@@ -143,7 +140,6 @@ pub fn deregister_node(input: DeregisterInput) -> ExternResult<Vec<ActionHash>> 
 
 /// How many of the given actions a peer has validated and acknowledged
 /// (validation receipts), so a node can wait before going offline.
-#[hdk_extern]
 pub fn get_publication_status(actions: Vec<ActionHash>) -> ExternResult<PublicationStatus> {
     let me = agent_info()?.agent_initial_pubkey;
     let mut confirmed = 0;
@@ -165,13 +161,11 @@ pub fn get_publication_status(actions: Vec<ActionHash>) -> ExternResult<Publicat
 
 /// The node the calling agent writes for (its own, or the one whose
 /// identity delegated to it), if any.
-#[hdk_extern]
 pub fn get_my_node(_: ()) -> ExternResult<Option<RegisteredNode>> {
     Ok(acting_as()?.map(|a| a.node))
 }
 
 /// A node's latest registration, if registered.
-#[hdk_extern]
 pub fn get_node(node_id: String) -> ExternResult<Option<RegisteredNode>> {
     registration_of_node(&node_id)
 }

@@ -14,7 +14,6 @@ pub const RECENT_EVENTS: usize = 20;
 /// `receiver` over a summary period, at the tier of its current
 /// registration. The event earns nothing until the receiver acknowledges
 /// it.
-#[hdk_extern]
 pub fn record_service_event(input: RecordServiceInput) -> ExternResult<ActionHash> {
     let me = acting()?;
     let mine = &me.node;
@@ -89,7 +88,6 @@ fn acks_of(hash: &ActionHash) -> ExternResult<Vec<Link>> {
 /// and verified. Fails (so the caller retries) while the event is not yet
 /// visible; refuses an event naming someone else or other bytes.
 /// Idempotent: a second call returns the first acknowledgement.
-#[hdk_extern]
 pub fn acknowledge_service(input: AcknowledgeServiceInput) -> ExternResult<ActionHash> {
     let me = acting()?;
     let identity = me.node.registration.agent_pub_key.clone();
@@ -127,7 +125,6 @@ pub fn acknowledge_service(input: AcknowledgeServiceInput) -> ExternResult<Actio
 
 /// A node's Shefa earnings from served content: acknowledged events count,
 /// unacknowledged ones are shown as pending and never counted.
-#[hdk_extern]
 pub fn get_node_earnings(node_id: String) -> ExternResult<NodeEarnings> {
     let mut links = links_on(earnings_base(&node_id)?, LinkTypes::ProviderToServiceEvent)?;
     links.sort_by_key(|l| std::cmp::Reverse(l.timestamp));
@@ -163,7 +160,6 @@ pub fn get_node_earnings(node_id: String) -> ExternResult<NodeEarnings> {
 
 /// The service events naming `receiver` that no acknowledgement answers
 /// yet: what a receiver's sidecar checks against what it received.
-#[hdk_extern]
 pub fn get_pending_service_events(receiver: AgentPubKey) -> ExternResult<Vec<ServiceEventView>> {
     let mut out = Vec::new();
     let links = links_on(receiver.clone(), LinkTypes::ReceiverToServiceEvent)?;

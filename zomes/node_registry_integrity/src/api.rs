@@ -617,3 +617,264 @@ pub struct SuspicionView {
     /// When the verdict was recorded.
     pub recorded_at: Timestamp,
 }
+
+// --- Inputs in the plan's shapes ---------------------------------------------
+//
+// A Doorway calls the plan's functions with the plan's payloads (JavaScript
+// objects from `@holochain/client`): ISO-8601 times, a `signature` field
+// (Holochain already signs every action), a `tier` filter, a region or a
+// list of regions. These input types accept those shapes and ours; every
+// one of them refuses a field it does not know, so a misspelt field is named
+// in the error instead of silently ignored.
+
+/// A time as a caller writes it: a Holochain timestamp (microseconds since
+/// the Unix epoch) or an ISO-8601 / RFC 3339 string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlexTime(pub Timestamp);
+
+impl Serialize for FlexTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FlexTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = FlexTime;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("a Holochain timestamp (microseconds) or an ISO-8601 time string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FlexTime, E> {
+                Ok(FlexTime(Timestamp::from_micros(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FlexTime, E> {
+                i64::try_from(v)
+                    .map(|v| FlexTime(Timestamp::from_micros(v)))
+                    .map_err(|_| E::custom("timestamp out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FlexTime, E> {
+                registry_core::time::parse_rfc3339_micros(v)
+                    .map(|m| FlexTime(Timestamp::from_micros(m)))
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Input of `register_node`: the plan's registration (with `last_heartbeat`
+/// and `signature`, which are accepted and not stored) or ours. Absent:
+/// `latitude`/`longitude` (none), `zomes_hosted` (none), `custodian_opt_in`
+/// (true: organ donation is the default), `off_peak_hours` (22:00-06:00),
+/// `endpoint` (none), the times (stamped by the call).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationInput {
+    /// `<label>-<16 hex of the agent key>`.
+    pub node_id: String,
+    /// The calling agent.
+    pub agent_pub_key: AgentPubKey,
+    /// Name shown to people.
+    pub display_name: String,
+    /// CPU cores.
+    pub cpu_cores: u32,
+    /// Memory, GB.
+    pub memory_gb: f64,
+    /// Storage, TB.
+    pub storage_tb: f64,
+    /// Bandwidth, Mbps.
+    pub bandwidth_mbps: u32,
+    /// One of the 20 known regions.
+    pub region: String,
+    /// Optional latitude.
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    /// Optional longitude.
+    #[serde(default)]
+    pub longitude: Option<f64>,
+    /// DNAs/zomes hosted.
+    #[serde(default)]
+    pub zomes_hosted: Vec<String>,
+    /// caretaker, guardian, steward or pioneer.
+    pub steward_tier: String,
+    /// Takes custody (default true).
+    #[serde(default = "default_true")]
+    pub custodian_opt_in: bool,
+    /// Storage offered for custody, GB.
+    pub max_custody_gb: f64,
+    /// Bandwidth offered, Mbps.
+    pub max_bandwidth_mbps: u32,
+    /// CPU offered, percent.
+    pub max_cpu_percent: f64,
+    /// When bandwidth is offered (default 22:00-06:00).
+    #[serde(default)]
+    pub off_peak_hours: OffPeakHours,
+    /// Self-reported uptime, percent.
+    pub uptime_percent: f64,
+    /// Where its sidecar takes transfers.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Ignored: the call stamps first registration.
+    #[serde(default)]
+    pub registered_at: Option<FlexTime>,
+    /// Ignored: the call stamps it.
+    #[serde(default)]
+    pub updated_at: Option<FlexTime>,
+    /// The plan's; ignored (liveness is the monitors' business).
+    #[serde(default)]
+    pub last_heartbeat: Option<FlexTime>,
+    /// The plan's; ignored (Holochain signs every action with the agent key).
+    #[serde(default, skip_serializing)]
+    pub signature: Option<serde::de::IgnoredAny>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl From<RegistrationInput> for NodeRegistration {
+    fn from(r: RegistrationInput) -> Self {
+        let stamp = |t: Option<FlexTime>| t.map_or(Timestamp::from_micros(0), |t| t.0);
+        NodeRegistration {
+            node_id: r.node_id,
+            agent_pub_key: r.agent_pub_key,
+            display_name: r.display_name,
+            cpu_cores: r.cpu_cores,
+            memory_gb: r.memory_gb,
+            storage_tb: r.storage_tb,
+            bandwidth_mbps: r.bandwidth_mbps,
+            region: r.region,
+            latitude: r.latitude,
+            longitude: r.longitude,
+            zomes_hosted: r.zomes_hosted,
+            steward_tier: r.steward_tier,
+            custodian_opt_in: r.custodian_opt_in,
+            max_custody_gb: r.max_custody_gb,
+            max_bandwidth_mbps: r.max_bandwidth_mbps,
+            max_cpu_percent: r.max_cpu_percent,
+            off_peak_hours: r.off_peak_hours,
+            uptime_percent: r.uptime_percent,
+            endpoint: r.endpoint,
+            registered_at: stamp(r.registered_at),
+            updated_at: stamp(r.updated_at),
+        }
+    }
+}
+
+/// Input of `heartbeat`: the plan's heartbeat (ISO time, `signature`
+/// accepted and not stored) or ours. Absent: `active_connections` (0),
+/// `custody_used_bytes` (0), `watcher` (false: a Doorway watches no one).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatInput {
+    /// The beating node (the caller's).
+    pub node_id: String,
+    /// When it was sent (within 60 s of the call).
+    pub timestamp: FlexTime,
+    /// online, degraded, maintenance or offline.
+    pub status: String,
+    /// One-minute load average per core.
+    pub current_load: f64,
+    /// Open peer connections.
+    #[serde(default)]
+    pub active_connections: u32,
+    /// Bytes of custody held.
+    #[serde(default)]
+    pub custody_used_bytes: u64,
+    /// Whether the node watches others.
+    #[serde(default)]
+    pub watcher: bool,
+    /// The plan's; ignored (Holochain signs every action).
+    #[serde(default, skip_serializing)]
+    pub signature: Option<serde::de::IgnoredAny>,
+}
+
+impl From<HeartbeatInput> for crate::NodeHeartbeat {
+    fn from(h: HeartbeatInput) -> Self {
+        crate::NodeHeartbeat {
+            node_id: h.node_id,
+            timestamp: h.timestamp.0,
+            status: h.status,
+            current_load: h.current_load,
+            active_connections: h.active_connections,
+            custody_used_bytes: h.custody_used_bytes,
+            watcher: h.watcher,
+        }
+    }
+}
+
+/// One region or several: the plan's `getPreferredRegions()` gives a list.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One region.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// Input of `get_available_custodians`: the plan's filters (`tier` is the
+/// lowest acceptable tier, `region` one region or a list) or ours.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustodianQuery {
+    /// Required status (default: any that takes custody).
+    pub status: Option<String>,
+    /// One region or a list.
+    pub region: Option<OneOrMany>,
+    /// Several regions (union with `region`).
+    pub regions: Vec<String>,
+    /// The plan's name for the lowest acceptable tier.
+    pub tier: Option<String>,
+    /// Lowest acceptable tier (the higher of this and `tier` applies).
+    pub min_tier: Option<String>,
+    /// Nodes never to return.
+    pub exclude_nodes: Vec<String>,
+    /// Free custody needed, GB.
+    pub min_storage_gb: Option<f64>,
+    /// Free custody needed, bytes.
+    pub min_storage_bytes: Option<u64>,
+    /// The content being placed.
+    pub content_id: Option<String>,
+    /// Most candidates to return.
+    pub limit: Option<u32>,
+}
+
+impl From<CustodianQuery> for CustodianFilters {
+    fn from(q: CustodianQuery) -> Self {
+        let mut regions = q.regions;
+        let region = match q.region {
+            Some(OneOrMany::One(r)) => Some(r),
+            Some(OneOrMany::Many(list)) => {
+                regions.extend(list);
+                None
+            }
+            None => None,
+        };
+        // Both tier names mean "at least": the stricter one applies; an
+        // unknown tier is left for selection to refuse by name.
+        let rank = |t: &Option<String>| {
+            t.as_deref()
+                .map(|t| t.parse::<registry_core::StewardTier>().ok())
+        };
+        let min_tier = match (rank(&q.tier), rank(&q.min_tier)) {
+            (Some(Some(a)), Some(Some(b))) => Some(a.max(b).as_str().to_string()),
+            (Some(None), _) => q.tier,
+            (_, Some(None)) => q.min_tier,
+            _ => q.min_tier.or(q.tier),
+        };
+        CustodianFilters {
+            status: q.status,
+            region,
+            regions,
+            min_tier,
+            exclude_nodes: q.exclude_nodes,
+            min_storage_gb: q.min_storage_gb,
+            min_storage_bytes: q.min_storage_bytes,
+            content_id: q.content_id,
+            limit: q.limit,
+        }
+    }
+}
