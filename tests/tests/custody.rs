@@ -805,4 +805,100 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     })
     .await;
     assert_eq!(retrieve(&net, 0, &r.content_id).await, bytes);
+
+    // A repair of a custodian that is alive (issue 21, item 2). Anyone may
+    // write one (silence cannot be proven to validation), naming itself
+    // the new custodian; it still gets no data: a holder serves a
+    // rebuilding custodian only when the one it replaces is judged failed.
+    let small = publish(
+        &net,
+        0,
+        "small.bin",
+        &content(60_000, 6),
+        "full_replica",
+        1,
+        2,
+    )
+    .await;
+    let recs = net
+        .until(60, "both assignments of small.bin visible", || async {
+            let recs = live(&net, 0, &small.content_id).await;
+            (recs.len() == 2).then_some(recs)
+        })
+        .await;
+    let spare = (1..4)
+        .find(|i| !small.custodians.contains(&net.node_id(*i)))
+        .unwrap();
+    let (alive_rec, holder_rec) = (&recs[0], &recs[1]);
+    let holder = (1..4)
+        .find(|i| net.node_id(*i) == holder_rec.assignment.custodian_node_id)
+        .unwrap();
+    let spare_reg: Option<RegisteredNode> =
+        net.node(spare).agent.call("get_my_node", ()).await.unwrap();
+    let old = &alive_rec.assignment;
+    let mut round = old.round_custodians.clone();
+    round[old.shard_index as usize] = net.node_id(spare);
+    let takeover = CustodianAssignment {
+        assignment_id: registry_core::assignment::assignment_id(
+            &old.content_id,
+            old.shard_index,
+            1,
+        ),
+        custodian_node_id: net.node_id(spare),
+        custodian_registration: spare_reg.expect("the spare is registered").action_hash,
+        round_custodians: round,
+        decided_by: "disaster_recovery".into(),
+        decision_round: 1,
+        replaces: Some(alive_rec.entry_hash.clone()),
+        relationship: None,
+        quorum_proposal: None,
+        quorum_votes: vec![],
+        ..old.clone()
+    };
+    let _: ActionHash = net
+        .node(spare)
+        .agent
+        .write("assign_custodian", takeover.clone())
+        .await
+        .expect("validation cannot tell a live custodian from a dead one");
+    let takeover_hash = elohim_sidecar::custody::assignment_entry_hash(&takeover).unwrap();
+    net.until(120, "the holder sees the takeover live", || async {
+        let found: Option<(CustodianAssignment, AssignmentStanding)> = net
+            .node(holder)
+            .agent
+            .call("get_assignment", takeover_hash.clone())
+            .await
+            .ok()?;
+        matches!(found, Some((_, AssignmentStanding::Live))).then_some(())
+    })
+    .await;
+    let auth = net
+        .node(spare)
+        .custody
+        .sign(
+            "GET",
+            &holder_rec.assignment.shard_hash,
+            &takeover_hash.to_string(),
+            &holder_rec.assignment.custodian_node_id,
+        )
+        .await
+        .unwrap();
+    let mut req = reqwest::Client::new().get(format!(
+        "http://{}/shards/{}",
+        net.node(holder).http_addr,
+        holder_rec.assignment.shard_hash
+    ));
+    for (k, v) in auth.headers() {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(
+        status,
+        403,
+        "a holder served the repairer of a live custodian: {}",
+        text.chars().take(200).collect::<String>()
+    );
+    assert!(text.contains("does not judge failed"), "{text}");
 }

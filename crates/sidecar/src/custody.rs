@@ -268,6 +268,9 @@ const FETCH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3
 const SIGNALLED_REPLICATIONS: usize = 2;
 /// `DisasterRecoveryFailed` signals kept for the status and tests.
 const RECOVERY_FAILURES_KEPT: usize = 32;
+/// How long one judgement of which nodes are failed is reused when
+/// authorizing transfers (a rebuild asks several holders at once).
+const FAILED_VIEW_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The custody engine of one node.
 pub struct Custody {
@@ -292,6 +295,8 @@ pub struct Custody {
     pub recovery_failures: Mutex<VecDeque<RegistrySignal>>,
     /// Replications started by signals now running.
     replicating: Arc<tokio::sync::Semaphore>,
+    /// The nodes judged failed, and when that was read.
+    failed_view: tokio::sync::Mutex<Option<(std::time::Instant, HashSet<String>)>>,
     /// The person's recovery secret, from which content keys derive.
     pub secret: RecoverySecret,
     /// What this node served and received, summarised once per period.
@@ -329,6 +334,7 @@ impl Custody {
             seen: crate::replay::SeenNonces::default(),
             recovery_failures: Mutex::new(VecDeque::new()),
             replicating: Arc::new(tokio::sync::Semaphore::new(SIGNALLED_REPLICATIONS)),
+            failed_view: tokio::sync::Mutex::new(None),
             secret,
             rewards: crate::rewards::Rewards::open(&data),
         })
@@ -1412,9 +1418,51 @@ impl Custody {
         Ok(agent)
     }
 
-    /// Authorizes a shard download: a fresh signed request naming an
-    /// assignment of the same content, by that content's owner or by the
-    /// custodian of that (live) assignment.
+    /// The nodes this node's view of the DHT judges failed now (under its
+    /// failure window and grace), read at most once per
+    /// [`FAILED_VIEW_TTL`].
+    async fn failed_nodes(&self) -> Result<HashSet<String>, ConductorError> {
+        let mut view = self.failed_view.lock().await;
+        if let Some((at, failed)) = &*view {
+            if at.elapsed() < FAILED_VIEW_TTL {
+                return Ok(failed.clone());
+            }
+        }
+        let cfg = &self.agent.config().custody;
+        let down: Vec<NodeLiveness> = self
+            .agent
+            .read(
+                "detect_failed_nodes",
+                Some(DetectionInput {
+                    failure_window_secs: Some(cfg.failure_window_secs),
+                    grace_secs: Some(cfg.grace_secs),
+                }),
+            )
+            .await?;
+        let failed: HashSet<String> = down
+            .into_iter()
+            .filter(|n| {
+                matches!(
+                    n.liveness,
+                    registry_core::heartbeat::Liveness::Failed { .. }
+                )
+            })
+            .map(|n| n.node_id)
+            .collect();
+        *view = Some((std::time::Instant::now(), failed.clone()));
+        Ok(failed)
+    }
+
+    /// Authorizes a shard download. This node serves the shard it holds
+    /// under its assignment `held`:
+    ///
+    /// - to the owner of `held`, while `held` is live;
+    /// - to the custodian of the live assignment the request names, of the
+    ///   same content (id, hash and owner as `held`), if that assignment is
+    ///   round 0 (the owner placed it), or replaces one whose custodian this
+    ///   node judges failed now (a repair; a repair of a live node moves no
+    ///   data to the repairer);
+    /// - to a person's new node, once their family verified the recovery.
     pub async fn authorize_get(
         &self,
         auth: &TransferAuth,
@@ -1427,43 +1475,101 @@ impl Custody {
             .record(shard_hash)
             .map_err(|e| TransferError::Upstream(e.to_string()))?
             .ok_or_else(|| TransferError::NotFound(format!("shard {shard_hash}")))?;
+        let (h, held_standing) = self.assignment(&held.assignment).await?;
+        if agent == h.owner_agent {
+            return match held_standing {
+                AssignmentStanding::Live => Ok(held),
+                AssignmentStanding::NotYetIndexed => {
+                    Err(TransferError::NotYet(NOT_YET_INDEXED.into()))
+                }
+                AssignmentStanding::Retired => Err(TransferError::Forbidden(
+                    "this node no longer keeps that shard for its owner (its assignment was \
+                     superseded)"
+                        .into(),
+                )),
+            };
+        }
+        // A person's new node, once their family approved the recovery.
+        if let Some(request) = recovery {
+            return self
+                .authorize_recovery(request, &agent, &h)
+                .await
+                .map(|()| held);
+        }
         let (a, standing) = self.assignment(&auth.assignment).await?;
-        if a.content_id != held.content_id {
+        if a.content_id != h.content_id
+            || a.content_hash != h.content_hash
+            || a.owner_agent != h.owner_agent
+        {
             return Err(TransferError::Forbidden(
                 "assignment is for another content".into(),
             ));
         }
-        let named = a.custodian_node_id == auth.node_id;
-        let custodian = named && standing == AssignmentStanding::Live;
-        if agent == a.owner_agent || custodian {
-            return Ok(held);
+        if a.custodian_node_id != auth.node_id {
+            return Err(TransferError::Forbidden(
+                "requester is neither the owner nor the custodian of the assignment it names"
+                    .into(),
+            ));
         }
-        // A person's new node, once their family approved the recovery.
-        if let Some(request) = recovery {
-            let hash = holochain_types::prelude::ActionHash::try_from(request)
-                .map_err(|_| TransferError::BadRequest("recovery is not an action hash".into()))?;
-            let status: RecoveryStatus = self
-                .agent
-                .call("get_recovery_status", hash)
-                .await
-                .map_err(|e| TransferError::Forbidden(format!("recovery: {e}")))?;
-            if status.verified
-                && status.request.new_agent == agent
-                && status.request.lost_agent == a.owner_agent
-            {
+        match standing {
+            AssignmentStanding::Live => {}
+            AssignmentStanding::NotYetIndexed => {
+                return Err(TransferError::NotYet(NOT_YET_INDEXED.into()))
+            }
+            AssignmentStanding::Retired => {
+                return Err(TransferError::Forbidden(
+                    "the assignment the requester names was superseded".into(),
+                ))
+            }
+        }
+        let Some(replaced) = &a.replaces else {
+            if a.decision_round == 0 {
                 return Ok(held);
             }
+            return Err(TransferError::Forbidden(
+                "a later-round assignment must name what it replaces".into(),
+            ));
+        };
+        let (old, _) = self.assignment(&replaced.to_string()).await?;
+        let failed = self
+            .failed_nodes()
+            .await
+            .map_err(|e| TransferError::Upstream(e.to_string()))?;
+        if failed.contains(&old.custodian_node_id) {
+            Ok(held)
+        } else {
+            Err(TransferError::Forbidden(format!(
+                "the requester's assignment replaces {}, which this node does not judge failed: \
+                 a repair of a live custodian gets no data",
+                old.custodian_node_id
+            )))
+        }
+    }
+
+    /// Checks a recovery request before serving `held`'s owner's shard to
+    /// `agent`: verified by the family, for this requester and owner.
+    async fn authorize_recovery(
+        &self,
+        request: &str,
+        agent: &holochain_types::prelude::AgentPubKey,
+        held: &CustodianAssignment,
+    ) -> Result<(), TransferError> {
+        let hash = holochain_types::prelude::ActionHash::try_from(request)
+            .map_err(|_| TransferError::BadRequest("recovery is not an action hash".into()))?;
+        let status: RecoveryStatus = self
+            .agent
+            .call("get_recovery_status", hash)
+            .await
+            .map_err(|e| TransferError::Forbidden(format!("recovery: {e}")))?;
+        if !(status.verified
+            && status.request.new_agent == *agent
+            && status.request.lost_agent == held.owner_agent)
+        {
             return Err(TransferError::Forbidden(
                 "that recovery is not verified for this requester and owner".into(),
             ));
         }
-        if named && standing == AssignmentStanding::NotYetIndexed {
-            return Err(TransferError::NotYet(NOT_YET_INDEXED.into()));
-        }
-        Err(TransferError::Forbidden(
-            "requester is neither the owner nor the custodian of a live assignment of this content"
-                .into(),
-        ))
+        Ok(())
     }
 
     /// An assignment named by a request, and where it stands. One not on
