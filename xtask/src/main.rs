@@ -41,6 +41,7 @@ fn run() -> Result<()> {
         "test" => {
             ensure_wasm_target()?;
             ensure_browser()?;
+            ensure_doorway_client(&root)?;
             pack(&root)?;
             let started = Instant::now();
             test_workspace(&root, &rest)?;
@@ -316,6 +317,29 @@ fn ensure_browser() -> Result<()> {
     )
     .context("install chromium and chromium-driver yourself, then rerun")?;
     Ok(())
+}
+
+/// Installs the Doorway example's JavaScript client (`@holochain/client`, at
+/// the version `doorway/package-lock.json` pins) when it is missing, for
+/// the test that runs the plan's calls from JavaScript. Needs Node.js and
+/// npm (the npm registry is reachable from CI).
+fn ensure_doorway_client(root: &Path) -> Result<()> {
+    let dir = root.join("doorway");
+    // npm writes its own record of an install (with the time it ran; the
+    // packages' files keep their tarballs' times).
+    let installed = dir.join("node_modules/.package-lock.json");
+    let lock = dir.join("package-lock.json");
+    let fresh = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if dir.join("node_modules/@holochain/client").exists() && fresh(&installed) >= fresh(&lock) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the Doorway example's client: npm ci in doorway/");
+    let mut cmd = Command::new("npm");
+    cmd.current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
+    status(cmd, "npm ci (in doorway/)").context(
+        "the Doorway test needs Node.js 20+ and npm on PATH (Debian: apt-get install nodejs npm)",
+    )
 }
 
 /// The cargo target directory (honours CARGO_TARGET_DIR and config).

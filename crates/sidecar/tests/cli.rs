@@ -105,6 +105,7 @@ fn init_writes_a_config_that_loads() {
 struct Daemon {
     child: Child,
     http: SocketAddr,
+    admin: SocketAddr,
     data: tempfile::TempDir,
 }
 
@@ -118,6 +119,7 @@ impl Drop for Daemon {
 fn start(label: &str, region: &str, rendezvous: SocketAddr) -> Daemon {
     let data = tempfile::tempdir().unwrap();
     let http = free_addr();
+    let admin = free_addr();
     let child = Command::new(bin())
         .args([
             "run",
@@ -137,13 +139,52 @@ fn start(label: &str, region: &str, rendezvous: SocketAddr) -> Daemon {
             &rendezvous.to_string(),
             "--http",
             &http.to_string(),
+            "--admin-port",
+            &admin.port().to_string(),
         ])
         .args(["--heartbeat-secs", "5"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Daemon { child, http, data }
+    Daemon {
+        child,
+        http,
+        admin,
+        data,
+    }
+}
+
+/// Runs the Doorway example (`doorway/plan-calls.mjs`, the plan's calls
+/// made with `@holochain/client`) against `node`'s conductor, returning the
+/// steps it reported.
+fn run_doorway(node: &Daemon) -> Vec<serde_json::Value> {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../../doorway");
+    assert!(
+        dir.join("node_modules/@holochain/client").exists(),
+        "{}: @holochain/client is not installed: run `cargo xtask test` (it runs `npm ci` there)",
+        dir.display()
+    );
+    let out = Command::new("node")
+        .arg("plan-calls.mjs")
+        .current_dir(&dir)
+        .env("ELOHIM_ADMIN_URL", format!("ws://{}", node.admin))
+        .env("ELOHIM_HAPP", happ())
+        .output()
+        .expect("node (Node.js 20+) runs the Doorway example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Doorway example failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line a JSON step"))
+        .collect()
 }
 
 fn get_status(d: &Daemon) -> Option<serde_json::Value> {
@@ -186,6 +227,38 @@ fn two_sidecar_processes_find_each_other() {
         s["registration"].is_object()
     });
     let alice_id = a["node_id"].as_str().unwrap().to_string();
+
+    // A Doorway on alice's conductor makes the plan's calls from JavaScript
+    // with the plan's payloads, and hears the zome's signals.
+    let steps = run_doorway(&alice);
+    let step = |name: &str| steps.iter().find(|s| s["step"] == name);
+    for call in [
+        "register_node",
+        "heartbeat",
+        "get_node_health",
+        "get_nodes_by_region",
+        "get_nodes_by_tier",
+        "get_available_custodians",
+        "update_node_capacity",
+        "attest_health",
+        "assign_custodian",
+        "get_assignments_for_content",
+        "get_assignments_for_node",
+        "trigger_disaster_recovery",
+        "deregister_node",
+    ] {
+        assert!(
+            step(call).is_some(),
+            "the Doorway did not call {call}: {steps:?}"
+        );
+    }
+    assert!(
+        step("signal").is_some(),
+        "no signal reached the Doorway: {steps:?}"
+    );
+    assert!(step("bad_payload_named").is_some(), "{steps:?}");
+    assert_eq!(steps.last().map(|s| &s["step"]), Some(&"done".into()));
+
     let bob = start("bob", "eu-west", rendezvous);
     let b = await_status(&bob, 180, "bob registered", |s| {
         s["registration"].is_object()

@@ -56,6 +56,7 @@ externs! {
     get_suspicions(Option<String>) -> Vec<SuspicionView>;
     // lib.rs
     derive_node_id(String) -> String;
+    derive_content_id(ContentIdInput) -> String;
     // recovery.rs
     detect_failed_nodes(Option<DetectionInput>) -> Vec<NodeLiveness>;
     trigger_disaster_recovery(String) -> RecoveryReport;

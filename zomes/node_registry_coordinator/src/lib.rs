@@ -150,3 +150,17 @@ pub fn derive_node_id(label: String) -> ExternResult<String> {
         me.get_raw_32(),
     ))
 }
+
+/// The id of a content: what an owner's assignments must carry as
+/// `content_id` (`blake3(owner key || content hash)`), for clients with no
+/// blake3 of their own (a Doorway in JavaScript).
+pub fn derive_content_id(input: node_registry_integrity::ContentIdInput) -> ExternResult<String> {
+    if input.content_hash.len() != 64 || !input.content_hash.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(guest("content_hash must be 64 hex digits (blake3)"));
+    }
+    Ok(registry_core::assignment::content_id(
+        input.owner.get_raw_32(),
+        &input.content_hash,
+    ))
+}

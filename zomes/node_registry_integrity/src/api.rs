@@ -618,6 +618,16 @@ pub struct SuspicionView {
     pub recorded_at: Timestamp,
 }
 
+/// Input of `derive_content_id`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContentIdInput {
+    /// The content's owner.
+    pub owner: AgentPubKey,
+    /// blake3 of the content, 64 hex digits.
+    pub content_hash: String,
+}
+
 // --- Inputs in the plan's shapes ---------------------------------------------
 //
 // A Doorway calls the plan's functions with the plan's payloads (JavaScript
