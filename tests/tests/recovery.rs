@@ -257,6 +257,105 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     })
     .await;
 
+    // A request filed while Alice's node is alive (issue 21, item 6): the
+    // DNA cannot tell (the doorway's sidecar would have refused it, its
+    // zome does not). Bob's sidecar will not approve it, and approved
+    // anyway (Bob's zome, past his sidecar), his sidecar serves it nothing.
+    let early: ActionHash = net
+        .node(DOORWAY)
+        .agent
+        .call("request_recovery", alice.clone())
+        .await
+        .expect("the DNA files a request it cannot judge");
+    let early_id = early.to_string();
+    net.until(60, "the early request reaches Bob", || async {
+        let (s, _) = api(&net, BOB, "GET", &format!("/api/recovery/{early_id}"), None).await;
+        (s == 200).then_some(())
+    })
+    .await;
+    let (s, body) = api(
+        &net,
+        BOB,
+        "POST",
+        "/api/recovery/approve",
+        Some(json!({"session_id": early_id})),
+    )
+    .await;
+    assert_eq!(s, 409, "Bob approved the recovery of a live node: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not judged failed"),
+        "{body}"
+    );
+    // (Its commit waits for the request to reach Bob's own store.)
+    net.until(60, "Bob's zome approves the early request", || async {
+        net.node(BOB)
+            .agent
+            .call::<_, ActionHash>(
+                "approve_recovery",
+                ApproveRecoveryInput {
+                    request: early.clone(),
+                    approve: true,
+                },
+            )
+            .await
+            .ok()
+    })
+    .await;
+    net.until(60, "Bob sees the early request verified", || async {
+        let st: RecoveryStatus = net
+            .node(BOB)
+            .agent
+            .call("get_recovery_status", early.clone())
+            .await
+            .ok()?;
+        st.verified.then_some(())
+    })
+    .await;
+    let holders: Vec<ShardHolder> = net
+        .node(DOORWAY)
+        .agent
+        .call("get_shard_holders", ids[0].clone())
+        .await
+        .unwrap();
+    let at_bob = holders
+        .iter()
+        .find(|h| h.node_id == bob_node)
+        .expect("Bob holds the first item");
+    let auth = net
+        .node(DOORWAY)
+        .custody
+        .sign(
+            "GET",
+            &at_bob.shard_hash,
+            &at_bob.assignment.to_string(),
+            &bob_node,
+        )
+        .await
+        .unwrap();
+    let mut req = reqwest::Client::new()
+        .get(format!(
+            "http://{}/shards/{}",
+            net.node(BOB).http_addr,
+            at_bob.shard_hash
+        ))
+        .header(elohim_sidecar::transfer::H_RECOVERY, &early_id);
+    for (k, v) in auth.headers() {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(
+        status,
+        409,
+        "Bob served a live person's shard to a recovery: {}",
+        text.chars().take(200).collect::<String>()
+    );
+    assert!(text.contains("not judged failed"), "{text}");
+
     // Lightning: Alice's conductor and data directory are gone. Her recovery
     // code was written down elsewhere.
     let code = elohim_sidecar::secret::load_or_create(net.dirs[ALICE].path())

@@ -271,6 +271,9 @@ const RECOVERY_FAILURES_KEPT: usize = 32;
 /// How long one judgement of which nodes are failed is reused when
 /// authorizing transfers (a rebuild asks several holders at once).
 const FAILED_VIEW_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a lost node's sidecar has to answer `/ping` before it counts
+/// as silent.
+const LOST_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The custody engine of one node.
 pub struct Custody {
@@ -1453,6 +1456,41 @@ impl Custody {
         Ok(failed)
     }
 
+    /// Whether the node of `lost_agent` is gone now: judged failed by this
+    /// node's view of the DHT, and its sidecar does not answer `/ping`. A
+    /// person's content is served to a recovering node, and approved for
+    /// it, only then. `Err` says why the node counts as alive.
+    pub async fn judge_lost_agent(
+        &self,
+        lost_agent: &holochain_types::prelude::AgentPubKey,
+    ) -> Result<(), LostNodeAlive> {
+        let upstream = |e: ConductorError| LostNodeAlive::Unknown(e.to_string());
+        let node: Option<RegisteredNode> = self
+            .agent
+            .call("get_node_of_agent", lost_agent.clone())
+            .await
+            .map_err(upstream)?;
+        let Some(node) = node else {
+            // No node was ever registered for that agent: none can be alive.
+            return Ok(());
+        };
+        let id = &node.registration.node_id;
+        if !self.failed_nodes().await.map_err(upstream)?.contains(id) {
+            return Err(LostNodeAlive::NotFailed(id.clone()));
+        }
+        if let Some(ep) = &node.registration.endpoint {
+            let url = format!("{}/ping", ep.trim_end_matches('/'));
+            let answered = matches!(
+                tokio::time::timeout(LOST_PING_TIMEOUT, self.http.get(url).send()).await,
+                Ok(Ok(r)) if r.status().is_success()
+            );
+            if answered {
+                return Err(LostNodeAlive::Answers(id.clone()));
+            }
+        }
+        Ok(())
+    }
+
     /// Authorizes a shard download. This node serves the shard it holds
     /// under its assignment `held`:
     ///
@@ -1462,7 +1500,9 @@ impl Custody {
     ///   round 0 (the owner placed it), or replaces one whose custodian this
     ///   node judges failed now (a repair; a repair of a live node moves no
     ///   data to the repairer);
-    /// - to a person's new node, once their family verified the recovery.
+    /// - to a person's new node, once their family verified the recovery,
+    ///   it names every consenting family custodian the lost person has now,
+    ///   and the lost node is gone (see [`Custody::judge_lost_agent`]).
     pub async fn authorize_get(
         &self,
         auth: &TransferAuth,
@@ -1547,7 +1587,9 @@ impl Custody {
     }
 
     /// Checks a recovery request before serving `held`'s owner's shard to
-    /// `agent`: verified by the family, for this requester and owner.
+    /// `agent`: verified by the family, for this requester and owner,
+    /// naming every consenting family custodian the owner has now, and the
+    /// owner's node gone (409 naming the reason otherwise).
     async fn authorize_recovery(
         &self,
         request: &str,
@@ -1569,7 +1611,15 @@ impl Custody {
                 "that recovery is not verified for this requester and owner".into(),
             ));
         }
-        Ok(())
+        let family: Vec<FamilyCustodian> = self
+            .agent
+            .call("get_family_custodians", held.owner_agent.clone())
+            .await
+            .map_err(|e| TransferError::Upstream(e.to_string()))?;
+        names_whole_family(&status.request.family, &family).map_err(TransferError::Conflict)?;
+        self.judge_lost_agent(&held.owner_agent)
+            .await
+            .map_err(|e| TransferError::Conflict(e.to_string()))
     }
 
     /// An assignment named by a request, and where it stands. One not on
@@ -1615,6 +1665,47 @@ pub fn assignment_entry_hash(a: &CustodianAssignment) -> Result<EntryHash, Custo
     Ok(EntryHash::with_data_sync(&entry))
 }
 
+/// Why a lost node counts as alive (or cannot be judged), so its recovery
+/// is refused.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum LostNodeAlive {
+    /// This node's view of the DHT does not judge it failed.
+    #[error(
+        "the lost node {0} is not judged failed: its monitors still hear it, or its lease is recent"
+    )]
+    NotFailed(String),
+    /// Its sidecar still answers.
+    #[error("the lost node {0} is judged failed, but its sidecar still answers")]
+    Answers(String),
+    /// It could not be judged.
+    #[error("the lost node could not be judged: {0}")]
+    Unknown(String),
+}
+
+/// Whether a recovery request's family snapshot names every consenting
+/// family custodian the lost person has now; `Err` names who is missing.
+/// A request naming only some of them would need fewer approvals than the
+/// family as it is.
+pub fn names_whole_family(
+    named: &[holochain_types::prelude::AgentPubKey],
+    now: &[FamilyCustodian],
+) -> Result<(), String> {
+    let missing: Vec<String> = now
+        .iter()
+        .filter(|f| !named.contains(&f.agent))
+        .map(|f| f.node_id.clone())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the recovery does not name every consenting family custodian of the lost person \
+             (missing: {})",
+            missing.join(", ")
+        ))
+    }
+}
+
 /// Whether a shard of `shard` bytes fits under a custody cap of `cap` bytes
 /// with `used` bytes held, and on a disk with `free` bytes free (when
 /// known).
@@ -1655,6 +1746,35 @@ mod tests {
         assert!(
             room_for(u64::MAX, 1, u64::MAX, None).is_err(),
             "an overflowing total"
+        );
+    }
+
+    #[test]
+    fn a_recovery_must_name_the_whole_family_of_now() {
+        use holochain_types::prelude::{ActionHash, AgentPubKey};
+        let member = |n: u8| FamilyCustodian {
+            agent: AgentPubKey::from_raw_32(vec![n; 32]),
+            node_id: format!("node-{n}"),
+            registration_hash: ActionHash::from_raw_36(vec![n; 36]),
+            endpoint: None,
+            proof: FamilyProof {
+                relationship: ActionHash::from_raw_36(vec![n; 36]),
+                consents: vec![],
+            },
+        };
+        let (bob, carol) = (member(1), member(2));
+        let family = vec![bob.clone(), carol.clone()];
+        assert_eq!(
+            names_whole_family(&[bob.agent.clone(), carol.agent.clone()], &family),
+            Ok(())
+        );
+        let subset = names_whole_family(std::slice::from_ref(&bob.agent), &family).unwrap_err();
+        assert!(subset.contains("node-2"), "{subset}");
+        assert!(names_whole_family(&[], &family).is_err());
+        // Someone who left the family since is no reason to refuse.
+        assert_eq!(
+            names_whole_family(&[bob.agent.clone(), carol.agent.clone()], &[bob]),
+            Ok(())
         );
     }
 }

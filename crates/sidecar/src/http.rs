@@ -93,7 +93,7 @@ impl IntoResponse for TransferError {
             TransferError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             TransferError::Forbidden(_) => StatusCode::FORBIDDEN,
             TransferError::HashMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            TransferError::Replayed(_) => StatusCode::CONFLICT,
+            TransferError::Conflict(_) | TransferError::Replayed(_) => StatusCode::CONFLICT,
             TransferError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             TransferError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             TransferError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -495,7 +495,9 @@ impl IntoResponse for RecoveryError {
     fn into_response(self) -> Response {
         let status = match &self {
             RecoveryError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            RecoveryError::NodeOnline { .. } => StatusCode::CONFLICT,
+            RecoveryError::NodeOnline { .. } | RecoveryError::Precondition(_) => {
+                StatusCode::CONFLICT
+            }
             RecoveryError::NoFamilyCustodians => {
                 return (
                     StatusCode::NOT_FOUND,

@@ -48,6 +48,10 @@ pub enum RecoveryError {
     /// Nobody in the family keeps the person's content.
     #[error("No family custodians found")]
     NoFamilyCustodians,
+    /// The request's preconditions do not hold now: the lost node is alive,
+    /// or the request leaves out some of the person's family.
+    #[error("{0}")]
+    Precondition(String),
     /// The caller may not take this step.
     #[error("{0}")]
     Forbidden(String),
@@ -441,7 +445,12 @@ impl Recovery {
         Ok((response_of(&session), true))
     }
 
-    /// Approves (or refuses) a recovery as a family member of the lost agent.
+    /// Approves (or refuses) a recovery as a family member of the lost
+    /// agent. An approval is given only while the request's preconditions
+    /// hold: it names every consenting family custodian the person has now
+    /// (a request naming a few would need fewer approvals), and the lost
+    /// node is gone (judged failed here, its sidecar silent). Refusing is
+    /// always possible.
     pub async fn approve(&self, session_id: &str, approve: bool) -> Result<String, RecoveryError> {
         let hash = parse_session(session_id)?;
         let status: RecoveryStatus = self
@@ -456,6 +465,19 @@ impl Recovery {
                  consenting family custodians approve"
                     .into(),
             ));
+        }
+        if approve {
+            let family: Vec<FamilyCustodian> = self
+                .custody
+                .agent
+                .call("get_family_custodians", status.request.lost_agent.clone())
+                .await?;
+            crate::custody::names_whole_family(&status.request.family, &family)
+                .map_err(RecoveryError::Precondition)?;
+            self.custody
+                .judge_lost_agent(&status.request.lost_agent)
+                .await
+                .map_err(|e| RecoveryError::Precondition(e.to_string()))?;
         }
         // The request may not have reached this node's store yet (it was
         // read over the network above), which a commit's validation needs:

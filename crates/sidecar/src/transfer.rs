@@ -56,6 +56,10 @@ pub enum TransferError {
     /// The bytes do not hash to the shard's name.
     #[error("hash mismatch: {0}")]
     HashMismatch(String),
+    /// The request's preconditions do not hold now (e.g. a recovery while
+    /// the lost node is alive).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The same signed request was presented before.
     #[error("replayed: {0}")]
     Replayed(String),
