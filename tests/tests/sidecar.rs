@@ -1,14 +1,17 @@
 //! The sidecar's node agent against real conductors: registration and
-//! heartbeats seen from another conductor, opt-out, and a restart of its
-//! embedded conductor keeping the node's identity.
+//! heartbeats seen from another conductor, opt-out, a restart of its
+//! embedded conductor keeping the node's identity, and signals reaching a
+//! running daemon again after its conductor restarted under it.
 
 use elohim_sidecar::agent::NodeAgent;
-use elohim_sidecar::conductor::{EmbeddedConductor, EmbeddedSettings};
+use elohim_sidecar::conductor::{Connection, EmbeddedConductor, EmbeddedSettings};
 use elohim_sidecar::config::{ConductorMode, Config};
+use elohim_sidecar::daemon::Daemon;
 use elohim_sidecar::rendezvous::Rendezvous;
 use elohim_tests::*;
-use holochain::prelude::CellId;
+use holochain::prelude::{ActionHash, AgentPubKey, CellId, EntryHash};
 use holochain::sweettest::*;
+use holochain_types::signal::Signal;
 use node_registry_integrity::*;
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -203,13 +206,22 @@ async fn embedded_conductor_restart_keeps_node_identity() {
     drop(agent);
     conductor.shutdown().await;
 
+    // From here on the admin port stays the same, so a daemon outlives a
+    // restart of its conductor.
+    let settings = EmbeddedSettings {
+        admin_port: free_port(),
+        ..settings
+    };
     let conductor = EmbeddedConductor::start(&settings)
         .await
         .expect("restarts on the same data");
     let admin: SocketAddr = (Ipv4Addr::LOCALHOST, conductor.admin_port()).into();
-    let agent = NodeAgent::connect(config(data.path(), "rack", None), admin)
-        .await
-        .unwrap();
+    // This agent later runs as a daemon whose own periodic calls are rare,
+    // so nothing but the daemon's watch on its websocket reopens it.
+    let mut quiet = config(data.path(), "rack", None);
+    quiet.custody.reconcile_interval_secs = 86_400;
+    quiet.custody.detect_interval_secs = 3600;
+    let agent = NodeAgent::connect(quiet, admin).await.unwrap();
     assert_eq!(
         agent.node_id, first_id,
         "same keystore, same agent, same node id"
@@ -226,8 +238,123 @@ async fn embedded_conductor_restart_keeps_node_identity() {
         again.action_hash, first.action_hash,
         "a new version, not a new node"
     );
-    drop(agent);
+
+    // The conductor restarts under a running daemon (issue 21): the app
+    // websocket that carries its signals dies. Signals must reach the
+    // daemon again within seconds, without waiting for some call of its own
+    // to fail first (its periodic work runs rarely here).
+    let node_id = agent.node_id.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let daemon = Daemon::start(agent, listener).await.unwrap();
+    let mut signals = daemon.agent.signals();
+    // Let it settle (registered, first lease written): from then on nothing
+    // it does routinely here calls through the identity's websocket.
+    let settle_by = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while daemon.agent.metrics.heartbeats_sent.get() == 0 {
+        assert!(
+            std::time::Instant::now() < settle_by,
+            "the daemon wrote no lease"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     conductor.shutdown().await;
+    let conductor = EmbeddedConductor::start(&settings)
+        .await
+        .expect("restarts on the same port");
+    // A signal of the node's cell, raised through another client.
+    let client = Connection::open(
+        admin,
+        &packed("elohim_orchestrator.happ"),
+        elohim_sidecar::APP_ID,
+        ROLE,
+    )
+    .await
+    .expect("a client connects to the restarted conductor");
+    let hint = marker_hint(&node_id, daemon.agent.agent().clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    'heard: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no signal reached the daemon within 30 s of its conductor's restart"
+        );
+        let _: () = client
+            .call(COORDINATOR, "recv_remote_signal", hint.clone())
+            .await
+            .expect("the zome passes the hint on");
+        let wait = tokio::time::sleep(std::time::Duration::from_secs(1));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                s = signals.recv() => match s {
+                    Ok(Signal::App { signal, .. }) => {
+                        if signal.into_inner().decode::<RegistrySignal>().ok().as_ref()
+                            == Some(&hint)
+                        {
+                            break 'heard;
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("the daemon's signal channel closed: {e}"),
+                }
+            }
+        }
+    }
+    assert!(
+        daemon.agent.metrics.app_reconnects.get() >= 1,
+        "the daemon noticed the dead websocket itself"
+    );
+    daemon.stop().await;
+    conductor.shutdown().await;
+}
+
+/// A port free on 127.0.0.1 now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `ReplicateContent` for nobody, to see signals arrive (no node acts on
+/// it: its custodian is not this node).
+fn marker_hint(node_id: &str, owner: AgentPubKey) -> RegistrySignal {
+    let assignment = CustodianAssignment {
+        assignment_id: "marker".into(),
+        content_id: "0".repeat(64),
+        content_hash: "1".repeat(64),
+        content_size_bytes: 1,
+        shard_size_bytes: 1,
+        shard_hash: "2".repeat(64),
+        owner_agent: owner,
+        reach: "private".into(),
+        custodian_node_id: format!("nobody-{node_id}"),
+        custodian_registration: ActionHash::from_raw_36(vec![0; 36]),
+        strategy: "full_replica".into(),
+        threshold: 1,
+        shard_count: 1,
+        shard_index: 0,
+        round_custodians: vec![],
+        decided_by: "publisher".into(),
+        decision_round: 0,
+        replaces: None,
+        preferred_region: None,
+        required_tier: None,
+        quorum_proposal: None,
+        quorum_votes: vec![],
+        relationship: None,
+    };
+    RegistrySignal::ReplicateContent {
+        content_id: assignment.content_id.clone(),
+        assignment: AssignmentRecord {
+            entry_hash: EntryHash::from_raw_36(vec![0; 36]),
+            assignment,
+        },
+        from_shard_holders: vec![],
+        to_custodian: format!("nobody-{node_id}"),
+        strategy: "full_replica".into(),
+    }
 }
 
 /// Every node beats to four monitors of its region, and each monitor

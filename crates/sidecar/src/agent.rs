@@ -163,8 +163,9 @@ pub const STATUS_CUSTODIANS_SHOWN: u32 = 20;
 
 /// One installed app's connection, reopened before the next call after a
 /// call lost its websocket. The identity's connection also forwards every
-/// signal it receives (re-registered on each reconnect, so none is lost to
-/// a dropped websocket after the next call).
+/// signal it receives (re-registered on each reconnect); the daemon checks
+/// it every [`crate::daemon::LINK_CHECK_INTERVAL`] and reopens it as soon
+/// as it died, so signals do not wait for some call to fail first.
 pub(crate) struct AppLink {
     app_id: String,
     conn: RwLock<Arc<Connection>>,
@@ -222,6 +223,33 @@ impl AppLink {
             }
         }
         Ok(self.conn.read().await.clone())
+    }
+
+    /// Checks the websocket with a cheap request; one found dead (or
+    /// already marked for reopening) is reopened now, with its signal
+    /// handler. Returns whether it was reopened.
+    pub(crate) async fn keep_alive(
+        &self,
+        admin_addr: SocketAddr,
+        happ: &Path,
+    ) -> Result<bool, ConductorError> {
+        let conn = self.conn.read().await.clone();
+        let alive = match tokio::time::timeout(LINK_PROBE_TIMEOUT, conn.app.app_info()).await {
+            // The conductor answered, even if with an error: the socket works.
+            Ok(Ok(_)) | Ok(Err(holochain_client::ConductorApiError::ExternalApiWireError(_))) => {
+                true
+            }
+            Ok(Err(_)) | Err(_) => false,
+        };
+        drop(conn);
+        if alive && !self.stale.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(false);
+        }
+        if !alive {
+            tracing::warn!(app = %self.app_id, "the app websocket is dead; reopening it");
+            self.mark_stale();
+        }
+        self.connection(admin_addr, happ).await.map(|_| true)
     }
 
     pub(crate) fn mark_if_lost(&self, e: &ConductorError) {
@@ -300,6 +328,9 @@ pub enum SettingsError {
     #[error("settings saved, but the registration could not be updated: {0}")]
     Conductor(#[from] ConductorError),
 }
+
+/// How long the conductor has to answer a check of an app websocket.
+const LINK_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a call that lost a commit race to another call of the same
 /// agent is run again.
@@ -518,6 +549,20 @@ impl NodeAgent {
     /// handler is registered again on a fresh websocket).
     pub fn reconnect_identity(&self) {
         self.node_app.mark_stale();
+    }
+
+    /// Checks the identity's app websocket, which carries this node's
+    /// signals, and reopens it at once if it died (a restarted conductor):
+    /// signals are not lost until some later call happens to fail.
+    pub async fn keep_identity_link(&self) {
+        match self.node_app.keep_alive(self.admin_addr, &self.happ).await {
+            Ok(false) => {}
+            Ok(true) => {
+                self.metrics.app_reconnects.inc();
+                tracing::info!("the identity's app websocket was reopened");
+            }
+            Err(e) => tracing::debug!("the identity's app websocket is still down: {e}"),
+        }
     }
 
     /// The reader agent's key, if it has one.

@@ -15,6 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+/// How often the identity's app websocket is checked.
+pub const LINK_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
 /// A running node.
 pub struct Daemon {
     /// The node agent.
@@ -151,6 +154,7 @@ impl Daemon {
         // custody, which runs any work they start on its own tasks: this
         // loop never waits on a peer.
         {
+            let metrics = agent.metrics.clone();
             let mut signals = agent.signals();
             let custody = custody.clone();
             let liveness = liveness.clone();
@@ -165,6 +169,7 @@ impl Daemon {
                         let signal = match signal {
                             Ok(s) => s,
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                metrics.signals_dropped.inc_by(n);
                                 tracing::warn!("{n} signals dropped: this node fell behind");
                                 continue;
                             }
@@ -181,6 +186,23 @@ impl Daemon {
                     }
                 }
                 .instrument(tracing::info_span!(parent: &span, "worker", name = "signals")),
+            ));
+        }
+
+        // The identity's app websocket carries the signals: one that died
+        // (a restarted conductor) is noticed and reopened within a check,
+        // with its signal handler, not only after a call failed on it.
+        {
+            let agent = agent.clone();
+            tasks.push(every(
+                "link",
+                LINK_CHECK_INTERVAL,
+                rx.clone(),
+                &span,
+                move || {
+                    let agent = agent.clone();
+                    Box::pin(async move { agent.keep_identity_link().await })
+                },
             ));
         }
 

@@ -33,6 +33,10 @@ pub struct Metrics {
     /// Signals not acted on because the DHT does not back them (a
     /// `ReplicateContent` naming no live assignment of this node).
     pub signals_refused: Counter,
+    /// Signals lost because this node fell behind reading them.
+    pub signals_dropped: Counter,
+    /// Times the identity's app websocket was found dead and reopened.
+    pub app_reconnects: Counter,
 }
 
 impl Default for Metrics {
@@ -45,6 +49,18 @@ impl Default for Metrics {
         let last_heartbeat_unix = Gauge::<f64, AtomicU64>::default();
         let chain_records = Family::<Vec<(String, String)>, Gauge>::default();
         let signals_refused = Counter::default();
+        let signals_dropped = Counter::default();
+        let app_reconnects = Counter::default();
+        registry.register(
+            "signals_dropped",
+            "Signals lost because this node fell behind reading them",
+            signals_dropped.clone(),
+        );
+        registry.register(
+            "app_reconnects",
+            "Times the identity's app websocket was found dead and reopened",
+            app_reconnects.clone(),
+        );
         registry.register(
             "signals_refused",
             "Signals not acted on: the DHT does not back them",
@@ -92,6 +108,8 @@ impl Default for Metrics {
             registry,
             chain_records,
             signals_refused,
+            signals_dropped,
+            app_reconnects,
             service_acks,
             heartbeats_sent,
             heartbeat_failures,
