@@ -229,13 +229,3 @@ pub fn create_recovery_request(r: RecoveryRequest) -> ExternResult<ActionHash> {
 pub fn send_signal(input: (RegistrySignal, Vec<AgentPubKey>)) -> ExternResult<()> {
     send_remote_signal(&input.0, input.1)
 }
-
-// Signals (issue 21, item 4): what any agent can send any other.
-
-/// Sends any signal to any agents by remote signal, as an attacker's own
-/// coordinator can (e.g. a forged `ReplicateContent` or
-/// `DisasterRecoveryFailed`).
-#[hdk_extern]
-pub fn send_signal(input: (RegistrySignal, Vec<AgentPubKey>)) -> ExternResult<()> {
-    send_remote_signal(&input.0, input.1)
-}
