@@ -17,9 +17,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
-/// The websocket origin the sidecar presents, and the only one its embedded
-/// conductor accepts: a web page on another site cannot drive the conductor.
+/// The websocket origin the sidecar presents, and one of the two its
+/// embedded conductor's admin interface accepts: a web page cannot drive the
+/// conductor.
 pub const ORIGIN: &str = "elohim-sidecar";
+
+/// The origin Holochain's own Rust client sends when told none, which the
+/// stock `hc client` commands use (`zome-call-auth`, `zome-call`, `call`
+/// without `--origin`). A browser always sends the page's own
+/// `scheme://host[:port]` and cannot send this one, so accepting it lets an
+/// operator's stock tools in on loopback (the interface binds nowhere else)
+/// while web pages stay out.
+pub const STOCK_TOOL_ORIGIN: &str = "holochain_websocket";
 
 /// What went wrong with the conductor.
 #[derive(Debug, Error)]
@@ -184,7 +193,12 @@ impl EmbeddedConductor {
                 driver: InterfaceDriver::Websocket {
                     port: settings.admin_port,
                     danger_bind_addr: None,
-                    allowed_origins: AllowedOrigins::from(ORIGIN.to_string()),
+                    allowed_origins: AllowedOrigins::Origins(
+                        [ORIGIN, STOCK_TOOL_ORIGIN]
+                            .into_iter()
+                            .map(String::from)
+                            .collect(),
+                    ),
                 },
             }]),
             network: network_config(&settings.network_url),

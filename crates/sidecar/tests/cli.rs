@@ -155,6 +155,85 @@ fn start(label: &str, region: &str, rendezvous: SocketAddr) -> Daemon {
     }
 }
 
+/// Runs the stock `hc` 0.7.1 against `node`'s conductor as an operator
+/// would (README, "Installing the hApp into an existing conductor"):
+/// install and enable a second copy of the hApp, authorize a zome-call
+/// signing key and call a zome function. `None` when no `hc` is on PATH
+/// (`cargo install holochain_cli@0.7.1 --locked` puts one there).
+fn run_stock_hc(node: &Daemon) -> Option<String> {
+    let version = Command::new("hc").arg("--version").output().ok()?;
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    assert!(
+        version.contains("0.7.1"),
+        "hc on PATH is not 0.7.1: {version}"
+    );
+    let port = node.admin.port().to_string();
+    let hc = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new("hc");
+        cmd.args(["client"]).args(args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("hc runs");
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "hc client {}: {text}", args.join(" "));
+        text
+    };
+    let happ = happ();
+    let happ = happ.to_str().unwrap();
+    hc(
+        &[
+            "call",
+            "--port",
+            &port,
+            "install-app",
+            "--app-id",
+            "hc-app",
+            happ,
+        ],
+        None,
+    );
+    hc(&["call", "--port", &port, "enable-app", "hc-app"], None);
+    let dnas = hc(&["call", "--port", &port, "list-dnas"], None);
+    let dna = dnas
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .find(|w| w.starts_with("uhC0k"))
+        .unwrap_or_else(|| panic!("a DNA hash in: {dnas}"))
+        .to_string();
+    hc(
+        &["zome-call-auth", "--piped", "--port", &port, "hc-app"],
+        Some("pass\n"),
+    );
+    Some(hc(
+        &[
+            "zome-call",
+            "--piped",
+            "--port",
+            &port,
+            "hc-app",
+            &dna,
+            "node_registry_coordinator",
+            "derive_node_id",
+            "\"operator\"",
+        ],
+        Some("pass\n"),
+    ))
+}
+
 /// Runs the Doorway example (`doorway/plan-calls.mjs`, the plan's calls
 /// made with `@holochain/client`) against `node`'s conductor, returning the
 /// steps it reported.
@@ -258,6 +337,12 @@ fn two_sidecar_processes_find_each_other() {
     );
     assert!(step("bad_payload_named").is_some(), "{steps:?}");
     assert_eq!(steps.last().map(|s| &s["step"]), Some(&"done".into()));
+
+    // An operator's stock `hc` reaches the same conductor (when installed).
+    match run_stock_hc(&alice) {
+        Some(out) => assert!(out.contains("operator-"), "hc zome-call answered: {out}"),
+        None => eprintln!("no `hc` on PATH: the stock-tool path is not tried in this run"),
+    }
 
     let bob = start("bob", "eu-west", rendezvous);
     let b = await_status(&bob, 180, "bob registered", |s| {
