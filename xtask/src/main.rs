@@ -42,6 +42,7 @@ fn run() -> Result<()> {
             ensure_wasm_target()?;
             ensure_browser()?;
             ensure_doorway_client(&root)?;
+            ensure_promtool()?;
             pack(&root)?;
             let started = Instant::now();
             test_workspace(&root, &rest)?;
@@ -294,6 +295,12 @@ fn ensure_browser() -> Result<()> {
          apt-get update && apt-get install -y chromium chromium-driver",
         missing.join(" and ")
     );
+    apt_install(&["chromium", "chromium-driver"])
+}
+
+/// `apt-get update && apt-get install -y <packages>`, through sudo when not
+/// root.
+fn apt_install(packages: &[&str]) -> Result<()> {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -311,12 +318,22 @@ fn ensure_browser() -> Result<()> {
         cmd
     };
     status(apt(&["update"]), "apt-get update")?;
-    status(
-        apt(&["install", "-y", "chromium", "chromium-driver"]),
-        "apt-get install -y chromium chromium-driver",
-    )
-    .context("install chromium and chromium-driver yourself, then rerun")?;
+    let mut install = vec!["install", "-y"];
+    install.extend_from_slice(packages);
+    let what = format!("apt-get {}", install.join(" "));
+    status(apt(&install), &what)
+        .with_context(|| format!("install {} yourself, then rerun", packages.join(" ")))?;
     Ok(())
+}
+
+/// Installs Debian's `prometheus` (for `promtool`, which checks the alert
+/// rules in docs/grafana/) when `promtool` is missing.
+fn ensure_promtool() -> Result<()> {
+    if Command::new("promtool").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("xtask: promtool missing; installing it: apt-get install -y prometheus");
+    apt_install(&["prometheus"])
 }
 
 /// Installs the Doorway example's JavaScript client (`@holochain/client`, at

@@ -694,9 +694,16 @@ impl NodeAgent {
 
     /// Registers this node, or updates its registration after a restart.
     pub async fn register(&self) -> Result<ActionHash, ConductorError> {
-        let hash = self.call("register_node", self.registration()).await?;
-        self.metrics.registrations.inc();
-        Ok(hash)
+        match self.call("register_node", self.registration()).await {
+            Ok(hash) => {
+                self.metrics.registrations.inc();
+                Ok(hash)
+            }
+            Err(e) => {
+                self.metrics.registration_failures.inc();
+                Err(e)
+            }
+        }
     }
 
     /// Samples the machine and says what status to publish now (with
@@ -743,10 +750,6 @@ impl NodeAgent {
             bucket: self.properties.lease_bucket_of(hb.timestamp.as_micros()),
             status,
         });
-        self.metrics.heartbeats_sent.inc();
-        self.metrics
-            .last_heartbeat_unix
-            .set(Timestamp::now().as_micros() as f64 / 1e6);
         Ok(hash)
     }
 
@@ -811,6 +814,12 @@ impl NodeAgent {
             .await;
             let wait = match result {
                 Ok(()) => {
+                    // A round of the heartbeat (a lease written when due,
+                    // nothing otherwise) that did what it had to.
+                    self.metrics.heartbeats_sent.inc();
+                    self.metrics
+                        .last_heartbeat_unix
+                        .set(Timestamp::now().as_micros() as f64 / 1e6);
                     failures = 0;
                     let mut ledger = self.uptime.lock().unwrap();
                     ledger.up_secs += interval.as_secs();

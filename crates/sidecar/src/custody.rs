@@ -472,6 +472,7 @@ impl Custody {
                 retry_later: status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
             });
         }
+        self.agent.metrics.moved("out", len);
         Ok(())
     }
 
@@ -552,6 +553,7 @@ impl Custody {
         // acknowledge when the holder's summary names it.
         self.rewards
             .received(&holder.node_id, &holder.shard_hash, out.len);
+        self.agent.metrics.moved("in", out.len);
         Ok(tmp)
     }
 
@@ -1046,8 +1048,11 @@ impl Custody {
         if !self.in_flight.lock().unwrap().insert(a.shard_hash.clone()) {
             return Ok(false);
         }
+        let metrics = &self.agent.metrics;
+        metrics.repair("started", 1);
         let result = self.obtain_inner(record).await;
         self.in_flight.lock().unwrap().remove(&a.shard_hash);
+        metrics.repair(if result.is_ok() { "done" } else { "failed" }, 1);
         result.map(|()| true)
     }
 
@@ -1159,6 +1164,11 @@ impl Custody {
                 )),
             }
         }
+        if let Ok(held) = self.store.list() {
+            self.agent
+                .metrics
+                .set_held(held.len() as u64, self.store.used_bytes());
+        }
         Ok(report)
     }
 
@@ -1235,7 +1245,11 @@ impl Custody {
                     continue;
                 }
             }
+            self.agent.metrics.failures_detected.inc();
             let report = self.agent.recover(&node.node_id).await?;
+            let metrics = &self.agent.metrics;
+            metrics.repair("queued", report.replacements.len() as u64);
+            metrics.repair("failed", report.unplaced.len() as u64);
             if !report.replacements.is_empty() || !report.unplaced.is_empty() {
                 tracing::info!(
                     "recovery for {}: {} shards re-homed, {} unplaced",

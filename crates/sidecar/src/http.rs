@@ -226,9 +226,14 @@ async fn put_shard(
         let held = (StatusCode::OK, Json(serde_json::json!({ "held": hash }))).into_response();
         return answer_early(body, held).await;
     }
+    let metrics = s.custody.agent.metrics.clone();
+    let store_failed = |e: String| {
+        metrics.store_errors.inc();
+        error(StatusCode::INTERNAL_SERVER_ERROR, e)
+    };
     let mut writer = match s.custody.store.writer(&hash, meta) {
         Ok(w) => w,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return store_failed(e.to_string()),
     };
     let mut stream = body.into_data_stream();
     let mut stopping = s.shutdown.subscribe();
@@ -253,16 +258,19 @@ async fn put_shard(
             return drain(stream, refusal).await;
         }
         if let Err(e) = writer.write_chunk(&chunk) {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            return store_failed(e.to_string());
         }
     }
     match writer.finish() {
-        Ok(rec) => (StatusCode::CREATED, Json(rec)).into_response(),
+        Ok(rec) => {
+            metrics.moved("in", rec.size);
+            (StatusCode::CREATED, Json(rec)).into_response()
+        }
         Err(StoreError::HashMismatch { expected, actual }) => TransferError::HashMismatch(format!(
             "the body hashes to {actual}, not {expected}; nothing was stored"
         ))
         .into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_failed(e.to_string()),
     }
 }
 
@@ -315,12 +323,15 @@ async fn get_shard(
     // Summed into the receiver's service summary (one record per receiver
     // per period, never one per request); serving never waits on rewards.
     s.custody.note_served(&auth.agent, &held);
+    s.custody.agent.metrics.moved("out", held.size);
+    let metrics = s.custody.agent.metrics.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     let store = s.custody.store.clone();
     tokio::task::spawn_blocking(move || {
         let mut reader = match store.open_verified(&hash) {
             Ok(r) => r,
             Err(e) => {
+                metrics.store_errors.inc();
                 let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
                 return;
             }
@@ -340,6 +351,7 @@ async fn get_shard(
                 Err(e) => {
                     // A corrupt shard: the reader quarantined it; the
                     // receiver sees a broken body and its hash check fails.
+                    metrics.store_errors.inc();
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }

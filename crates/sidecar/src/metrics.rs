@@ -15,9 +15,10 @@ pub type CallLabels = Vec<(String, String)>;
 /// The sidecar's counters and histograms.
 pub struct Metrics {
     registry: Registry,
-    /// Heartbeats accepted by the DHT.
+    /// Heartbeat rounds that did what they had to (a lease written when
+    /// one was due, nothing otherwise); one per interval when healthy.
     pub heartbeats_sent: Counter,
-    /// Heartbeat attempts that failed.
+    /// Heartbeat rounds that failed (a lease that could not be written).
     pub heartbeat_failures: Counter,
     /// Registrations written (first and re-registrations).
     pub registrations: Counter,
@@ -37,6 +38,24 @@ pub struct Metrics {
     pub signals_dropped: Counter,
     /// Times the identity's app websocket was found dead and reopened.
     pub app_reconnects: Counter,
+    /// Registration attempts that failed.
+    pub registration_failures: Counter,
+    /// Nodes this node's detector declared failed and set out to repair.
+    pub failures_detected: Counter,
+    /// Repair work by stage: `queued` (a failed node's shard re-homed by
+    /// this node's detector), `started` and `done` (shards this node
+    /// rebuilt as their new custodian), `failed` (a shard no node could
+    /// take, or a rebuild that did not complete).
+    pub repairs: Family<Vec<(String, String)>, Counter>,
+    /// Shard bytes moved, by direction (`in`: received or fetched; `out`:
+    /// served or pushed).
+    pub transfer_bytes: Family<Vec<(String, String)>, Counter>,
+    /// Shards this node keeps.
+    pub shards_held: Gauge,
+    /// Bytes of the shards this node keeps.
+    pub shard_bytes_held: Gauge,
+    /// Store operations that failed (a write, a read, a corrupt shard).
+    pub store_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -51,6 +70,44 @@ impl Default for Metrics {
         let signals_refused = Counter::default();
         let signals_dropped = Counter::default();
         let app_reconnects = Counter::default();
+        let registration_failures = Counter::default();
+        let failures_detected = Counter::default();
+        let repairs = Family::<Vec<(String, String)>, Counter>::default();
+        let transfer_bytes = Family::<Vec<(String, String)>, Counter>::default();
+        let shards_held = Gauge::default();
+        let shard_bytes_held = Gauge::default();
+        let store_errors = Counter::default();
+        registry.register(
+            "registration_failures",
+            "Registration attempts that failed",
+            registration_failures.clone(),
+        );
+        registry.register(
+            "failures_detected",
+            "Nodes this node declared failed and set out to repair",
+            failures_detected.clone(),
+        );
+        registry.register(
+            "repairs",
+            "Repair work by stage (queued, started, done, failed)",
+            repairs.clone(),
+        );
+        registry.register(
+            "transfer_bytes",
+            "Shard bytes moved, by direction (in, out)",
+            transfer_bytes.clone(),
+        );
+        registry.register("shards_held", "Shards this node keeps", shards_held.clone());
+        registry.register(
+            "shard_bytes_held",
+            "Bytes of the shards this node keeps",
+            shard_bytes_held.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Store operations that failed (write, read, corrupt shard)",
+            store_errors.clone(),
+        );
         registry.register(
             "signals_dropped",
             "Signals lost because this node fell behind reading them",
@@ -104,8 +161,24 @@ impl Default for Metrics {
             "Shefa service events acknowledged as receiver",
             service_acks.clone(),
         );
+        // Every label value is written once at zero, so a dashboard and an
+        // alert see each series from the start, not only once it moves.
+        for stage in REPAIR_STAGES {
+            let _ = repairs.get_or_create(&vec![("stage".to_string(), stage.to_string())]);
+        }
+        for direction in ["in", "out"] {
+            let _ = transfer_bytes
+                .get_or_create(&vec![("direction".to_string(), direction.to_string())]);
+        }
         Metrics {
             registry,
+            registration_failures,
+            failures_detected,
+            repairs,
+            transfer_bytes,
+            shards_held,
+            shard_bytes_held,
+            store_errors,
             chain_records,
             signals_refused,
             signals_dropped,
@@ -120,7 +193,31 @@ impl Default for Metrics {
     }
 }
 
+/// The stages of [`Metrics::repairs`].
+pub const REPAIR_STAGES: [&str; 4] = ["queued", "started", "done", "failed"];
+
 impl Metrics {
+    /// Counts `n` shards reaching a repair `stage` (one of
+    /// [`REPAIR_STAGES`]).
+    pub fn repair(&self, stage: &str, n: u64) {
+        self.repairs
+            .get_or_create(&vec![("stage".to_string(), stage.to_string())])
+            .inc_by(n);
+    }
+
+    /// Counts shard bytes moved `in` or `out`.
+    pub fn moved(&self, direction: &str, bytes: u64) {
+        self.transfer_bytes
+            .get_or_create(&vec![("direction".to_string(), direction.to_string())])
+            .inc_by(bytes);
+    }
+
+    /// Records what the store holds.
+    pub fn set_held(&self, shards: u64, bytes: u64) {
+        self.shards_held.set(shards as i64);
+        self.shard_bytes_held.set(bytes as i64);
+    }
+
     /// Records one zome call.
     pub fn observe_call(&self, function: &str, ok: bool, took: Duration) {
         self.zome_call_seconds
@@ -168,6 +265,85 @@ mod tests {
                 "elohim_zome_call_duration_seconds_count{function=\"heartbeat\",outcome=\"ok\"} 1"
             ),
             "{text}"
+        );
+        m.repair("queued", 3);
+        m.moved("in", 1000);
+        m.set_held(2, 4096);
+        let text = m.render();
+        for line in [
+            "elohim_repairs_total{stage=\"queued\"} 3",
+            "elohim_repairs_total{stage=\"failed\"} 0",
+            "elohim_transfer_bytes_total{direction=\"in\"} 1000",
+            "elohim_transfer_bytes_total{direction=\"out\"} 0",
+            "elohim_shards_held 2",
+            "elohim_shard_bytes_held 4096",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+    }
+
+    fn grafana_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+            .join("../../docs/grafana")
+    }
+
+    /// The `elohim_*` series a file names.
+    fn series_named(text: &str) -> Vec<String> {
+        let mut out: Vec<String> = text
+            .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|w| w.starts_with("elohim_"))
+            .map(String::from)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn every_series_the_dashboard_and_the_alerts_read_is_exported() {
+        // A running node has made zome calls and counted its records.
+        let m = Metrics::default();
+        m.observe_call("get_available_custodians", true, Duration::from_millis(9));
+        m.set_chain_records("presence_lease", 1);
+        let exported = m.render();
+        // A series is exported if a metric of that name is, under the name
+        // the exposition gives its samples (`_total` for counters; `_bucket`,
+        // `_sum`, `_count` for histograms).
+        let is_exported = |series: &str| {
+            let mut names = vec![series];
+            for suffix in ["_total", "_bucket", "_sum", "_count"] {
+                names.extend(series.strip_suffix(suffix));
+            }
+            names
+                .iter()
+                .any(|n| exported.contains(&format!("# TYPE {n} ")))
+        };
+        for file in ["alerts.yml", "elohim-dashboard.json"] {
+            let text = std::fs::read_to_string(grafana_dir().join(file)).unwrap();
+            let series = series_named(&text);
+            assert!(series.len() >= 8, "{file} reads only {series:?}");
+            let missing: Vec<&String> = series.iter().filter(|s| !is_exported(s)).collect();
+            assert!(
+                missing.is_empty(),
+                "{file} reads series the sidecar does not export: {missing:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_alert_rules_pass_promtool() {
+        let out = std::process::Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(grafana_dir().join("alerts.yml"))
+            .output()
+            .expect("promtool runs (Debian's prometheus package; `cargo xtask test` installs it)");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

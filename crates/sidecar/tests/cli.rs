@@ -170,7 +170,10 @@ fn run_stock_hc(node: &Daemon) -> Option<String> {
     let port = node.admin.port().to_string();
     let hc = |args: &[&str], stdin: Option<&str>| {
         let mut cmd = Command::new("hc");
-        cmd.args(["client"]).args(args);
+        // `zome-call-auth` leaves its credentials (`.hc_auth`) where it runs.
+        cmd.args(["client"])
+            .args(args)
+            .current_dir(node.data.path());
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
