@@ -97,3 +97,84 @@ async fn happ_installs_through_admin_api_and_answers() {
         registry_core::node_id::derive_node_id("admin api", cell_id.agent_pubkey().get_raw_32());
     assert_eq!(node_id, expected);
 }
+
+/// Every zome function the clients know (`node_registry_integrity::zome_fns`)
+/// is an export of the packed coordinator, and every export of it is one
+/// of them or a Holochain callback: a rename on either side fails here, not
+/// in a suite twenty minutes later.
+#[test]
+fn every_zome_fn_is_an_export_of_the_packed_coordinator() {
+    let wasm = std::fs::read(packed("node_registry_coordinator.wasm")).unwrap();
+    let exports = wasm_function_exports(&wasm);
+    assert!(
+        exports.len() > 10,
+        "a coordinator exports functions: {exports:?}"
+    );
+    let known = node_registry_integrity::zome_fns::ALL;
+    let missing: Vec<&&str> = known
+        .iter()
+        .filter(|n| !exports.iter().any(|e| e == *n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not exported by the packed coordinator: {missing:?}"
+    );
+    const CALLBACKS: [&str; 7] = [
+        "init",
+        "recv_remote_signal",
+        "entry_defs",
+        "validate",
+        "__num_entry_types",
+        "__num_link_types",
+        "__getrandom_v03_custom",
+    ];
+    let unknown: Vec<&String> = exports
+        .iter()
+        .filter(|e| !known.contains(&e.as_str()) && !CALLBACKS.contains(&e.as_str()))
+        .filter(|e| !e.starts_with("__hc__"))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "exported but not in zome_fns: {unknown:?}"
+    );
+}
+
+/// The names of the functions a wasm module exports (its export section).
+fn wasm_function_exports(wasm: &[u8]) -> Vec<String> {
+    fn leb(d: &[u8], i: &mut usize) -> usize {
+        let (mut r, mut shift) = (0usize, 0);
+        loop {
+            let b = d[*i];
+            *i += 1;
+            r |= ((b & 0x7f) as usize) << shift;
+            shift += 7;
+            if b < 0x80 {
+                return r;
+            }
+        }
+    }
+    assert_eq!(&wasm[..4], b"\0asm", "a wasm module");
+    let mut out = Vec::new();
+    let mut i = 8;
+    while i < wasm.len() {
+        let section = wasm[i];
+        i += 1;
+        let size = leb(wasm, &mut i);
+        if section == 7 {
+            let mut j = i;
+            for _ in 0..leb(wasm, &mut j) {
+                let len = leb(wasm, &mut j);
+                let name = String::from_utf8_lossy(&wasm[j..j + len]).to_string();
+                j += len;
+                let kind = wasm[j];
+                j += 1;
+                leb(wasm, &mut j);
+                if kind == 0 {
+                    out.push(name);
+                }
+            }
+        }
+        i += size;
+    }
+    out
+}

@@ -43,14 +43,31 @@ impl<T> Checked<T> {
     }
 }
 
-/// Declares the zome's externs: each `name(Wire) -> Out` exports `name`,
-/// which decodes its payload as `Wire` through [`Checked`] and calls the
-/// Rust function `name` with it (converted by `From`, so a function can take
-/// a narrower type than the shapes its callers may send).
+/// Declares the zome's externs: each `Marker: name(Wire) -> Out` exports
+/// `name`, which decodes its payload as `Wire` through [`Checked`] and calls
+/// the Rust function `name` with it (converted by `From`, so a function can
+/// take a narrower type than the shapes its callers may send). `Marker` is
+/// the function's type in `node_registry_integrity::zome_fns`: the build
+/// fails unless it names the same function and answers the same type.
 macro_rules! externs {
-    ($($name:ident($input:ty) -> $output:ty;)*) => {
+    ($($marker:ident: $name:ident($input:ty) -> $output:ty;)*) => {
         $(
+            const _: () = assert!(
+                $crate::input::same_name(
+                    <node_registry_integrity::zome_fns::$marker
+                        as node_registry_integrity::zome_fns::ZomeFn>::NAME,
+                    stringify!($name),
+                ),
+                concat!("zome_fns::", stringify!($marker), " does not name ", stringify!($name)),
+            );
             hdk::prelude::hdi::paste::paste! {
+                #[allow(dead_code)]
+                fn [<__output_of_ $name>](
+                    out: $output,
+                ) -> <node_registry_integrity::zome_fns::$marker
+                    as node_registry_integrity::zome_fns::ZomeFn>::Output {
+                    out
+                }
                 fn [<__checked_ $name>](
                     input: $crate::input::Checked<$input>,
                 ) -> ExternResult<$output> {
@@ -67,3 +84,19 @@ macro_rules! externs {
     };
 }
 pub(crate) use externs;
+
+/// Whether two names are the same, at compile time.
+pub(crate) const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}

@@ -12,6 +12,7 @@ mod entries;
 mod indexes;
 mod properties;
 mod validation;
+pub mod zome_fns;
 
 pub use api::*;
 pub use entries::*;
