@@ -3,9 +3,13 @@
 //! benefits calculator, saving changing the registration another node sees,
 //! and opting out removing the node from `get_available_custodians`. Plus
 //! the pages' guards (loopback host, CSRF, clear 400s) over plain HTTP.
+//! Then the dashboard's view of the network: the region's nodes, the node's
+//! own content, repairs and the history plot, before and after the only
+//! holder of that content dies, and that looking at it writes no record.
 //!
 //! Set `ELOHIM_SCREENSHOTS=1` to refresh the screenshots in `docs/img/`.
 
+use elohim_sidecar::custody::PublishRequest;
 use elohim_tests::sidecars::SidecarNet;
 use elohim_tests::webdriver::{Browser, Driver, KEY_END};
 use node_registry_integrity::*;
@@ -64,6 +68,44 @@ async fn screenshot(c: &Browser, scratch: &Path, name: &str) {
     }
 }
 
+/// How many elements match `css` now (no waiting).
+async fn count(c: &Browser, css: &str) -> u64 {
+    let script = format!(
+        "return document.querySelectorAll({}).length;",
+        serde_json::to_string(css).unwrap()
+    );
+    c.execute(&script)
+        .await
+        .unwrap_or_else(|e| panic!("counting {css}: {e}"))
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The text of the first element matching `css` now, if there is one (no
+/// waiting, no panic: for polling a page that may show an error instead).
+async fn now_text(c: &Browser, css: &str) -> Option<String> {
+    let script = format!(
+        "var e = document.querySelector({}); return e ? e.textContent.trim() : null;",
+        serde_json::to_string(css).unwrap()
+    );
+    c.execute(&script).await.ok()?.as_str().map(str::to_string)
+}
+
+/// Records on node 0's identity and reader chains: a page view must add
+/// none (its working key writes leases and verdicts on its own schedule).
+async fn quiet_chains(net: &SidecarNet) -> usize {
+    let mut n = 0;
+    for cell in [
+        net.cell_id(0).await,
+        net.app_cell_id(0, elohim_sidecar::READER_APP_ID).await,
+    ] {
+        n += elohim_tests::source_chain(&net.conductors[0], &cell)
+            .await
+            .len();
+    }
+    n
+}
+
 /// Polls `f` until it returns Some, failing after `secs`.
 async fn until<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
@@ -85,7 +127,15 @@ where
 
 #[tokio::test(flavor = "multi_thread")]
 async fn participation_pages_in_a_real_browser() {
-    let net = SidecarNet::start(2, &[0, 1], |_, _| {}).await;
+    // Node 2 joins only for the network part: a second monitor of node 1
+    // (a failure needs two), taking no custody itself.
+    let mut net = SidecarNet::start(3, &[0, 1], |i, c| {
+        c.http.history_sample_secs = 10;
+        if i == 2 {
+            c.participation.custodian_opt_in = false;
+        }
+    })
+    .await;
     let config_file = net.dirs[0].path().join("elohim.toml");
     net.node(0).agent.set_config_file(config_file.clone());
     let me = net.node_id(0);
@@ -253,5 +303,125 @@ async fn participation_pages_in_a_real_browser() {
     assert!(!saved.participation.custodian_opt_in);
     c.goto(&format!("{base}/earnings")).await.unwrap();
     assert_eq!(text(&c, "[data-testid=earned]").await, "0.000");
+
+    // --- the network as node 0 sees it ---------------------------------------
+    // Node 0 publishes a file kept as one full replica: on node 1, the only
+    // custodian (an owner never keeps its own content).
+    let file = scratch.join("notes.txt");
+    std::fs::write(&file, vec![7u8; 50_000]).unwrap();
+    let published = net
+        .node(0)
+        .custody
+        .publish(
+            PublishRequest {
+                path: file,
+                strategy: Some("full_replica".into()),
+                k: Some(1),
+                n: Some(1),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .await
+        .expect("node 0 publishes");
+    let one = net.node_id(1);
+    assert_eq!(published.custodians, vec![one.clone()]);
+    let content = format!("[data-content='{}']", published.content_id);
+    net.join(2).await;
+    net.until(120, "nodes 0 and 2 both watch node 1", || async {
+        [0, 2]
+            .iter()
+            .all(|&i| {
+                net.node(i)
+                    .liveness
+                    .watched()
+                    .iter()
+                    .any(|(n, _)| *n == one)
+            })
+            .then_some(())
+    })
+    .await;
+    c.goto(&format!("{base}/dashboard")).await.unwrap();
+    until(
+        120,
+        "the dashboard shows 3 nodes alive, the content healthy and a beat line",
+        || async {
+            c.refresh().await.ok()?;
+            (now_text(&c, "[data-testid=region-alive]").await? == "3"
+                && count(&c, &format!("{content}[data-risk='healthy']")).await == 1
+                && count(&c, "[data-testid=plot-latency] [data-series=beat] polyline").await >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(text(&c, "[data-testid=region-failed]").await, "0");
+    assert_eq!(
+        text(&c, &format!("{content} [data-testid=holders]")).await,
+        "1 alive"
+    );
+    assert_eq!(text(&c, "[data-testid=at-risk-count]").await, "0");
+    let out = text(&c, "[data-testid=moved-out]").await;
+    assert!(
+        out.ends_with(" KB"),
+        "the pushed replica (50 KB and its header) is counted out: {out}"
+    );
+    assert!(count(&c, "[data-testid=plot-bytes] [data-series=out] polyline").await >= 1);
+    assert_eq!(count(&c, "[data-testid=rebuilds-none]").await, 1);
+    assert_eq!(count(&c, "[data-testid=queued-none]").await, 1);
+
+    // Looking writes nothing.
+    let before = quiet_chains(&net).await;
+    for _ in 0..3 {
+        c.refresh().await.unwrap();
+        assert_eq!(text(&c, "[data-testid=region-alive]").await, "3");
+    }
+    assert_eq!(
+        quiet_chains(&net).await,
+        before,
+        "a dashboard view added records to the identity's or the reader's chain"
+    );
+
+    // Node 1 dies: both its monitors suspect it, it is judged failed, and
+    // node 0's content has no holder left. Node 0's detector re-homes the
+    // shard, but no node takes custody (node 0 owns it, node 2 opted out).
+    net.kill(1).await;
+    until(
+        180,
+        "node 0's dashboard shows node 1 failed and the content at risk",
+        || async {
+            c.refresh().await.ok()?;
+            (count(&c, &format!("[data-node='{one}'][data-state='failed']")).await == 1
+                && count(&c, &format!("{content}[data-risk='at risk']")).await == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(text(&c, "[data-testid=region-alive]").await, "2");
+    assert_eq!(text(&c, "[data-testid=region-failed]").await, "1");
+    assert_eq!(text(&c, "[data-testid=at-risk-count]").await, "1");
+    assert_eq!(
+        text(&c, &format!("{content} [data-testid=holders]")).await,
+        "0 alive, 1 failed"
+    );
+    until(
+        60,
+        "the dashboard lists the repair node 0 queued",
+        || async {
+            c.refresh().await.ok()?;
+            (count(&c, "[data-testid=queued-outcome]").await > 0).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        text(&c, "[data-testid=queued-outcome]")
+            .await
+            .starts_with("not placed: no eligible custodian"),
+        "{}",
+        text(&c, "[data-testid=queued-outcome]").await
+    );
+    c.execute("document.getElementById('region-h').scrollIntoView();")
+        .await
+        .unwrap();
+    screenshot(&c, &scratch, "network.png").await;
     c.close().await.unwrap();
 }

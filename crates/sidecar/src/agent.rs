@@ -787,6 +787,7 @@ impl NodeAgent {
             if *shutdown.borrow() {
                 return;
             }
+            let round_started = Instant::now();
             let result = async {
                 if !registered {
                     self.register().await?;
@@ -817,6 +818,8 @@ impl NodeAgent {
                     // A round of the heartbeat (a lease written when due,
                     // nothing otherwise) that did what it had to.
                     self.metrics.heartbeats_sent.inc();
+                    self.metrics
+                        .heartbeat_round("lease", round_started.elapsed());
                     self.metrics
                         .last_heartbeat_unix
                         .set(Timestamp::now().as_micros() as f64 / 1e6);

@@ -282,6 +282,9 @@ pub struct HttpSection {
     /// `http://<listen address>` (right on one machine; set a LAN address
     /// when nodes run on several).
     pub advertise: Option<String>,
+    /// Seconds between samples of the dashboard's history plot (heartbeat
+    /// latency, bytes moved); it keeps the last 240, in memory.
+    pub history_sample_secs: u64,
 }
 
 impl Default for NodeSection {
@@ -350,6 +353,7 @@ impl Default for HttpSection {
         HttpSection {
             listen: ([127, 0, 0, 1], 8787).into(),
             advertise: None,
+            history_sample_secs: 60,
         }
     }
 }
@@ -461,6 +465,12 @@ impl Config {
         }
         if self.heartbeat.max_backoff_secs == 0 {
             return Err(invalid("heartbeat.max_backoff_secs", "must be at least 1"));
+        }
+        if !(1..=3600).contains(&self.http.history_sample_secs) {
+            return Err(invalid(
+                "http.history_sample_secs",
+                "must be 1 to 3600 seconds",
+            ));
         }
         if let Some(url) = &self.http.advertise {
             registry_core::capacity::check_endpoint(url)
@@ -681,6 +691,8 @@ listen = "127.0.0.1:8787"
 # How other nodes reach this one; unset means http://<listen>. Set a LAN
 # address (e.g. "http://192.168.1.20:8787") when nodes run on several machines.
 # advertise = "http://192.168.1.20:8787"
+# The dashboard's history plot takes a sample this often (it keeps 240).
+history_sample_secs = 60
 
 [custody]
 # How often to look for failed nodes and to check this node holds every
@@ -770,6 +782,10 @@ mod tests {
         assert_eq!(
             field_of("[heartbeat]\ninterval_secs = 0"),
             "heartbeat.interval_secs"
+        );
+        assert_eq!(
+            field_of("[http]\nhistory_sample_secs = 0"),
+            "http.history_sample_secs"
         );
         assert_eq!(field_of("[peers]\nmonitors = 1"), "peers.monitors");
         assert_eq!(field_of("[keys]\nepoch_secs = 10"), "keys.epoch_secs");

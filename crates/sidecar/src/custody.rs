@@ -287,7 +287,8 @@ pub struct Custody {
     /// For downloads: gives up on a peer that stops sending.
     fetch_http: reqwest::Client,
     work_dir: PathBuf,
-    in_flight: Mutex<HashSet<String>>,
+    /// Shards being rebuilt now, by hash, with how far each got.
+    in_flight: Mutex<std::collections::HashMap<String, crate::network_view::Rebuild>>,
     /// Nodes that looked failed here but answered a probe, and when: not
     /// probed again (nor repaired) for one failure window.
     answered: Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -332,7 +333,7 @@ impl Custody {
                 .build()
                 .expect("a default HTTP client builds"),
             work_dir,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(std::collections::HashMap::new()),
             answered: Mutex::new(std::collections::HashMap::new()),
             seen: crate::replay::SeenNonces::default(),
             recovery_failures: Mutex::new(VecDeque::new()),
@@ -1045,8 +1046,12 @@ impl Custody {
         if self.store.has(&a.shard_hash) {
             return Ok(false);
         }
-        if !self.in_flight.lock().unwrap().insert(a.shard_hash.clone()) {
-            return Ok(false);
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            if in_flight.contains_key(&a.shard_hash) {
+                return Ok(false);
+            }
+            in_flight.insert(a.shard_hash.clone(), crate::network_view::Rebuild::of(a));
         }
         let metrics = &self.agent.metrics;
         metrics.repair("started", 1);
@@ -1054,6 +1059,12 @@ impl Custody {
         self.in_flight.lock().unwrap().remove(&a.shard_hash);
         metrics.repair(if result.is_ok() { "done" } else { "failed" }, 1);
         result.map(|()| true)
+    }
+
+    /// The shards this node is rebuilding now, with how many of the shards
+    /// each needs it has fetched (for the dashboard's progress bars).
+    pub fn rebuilds(&self) -> Vec<crate::network_view::Rebuild> {
+        self.in_flight.lock().unwrap().values().cloned().collect()
     }
 
     async fn obtain_inner(&self, record: &AssignmentRecord) -> Result<(), CustodyError> {
@@ -1071,8 +1082,13 @@ impl Custody {
         } else {
             a.threshold as usize
         };
+        let fetched = |p: Progress| {
+            if let Some(r) = self.in_flight.lock().unwrap().get_mut(&a.shard_hash) {
+                r.fetched = p.done as u32;
+            }
+        };
         let (files, from) = self
-            .fetch_some(&others, needed, record, None, &|_| {})
+            .fetch_some(&others, needed, record, None, &fetched)
             .await?;
         let meta = ShardMeta {
             content_id: a.content_id.clone(),

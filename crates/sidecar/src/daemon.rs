@@ -5,6 +5,7 @@ use crate::agent::NodeAgent;
 use crate::custody::{Custody, CustodyError};
 use crate::http::{router, AppState};
 use crate::liveness::Liveness;
+use crate::network_view::NetworkView;
 use crate::recovery::Recovery;
 use node_registry_integrity::{DetectionInput, RegistrySignal, SuspiciousNode};
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ pub struct Daemon {
     pub recovery: Arc<Recovery>,
     /// Beats and the monitor.
     pub liveness: Arc<Liveness>,
+    /// What the dashboard shows of the network (history, queued repairs).
+    pub network: Arc<NetworkView>,
     /// Where the HTTP server listens.
     pub http_addr: SocketAddr,
     /// The local API token.
@@ -96,6 +99,7 @@ impl Daemon {
     /// | `byzantine` (penalise liars) | `peers.byzantine_scan_interval_secs` | penalties |
     /// | `votes` (regional proposals) | `peers.vote_interval_secs` | votes |
     /// | `rewards` (service summaries, acknowledgements) | `rewards.summary_interval_secs` | one event per receiver |
+    /// | `history` (the dashboard's plot) | `http.history_sample_secs` | nothing |
     pub async fn start(
         agent: NodeAgent,
         listener: tokio::net::TcpListener,
@@ -117,6 +121,9 @@ impl Daemon {
                 .map_err(|e| CustodyError::Io(std::io::Error::other(e.to_string())))?,
         );
         let liveness = Arc::new(Liveness::new(agent.clone()));
+        let network = Arc::new(NetworkView::default());
+        // The history's baseline: its first sample covers the first period.
+        network.sample(&agent.metrics);
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -126,6 +133,7 @@ impl Daemon {
             recovery: recovery.clone(),
             shutdown: shutdown.clone(),
             api_token: api_token.clone(),
+            network: network.clone(),
         });
         let mut server_rx = rx.clone();
         tasks.push(tokio::spawn(
@@ -209,11 +217,19 @@ impl Daemon {
         let beat_every = Duration::from_secs(agent.config().heartbeat.interval_secs);
         {
             let liveness = liveness.clone();
+            let metrics = agent.metrics.clone();
             tasks.push(every("beat", beat_every, rx.clone(), &span, move || {
                 let liveness = liveness.clone();
+                let metrics = metrics.clone();
                 Box::pin(async move {
-                    if let Err(e) = liveness.beat().await {
-                        tracing::debug!("beat: {e}");
+                    // Timed only when it goes somewhere: a beat to nobody
+                    // would plot as a round that took no time.
+                    let to_someone = !liveness.monitors().is_empty();
+                    let started = std::time::Instant::now();
+                    match liveness.beat().await {
+                        Ok(()) if to_someone => metrics.heartbeat_round("beat", started.elapsed()),
+                        Ok(()) => {}
+                        Err(e) => tracing::debug!("beat: {e}"),
                     }
                 })
             }));
@@ -263,6 +279,7 @@ impl Daemon {
         };
         {
             let custody = custody.clone();
+            let network = network.clone();
             tasks.push(every(
                 "detect",
                 Duration::from_secs(cfg.detect_interval_secs),
@@ -270,13 +287,24 @@ impl Daemon {
                 &span,
                 move || {
                     let custody = custody.clone();
+                    let network = network.clone();
                     Box::pin(async move {
-                        if let Err(e) = custody.detect_and_repair(policy).await {
-                            tracing::warn!("failure detection: {e}");
+                        match custody.detect_and_repair(policy).await {
+                            Ok(reports) => reports.iter().for_each(|r| network.note_repairs(r)),
+                            Err(e) => tracing::warn!("failure detection: {e}"),
                         }
                     })
                 },
             ));
+        }
+        {
+            let network = network.clone();
+            let metrics = agent.metrics.clone();
+            let period = Duration::from_secs(agent.config().http.history_sample_secs);
+            tasks.push(every("history", period, rx.clone(), &span, move || {
+                network.sample(&metrics);
+                Box::pin(async {})
+            }));
         }
         {
             let custody = custody.clone();
@@ -357,6 +385,7 @@ impl Daemon {
             custody,
             recovery,
             liveness,
+            network,
             http_addr,
             api_token,
             shutdown,

@@ -46,6 +46,8 @@ pub struct AppState {
     pub shutdown: watch::Sender<bool>,
     /// The local API token.
     pub api_token: String,
+    /// What the dashboard shows of the network, kept in memory.
+    pub network: Arc<crate::network_view::NetworkView>,
 }
 
 /// Body of `POST /api/leave`.

@@ -17,6 +17,7 @@ pub mod http;
 pub mod ids;
 pub mod liveness;
 pub mod metrics;
+pub mod network_view;
 pub mod peers;
 pub mod private;
 pub mod recovery;

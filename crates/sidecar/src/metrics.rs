@@ -56,6 +56,14 @@ pub struct Metrics {
     pub shard_bytes_held: Gauge,
     /// Store operations that failed (a write, a read, a corrupt shard).
     pub store_errors: Counter,
+    /// How long heartbeat rounds take, by part: `lease` (the round of the
+    /// lease worker: registration, working key, the lease when due) and
+    /// `beat` (the direct signal to this node's monitors). The dashboard
+    /// plots their means; a slow conductor shows here first.
+    pub heartbeat_round_seconds: Family<CallLabels, Histogram>,
+    /// The same rounds' seconds summed and counted, by part, for the
+    /// dashboard (the histogram does not give them back).
+    round_totals: std::sync::Mutex<std::collections::BTreeMap<String, (f64, u64)>>,
 }
 
 impl Default for Metrics {
@@ -131,6 +139,14 @@ impl Default for Metrics {
         let zome_call_seconds = Family::<CallLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
+        let heartbeat_round_seconds = Family::<CallLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+        });
+        registry.register(
+            "heartbeat_round_seconds",
+            "Heartbeat round time, by part (lease, beat)",
+            heartbeat_round_seconds.clone(),
+        );
         registry.register(
             "heartbeats_sent",
             "Heartbeats accepted",
@@ -170,6 +186,10 @@ impl Default for Metrics {
             let _ = transfer_bytes
                 .get_or_create(&vec![("direction".to_string(), direction.to_string())]);
         }
+        for part in ["lease", "beat"] {
+            let _ = heartbeat_round_seconds
+                .get_or_create(&vec![("part".to_string(), part.to_string())]);
+        }
         Metrics {
             registry,
             registration_failures,
@@ -189,6 +209,8 @@ impl Default for Metrics {
             registrations,
             last_heartbeat_unix,
             zome_call_seconds,
+            heartbeat_round_seconds,
+            round_totals: Default::default(),
         }
     }
 }
@@ -216,6 +238,28 @@ impl Metrics {
     pub fn set_held(&self, shards: u64, bytes: u64) {
         self.shards_held.set(shards as i64);
         self.shard_bytes_held.set(bytes as i64);
+    }
+
+    /// Records one heartbeat round of `part` (`lease` or `beat`) that did
+    /// what it had to.
+    pub fn heartbeat_round(&self, part: &str, took: Duration) {
+        self.heartbeat_round_seconds
+            .get_or_create(&vec![("part".to_string(), part.to_string())])
+            .observe(took.as_secs_f64());
+        let mut totals = self.round_totals.lock().unwrap();
+        let t = totals.entry(part.to_string()).or_default();
+        t.0 += took.as_secs_f64();
+        t.1 += 1;
+    }
+
+    /// Seconds summed and rounds counted of heartbeat rounds of `part`.
+    pub fn heartbeat_round_totals(&self, part: &str) -> (f64, u64) {
+        self.round_totals
+            .lock()
+            .unwrap()
+            .get(part)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Records one zome call.
@@ -269,6 +313,11 @@ mod tests {
         m.repair("queued", 3);
         m.moved("in", 1000);
         m.set_held(2, 4096);
+        m.heartbeat_round("beat", Duration::from_millis(3));
+        m.heartbeat_round("beat", Duration::from_millis(5));
+        let (sum, n) = m.heartbeat_round_totals("beat");
+        assert!((sum - 0.008).abs() < 1e-9 && n == 2);
+        assert_eq!(m.heartbeat_round_totals("lease"), (0.0, 0));
         let text = m.render();
         for line in [
             "elohim_repairs_total{stage=\"queued\"} 3",
@@ -277,6 +326,8 @@ mod tests {
             "elohim_transfer_bytes_total{direction=\"out\"} 0",
             "elohim_shards_held 2",
             "elohim_shard_bytes_held 4096",
+            "elohim_heartbeat_round_seconds_count{part=\"beat\"} 2",
+            "elohim_heartbeat_round_seconds_count{part=\"lease\"} 0",
         ] {
             assert!(text.contains(line), "{line} in:\n{text}");
         }

@@ -16,6 +16,9 @@
 use crate::agent::SettingsError;
 use crate::config::ParticipationSection;
 use crate::http::AppState;
+use crate::network_view::{
+    plot_svg, region_counts, NetworkSnapshot, NodeState, RepairOutcome, Risk, Series,
+};
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -150,6 +153,11 @@ button:focus-visible,input:focus-visible,select:focus-visible,a:focus-visible{ou
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #e4e7ee}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
 ul.check li{list-style:"✓  "}
+.state{font-weight:600}.state.failed,.risk.at-risk{color:#a1261b}.state.suspected,.risk.degraded{color:var(--warn)}.state.alive,.risk.healthy{color:var(--ok)}
+.risk{font-weight:600}progress,meter{width:8rem;vertical-align:middle}
+.swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;vertical-align:middle;margin-right:.3rem}
+.legend{display:flex;gap:1rem;flex-wrap:wrap;font-size:.92rem;margin:.2rem 0 .8rem}
+h3{font-size:1rem;margin:.8rem 0 .3rem}
 "#;
 
 fn layout(title: &str, current: &str, body: Markup) -> Markup {
@@ -400,6 +408,7 @@ async fn apply(s: &AppState, p: ParticipationSection, done: &str) -> Response {
     if leaving {
         match s.agent.hand_over().await {
             Ok(r) => {
+                s.network.note_repairs(&r);
                 tracing::info!(
                     "opted out: {} shards handed over, {} not yet placed",
                     r.replacements.len(),
@@ -750,11 +759,14 @@ async fn earnings_page(State(s): State<AppState>) -> Response {
 }
 
 async fn dashboard_page(State(s): State<AppState>, Query(q): Query<DoneQuery>) -> Response {
-    let mine: Result<Option<RegisteredNode>, _> = s.agent.call("get_my_node", ()).await;
-    let health: Result<NodeHealthSummary, _> = s
-        .agent
-        .call("get_node_health", s.agent.node_id.clone())
-        .await;
+    // Everything at once; only reads (the network view's through the
+    // reader agent), so a page view writes no record.
+    let (mine, health, net) = tokio::join!(
+        s.agent.call::<_, Option<RegisteredNode>>("get_my_node", ()),
+        s.agent
+            .read::<_, NodeHealthSummary>("get_node_health", s.agent.node_id.clone()),
+        s.network.snapshot(&s.agent, &s.custody),
+    );
     let (held_bytes, held_shards) = held(&s);
     let p = s.agent.participation();
     let reg = mine.ok().flatten().map(|m| m.registration);
@@ -815,9 +827,257 @@ async fn dashboard_page(State(s): State<AppState>, Query(q): Query<DoneQuery>) -
             label for="custody-use" { "Custody used: " (human_bytes(held_bytes)) " of " (human_bytes(cap_bytes)) " offered (" (held_shards) " shards)" }
             meter #custody-use min="0" max="100" value=(format!("{used_pct:.1}")) { (format!("{used_pct:.1}%")) }
         }
+        (network_sections(&net, s.agent.config().http.history_sample_secs))
         p { a href="/settings" { "Change what you contribute" } " · " a href="/earnings" { "See your earnings" } }
     };
     page(StatusCode::OK, "Dashboard", "/dashboard", body)
+}
+
+/// Alive nodes listed by name on the dashboard; past this the page gives
+/// their count (trouble is always listed in full).
+const ALIVE_ROWS: usize = 50;
+/// Contents listed on the dashboard (at risk first).
+const CONTENT_ROWS: usize = 100;
+
+fn short(id: &str) -> String {
+    if id.chars().count() > 14 {
+        format!("{}…", id.chars().take(12).collect::<String>())
+    } else {
+        id.to_string()
+    }
+}
+
+fn ago(now_ms: i64, then_ms: i64) -> String {
+    let s = ((now_ms - then_ms) / 1000).max(0);
+    if s < 120 {
+        format!("{s} s ago")
+    } else if s < 7200 {
+        format!("{} min ago", s / 60)
+    } else {
+        format!("{} h ago", s / 3600)
+    }
+}
+
+fn silence(n: &crate::network_view::RegionNode) -> String {
+    match (n.state, n.silent_secs) {
+        (NodeState::Alive, _) if n.is_self => "this node".into(),
+        (NodeState::Alive, _) => "recently".into(),
+        (_, Some(s)) => format!("{s} s ago"),
+        (_, None) => "never (no lease)".into(),
+    }
+}
+
+/// The network as this node sees it: its region's nodes, its own content
+/// at risk, repairs, and the history plot.
+fn network_sections(n: &NetworkSnapshot, sample_secs: u64) -> Markup {
+    html! {
+        section aria-labelledby="region-h" {
+            h2 #region-h { "Your region: " (n.region) }
+            @match &n.nodes {
+                Ok(nodes) => {
+                    @let (alive, suspected, failed) = region_counts(nodes);
+                    p data-testid="region-counts" {
+                        span data-testid="region-alive" { (alive) } " alive, "
+                        span data-testid="region-suspected" { (suspected) } " suspected, "
+                        span data-testid="region-failed" { (failed) } " failed"
+                    }
+                    p.hint {
+                        "Suspected: silent past the failure window, or suspected by one monitor; "
+                        "nothing moves yet. Failed: two monitors agree past the grace period, or "
+                        "no presence lease: its shards are rebuilt elsewhere."
+                    }
+                    @let shown: Vec<_> = nodes.iter().filter(|x| x.state != NodeState::Alive || x.is_self)
+                        .chain(nodes.iter().filter(|x| x.state == NodeState::Alive && !x.is_self).take(ALIVE_ROWS))
+                        .collect();
+                    table data-testid="region-nodes" {
+                        thead { tr { th scope="col" { "Node" } th scope="col" { "State" } th scope="col" { "Last heard" } th scope="col" { "Tier" } th scope="col" { "Custody" } } }
+                        tbody {
+                            @for x in &shown {
+                                tr data-node=(x.node_id) data-state=(x.state.as_str()) {
+                                    td {
+                                        @if x.display_name.is_empty() { (short(&x.node_id)) } @else { (x.display_name) }
+                                        @if x.is_self { " (this node)" }
+                                        br; code title=(x.node_id) { (short(&x.node_id)) }
+                                    }
+                                    td { span class=(format!("state {}", x.state.as_str())) { (x.state.as_str()) }
+                                        @if x.reporters > 0 { " (" (x.reporters) " monitors)" } }
+                                    td { (silence(x)) }
+                                    td { (x.tier) }
+                                    td { @if x.custodian_opt_in { "takes custody" } @else { "opted out" } }
+                                }
+                            }
+                        }
+                    }
+                    @if shown.len() < nodes.len() {
+                        p.hint { "and " (nodes.len() - shown.len()) " more alive nodes." }
+                    }
+                }
+                Err(e) => { p.flash.warn role="alert" data-testid="region-error" { "The region could not be read: " (e) } }
+            }
+        }
+        section aria-labelledby="content-h" {
+            h2 #content-h { "Your content" }
+            p.hint {
+                "What you published, and how many of its shards have a holder. "
+                strong { "At risk" } ": fewer shards held by custodians not judged failed than it "
+                "needs to be restored (k of n; 1 for a full replica). "
+                strong { "Degraded" } ": it can be restored, but some shard has no alive "
+                "holder (suspected, failed or unassigned), so a repair is due."
+            }
+            @match &n.contents {
+                Ok(list) if list.is_empty() => {
+                    p data-testid="content-none" { "You have not published anything yet." }
+                }
+                Ok(list) => {
+                    @let count = |r: Risk| list.iter().filter(|c| c.risk == r).count();
+                    p data-testid="content-summary" {
+                        span data-testid="at-risk-count" { (count(Risk::AtRisk)) } " at risk, "
+                        span data-testid="degraded-count" { (count(Risk::Degraded)) } " degraded, "
+                        span data-testid="healthy-count" { (count(Risk::Healthy)) } " healthy"
+                    }
+                    table data-testid="contents" {
+                        thead { tr { th scope="col" { "Content" } th scope="col" { "Kept as" } th scope="col" { "Shards held" } th scope="col" { "Status" } } }
+                        tbody {
+                            @for c in list.iter().take(CONTENT_ROWS) {
+                                tr data-content=(c.content_id) data-risk=(c.risk.as_str()) {
+                                    td {
+                                        @if let Some(name) = &c.name { (name) br; }
+                                        code title=(c.content_id) { (short(&c.content_id)) }
+                                    }
+                                    td { (c.strategy.replace('_', " ")) ", needs " (c.needed) " of " (c.shards) }
+                                    td {
+                                        meter min="0" max=(c.shards) low=(c.needed) high=(c.shards) optimum=(c.shards)
+                                            value=(c.usable()) aria-label="shards held" { (c.usable()) " of " (c.shards) }
+                                        " " span data-testid="holders" {
+                                            (c.alive) " alive"
+                                            @if c.suspected > 0 { ", " (c.suspected) " suspected" }
+                                            @if c.failed > 0 { ", " (c.failed) " failed" }
+                                            @if c.missing > 0 { ", " (c.missing) " unassigned" }
+                                        }
+                                    }
+                                    td { span class=(format!("risk {}", c.risk.as_str().replace(' ', "-"))) { (c.risk.as_str()) } }
+                                }
+                            }
+                        }
+                    }
+                    @if list.len() > CONTENT_ROWS {
+                        p.hint { "and " (list.len() - CONTENT_ROWS) " more (healthiest last)." }
+                    }
+                }
+                Err(e) => { p.flash.warn role="alert" data-testid="content-error" { "Your content could not be read: " (e) } }
+            }
+        }
+        section aria-labelledby="repairs-h" {
+            h2 #repairs-h { "Repairs" }
+            h3 { "Rebuilding on this node" }
+            @if n.rebuilds.is_empty() {
+                p data-testid="rebuilds-none" { "No shard is being rebuilt here now." }
+            } @else {
+                table data-testid="rebuilds" {
+                    thead { tr { th scope="col" { "Shard" } th scope="col" { "Progress" } th scope="col" { "Started" } } }
+                    tbody {
+                        @for (i, r) in n.rebuilds.iter().enumerate() {
+                            @let id = format!("rebuild-{i}");
+                            tr data-shard=(r.shard_hash) {
+                                td { code title=(r.content_id) { (short(&r.content_id)) } " #" (r.shard_index) }
+                                td {
+                                    progress #(id) max=(r.needed) value=(r.fetched.min(r.needed)) { (r.fetched) " of " (r.needed) }
+                                    " " label for=(id) {
+                                        @if r.fetched >= r.needed { "rebuilding from " (r.needed) " shards" }
+                                        @else { (r.fetched) " of " (r.needed) " shards fetched" }
+                                        " (" (human_bytes(r.shard_bytes)) " each)"
+                                    }
+                                }
+                                td { (ago(n.now_ms, r.started_ms)) }
+                            }
+                        }
+                    }
+                }
+            }
+            h3 { "Queued by this node" }
+            @if n.queued.is_empty() {
+                p data-testid="queued-none" { "None since the sidecar started." }
+            } @else {
+                table data-testid="queued" {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Lost by" } th scope="col" { "Shard" } th scope="col" { "Outcome" } } }
+                    tbody {
+                        @for q in &n.queued {
+                            tr {
+                                td { (ago(n.now_ms, q.last_ms)) }
+                                td { code title=(q.failed_node) { (short(&q.failed_node)) } }
+                                td { code title=(q.content_id) { (short(&q.content_id)) } " #" (q.shard_index) }
+                                td data-testid="queued-outcome" {
+                                    @match &q.outcome {
+                                        RepairOutcome::Queued { to } => { "re-homed on " code title=(to) { (short(to)) } }
+                                        RepairOutcome::Unplaced { reason } => { "not placed: " (reason) }
+                                    }
+                                    @if q.runs > 1 { " (" (q.runs) " runs since " (ago(n.now_ms, q.first_ms)) ")" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="history-h" {
+            h2 #history-h { "History" }
+            p.hint {
+                "One sample every " (sample_secs) " s (the last " (crate::network_view::HISTORY_SAMPLES)
+                "), kept in memory since the sidecar started; the last point is the time since the last sample."
+            }
+            (history_plots(n))
+        }
+    }
+}
+
+fn swatch(color: &str) -> Markup {
+    html! { span.swatch style=(format!("background:{color}")) aria-hidden="true" {} }
+}
+
+fn history_plots(n: &NetworkSnapshot) -> Markup {
+    let h = &n.history;
+    let from = h.first().map_or(n.now_ms, |s| s.at_ms - s.span_ms);
+    let latency = [
+        Series {
+            name: "beat".into(),
+            color: "#2457c5",
+            points: h.iter().map(|s| (s.at_ms, s.beat_ms)).collect(),
+        },
+        Series {
+            name: "lease".into(),
+            color: "#9a5b00",
+            points: h.iter().map(|s| (s.at_ms, s.lease_ms)).collect(),
+        },
+    ];
+    let bytes = [
+        Series {
+            name: "in".into(),
+            color: "#1e7a3c",
+            points: h.iter().map(|s| (s.at_ms, Some(s.rates().0))).collect(),
+        },
+        Series {
+            name: "out".into(),
+            color: "#a1261b",
+            points: h.iter().map(|s| (s.at_ms, Some(s.rates().1))).collect(),
+        },
+    ];
+    let last =
+        |pick: &dyn Fn(&crate::network_view::Sample) -> Option<f64>| h.iter().rev().find_map(pick);
+    let ms = |v: Option<f64>| v.map_or("none yet".to_string(), |v| format!("{v:.1} ms"));
+    html! {
+        h3 { "Heartbeat round time" }
+        (plot_svg("plot-latency", "Heartbeat round time, milliseconds", from, n.now_ms, &latency, &|v| format!("{v:.1} ms")))
+        p.legend {
+            span { (swatch(latency[0].color)) "beat to the monitors: " (ms(last(&|s| s.beat_ms))) }
+            span { (swatch(latency[1].color)) "lease round: " (ms(last(&|s| s.lease_ms))) }
+        }
+        h3 { "Shard bytes moved" }
+        (plot_svg("plot-bytes", "Shard bytes moved per second", from, n.now_ms, &bytes, &|v| format!("{}/s", human_bytes(v as u64))))
+        p.legend data-testid="moved" {
+            span { (swatch(bytes[0].color)) "in: " span data-testid="moved-in" { (human_bytes(n.moved.0)) } " since start" }
+            span { (swatch(bytes[1].color)) "out: " span data-testid="moved-out" { (human_bytes(n.moved.1)) } " since start" }
+        }
+    }
 }
 
 fn liveness_text(l: &registry_core::heartbeat::Liveness) -> String {
@@ -913,6 +1173,88 @@ mod tests {
         let mut out = ok;
         out.remove("participate");
         assert!(!participation_from(&out, &base).unwrap().custodian_opt_in);
+    }
+
+    fn snapshot() -> NetworkSnapshot {
+        use crate::network_view::*;
+        NetworkSnapshot {
+            region: "eu-west".into(),
+            nodes: Err("the region's nodes: no answer within 10 s".into()),
+            contents: Ok(vec![ContentHealth {
+                content_id: "c".repeat(64),
+                name: Some("<b>notes</b>.txt".into()),
+                strategy: "erasure_coded".into(),
+                needed: 2,
+                shards: 3,
+                alive: 1,
+                suspected: 0,
+                failed: 2,
+                missing: 0,
+                risk: Risk::AtRisk,
+            }]),
+            rebuilds: vec![
+                Rebuild {
+                    content_id: "d".repeat(64),
+                    shard_index: 2,
+                    shard_hash: "e".repeat(64),
+                    shard_bytes: 2_000_000,
+                    needed: 3,
+                    fetched: 1,
+                    started_ms: 1_000,
+                },
+                Rebuild {
+                    content_id: "f".repeat(64),
+                    shard_index: 0,
+                    shard_hash: "a".repeat(64),
+                    shard_bytes: 10,
+                    needed: 1,
+                    fetched: 1,
+                    started_ms: 1_000,
+                },
+            ],
+            queued: vec![],
+            history: vec![],
+            now_ms: 31_000,
+            moved: (0, 1_500),
+        }
+    }
+
+    #[test]
+    fn the_network_shows_progress_risk_and_errors_as_text() {
+        let html = network_sections(&snapshot(), 60).into_string();
+        // A read that failed is said, not a panic or an empty table.
+        assert!(
+            html.contains(
+                "role=\"alert\" data-testid=\"region-error\">The region could not be read: \
+                 the region's nodes: no answer within 10 s"
+            ),
+            "{html}"
+        );
+        // Repairs in progress are real progress bars with their counts.
+        assert!(
+            html.contains("<progress id=\"rebuild-0\" max=\"3\" value=\"1\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("1 of 3 shards fetched (2.00 MB each)"),
+            "{html}"
+        );
+        assert!(html.contains("<progress id=\"rebuild-1\" max=\"1\" value=\"1\">"));
+        assert!(html.contains("rebuilding from 1 shards"));
+        assert!(html.contains("30 s ago"));
+        // Content at risk, with its counts, its name escaped.
+        assert!(html.contains("data-risk=\"at risk\""), "{html}");
+        assert!(html.contains("<span data-testid=\"at-risk-count\">1</span>"));
+        assert!(html.contains("1 alive, 2 failed"));
+        assert!(html.contains("&lt;b&gt;notes&lt;/b&gt;.txt") && !html.contains("<b>notes"));
+        assert!(html.contains("value=\"1\"") && html.contains("low=\"2\""));
+        // No samples yet: said in words; the bytes moved are still given.
+        assert!(html.contains("no samples yet"));
+        assert!(
+            html.contains("<span data-testid=\"moved-out\">1.5 KB</span>"),
+            "{html}"
+        );
+        assert!(html.contains("None since the sidecar started."));
     }
 
     #[test]
