@@ -7,10 +7,10 @@
 //! which owns the node id and writes only when the registration, family or
 //! published content change, plus one delegation an epoch; a **working**
 //! agent per epoch (`elohim_orchestrator_work_<n>`, see `epoch.rs`) that
-//! carries every routine write ([`NodeAgent::write`]); and a **reader**
+//! carries every routine write ([`NodeAgent::write_fn`]); and a **reader**
 //! (`elohim_orchestrator_reader`) that never writes, for selections and
-//! probes ([`NodeAgent::read`]). No agent's chain grows without bound, so no
-//! call slows with the node's age.
+//! probes ([`NodeAgent::read_fn`]). No agent's chain grows without bound, so
+//! no call slows with the node's age.
 
 use crate::capacity::{detect, sample_load, MachineCapacity};
 use crate::conductor::{ConductorError, Connection};
@@ -20,6 +20,11 @@ use crate::uptime::{self, UptimeLedger};
 use crate::{APP_ID, COORDINATOR, READER_APP_ID, ROLE};
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
 use holochain_types::signal::Signal;
+use node_registry_integrity::zome_fns::{
+    DeregisterNode, GetAvailableCustodians, GetMyNode, GetNodeHealth, GetNodesByRegion,
+    GetPublicationStatus, GetRegistryProperties, Heartbeat, RegisterNode, TriggerDisasterRecovery,
+    ZomeFn,
+};
 use node_registry_integrity::*;
 use registry_core::node_id::derive_node_id;
 use registry_core::status::StatusDebouncer;
@@ -294,7 +299,7 @@ pub struct NodeAgent {
     node_app: AppLink,
     /// A second agent of the same DNA on the same conductor that never
     /// writes, for reads that do not depend on who asks (see
-    /// [`NodeAgent::read`]); `None` if it could not be installed.
+    /// [`NodeAgent::read_fn`]); `None` if it could not be installed.
     reader: Option<AppLink>,
     /// The working agent of this epoch, once delegated.
     pub(crate) working: RwLock<Option<Arc<Working>>>,
@@ -421,7 +426,7 @@ impl NodeAgent {
         let properties: RegistryProperties = node_app
             .connection(admin_addr, &happ)
             .await?
-            .call(COORDINATOR, "get_registry_properties", ())
+            .call_fn::<GetRegistryProperties>(())
             .await?;
         Ok(NodeAgent {
             admin_addr,
@@ -535,7 +540,7 @@ impl NodeAgent {
     /// registration that has not reached this conductor yet. Safe to run
     /// from several nodes at once: they reach the same decision.
     pub async fn recover(&self, node_id: &str) -> Result<RecoveryReport, ConductorError> {
-        self.retrying(|| self.write("trigger_disaster_recovery", node_id.to_string()))
+        self.retrying(|| self.write_fn::<TriggerDisasterRecovery>(node_id.to_string()))
             .await
     }
 
@@ -582,6 +587,36 @@ impl NodeAgent {
     /// not depend on who asks (custodian selection, probes), through the
     /// reader agent, whose chain stays at its genesis. Without a reader, or
     /// if its connection cannot be opened, the identity answers.
+    ///
+    /// Typed: `F` names the function and fixes what goes in and comes out
+    /// (see [`zome_fns`](node_registry_integrity::zome_fns)), so a renamed
+    /// function or a changed shape fails the build, not a call.
+    pub async fn read_fn<F: ZomeFn>(&self, input: F::Input) -> Result<F::Output, ConductorError> {
+        self.call_via(Via::Reader, F::NAME, input).await
+    }
+
+    /// Calls a coordinator function as the node's identity agent: what only
+    /// the identity may write (registration, delegations, family, the
+    /// content it publishes, transfer signatures) and reads about itself.
+    ///
+    /// Typed, as [`read_fn`](Self::read_fn) is.
+    pub async fn call_fn<F: ZomeFn>(&self, input: F::Input) -> Result<F::Output, ConductorError> {
+        self.call_via(Via::Identity, F::NAME, input).await
+    }
+
+    /// Calls a coordinator function that writes routinely (leases,
+    /// verdicts, votes, penalties, repairs, service summaries) through the
+    /// working agent of this epoch; through the identity until one is
+    /// delegated.
+    ///
+    /// Typed, as [`read_fn`](Self::read_fn) is.
+    pub async fn write_fn<F: ZomeFn>(&self, input: F::Input) -> Result<F::Output, ConductorError> {
+        self.call_via(Via::Working, F::NAME, input).await
+    }
+
+    /// [`read_fn`](Self::read_fn) by the function's name, with whatever
+    /// input and output the caller picks. Prefer `read_fn`: this is
+    /// unchecked, and stays public only for the tests not yet converted.
     pub async fn read<I, O>(&self, function: &str, payload: I) -> Result<O, ConductorError>
     where
         I: Serialize + std::fmt::Debug,
@@ -590,9 +625,9 @@ impl NodeAgent {
         self.call_via(Via::Reader, function, payload).await
     }
 
-    /// Calls a coordinator function as the node's identity agent: what only
-    /// the identity may write (registration, delegations, family, the
-    /// content it publishes, transfer signatures) and reads about itself.
+    /// [`call_fn`](Self::call_fn) by the function's name, with whatever
+    /// input and output the caller picks. Prefer `call_fn`: this is
+    /// unchecked, and stays public only for the tests not yet converted.
     pub async fn call<I, O>(&self, function: &str, payload: I) -> Result<O, ConductorError>
     where
         I: Serialize + std::fmt::Debug,
@@ -601,10 +636,9 @@ impl NodeAgent {
         self.call_via(Via::Identity, function, payload).await
     }
 
-    /// Calls a coordinator function that writes routinely (leases,
-    /// verdicts, votes, penalties, repairs, service summaries) through the
-    /// working agent of this epoch; through the identity until one is
-    /// delegated.
+    /// [`write_fn`](Self::write_fn) by the function's name, with whatever
+    /// input and output the caller picks. Prefer `write_fn`: this is
+    /// unchecked, and stays public only for the tests not yet converted.
     pub async fn write<I, O>(&self, function: &str, payload: I) -> Result<O, ConductorError>
     where
         I: Serialize + std::fmt::Debug,
@@ -694,7 +728,7 @@ impl NodeAgent {
 
     /// Registers this node, or updates its registration after a restart.
     pub async fn register(&self) -> Result<ActionHash, ConductorError> {
-        match self.call("register_node", self.registration()).await {
+        match self.call_fn::<RegisterNode>(self.registration()).await {
             Ok(hash) => {
                 self.metrics.registrations.inc();
                 Ok(hash)
@@ -745,7 +779,7 @@ impl NodeAgent {
             custody_used_bytes: 0,
             watcher: true,
         };
-        let hash = self.write("heartbeat", hb.clone()).await?;
+        let hash = self.write_fn::<Heartbeat>(hb.clone()).await?;
         *self.lease.lock().unwrap() = Some(LeaseState {
             bucket: self.properties.lease_bucket_of(hb.timestamp.as_micros()),
             status,
@@ -852,19 +886,17 @@ impl NodeAgent {
     /// a peer confirmed every action.
     pub async fn leave(&self, reason: &str, linger: Duration) -> Result<bool, ConductorError> {
         let written: Vec<ActionHash> = self
-            .call(
-                "deregister_node",
-                DeregisterInput {
-                    node_id: self.node_id.clone(),
-                    reason: reason.to_string(),
-                },
-            )
+            .call_fn::<DeregisterNode>(DeregisterInput {
+                node_id: self.node_id.clone(),
+                reason: reason.to_string(),
+            })
             .await?;
         let deadline = Instant::now() + linger;
         let mut shown = None;
         loop {
-            let st: PublicationStatus =
-                self.call("get_publication_status", written.clone()).await?;
+            let st: PublicationStatus = self
+                .call_fn::<GetPublicationStatus>(written.clone())
+                .await?;
             if shown != Some(st.confirmed) {
                 tracing::info!(
                     "departure acknowledged by peers: {}/{} actions",
@@ -950,20 +982,17 @@ impl NodeAgent {
 
     /// This node as the DHT sees it.
     pub async fn status(&self) -> Result<StatusReport, ConductorError> {
-        let mine: Option<RegisteredNode> = self.call("get_my_node", ()).await?;
-        let health: NodeHealthSummary = self.read("get_node_health", self.node_id.clone()).await?;
+        let mine: Option<RegisteredNode> = self.call_fn::<GetMyNode>(()).await?;
+        let health: NodeHealthSummary = self.read_fn::<GetNodeHealth>(self.node_id.clone()).await?;
         let region_nodes: Vec<NodeRegistration> = self
-            .read("get_nodes_by_region", self.config.node.region.clone())
+            .read_fn::<GetNodesByRegion>(self.config.node.region.clone())
             .await?;
         let custodians: Vec<RankedCustodian> = self
-            .read(
-                "get_available_custodians",
-                CustodianFilters {
-                    exclude_nodes: vec![self.node_id.clone()],
-                    limit: Some(STATUS_CUSTODIANS_SHOWN),
-                    ..Default::default()
-                },
-            )
+            .read_fn::<GetAvailableCustodians>(CustodianFilters {
+                exclude_nodes: vec![self.node_id.clone()],
+                limit: Some(STATUS_CUSTODIANS_SHOWN),
+                ..Default::default()
+            })
             .await?;
         Ok(StatusReport {
             node_id: self.node_id.clone(),

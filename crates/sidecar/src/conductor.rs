@@ -10,6 +10,7 @@ use holochain_conductor_api::conductor::{ConductorConfig, KeystoreConfig, Networ
 use holochain_conductor_api::{AdminInterfaceConfig, CellInfo, InterfaceDriver};
 use holochain_types::prelude::{AgentPubKey, AppBundleSource, CellId, ExternIO};
 use holochain_types::websocket::AllowedOrigins;
+use node_registry_integrity::zome_fns::ZomeFn;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -350,7 +351,19 @@ impl Connection {
         self.cell_id.agent_pubkey()
     }
 
-    /// Calls a function of `zome` on the hApp's cell.
+    /// Calls a function of the node registry's coordinator on the hApp's
+    /// cell. Typed: `F` names the function and fixes what goes in and comes
+    /// out (see [`zome_fns`](node_registry_integrity::zome_fns)), so a
+    /// renamed function or a changed shape fails the build, not a call.
+    pub async fn call_fn<F: ZomeFn>(&self, input: F::Input) -> Result<F::Output, ConductorError> {
+        self.call(crate::COORDINATOR, F::NAME, input).await
+    }
+
+    /// Calls a function of `zome` on the hApp's cell, by name, with
+    /// whatever input and output the caller picks. Prefer
+    /// [`call_fn`](Self::call_fn) for the coordinator's functions: this is
+    /// unchecked, and stays public for the tests (and for what no marker
+    /// names, such as the `recv_remote_signal` callback).
     pub async fn call<I, O>(
         &self,
         zome: &str,

@@ -9,6 +9,11 @@ use crate::secret::RecoverySecret;
 use crate::store::{ShardMeta, ShardRecord, ShardStore, StoreError};
 use crate::transfer::{canonical_request, TransferAuth, TransferError};
 use holochain_types::prelude::{EntryHash, Signature, Timestamp};
+use node_registry_integrity::zome_fns::{
+    AssignCustodian, DetectFailedNodes, GetAssignment, GetAssignmentRecordsForContent,
+    GetAssignmentRecordsForNode, GetAvailableCustodians, GetFamilyCustodians, GetNodeOfAgent,
+    GetRecoveryStatus, GetRelationships, GetShardHolders, ProbeNode, RetireOutranked, SignTransfer,
+};
 use node_registry_integrity::*;
 use registry_core::assignment::{assignment_id, DecisionSource};
 use serde::{Deserialize, Serialize};
@@ -370,12 +375,9 @@ impl Custody {
         };
         let sig: Signature = self
             .agent
-            .call(
-                "sign_transfer",
-                TransferToSign {
-                    message: canonical_request(method, shard_hash, &auth),
-                },
-            )
+            .call_fn::<SignTransfer>(TransferToSign {
+                message: canonical_request(method, shard_hash, &auth),
+            })
             .await?;
         auth.signature = sig.0.to_vec();
         Ok(auth)
@@ -601,7 +603,7 @@ impl Custody {
         // point 3 of the plan): by default, one full copy per family node.
         let family: Vec<FamilyCustodian> = if reach != "public" {
             self.agent
-                .call("get_family_custodians", self.agent.agent().clone())
+                .call_fn::<GetFamilyCustodians>(self.agent.agent().clone())
                 .await?
         } else {
             vec![]
@@ -684,18 +686,15 @@ impl Custody {
             exclude.push(self.agent.node_id.clone());
             let community: Vec<RankedCustodian> = self
                 .agent
-                .read(
-                    "get_available_custodians",
-                    CustodianFilters {
-                        region: req.region.clone(),
-                        min_tier: req.min_tier.clone(),
-                        exclude_nodes: exclude,
-                        min_storage_bytes: Some(shard_size),
-                        content_id: Some(content_id.clone()),
-                        limit: Some((missing + SPARE_CANDIDATES) as u32),
-                        ..Default::default()
-                    },
-                )
+                .read_fn::<GetAvailableCustodians>(CustodianFilters {
+                    region: req.region.clone(),
+                    min_tier: req.min_tier.clone(),
+                    exclude_nodes: exclude,
+                    min_storage_bytes: Some(shard_size),
+                    content_id: Some(content_id.clone()),
+                    limit: Some((missing + SPARE_CANDIDATES) as u32),
+                    ..Default::default()
+                })
                 .await?;
             // A candidate whose sidecar does not answer (dead since its
             // lease, before its monitors' verdicts arrived) gives way to the
@@ -774,7 +773,7 @@ impl Custody {
             };
             let _: holochain_types::prelude::ActionHash = self
                 .agent
-                .retrying(|| self.agent.call("assign_custodian", a.clone()))
+                .retrying(|| self.agent.call_fn::<AssignCustodian>(a.clone()))
                 .await?;
             records.push(AssignmentRecord {
                 entry_hash: assignment_entry_hash(&a)?,
@@ -892,7 +891,7 @@ impl Custody {
         crate::ids::check_content_id(content_id)?;
         let live: Vec<AssignmentRecord> = self
             .agent
-            .call("get_assignment_records_for_content", content_id.to_string())
+            .call_fn::<GetAssignmentRecordsForContent>(content_id.to_string())
             .await?;
         let first = live
             .first()
@@ -909,7 +908,7 @@ impl Custody {
         };
         let holders: Vec<ShardHolder> = self
             .agent
-            .call("get_shard_holders", content_id.to_string())
+            .call_fn::<GetShardHolders>(content_id.to_string())
             .await?;
         let needed = if strategy == Strategy::FullReplica {
             1
@@ -1071,7 +1070,7 @@ impl Custody {
         let a = &record.assignment;
         let holders: Vec<ShardHolder> = self
             .agent
-            .call("get_shard_holders", a.content_id.clone())
+            .call_fn::<GetShardHolders>(a.content_id.clone())
             .await?;
         let others: Vec<ShardHolder> = holders
             .into_iter()
@@ -1120,10 +1119,7 @@ impl Custody {
     pub async fn reconcile(&self) -> Result<ReconcileReport, CustodyError> {
         let mine: Vec<AssignmentRecord> = self
             .agent
-            .call(
-                "get_assignment_records_for_node",
-                self.agent.node_id.clone(),
-            )
+            .call_fn::<GetAssignmentRecordsForNode>(self.agent.node_id.clone())
             .await?;
         let mut report = ReconcileReport {
             assigned: mine.len() as u32,
@@ -1134,7 +1130,7 @@ impl Custody {
         // custodian selection reads) stops counting it.
         match self
             .agent
-            .write::<_, u32>("retire_outranked", self.agent.node_id.clone())
+            .write_fn::<RetireOutranked>(self.agent.node_id.clone())
             .await
         {
             Ok(0) => {}
@@ -1147,7 +1143,7 @@ impl Custody {
             if mine.iter().any(|r| r.assignment.relationship.is_some()) {
                 let rels: Vec<RelationshipState> = self
                     .agent
-                    .call("get_relationships", self.agent.agent().clone())
+                    .call_fn::<GetRelationships>(self.agent.agent().clone())
                     .await?;
                 rels.into_iter()
                     .filter(|r| r.active && r.relationship.auto_custody_enabled)
@@ -1194,7 +1190,10 @@ impl Custody {
         &self,
         policy: DetectionInput,
     ) -> Result<Vec<RecoveryReport>, CustodyError> {
-        let down: Vec<NodeLiveness> = self.agent.read("detect_failed_nodes", Some(policy)).await?;
+        let down: Vec<NodeLiveness> = self
+            .agent
+            .read_fn::<DetectFailedNodes>(Some(policy))
+            .await?;
         let mut out = Vec::new();
         for node in down {
             if !matches!(
@@ -1211,7 +1210,7 @@ impl Custody {
             // in every later detection round.
             let held: Vec<AssignmentRecord> = self
                 .agent
-                .read("get_assignment_records_for_node", node.node_id.clone())
+                .read_fn::<GetAssignmentRecordsForNode>(node.node_id.clone())
                 .await?;
             if held.is_empty() {
                 continue;
@@ -1235,11 +1234,7 @@ impl Custody {
             if recently_answered {
                 continue;
             }
-            match self
-                .agent
-                .read::<_, NodeProbe>("probe_node", node.node_id.clone())
-                .await
-            {
+            match self.agent.read_fn::<ProbeNode>(node.node_id.clone()).await {
                 Ok(p) if p.answered => {
                     tracing::info!(
                         "{} looks silent here but answered a probe in {} ms: not repairing",
@@ -1341,7 +1336,7 @@ impl Custody {
     pub async fn replicate(&self, entry_hash: &EntryHash) -> Result<bool, CustodyError> {
         let found: Option<(CustodianAssignment, AssignmentStanding)> = self
             .agent
-            .call("get_assignment", entry_hash.clone())
+            .call_fn::<GetAssignment>(entry_hash.clone())
             .await?;
         let refused = |why: String| {
             self.agent.metrics.signals_refused.inc();
@@ -1416,7 +1411,7 @@ impl Custody {
         if agent != a.owner_agent {
             let holders: Vec<ShardHolder> = self
                 .agent
-                .call("get_shard_holders", a.content_id.clone())
+                .call_fn::<GetShardHolders>(a.content_id.clone())
                 .await
                 .map_err(|e| TransferError::Upstream(e.to_string()))?;
             if !holders.iter().any(|h| h.agent == agent) {
@@ -1464,13 +1459,10 @@ impl Custody {
         let cfg = &self.agent.config().custody;
         let down: Vec<NodeLiveness> = self
             .agent
-            .read(
-                "detect_failed_nodes",
-                Some(DetectionInput {
-                    failure_window_secs: Some(cfg.failure_window_secs),
-                    grace_secs: Some(cfg.grace_secs),
-                }),
-            )
+            .read_fn::<DetectFailedNodes>(Some(DetectionInput {
+                failure_window_secs: Some(cfg.failure_window_secs),
+                grace_secs: Some(cfg.grace_secs),
+            }))
             .await?;
         let failed: HashSet<String> = down
             .into_iter()
@@ -1497,7 +1489,7 @@ impl Custody {
         let upstream = |e: ConductorError| LostNodeAlive::Unknown(e.to_string());
         let node: Option<RegisteredNode> = self
             .agent
-            .call("get_node_of_agent", lost_agent.clone())
+            .call_fn::<GetNodeOfAgent>(lost_agent.clone())
             .await
             .map_err(upstream)?;
         let Some(node) = node else {
@@ -1630,7 +1622,7 @@ impl Custody {
             .map_err(|_| TransferError::BadRequest("recovery is not an action hash".into()))?;
         let status: RecoveryStatus = self
             .agent
-            .call("get_recovery_status", hash)
+            .call_fn::<GetRecoveryStatus>(hash)
             .await
             .map_err(|e| TransferError::Forbidden(format!("recovery: {e}")))?;
         if !(status.verified
@@ -1643,7 +1635,7 @@ impl Custody {
         }
         let family: Vec<FamilyCustodian> = self
             .agent
-            .call("get_family_custodians", held.owner_agent.clone())
+            .call_fn::<GetFamilyCustodians>(held.owner_agent.clone())
             .await
             .map_err(|e| TransferError::Upstream(e.to_string()))?;
         names_whole_family(&status.request.family, &family).map_err(TransferError::Conflict)?;
@@ -1663,7 +1655,7 @@ impl Custody {
             .map_err(|_| TransferError::BadRequest("assignment is not an entry hash".into()))?;
         let found: Option<(CustodianAssignment, AssignmentStanding)> = self
             .agent
-            .call("get_assignment", eh)
+            .call_fn::<GetAssignment>(eh)
             .await
             .map_err(|e| TransferError::Upstream(e.to_string()))?;
         found.ok_or_else(|| TransferError::NotYet("no such assignment on the DHT yet".into()))

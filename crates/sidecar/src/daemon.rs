@@ -7,7 +7,8 @@ use crate::http::{router, AppState};
 use crate::liveness::Liveness;
 use crate::network_view::NetworkView;
 use crate::recovery::Recovery;
-use node_registry_integrity::{DetectionInput, RegistrySignal, SuspiciousNode};
+use node_registry_integrity::zome_fns::DetectByzantineAttackers;
+use node_registry_integrity::{DetectionInput, RegistrySignal};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -338,10 +339,7 @@ impl Daemon {
                 move || {
                     let agent = agent.clone();
                     Box::pin(async move {
-                        match agent
-                            .write::<_, Vec<SuspiciousNode>>("detect_byzantine_attackers", ())
-                            .await
-                        {
+                        match agent.write_fn::<DetectByzantineAttackers>(()).await {
                             Ok(found) if !found.is_empty() => {
                                 tracing::warn!("penalised: {found:?}")
                             }

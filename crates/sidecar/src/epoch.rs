@@ -18,6 +18,7 @@ use crate::agent::{AppLink, NodeAgent, Working};
 use crate::conductor::ConductorError;
 use crate::APP_ID;
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
+use node_registry_integrity::zome_fns::{DelegateWorkingKey, Whoami};
 use node_registry_integrity::{ActingAs, DelegateInput};
 use registry_core::delegation::{RotationPolicy, Window};
 use serde::{Deserialize, Serialize};
@@ -113,7 +114,7 @@ impl NodeAgent {
                     .link
                     .connection(self.admin_addr, &self.happ)
                     .await?
-                    .call(crate::COORDINATOR, "whoami", ())
+                    .call_fn::<Whoami>(())
                     .await?;
                 let records = me.map(|m| m.chain_len as u64).unwrap_or(u64::MAX);
                 if !policy.due(w.window, records, now) {
@@ -149,7 +150,7 @@ impl NodeAgent {
             .connection(self.admin_addr, &self.happ)
             .await
             .ok()?
-            .call(crate::COORDINATOR, "whoami", ())
+            .call_fn::<Whoami>(())
             .await
             .ok()?;
         let me = me?;
@@ -209,14 +210,14 @@ impl NodeAgent {
             valid_until: Timestamp::from_micros(window.until_micros),
         };
         let delegation: ActionHash = self
-            .retrying(|| self.call("delegate_working_key", input.clone()))
+            .retrying(|| self.call_fn::<DelegateWorkingKey>(input.clone()))
             .await?;
         let deadline = tokio::time::Instant::now() + DELEGATION_VISIBLE_WITHIN;
         loop {
             let me: Option<ActingAs> = link
                 .connection(self.admin_addr, &self.happ)
                 .await?
-                .call(crate::COORDINATOR, "whoami", ())
+                .call_fn::<Whoami>(())
                 .await?;
             if me.is_some_and(|m| m.delegation.as_ref() == Some(&delegation)) {
                 break;

@@ -34,7 +34,7 @@ pub mod uptime;
 pub const APP_ID: &str = "elohim_orchestrator";
 /// The installed app id of the sidecar's reader agent: the same hApp under
 /// a second agent that never writes, for selections (see
-/// `agent::NodeAgent::read`).
+/// `agent::NodeAgent::read_fn`).
 pub const READER_APP_ID: &str = "elohim_orchestrator_reader";
 /// The role of the node registry DNA.
 pub const ROLE: &str = "node_registry";

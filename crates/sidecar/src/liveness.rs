@@ -16,6 +16,9 @@ use crate::agent::NodeAgent;
 use crate::conductor::ConductorError;
 use holochain_types::prelude::{DnaHash, Timestamp};
 use holochain_types::signal::Signal;
+use node_registry_integrity::zome_fns::{
+    AttestHealth, GetNode, GetPresentNodes, GetSuspicions, ProbeNode,
+};
 use node_registry_integrity::*;
 use registry_core::monitor::{monitors_of, MonitorAction, MonitorBook, MonitorPolicy, Verdict};
 use registry_core::node_id::check_node_id_owner;
@@ -110,8 +113,7 @@ impl Liveness {
     /// monitors among the watchers of its region (all regions when it has
     /// too few), as `registry_core::monitor::monitors_of` ranks them.
     pub async fn refresh_monitors(&self) -> Result<(), ConductorError> {
-        let present: Vec<PresentNode> =
-            self.agent.read("get_present_nodes", None::<String>).await?;
+        let present: Vec<PresentNode> = self.agent.read_fn::<GetPresentNodes>(None).await?;
         let watchers: Vec<PresentNode> = present.into_iter().filter(|p| p.watcher).collect();
         let region = &self.agent.config().node.region;
         let k = self.agent.config().peers.monitors as usize;
@@ -221,7 +223,7 @@ impl Liveness {
     /// hears fine with a fresh `alive` verdict (at the next tick).
     pub async fn scan_suspicions(&self) -> Result<(), ConductorError> {
         let region = self.agent.config().node.region.clone();
-        let seen: Vec<SuspicionView> = self.agent.read("get_suspicions", Some(region)).await?;
+        let seen: Vec<SuspicionView> = self.agent.read_fn::<GetSuspicions>(Some(region)).await?;
         let mut book = self.book.lock().unwrap();
         for s in seen
             .iter()
@@ -249,7 +251,7 @@ impl Liveness {
         }
         let reg: Option<RegisteredNode> = self
             .agent
-            .read("get_node", subject.to_string())
+            .read_fn::<GetNode>(subject.to_string())
             .await
             .ok()?;
         let endpoint = reg.and_then(|r| r.registration.endpoint);
@@ -277,8 +279,7 @@ impl Liveness {
         }
         match tokio::time::timeout(
             self.probe_timeout,
-            self.agent
-                .read::<_, NodeProbe>("probe_node", subject.to_string()),
+            self.agent.read_fn::<ProbeNode>(subject.to_string()),
         )
         .await
         {
@@ -317,11 +318,7 @@ impl Liveness {
                     )),
                     delegation: None,
                 };
-                match self
-                    .agent
-                    .write::<_, holochain_types::prelude::ActionHash>("attest_health", att)
-                    .await
-                {
+                match self.agent.write_fn::<AttestHealth>(att).await {
                     Ok(_) => {
                         if verdict == Verdict::Suspected {
                             tracing::info!(

@@ -15,6 +15,9 @@ use crate::agent::NodeAgent;
 use crate::custody::Custody;
 use crate::metrics::Metrics;
 use maud::{html, Markup};
+use node_registry_integrity::zome_fns::{
+    DetectFailedNodes, GetAssignmentsForOwner, GetNodesByRegion,
+};
 use node_registry_integrity::{
     AssignmentRecord, CustodianAssignment, DetectionInput, NodeLiveness, NodeRegistration,
     RecoveryReport,
@@ -768,18 +771,15 @@ impl NetworkView {
         let (registered, judged, mine) = tokio::join!(
             timed(
                 "the region's nodes",
-                agent.read::<_, Vec<NodeRegistration>>("get_nodes_by_region", region.clone())
+                agent.read_fn::<GetNodesByRegion>(region.clone())
             ),
             timed(
                 "who is failed or suspected",
-                agent.read::<_, Vec<NodeLiveness>>("detect_failed_nodes", Some(policy))
+                agent.read_fn::<DetectFailedNodes>(Some(policy))
             ),
             timed(
                 "this node's content",
-                agent.read::<_, Vec<AssignmentRecord>>(
-                    "get_assignments_for_owner",
-                    agent.agent().clone()
-                )
+                agent.read_fn::<GetAssignmentsForOwner>(agent.agent().clone())
             ),
         );
         let names: HashMap<String, String> = custody

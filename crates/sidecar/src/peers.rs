@@ -4,6 +4,9 @@
 use crate::agent::NodeAgent;
 use crate::conductor::ConductorError;
 use holochain_types::prelude::ActionHash;
+use node_registry_integrity::zome_fns::{
+    CastVote, GetAvailableCustodians, GetOpenProposals, GetVoteRecord,
+};
 use node_registry_integrity::*;
 
 /// Whether this node approves a proposal: the proposed custodian must be a
@@ -19,7 +22,7 @@ pub fn approves(proposal: &AssignmentProposal, available: &[RankedCustodian]) ->
 pub async fn vote_round(agent: &NodeAgent) -> Result<usize, ConductorError> {
     let region = agent.config().node.region.clone();
     let open: Vec<(ActionHash, AssignmentProposal)> =
-        agent.read("get_open_proposals", region).await?;
+        agent.read_fn::<GetOpenProposals>(region).await?;
     let mut cast = 0;
     for (hash, proposal) in open {
         if !proposal
@@ -29,28 +32,22 @@ pub async fn vote_round(agent: &NodeAgent) -> Result<usize, ConductorError> {
         {
             continue;
         }
-        let record: VoteRecord = agent.read("get_vote_record", hash.clone()).await?;
+        let record: VoteRecord = agent.read_fn::<GetVoteRecord>(hash.clone()).await?;
         if record.ballots.iter().any(|b| b.voter == agent.node_id) {
             continue;
         }
         let available: Vec<RankedCustodian> = agent
-            .read(
-                "get_available_custodians",
-                CustodianFilters {
-                    min_storage_bytes: Some(proposal.assignment.shard_size_bytes),
-                    ..Default::default()
-                },
-            )
+            .read_fn::<GetAvailableCustodians>(CustodianFilters {
+                min_storage_bytes: Some(proposal.assignment.shard_size_bytes),
+                ..Default::default()
+            })
             .await?;
         let approve = approves(&proposal, &available);
         let _: VoteOutcome = agent
-            .write(
-                "cast_vote",
-                CastVoteInput {
-                    proposal: hash,
-                    approve,
-                },
-            )
+            .write_fn::<CastVote>(CastVoteInput {
+                proposal: hash,
+                approve,
+            })
             .await?;
         cast += 1;
     }

@@ -23,6 +23,10 @@ use crate::custody::{Custody, CustodyError, Progress};
 use crate::ids::InvalidContentId;
 use crate::secret::RecoverySecret;
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
+use node_registry_integrity::zome_fns::{
+    ApproveRecovery, DetectFailedNodes, GetAssignmentsForOwner, GetFamilyCustodians,
+    GetNodeOfAgent, GetRecoveryStatus, RequestRecovery,
+};
 use node_registry_integrity::{AssignmentRecord, FamilyCustodian, RecoveryStatus, RegisteredNode};
 use registry_core::heartbeat::{Liveness, LivenessPolicy};
 use serde::{Deserialize, Serialize};
@@ -366,7 +370,7 @@ impl Recovery {
             ));
         }
         let agent = &self.custody.agent;
-        let node: Option<RegisteredNode> = agent.call("get_node_of_agent", lost.clone()).await?;
+        let node: Option<RegisteredNode> = agent.call_fn::<GetNodeOfAgent>(lost.clone()).await?;
         if let Some(n) = &node {
             let cfg = &agent.config().custody;
             let policy = LivenessPolicy {
@@ -374,13 +378,10 @@ impl Recovery {
                 grace_secs: cfg.grace_secs,
             };
             let down: Vec<node_registry_integrity::NodeLiveness> = agent
-                .read(
-                    "detect_failed_nodes",
-                    Some(node_registry_integrity::DetectionInput {
-                        failure_window_secs: Some(policy.failure_window_secs),
-                        grace_secs: Some(policy.grace_secs),
-                    }),
-                )
+                .read_fn::<DetectFailedNodes>(Some(node_registry_integrity::DetectionInput {
+                    failure_window_secs: Some(policy.failure_window_secs),
+                    grace_secs: Some(policy.grace_secs),
+                }))
                 .await?;
             let liveness = down
                 .into_iter()
@@ -403,15 +404,15 @@ impl Recovery {
             return Ok((response_of(&existing), false));
         }
         let family: Vec<FamilyCustodian> =
-            agent.call("get_family_custodians", lost.clone()).await?;
+            agent.call_fn::<GetFamilyCustodians>(lost.clone()).await?;
         if family.is_empty() {
             return Err(RecoveryError::NoFamilyCustodians);
         }
         let records: Vec<AssignmentRecord> = agent
-            .call("get_assignments_for_owner", lost.clone())
+            .call_fn::<GetAssignmentsForOwner>(lost.clone())
             .await?;
-        let hash: ActionHash = agent.call("request_recovery", lost.clone()).await?;
-        let status: RecoveryStatus = agent.call("get_recovery_status", hash.clone()).await?;
+        let hash: ActionHash = agent.call_fn::<RequestRecovery>(lost.clone()).await?;
+        let status: RecoveryStatus = agent.call_fn::<GetRecoveryStatus>(hash.clone()).await?;
         let items = items_of(&records);
         let now = unix_now();
         let session = RecoverySession {
@@ -456,7 +457,7 @@ impl Recovery {
         let status: RecoveryStatus = self
             .custody
             .agent
-            .call("get_recovery_status", hash.clone())
+            .call_fn::<GetRecoveryStatus>(hash.clone())
             .await
             .map_err(|_| RecoveryError::UnknownSession(session_id.to_string()))?;
         if !status.request.family.contains(self.custody.agent.agent()) {
@@ -470,7 +471,7 @@ impl Recovery {
             let family: Vec<FamilyCustodian> = self
                 .custody
                 .agent
-                .call("get_family_custodians", status.request.lost_agent.clone())
+                .call_fn::<GetFamilyCustodians>(status.request.lost_agent.clone())
                 .await?;
             crate::custody::names_whole_family(&status.request.family, &family)
                 .map_err(RecoveryError::Precondition)?;
@@ -489,7 +490,7 @@ impl Recovery {
             approve,
         };
         let approval: ActionHash = agent
-            .retrying(|| agent.call("approve_recovery", input.clone()))
+            .retrying(|| agent.call_fn::<ApproveRecovery>(input.clone()))
             .await?;
         Ok(approval.to_string())
     }
@@ -501,7 +502,7 @@ impl Recovery {
         let status: RecoveryStatus = self
             .custody
             .agent
-            .call("get_recovery_status", hash)
+            .call_fn::<GetRecoveryStatus>(hash)
             .await
             .map_err(|e| match session {
                 None => RecoveryError::UnknownSession(session_id.to_string()),
@@ -532,7 +533,11 @@ impl Recovery {
         if let Some(running) = self.running.lock().unwrap().get(session_id) {
             return Ok(running.lock().unwrap().clone());
         }
-        let status: RecoveryStatus = self.custody.agent.call("get_recovery_status", hash).await?;
+        let status: RecoveryStatus = self
+            .custody
+            .agent
+            .call_fn::<GetRecoveryStatus>(hash)
+            .await?;
         if !status.verified {
             return Err(RecoveryError::NotVerified {
                 approved: status.approved_by.len() as u32,
@@ -544,7 +549,7 @@ impl Recovery {
         let records: Vec<AssignmentRecord> = self
             .custody
             .agent
-            .call("get_assignments_for_owner", lost)
+            .call_fn::<GetAssignmentsForOwner>(lost)
             .await?;
         for item in items_of(&records) {
             if !session

@@ -11,7 +11,10 @@
 //! Both ledgers live in the data directory, so a restart loses nothing.
 
 use crate::agent::NodeAgent;
-use holochain_types::prelude::{ActionHash, AgentPubKey};
+use holochain_types::prelude::AgentPubKey;
+use node_registry_integrity::zome_fns::{
+    AcknowledgeService, GetPendingServiceEvents, RecordServiceEvent,
+};
 use node_registry_integrity::{AcknowledgeServiceInput, RecordServiceInput, ServiceEventView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -139,10 +142,7 @@ impl Rewards {
                     shard_hashes: chunk.iter().map(|(s, _)| s.clone()).collect(),
                     bytes,
                 };
-                match agent
-                    .write::<_, ActionHash>("record_service_event", input)
-                    .await
-                {
+                match agent.write_fn::<RecordServiceEvent>(input).await {
                     Ok(_) => {
                         let mut l = self.ledgers.lock().unwrap();
                         if let Some(t) = l.served.get_mut(&receiver) {
@@ -170,7 +170,7 @@ impl Rewards {
     /// ledger.
     pub async fn acknowledge(&self, agent: &NodeAgent) {
         let events: Vec<ServiceEventView> = match agent
-            .read("get_pending_service_events", agent.agent().clone())
+            .read_fn::<GetPendingServiceEvents>(agent.agent().clone())
             .await
         {
             Ok(e) => e,
@@ -201,10 +201,7 @@ impl Rewards {
                 shard_hashes: e.shard_hashes.clone(),
                 bytes: e.bytes,
             };
-            match agent
-                .write::<_, ActionHash>("acknowledge_service", input)
-                .await
-            {
+            match agent.write_fn::<AcknowledgeService>(input).await {
                 Ok(_) => {
                     agent.metrics.service_acks.inc();
                     let listed: BTreeSet<&String> = e.shard_hashes.iter().collect();

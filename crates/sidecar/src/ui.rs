@@ -26,7 +26,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use node_registry_integrity::{NodeEarnings, NodeHealthSummary, RegisteredNode};
+use node_registry_integrity::zome_fns::{GetMyNode, GetNodeEarnings, GetNodeHealth};
+use node_registry_integrity::NodeEarnings;
 use registry_core::reward::{estimate_benefits, format_points, BenefitsEstimate, OfferInput};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -705,7 +706,7 @@ async fn settings_submit(State(s): State<AppState>, Form(f): Form<Fields>) -> Re
 async fn earnings_page(State(s): State<AppState>) -> Response {
     let earned: Result<NodeEarnings, _> = s
         .agent
-        .call("get_node_earnings", s.agent.node_id.clone())
+        .call_fn::<GetNodeEarnings>(s.agent.node_id.clone())
         .await;
     let body = match earned {
         Ok(e) => html! {
@@ -762,9 +763,8 @@ async fn dashboard_page(State(s): State<AppState>, Query(q): Query<DoneQuery>) -
     // Everything at once; only reads (the network view's through the
     // reader agent), so a page view writes no record.
     let (mine, health, net) = tokio::join!(
-        s.agent.call::<_, Option<RegisteredNode>>("get_my_node", ()),
-        s.agent
-            .read::<_, NodeHealthSummary>("get_node_health", s.agent.node_id.clone()),
+        s.agent.call_fn::<GetMyNode>(()),
+        s.agent.read_fn::<GetNodeHealth>(s.agent.node_id.clone()),
         s.network.snapshot(&s.agent, &s.custody),
     );
     let (held_bytes, held_shards) = held(&s);
