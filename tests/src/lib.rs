@@ -5,6 +5,9 @@
 
 use holochain::prelude::*;
 use holochain::sweettest::*;
+use node_registry_integrity::zome_fns::{
+    DetectFailedNodes, GetAvailableCustodians, Heartbeat, RegisterNode, ZomeFn,
+};
 use node_registry_integrity::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -254,7 +257,45 @@ impl Network {
         (r.bootstrap_addr().to_string(), r.relay_addr().to_string())
     }
 
-    /// Calls a coordinator function as `peer`, panicking on error.
+    /// Calls the coordinator function `F` as `peer`, panicking on error.
+    ///
+    /// Typed: `F` names the function and fixes what goes in and comes out
+    /// (see [`zome_fns`](node_registry_integrity::zome_fns)), so a renamed
+    /// function or a changed shape fails the build, not a test run.
+    pub async fn call_fn<F: ZomeFn>(&self, peer: usize, input: F::Input) -> F::Output {
+        self.call(peer, F::NAME, input).await
+    }
+
+    /// Calls the coordinator function `F` as `peer`, returning the error as
+    /// text. Typed, as [`call_fn`](Self::call_fn) is.
+    pub async fn try_call_fn<F: ZomeFn>(
+        &self,
+        peer: usize,
+        input: F::Input,
+    ) -> Result<F::Output, String> {
+        self.try_call(peer, F::NAME, input).await
+    }
+
+    /// Polls the coordinator function `F` as `peer` until `accept` holds,
+    /// for up to `secs` seconds (see [`eventually`](Self::eventually)).
+    /// Typed, as [`call_fn`](Self::call_fn) is.
+    pub async fn eventually_fn<F: ZomeFn>(
+        &self,
+        peer: usize,
+        input: F::Input,
+        secs: u64,
+        accept: impl Fn(&F::Output) -> bool,
+    ) -> F::Output
+    where
+        F::Input: Clone,
+    {
+        self.eventually(peer, F::NAME, input, secs, accept).await
+    }
+
+    /// [`call_fn`](Self::call_fn) by the function's name, with whatever
+    /// payload and output the caller picks. Prefer `call_fn`: this is
+    /// unchecked, kept for payloads no marker describes (a wider or wrong
+    /// shape sent on purpose).
     pub async fn call<I, O>(&self, peer: usize, func: &str, payload: I) -> O
     where
         I: serde::Serialize + std::fmt::Debug,
@@ -269,14 +310,16 @@ impl Network {
     /// Registers `peer` as the node `r` describes and beats once as online,
     /// so the others can select it. Returns the registration's hash.
     pub async fn register_online(&self, peer: usize, r: &NodeRegistration) -> ActionHash {
-        let hash = self.call(peer, "register_node", r.clone()).await;
-        let _: ActionHash = self
-            .call(peer, "heartbeat", heartbeat(&r.node_id, "online"))
+        let hash = self.call_fn::<RegisterNode>(peer, r.clone()).await;
+        self.call_fn::<Heartbeat>(peer, heartbeat(&r.node_id, "online"))
             .await;
         hash
     }
 
-    /// Calls a coordinator function as `peer`, returning the error as text.
+    /// [`try_call_fn`](Self::try_call_fn) by the function's name, with
+    /// whatever payload and output the caller picks. Prefer `try_call_fn`:
+    /// this is unchecked, kept for payloads no marker describes (a wider or
+    /// wrong shape sent on purpose).
     pub async fn try_call<I, O>(&self, peer: usize, func: &str, payload: I) -> Result<O, String>
     where
         I: serde::Serialize + std::fmt::Debug,
@@ -321,8 +364,11 @@ impl Network {
             .expect("peers reach consistency");
     }
 
-    /// Polls `f` as `peer` until `accept` holds, for up to `secs` seconds.
-    /// For values that arrive by gossip, where no local event says "done".
+    /// Polls `func` as `peer` until `accept` holds, for up to `secs`
+    /// seconds. For values that arrive by gossip, where no local event says
+    /// "done". Prefer the typed [`eventually_fn`](Self::eventually_fn): this
+    /// is unchecked, kept for payloads no marker describes (a wider shape
+    /// sent on purpose).
     pub async fn eventually<I, O>(
         &self,
         peer: usize,
@@ -347,6 +393,39 @@ impl Network {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// Calls the coordinator function `F` on `zome` of `conductor`, panicking
+/// on error: [`SweetConductor::call`], typed as [`Network::call_fn`] is.
+pub async fn conductor_call_fn<F: ZomeFn>(
+    conductor: &SweetConductor,
+    zome: &SweetZome,
+    input: F::Input,
+) -> F::Output {
+    conductor.call(zome, F::NAME, input).await
+}
+
+/// Calls the coordinator function `F` on `zome` of `conductor`:
+/// [`SweetConductor::call_fallible`], typed as [`Network::call_fn`] is.
+pub async fn conductor_try_call_fn<F: ZomeFn>(
+    conductor: &SweetConductor,
+    zome: &SweetZome,
+    input: F::Input,
+) -> holochain::conductor::api::error::ConductorApiResult<F::Output> {
+    conductor.call_fallible(zome, F::NAME, input).await
+}
+
+/// Panics unless `result` is an error whose text contains `reason`.
+pub fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
+    match result {
+        Ok(v) => panic!("{what}: expected rejection containing {reason:?}, got Ok({v:?})"),
+        Err(e) => assert!(e.contains(reason), "{what}: expected {reason:?} in:\n{e}"),
+    }
+}
+
+/// The node ids of ranked custodians, in rank order.
+pub fn custodian_ids(v: &[RankedCustodian]) -> Vec<String> {
+    v.iter().map(|c| c.registration.node_id.clone()).collect()
 }
 
 /// Swaps mallory in for the coordinator of `cell` (see [`Network::arm_mallory`]).
@@ -707,7 +786,7 @@ pub mod sidecars {
             let down: Vec<NodeLiveness> = match self
                 .node(observer)
                 .agent
-                .call("detect_failed_nodes", Some(policy))
+                .call_fn::<DetectFailedNodes>(Some(policy))
                 .await
             {
                 Ok(d) => d,
@@ -812,7 +891,7 @@ pub mod sidecars {
                     let agent = agent.clone();
                     async move {
                         let c: Vec<RankedCustodian> = agent
-                            .call("get_available_custodians", CustodianFilters::default())
+                            .call_fn::<GetAvailableCustodians>(CustodianFilters::default())
                             .await
                             .ok()?;
                         (c.len() >= count).then_some(())

@@ -5,14 +5,12 @@
 
 use elohim_tests::*;
 use holochain::prelude::*;
+use node_registry_integrity::zome_fns::{
+    AttestHealth, AttestPeerHealth, CastVote, DetectByzantineAttackers, GetAssignmentsForContent,
+    GetNodeHealthConsensus, GetOpenProposals, GetReputation, GetVoteRecord, Heartbeat,
+    ProposeCustodianAssignment, RegisterNode,
+};
 use node_registry_integrity::*;
-
-fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
-    match result {
-        Ok(v) => panic!("{what}: expected rejection containing {reason:?}, got Ok({v:?})"),
-        Err(e) => assert!(e.contains(reason), "{what}: expected {reason:?} in:\n{e}"),
-    }
-}
 
 /// Registers each peer (labels n<i>) in `region`; returns (registration,
 /// action hash) per peer, in order.
@@ -24,7 +22,7 @@ async fn register_all(
     let mut out = Vec::new();
     for &p in peers {
         let r = registration(&net.peers[p], &format!("n{p}"), region);
-        let h: ActionHash = net.call(p, "register_node", r.clone()).await;
+        let h: ActionHash = net.call_fn::<RegisterNode>(p, r.clone()).await;
         out.push((r, h));
     }
     out
@@ -65,14 +63,13 @@ async fn a_lying_attester_is_outvoted_detected_and_penalised() {
 
     let mut honest_attestations = Vec::new();
     for &h in &honest {
-        let a: ActionHash = net.call(h, "attest_peer_health", id(subject)).await;
+        let a: ActionHash = net.call_fn::<AttestPeerHealth>(h, id(subject)).await;
         honest_attestations.push(a);
     }
     // The attacker claims the healthy node is dead.
     let _: ActionHash = net
-        .call(
+        .call_fn::<AttestHealth>(
             attacker,
-            "attest_health",
             HealthAttestation {
                 attester_node_id: id(attacker),
                 subject_node_id: id(subject),
@@ -87,14 +84,14 @@ async fn a_lying_attester_is_outvoted_detected_and_penalised() {
     net.sync().await;
 
     let c: NodeHealthConsensus = net
-        .call(honest[0], "get_node_health_consensus", id(subject))
+        .call_fn::<GetNodeHealthConsensus>(honest[0], id(subject))
         .await;
     assert_eq!(c.status, "healthy", "{c:?}");
     assert!(c.consensus.lone_accusation_ignored, "{c:?}");
     assert_eq!(c.consensus.attesters, 10);
     assert!(c.consensus.avg_response_time_ms.is_some());
 
-    let found: Vec<SuspiciousNode> = net.call(honest[1], "detect_byzantine_attackers", ()).await;
+    let found: Vec<SuspiciousNode> = net.call_fn::<DetectByzantineAttackers>(honest[1], ()).await;
     assert!(
         found
             .iter()
@@ -106,18 +103,18 @@ async fn a_lying_attester_is_outvoted_detected_and_penalised() {
         "only the liar: {found:?}"
     );
     net.sync().await;
-    let rep: ReputationReport = net.call(honest[2], "get_reputation", id(attacker)).await;
+    let rep: ReputationReport = net.call_fn::<GetReputation>(honest[2], id(attacker)).await;
     // One false accusation: 20 points, of which a week's half-life has
     // forgiven a hair since.
     let one_penalty = |r: f64| (80.0..=80.01).contains(&r);
     assert!(one_penalty(rep.reputation), "{rep:?}");
-    let honest_rep: ReputationReport = net.call(honest[2], "get_reputation", id(honest[0])).await;
+    let honest_rep: ReputationReport = net.call_fn::<GetReputation>(honest[2], id(honest[0])).await;
     assert_eq!(honest_rep.reputation, 100.0);
 
     // A second detector records the same offence: it still costs once.
-    let _: Vec<SuspiciousNode> = net.call(honest[3], "detect_byzantine_attackers", ()).await;
+    let _: Vec<SuspiciousNode> = net.call_fn::<DetectByzantineAttackers>(honest[3], ()).await;
     net.sync().await;
-    let rep: ReputationReport = net.call(honest[4], "get_reputation", id(attacker)).await;
+    let rep: ReputationReport = net.call_fn::<GetReputation>(honest[4], id(attacker)).await;
     assert!(one_penalty(rep.reputation), "{rep:?}");
 
     // Nobody lowers a reputation without cause: the attacker, running
@@ -206,9 +203,8 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     // The content's owner proposes its placement (a round-0 decision is
     // the owner's); the region's vetted nodes decide it.
     let proposal: ActionHash = net
-        .call(
+        .call_fn::<ProposeCustodianAssignment>(
             real[5],
-            "propose_custodian_assignment",
             ProposeInput {
                 region: "eu-west".into(),
                 assignment: template(&net.peers[real[5]], &regs[1], "family-album"),
@@ -222,9 +218,8 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     let mut refused = 0;
     for &s in &sybils {
         let r = net
-            .try_call::<_, VoteOutcome>(
+            .try_call_fn::<CastVote>(
                 s,
-                "cast_vote",
                 CastVoteInput {
                     proposal: proposal.clone(),
                     approve: true,
@@ -239,7 +234,9 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
         refused += 1;
     }
     assert_eq!(refused, 100);
-    let record: VoteRecord = net.call(real[2], "get_vote_record", proposal.clone()).await;
+    let record: VoteRecord = net
+        .call_fn::<GetVoteRecord>(real[2], proposal.clone())
+        .await;
     assert_eq!(
         record.eligible.len(),
         6,
@@ -255,9 +252,8 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     // One approval of six is not a quorum; a second vote by the same voter
     // does not count.
     let first: VoteOutcome = net
-        .call(
+        .call_fn::<CastVote>(
             real[0],
-            "cast_vote",
             CastVoteInput {
                 proposal: proposal.clone(),
                 approve: true,
@@ -269,9 +265,8 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     assert!(!first.record.tally.passed);
     rejected(
         "second vote",
-        net.try_call::<_, VoteOutcome>(
+        net.try_call_fn::<CastVote>(
             real[0],
-            "cast_vote",
             CastVoteInput {
                 proposal: proposal.clone(),
                 approve: true,
@@ -307,9 +302,8 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     net.sync().await;
     for &v in &real[1..3] {
         let o: VoteOutcome = net
-            .call(
+            .call_fn::<CastVote>(
                 v,
-                "cast_vote",
                 CastVoteInput {
                     proposal: proposal.clone(),
                     approve: true,
@@ -320,9 +314,8 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     }
     net.sync().await;
     let last: VoteOutcome = net
-        .call(
+        .call_fn::<CastVote>(
             real[3],
-            "cast_vote",
             CastVoteInput {
                 proposal: proposal.clone(),
                 approve: true,
@@ -333,9 +326,8 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     assert!(last.record.executed.is_some());
     net.sync().await;
     let made: Vec<CustodianAssignment> = net
-        .call(
+        .call_fn::<GetAssignmentsForContent>(
             real[4],
-            "get_assignments_for_content",
             template(&net.peers[real[5]], &regs[1], "family-album").content_id,
         )
         .await;
@@ -375,12 +367,12 @@ async fn late_votes_and_floods_are_refused() {
     };
     for i in 0..6 {
         let _: ActionHash = net
-            .call(peers[0], "heartbeat", heartbeat(&id(0), flip(i)))
+            .call_fn::<Heartbeat>(peers[0], heartbeat(&id(0), flip(i)))
             .await;
     }
     rejected(
         "seventh lease in a minute",
-        net.try_call::<_, ActionHash>(peers[0], "heartbeat", heartbeat(&id(0), flip(6)))
+        net.try_call_fn::<Heartbeat>(peers[0], heartbeat(&id(0), flip(6)))
             .await,
         "rate limit: more than 6 presence leases within 60 s",
     );
@@ -394,12 +386,11 @@ async fn late_votes_and_floods_are_refused() {
         delegation: None,
     };
     for _ in 0..5 {
-        let _: ActionHash = net.call(peers[0], "attest_health", att()).await;
+        let _: ActionHash = net.call_fn::<AttestHealth>(peers[0], att()).await;
     }
     rejected(
         "sixth attestation in a minute",
-        net.try_call::<_, ActionHash>(peers[0], "attest_health", att())
-            .await,
+        net.try_call_fn::<AttestHealth>(peers[0], att()).await,
         "rate limit: more than 5 attestations within 60 s",
     );
 
@@ -407,9 +398,8 @@ async fn late_votes_and_floods_are_refused() {
     net.sync().await;
     await_vetted(&regs, 2).await;
     let proposal: ActionHash = net
-        .call(
+        .call_fn::<ProposeCustodianAssignment>(
             peers[2],
-            "propose_custodian_assignment",
             ProposeInput {
                 region: "eu-west".into(),
                 assignment: template(&net.peers[peers[2]], &regs[1], "late-doc"),
@@ -418,11 +408,12 @@ async fn late_votes_and_floods_are_refused() {
         .await;
     net.sync().await;
     let record: VoteRecord = net
-        .call(peers[1], "get_vote_record", proposal.clone())
+        .call_fn::<GetVoteRecord>(peers[1], proposal.clone())
         .await;
     let p_deadline = {
-        let open: Vec<(ActionHash, AssignmentProposal)> =
-            net.call(peers[1], "get_open_proposals", "eu-west").await;
+        let open: Vec<(ActionHash, AssignmentProposal)> = net
+            .call_fn::<GetOpenProposals>(peers[1], "eu-west".into())
+            .await;
         open.into_iter()
             .find(|(h, _)| *h == proposal)
             .expect("open until its deadline")
@@ -435,9 +426,8 @@ async fn late_votes_and_floods_are_refused() {
     }
     rejected(
         "late vote",
-        net.try_call::<_, VoteOutcome>(
+        net.try_call_fn::<CastVote>(
             peers[1],
-            "cast_vote",
             CastVoteInput {
                 proposal: proposal.clone(),
                 approve: true,
@@ -446,7 +436,7 @@ async fn late_votes_and_floods_are_refused() {
         .await,
         "the voting deadline has passed",
     );
-    let record: VoteRecord = net.call(peers[2], "get_vote_record", proposal).await;
+    let record: VoteRecord = net.call_fn::<GetVoteRecord>(peers[2], proposal).await;
     assert!(record.ballots.is_empty());
 }
 

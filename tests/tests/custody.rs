@@ -5,6 +5,10 @@
 use elohim_sidecar::custody::{PublishReport, PublishRequest};
 use elohim_tests::sidecars::*;
 use holochain::prelude::*;
+use node_registry_integrity::zome_fns::{
+    AssignCustodian, GetAssignment, GetAssignmentHistory, GetAssignmentRecordsForContent,
+    GetAvailableCustodians, GetMyNode, UpdateNodeCapacity,
+};
 use node_registry_integrity::*;
 use std::time::Instant;
 
@@ -44,7 +48,7 @@ async fn publish(
 async fn live(net: &SidecarNet, observer: usize, content_id: &str) -> Vec<AssignmentRecord> {
     net.node(observer)
         .agent
-        .call("get_assignment_records_for_content", content_id.to_string())
+        .call_fn::<GetAssignmentRecordsForContent>(content_id.to_string())
         .await
         .unwrap()
 }
@@ -131,19 +135,16 @@ async fn a_dead_custodian_is_replaced_for_every_strategy() {
     let _: ActionHash = net
         .node(4)
         .agent
-        .call(
-            "update_node_capacity",
-            UpdateCapacityInput {
-                node_id: net.node_id(4),
-                updates: CapacityUpdates {
-                    custodian_opt_in: Some(true),
-                    max_custody_gb: Some(50.0),
-                    max_bandwidth_mbps: Some(20),
-                    max_cpu_percent: Some(15.0),
-                    ..Default::default()
-                },
+        .call_fn::<UpdateNodeCapacity>(UpdateCapacityInput {
+            node_id: net.node_id(4),
+            updates: CapacityUpdates {
+                custodian_opt_in: Some(true),
+                max_custody_gb: Some(50.0),
+                max_bandwidth_mbps: Some(20),
+                max_cpu_percent: Some(15.0),
+                ..Default::default()
             },
-        )
+        })
         .await
         .unwrap();
     net.await_custodians(0, 5).await;
@@ -255,7 +256,7 @@ async fn concurrent_recovery_creates_no_duplicates() {
     let offered: Vec<RankedCustodian> = net
         .node(a)
         .agent
-        .read("get_available_custodians", CustodianFilters::default())
+        .read_fn::<GetAvailableCustodians>(CustodianFilters::default())
         .await
         .unwrap();
     assert!(
@@ -278,7 +279,7 @@ async fn concurrent_recovery_creates_no_duplicates() {
     let history: Vec<AssignmentRecord> = net
         .node(b)
         .agent
-        .call("get_assignment_history", r.content_id.clone())
+        .call_fn::<GetAssignmentHistory>(r.content_id.clone())
         .await
         .unwrap();
     let lost_index = recs
@@ -833,8 +834,12 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     let holder = (1..4)
         .find(|i| net.node_id(*i) == holder_rec.assignment.custodian_node_id)
         .unwrap();
-    let spare_reg: Option<RegisteredNode> =
-        net.node(spare).agent.call("get_my_node", ()).await.unwrap();
+    let spare_reg: Option<RegisteredNode> = net
+        .node(spare)
+        .agent
+        .call_fn::<GetMyNode>(())
+        .await
+        .unwrap();
     let old = &alive_rec.assignment;
     let mut round = old.round_custodians.clone();
     round[old.shard_index as usize] = net.node_id(spare);
@@ -858,7 +863,7 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     let _: ActionHash = net
         .node(spare)
         .agent
-        .write("assign_custodian", takeover.clone())
+        .write_fn::<AssignCustodian>(takeover.clone())
         .await
         .expect("validation cannot tell a live custodian from a dead one");
     let takeover_hash = elohim_sidecar::custody::assignment_entry_hash(&takeover).unwrap();
@@ -866,7 +871,7 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         let found: Option<(CustodianAssignment, AssignmentStanding)> = net
             .node(holder)
             .agent
-            .call("get_assignment", takeover_hash.clone())
+            .call_fn::<GetAssignment>(takeover_hash.clone())
             .await
             .ok()?;
         matches!(found, Some((_, AssignmentStanding::Live))).then_some(())

@@ -10,15 +10,16 @@ use holochain_client::{
 };
 use holochain_conductor_api::CellInfo;
 use holochain_types::websocket::AllowedOrigins;
+use node_registry_integrity::zome_fns::{DeriveNodeId, GetMyNode, ZomeFn};
 use node_registry_integrity::RegisteredNode;
 use std::net::Ipv4Addr;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn packed_dna_answers_zome_calls() {
     let net = Network::start(1).await;
-    let id: String = net.call(0, "derive_node_id", "Alice's Rack").await;
+    let id: String = net.call_fn::<DeriveNodeId>(0, "Alice's Rack".into()).await;
     assert_eq!(id, net.peers[0].node_id("alice-s-rack"));
-    let none: Option<RegisteredNode> = net.call(0, "get_my_node", ()).await;
+    let none: Option<RegisteredNode> = net.call_fn::<GetMyNode>(0, ()).await;
     assert!(none.is_none(), "a fresh agent has no node");
 }
 
@@ -83,16 +84,17 @@ async fn happ_installs_through_admin_api_and_answers() {
         .expect("signing credentials");
     signer.add_credentials(cell_id.clone(), credentials);
 
+    let input: <DeriveNodeId as ZomeFn>::Input = "admin api".into();
     let out = app
         .call_zome(
             cell_id.clone().into(),
             COORDINATOR.into(),
-            "derive_node_id".into(),
-            ExternIO::encode("admin api").unwrap(),
+            DeriveNodeId::NAME.into(),
+            ExternIO::encode(input).unwrap(),
         )
         .await
         .expect("zome call through the app websocket");
-    let node_id: String = out.decode().unwrap();
+    let node_id: <DeriveNodeId as ZomeFn>::Output = out.decode().unwrap();
     let expected =
         registry_core::node_id::derive_node_id("admin api", cell_id.agent_pubkey().get_raw_32());
     assert_eq!(node_id, expected);

@@ -12,6 +12,7 @@
 use elohim_sidecar::custody::PublishRequest;
 use elohim_tests::sidecars::SidecarNet;
 use elohim_tests::webdriver::{Browser, Driver, KEY_END};
+use node_registry_integrity::zome_fns::{GetAvailableCustodians, GetNode};
 use node_registry_integrity::*;
 use std::path::Path;
 use std::time::Duration;
@@ -253,7 +254,7 @@ async fn participation_pages_in_a_real_browser() {
         let observer = observer.clone();
         let me = me.clone();
         async move {
-            let r: Option<RegisteredNode> = observer.call("get_node", me).await.ok()?;
+            let r: Option<RegisteredNode> = observer.call_fn::<GetNode>(me).await.ok()?;
             r.filter(|r| r.registration.steward_tier == "pioneer")
         }
     })
@@ -292,7 +293,7 @@ async fn participation_pages_in_a_real_browser() {
         let me = me.clone();
         async move {
             let c: Vec<RankedCustodian> = observer
-                .call("get_available_custodians", CustodianFilters::default())
+                .call_fn::<GetAvailableCustodians>(CustodianFilters::default())
                 .await
                 .ok()?;
             (!c.iter().any(|r| r.registration.node_id == me)).then_some(())

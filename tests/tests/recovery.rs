@@ -11,6 +11,10 @@ use elohim_sidecar::http::H_TOKEN;
 use elohim_sidecar::secret::RecoverySecret;
 use elohim_tests::sidecars::*;
 use holochain::prelude::*;
+use node_registry_integrity::zome_fns::{
+    ApproveRecovery, ConsentToRelationship, CreateRelationship, GetFamilyCustodians,
+    GetNodeOfAgent, GetRecoveryStatus, GetRelationships, GetShardHolders, RequestRecovery,
+};
 use node_registry_integrity::*;
 use serde_json::{json, Value};
 
@@ -58,26 +62,20 @@ async fn relate(net: &SidecarNet, from: usize, to: usize) -> ActionHash {
     let rel: ActionHash = net
         .node(from)
         .agent
-        .call(
-            "create_relationship",
-            CreateRelationshipInput {
-                other,
-                kind: "family".into(),
-                auto_custody_enabled: true,
-            },
-        )
+        .call_fn::<CreateRelationship>(CreateRelationshipInput {
+            other,
+            kind: "family".into(),
+            auto_custody_enabled: true,
+        })
         .await
         .expect("relationship proposed");
     net.until(60, "relationship visible to the other party", || async {
         net.node(to)
             .agent
-            .call::<_, ActionHash>(
-                "consent_to_relationship",
-                ConsentInput {
-                    relationship: rel.clone(),
-                    consent: true,
-                },
-            )
+            .call_fn::<ConsentToRelationship>(ConsentInput {
+                relationship: rel.clone(),
+                consent: true,
+            })
             .await
             .ok()
     })
@@ -89,7 +87,7 @@ async fn family_of(net: &SidecarNet, observer: usize, owner: &AgentPubKey) -> Ve
     let f: Vec<FamilyCustodian> = net
         .node(observer)
         .agent
-        .call("get_family_custodians", owner.clone())
+        .call_fn::<GetFamilyCustodians>(owner.clone())
         .await
         .expect("family readable");
     f.into_iter().map(|f| f.node_id).collect()
@@ -163,13 +161,10 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     let _: ActionHash = net
         .node(CAROL)
         .agent
-        .call(
-            "consent_to_relationship",
-            ConsentInput {
-                relationship: alice_carol.clone(),
-                consent: false,
-            },
-        )
+        .call_fn::<ConsentToRelationship>(ConsentInput {
+            relationship: alice_carol.clone(),
+            consent: false,
+        })
         .await
         .unwrap();
     net.until(
@@ -230,7 +225,7 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     net.until(180, "the doorway sees Alice's node", || async {
         net.node(DOORWAY)
             .agent
-            .call::<_, Option<RegisteredNode>>("get_node_of_agent", alice.clone())
+            .call_fn::<GetNodeOfAgent>(alice.clone())
             .await
             .ok()
             .flatten()
@@ -264,7 +259,7 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     let early: ActionHash = net
         .node(DOORWAY)
         .agent
-        .call("request_recovery", alice.clone())
+        .call_fn::<RequestRecovery>(alice.clone())
         .await
         .expect("the DNA files a request it cannot judge");
     let early_id = early.to_string();
@@ -293,13 +288,10 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     net.until(60, "Bob's zome approves the early request", || async {
         net.node(BOB)
             .agent
-            .call::<_, ActionHash>(
-                "approve_recovery",
-                ApproveRecoveryInput {
-                    request: early.clone(),
-                    approve: true,
-                },
-            )
+            .call_fn::<ApproveRecovery>(ApproveRecoveryInput {
+                request: early.clone(),
+                approve: true,
+            })
             .await
             .ok()
     })
@@ -308,7 +300,7 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
         let st: RecoveryStatus = net
             .node(BOB)
             .agent
-            .call("get_recovery_status", early.clone())
+            .call_fn::<GetRecoveryStatus>(early.clone())
             .await
             .ok()?;
         st.verified.then_some(())
@@ -317,7 +309,7 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     let holders: Vec<ShardHolder> = net
         .node(DOORWAY)
         .agent
-        .call("get_shard_holders", ids[0].clone())
+        .call_fn::<GetShardHolders>(ids[0].clone())
         .await
         .unwrap();
     let at_bob = holders
@@ -478,7 +470,7 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     let rels: Vec<RelationshipState> = net
         .node(CAROL)
         .agent
-        .call("get_relationships", net.node(CAROL).agent.agent().clone())
+        .call_fn::<GetRelationships>(net.node(CAROL).agent.agent().clone())
         .await
         .unwrap();
     let old = rels

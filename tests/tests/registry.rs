@@ -3,15 +3,16 @@
 
 use elohim_tests::*;
 use holochain::prelude::*;
+use node_registry_integrity::zome_fns::{
+    AssignCustodian, DeregisterNode, GetAvailableCustodians, GetCommittedCustody, GetMyNode,
+    GetNode, GetNodeHealth, GetNodesByRegion, GetNodesByTier, Heartbeat, RegisterNode,
+    RetireOutranked, UpdateNodeCapacity,
+};
 use node_registry_integrity::*;
 use registry_core::heartbeat::Liveness;
 
 fn ids(v: &[NodeRegistration]) -> Vec<String> {
     v.iter().map(|r| r.node_id.clone()).collect()
-}
-
-fn custodian_ids(v: &[RankedCustodian]) -> Vec<String> {
-    v.iter().map(|c| c.registration.node_id.clone()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,44 +21,46 @@ async fn registry_lifecycle_across_two_conductors() {
     let alice = registration(&net.peers[0], "alice", "eu-west");
     let mut bob = registration(&net.peers[1], "bob", "us-east");
     bob.steward_tier = "caretaker".into();
-    let _: ActionHash = net.call(0, "register_node", alice.clone()).await;
-    let _: ActionHash = net.call(1, "register_node", bob.clone()).await;
+    let _: ActionHash = net.call_fn::<RegisterNode>(0, alice.clone()).await;
+    let _: ActionHash = net.call_fn::<RegisterNode>(1, bob.clone()).await;
     net.sync().await;
 
     // A node registered on one conductor is found by region and tier from the other.
-    let eu: Vec<NodeRegistration> = net.call(1, "get_nodes_by_region", "eu-west").await;
+    let eu: Vec<NodeRegistration> = net.call_fn::<GetNodesByRegion>(1, "eu-west".into()).await;
     assert_eq!(ids(&eu), vec![alice.node_id.clone()]);
-    let us: Vec<NodeRegistration> = net.call(0, "get_nodes_by_region", "us-east").await;
+    let us: Vec<NodeRegistration> = net.call_fn::<GetNodesByRegion>(0, "us-east".into()).await;
     assert_eq!(ids(&us), vec![bob.node_id.clone()]);
-    let guardians: Vec<NodeRegistration> = net.call(1, "get_nodes_by_tier", "guardian").await;
+    let guardians: Vec<NodeRegistration> =
+        net.call_fn::<GetNodesByTier>(1, "guardian".into()).await;
     assert_eq!(ids(&guardians), vec![alice.node_id.clone()]);
-    let caretakers: Vec<NodeRegistration> = net.call(0, "get_nodes_by_tier", "caretaker").await;
+    let caretakers: Vec<NodeRegistration> =
+        net.call_fn::<GetNodesByTier>(0, "caretaker".into()).await;
     assert_eq!(ids(&caretakers), vec![bob.node_id.clone()]);
     let err = net
-        .try_call::<_, Vec<NodeRegistration>>(0, "get_nodes_by_region", "mars-north")
+        .try_call_fn::<GetNodesByRegion>(0, "mars-north".into())
         .await
         .unwrap_err();
     assert!(err.contains("unknown region: mars-north"), "{err}");
 
     // Before any heartbeat the node is not alive and not offered as custodian.
-    let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    let health: NodeHealthSummary = net.call_fn::<GetNodeHealth>(1, alice.node_id.clone()).await;
     assert!(health.registered);
     assert!(health.latest_heartbeat.is_none());
     assert_eq!(health.liveness, Liveness::Failed { silent_secs: None });
     let none: Vec<RankedCustodian> = net
-        .call(1, "get_available_custodians", CustodianFilters::default())
+        .call_fn::<GetAvailableCustodians>(1, CustodianFilters::default())
         .await;
     assert!(none.is_empty(), "silent nodes are not custodians: {none:?}");
 
     // A heartbeat updates its health, as seen from the other conductor.
     let _: ActionHash = net
-        .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+        .call_fn::<Heartbeat>(0, heartbeat(&alice.node_id, "online"))
         .await;
     let _: ActionHash = net
-        .call(1, "heartbeat", heartbeat(&bob.node_id, "online"))
+        .call_fn::<Heartbeat>(1, heartbeat(&bob.node_id, "online"))
         .await;
     net.sync().await;
-    let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    let health: NodeHealthSummary = net.call_fn::<GetNodeHealth>(1, alice.node_id.clone()).await;
     assert_eq!(
         health.latest_heartbeat.as_ref().map(|h| h.status.as_str()),
         Some("online")
@@ -70,7 +73,7 @@ async fn registry_lifecycle_across_two_conductors() {
     };
     let before = net.chain(0).await.len();
     let _: ActionHash = net
-        .call(0, "heartbeat", heartbeat(&alice.node_id, "degraded"))
+        .call_fn::<Heartbeat>(0, heartbeat(&alice.node_id, "degraded"))
         .await;
     let written = net.chain(0).await.split_off(before);
     assert_eq!(
@@ -84,7 +87,7 @@ async fn registry_lifecycle_across_two_conductors() {
         "{written:?}"
     );
     net.sync().await;
-    let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    let health: NodeHealthSummary = net.call_fn::<GetNodeHealth>(1, alice.node_id.clone()).await;
     let latest = health.latest_heartbeat.expect("a latest heartbeat");
     assert_eq!(latest.status, "degraded");
     assert_eq!(
@@ -97,7 +100,7 @@ async fn registry_lifecycle_across_two_conductors() {
     let before = net.chain(0).await.len();
     for _ in 0..5 {
         let _: ActionHash = net
-            .call(0, "heartbeat", heartbeat(&alice.node_id, "degraded"))
+            .call_fn::<Heartbeat>(0, heartbeat(&alice.node_id, "degraded"))
             .await;
     }
     let written = net.chain(0).await.split_off(before);
@@ -108,7 +111,7 @@ async fn registry_lifecycle_across_two_conductors() {
 
     // Custodian selection: both alive; region, tier and exclusion filters apply.
     let all: Vec<RankedCustodian> = net
-        .call(1, "get_available_custodians", CustodianFilters::default())
+        .call_fn::<GetAvailableCustodians>(1, CustodianFilters::default())
         .await;
     assert_eq!(all.len(), 2);
     assert_eq!(
@@ -116,9 +119,8 @@ async fn registry_lifecycle_across_two_conductors() {
         "the degraded node ranks last"
     );
     let eu_only: Vec<RankedCustodian> = net
-        .call(
+        .call_fn::<GetAvailableCustodians>(
             1,
-            "get_available_custodians",
             CustodianFilters {
                 region: Some("eu-west".into()),
                 ..Default::default()
@@ -127,9 +129,8 @@ async fn registry_lifecycle_across_two_conductors() {
         .await;
     assert_eq!(custodian_ids(&eu_only), vec![alice.node_id.clone()]);
     let guardians_up: Vec<RankedCustodian> = net
-        .call(
+        .call_fn::<GetAvailableCustodians>(
             1,
-            "get_available_custodians",
             CustodianFilters {
                 min_tier: Some("guardian".into()),
                 ..Default::default()
@@ -138,9 +139,8 @@ async fn registry_lifecycle_across_two_conductors() {
         .await;
     assert_eq!(custodian_ids(&guardians_up), vec![alice.node_id.clone()]);
     let online_only: Vec<RankedCustodian> = net
-        .call(
+        .call_fn::<GetAvailableCustodians>(
             1,
-            "get_available_custodians",
             CustodianFilters {
                 status: Some("online".into()),
                 ..Default::default()
@@ -149,9 +149,8 @@ async fn registry_lifecycle_across_two_conductors() {
         .await;
     assert_eq!(custodian_ids(&online_only), vec![bob.node_id.clone()]);
     let excluded: Vec<RankedCustodian> = net
-        .call(
+        .call_fn::<GetAvailableCustodians>(
             0,
-            "get_available_custodians",
             CustodianFilters {
                 exclude_nodes: vec![bob.node_id.clone()],
                 ..Default::default()
@@ -160,9 +159,8 @@ async fn registry_lifecycle_across_two_conductors() {
         .await;
     assert_eq!(custodian_ids(&excluded), vec![alice.node_id.clone()]);
     let too_big: Vec<RankedCustodian> = net
-        .call(
+        .call_fn::<GetAvailableCustodians>(
             0,
-            "get_available_custodians",
             CustodianFilters {
                 min_storage_gb: Some(201.0),
                 ..Default::default()
@@ -173,9 +171,8 @@ async fn registry_lifecycle_across_two_conductors() {
 
     // A capacity update is seen by the other conductor, with no duplicate.
     let _: ActionHash = net
-        .call(
+        .call_fn::<UpdateNodeCapacity>(
             0,
-            "update_node_capacity",
             UpdateCapacityInput {
                 node_id: alice.node_id.clone(),
                 updates: CapacityUpdates {
@@ -186,7 +183,7 @@ async fn registry_lifecycle_across_two_conductors() {
         )
         .await;
     net.sync().await;
-    let eu: Vec<NodeRegistration> = net.call(1, "get_nodes_by_region", "eu-west").await;
+    let eu: Vec<NodeRegistration> = net.call_fn::<GetNodesByRegion>(1, "eu-west".into()).await;
     assert_eq!(eu.len(), 1);
     assert_eq!(eu[0].max_custody_gb, 50.0);
     assert_eq!(
@@ -194,9 +191,8 @@ async fn registry_lifecycle_across_two_conductors() {
         "2.5% of storage no longer reaches guardian"
     );
     let roomy: Vec<RankedCustodian> = net
-        .call(
+        .call_fn::<GetAvailableCustodians>(
             1,
-            "get_available_custodians",
             CustodianFilters {
                 min_storage_gb: Some(60.0),
                 ..Default::default()
@@ -212,30 +208,25 @@ async fn registry_lifecycle_across_two_conductors() {
     // Re-registering (a restart) updates rather than duplicates, and keeps registered_at.
     let mut again = alice.clone();
     again.display_name = "Alice's new rack".into();
-    let _: ActionHash = net.call(0, "register_node", again).await;
-    let mine: Option<RegisteredNode> = net.call(0, "get_my_node", ()).await;
+    let _: ActionHash = net.call_fn::<RegisterNode>(0, again).await;
+    let mine: Option<RegisteredNode> = net.call_fn::<GetMyNode>(0, ()).await;
     let mine = mine.expect("still registered");
     net.sync().await;
-    let eu: Vec<NodeRegistration> = net.call(1, "get_nodes_by_region", "eu-west").await;
+    let eu: Vec<NodeRegistration> = net.call_fn::<GetNodesByRegion>(1, "eu-west".into()).await;
     assert_eq!(eu.len(), 1);
     assert_eq!(eu[0].display_name, "Alice's new rack");
     assert!(eu[0].updated_at > eu[0].registered_at);
     assert_eq!(eu[0].registered_at, mine.registration.registered_at);
     let other_id = net
-        .try_call::<_, ActionHash>(
-            0,
-            "register_node",
-            registration(&net.peers[0], "other", "eu-west"),
-        )
+        .try_call_fn::<RegisterNode>(0, registration(&net.peers[0], "other", "eu-west"))
         .await
         .unwrap_err();
     assert!(other_id.contains("already runs node"), "{other_id}");
 
     // Opting out removes the node from custody without removing it from discovery.
     let _: ActionHash = net
-        .call(
+        .call_fn::<UpdateNodeCapacity>(
             1,
-            "update_node_capacity",
             UpdateCapacityInput {
                 node_id: bob.node_id.clone(),
                 updates: CapacityUpdates {
@@ -247,17 +238,16 @@ async fn registry_lifecycle_across_two_conductors() {
         .await;
     net.sync().await;
     let all: Vec<RankedCustodian> = net
-        .call(0, "get_available_custodians", CustodianFilters::default())
+        .call_fn::<GetAvailableCustodians>(0, CustodianFilters::default())
         .await;
     assert_eq!(custodian_ids(&all), vec![alice.node_id.clone()]);
-    let us: Vec<NodeRegistration> = net.call(0, "get_nodes_by_region", "us-east").await;
+    let us: Vec<NodeRegistration> = net.call_fn::<GetNodesByRegion>(0, "us-east".into()).await;
     assert_eq!(ids(&us), vec![bob.node_id.clone()]);
 
     // A deregistered node leaves discovery and says it left.
     let _: Vec<ActionHash> = net
-        .call(
+        .call_fn::<DeregisterNode>(
             0,
-            "deregister_node",
             DeregisterInput {
                 node_id: alice.node_id.clone(),
                 reason: "moving house".into(),
@@ -265,20 +255,21 @@ async fn registry_lifecycle_across_two_conductors() {
         )
         .await;
     net.sync().await;
-    let eu: Vec<NodeRegistration> = net.call(1, "get_nodes_by_region", "eu-west").await;
+    let eu: Vec<NodeRegistration> = net.call_fn::<GetNodesByRegion>(1, "eu-west".into()).await;
     assert!(eu.is_empty(), "{eu:?}");
-    let guardians: Vec<NodeRegistration> = net.call(1, "get_nodes_by_tier", "guardian").await;
+    let guardians: Vec<NodeRegistration> =
+        net.call_fn::<GetNodesByTier>(1, "guardian".into()).await;
     assert!(guardians.is_empty());
-    let gone: Option<RegisteredNode> = net.call(1, "get_node", alice.node_id.clone()).await;
+    let gone: Option<RegisteredNode> = net.call_fn::<GetNode>(1, alice.node_id.clone()).await;
     assert!(gone.is_none());
-    let health: NodeHealthSummary = net.call(1, "get_node_health", alice.node_id.clone()).await;
+    let health: NodeHealthSummary = net.call_fn::<GetNodeHealth>(1, alice.node_id.clone()).await;
     assert!(!health.registered);
     assert_eq!(
         health.latest_heartbeat.map(|h| h.status),
         Some("offline".to_string())
     );
     let all: Vec<RankedCustodian> = net
-        .call(1, "get_available_custodians", CustodianFilters::default())
+        .call_fn::<GetAvailableCustodians>(1, CustodianFilters::default())
         .await;
     assert!(all.is_empty(), "{all:?}");
 }
@@ -300,15 +291,14 @@ async fn a_silent_node_leaves_custodian_selection_within_two_windows() {
     .await;
     let alice = registration(&net.peers[0], "alice", "eu-west");
     let bob = registration(&net.peers[1], "bob", "eu-west");
-    let _: ActionHash = net.call(0, "register_node", alice.clone()).await;
-    let _: ActionHash = net.call(1, "register_node", bob.clone()).await;
+    let _: ActionHash = net.call_fn::<RegisterNode>(0, alice.clone()).await;
+    let _: ActionHash = net.call_fn::<RegisterNode>(1, bob.clone()).await;
     let offered = |peer: usize| {
         let net = &net;
         async move {
             let found: Vec<RankedCustodian> = net
-                .call(
+                .call_fn::<GetAvailableCustodians>(
                     peer,
-                    "get_available_custodians",
                     CustodianFilters {
                         region: Some("eu-west".into()),
                         limit: Some(6),
@@ -325,10 +315,10 @@ async fn a_silent_node_leaves_custodian_selection_within_two_windows() {
     both.sort();
 
     let _: ActionHash = net
-        .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+        .call_fn::<Heartbeat>(0, heartbeat(&alice.node_id, "online"))
         .await;
     let bob_last = heartbeat(&bob.node_id, "online");
-    let _: ActionHash = net.call(1, "heartbeat", bob_last.clone()).await;
+    let _: ActionHash = net.call_fn::<Heartbeat>(1, bob_last.clone()).await;
     net.sync().await;
     assert_eq!(offered(0).await, both, "both beat: both offered");
 
@@ -338,7 +328,7 @@ async fn a_silent_node_leaves_custodian_selection_within_two_windows() {
     let gone_at = bob_last.timestamp.as_micros() + (2 * window_secs as i64 + 1) * 1_000_000;
     while Timestamp::now().as_micros() < gone_at {
         let _: ActionHash = net
-            .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+            .call_fn::<Heartbeat>(0, heartbeat(&alice.node_id, "online"))
             .await;
         assert!(
             offered(0).await.contains(&alice.node_id),
@@ -347,7 +337,7 @@ async fn a_silent_node_leaves_custodian_selection_within_two_windows() {
         tokio::time::sleep(std::time::Duration::from_secs(window_secs as u64 / 2)).await;
     }
     let _: ActionHash = net
-        .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+        .call_fn::<Heartbeat>(0, heartbeat(&alice.node_id, "online"))
         .await;
     assert_eq!(
         offered(0).await,
@@ -357,7 +347,7 @@ async fn a_silent_node_leaves_custodian_selection_within_two_windows() {
 
     // Bob comes back: one beat puts him back in the index.
     let _: ActionHash = net
-        .call(1, "heartbeat", heartbeat(&bob.node_id, "online"))
+        .call_fn::<Heartbeat>(1, heartbeat(&bob.node_id, "online"))
         .await;
     net.sync().await;
     assert_eq!(offered(0).await, both, "a returning node is offered again");
@@ -395,14 +385,8 @@ async fn placing_a_content_ranks_within_its_placement_set() {
         nodes.push(r.node_id);
     }
     let everyone = |f: &Vec<RankedCustodian>| f.len() == nodes.len();
-    net.eventually(
-        0,
-        "get_available_custodians",
-        CustodianFilters::default(),
-        60,
-        everyone,
-    )
-    .await;
+    net.eventually_fn::<GetAvailableCustodians>(0, CustodianFilters::default(), 60, everyone)
+        .await;
 
     let mut restricted = 0;
     for c in 0..16 {
@@ -414,8 +398,9 @@ async fn placing_a_content_ranks_within_its_placement_set() {
             ..Default::default()
         };
         // Without a limit every present node is ranked.
-        let all: Vec<RankedCustodian> =
-            net.call(0, "get_available_custodians", filters(None)).await;
+        let all: Vec<RankedCustodian> = net
+            .call_fn::<GetAvailableCustodians>(0, filters(None))
+            .await;
         assert_eq!(all.len(), nodes.len());
         let order = shard_order(&key, shards);
         let in_shard = |s: u32| {
@@ -434,7 +419,7 @@ async fn placing_a_content_ranks_within_its_placement_set() {
             .take(2)
             .collect();
         let got: Vec<RankedCustodian> = net
-            .call(0, "get_available_custodians", filters(Some(2)))
+            .call_fn::<GetAvailableCustodians>(0, filters(Some(2)))
             .await;
         assert_eq!(custodian_ids(&got), expected, "{key}");
         if expected != custodian_ids(&all)[..2] {
@@ -493,9 +478,8 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
         }
     };
     let all: Vec<RankedCustodian> = net
-        .eventually(
+        .eventually_fn::<GetAvailableCustodians>(
             0,
-            "get_available_custodians",
             CustodianFilters::default(),
             60,
             |v: &Vec<RankedCustodian>| v.len() == 3,
@@ -504,9 +488,8 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
     let cap = all[0].free_custody_bytes;
     assert!(all.iter().all(|c| c.free_custody_bytes == cap));
     let selection_sees = |expected: [u64; 2]| {
-        net.eventually(
+        net.eventually_fn::<GetAvailableCustodians>(
             0,
-            "get_available_custodians",
             CustodianFilters::default(),
             60,
             free_is(expected),
@@ -515,27 +498,26 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
 
     // Placed on alice, then repaired onto bob: the repair retires alice's.
     let placed = assignment(owner.clone(), "photo", &alice.0, alice.1.clone());
-    let _: ActionHash = net.call(0, "assign_custodian", placed.clone()).await;
+    let _: ActionHash = net.call_fn::<AssignCustodian>(0, placed.clone()).await;
     selection_sees([cap - 1000, cap]).await;
     let mut repair = assignment(owner.clone(), "photo", &bob.0, bob.1.clone());
     repair.decided_by = "disaster_recovery".into();
     repair.decision_round = 1;
     repair.assignment_id = registry_core::assignment::assignment_id(&placed.content_id, 0, 1);
     repair.replaces = Some(assignment_hash(&placed));
-    let _: ActionHash = net.call(0, "assign_custodian", repair).await;
+    let _: ActionHash = net.call_fn::<AssignCustodian>(0, repair).await;
     selection_sees([cap, cap - 1000]).await;
 
     // Two decisions of one round for one shard: both count until the
     // loser's sidecar marks its assignment; only the loser has one to mark.
     let on_alice = assignment(owner.clone(), "video", &alice.0, alice.1.clone());
     let on_bob = assignment(owner, "video", &bob.0, bob.1.clone());
-    let _: ActionHash = net.call(0, "assign_custodian", on_alice.clone()).await;
-    let _: ActionHash = net.call(0, "assign_custodian", on_bob.clone()).await;
+    let _: ActionHash = net.call_fn::<AssignCustodian>(0, on_alice.clone()).await;
+    let _: ActionHash = net.call_fn::<AssignCustodian>(0, on_bob.clone()).await;
     selection_sees([cap - 1000, cap - 2000]).await;
     let alice_loses =
         assignment_hash(&on_alice).get_raw_39() > assignment_hash(&on_bob).get_raw_39();
-    let marked =
-        |node: &NodeRegistration| net.call::<_, u32>(0, "retire_outranked", node.node_id.clone());
+    let marked = |node: &NodeRegistration| net.call_fn::<RetireOutranked>(0, node.node_id.clone());
     let (by_alice, by_bob) = (marked(&alice.0).await, marked(&bob.0).await);
     assert_eq!(
         (by_alice, by_bob),
@@ -575,9 +557,8 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
     // The view of a node once it shows `published` (the total's bytes, or
     // none) and counts `counted`; the index must always agree with the count.
     let view_shows = |node: &NodeRegistration, published: Option<u64>, counted: u64| {
-        net.eventually(
+        net.eventually_fn::<GetCommittedCustody>(
             0,
-            "get_committed_custody",
             node.node_id.clone(),
             60,
             move |v: &CommittedCustodyView| {
@@ -604,7 +585,7 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
             }
             for (peer, node_id) in beats {
                 let _: ActionHash = net
-                    .call(peer, "heartbeat", heartbeat(&node_id, "online"))
+                    .call_fn::<Heartbeat>(peer, heartbeat(&node_id, "online"))
                     .await;
             }
         }
@@ -616,7 +597,7 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
 
     // Placed on alice: counted from her recent-custody links.
     let placed = assignment(owner.clone(), "photo", &alice.0, alice.1.clone());
-    let _: ActionHash = net.call(0, "assign_custodian", placed.clone()).await;
+    let _: ActionHash = net.call_fn::<AssignCustodian>(0, placed.clone()).await;
     let placed_at = Timestamp::now();
     let v = view_shows(&alice.0, Some(0), 1000).await;
     assert_eq!(v.indexed_bytes, 1000);
@@ -626,7 +607,7 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
     let v = view_shows(&alice.0, Some(1000), 1000).await;
     assert_eq!(v.indexed_bytes, 1000);
     let offered: Vec<RankedCustodian> = net
-        .call(0, "get_available_custodians", CustodianFilters::default())
+        .call_fn::<GetAvailableCustodians>(0, CustodianFilters::default())
         .await;
     let free = |id: &str| {
         offered
@@ -647,7 +628,7 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
     repair.decision_round = 1;
     repair.assignment_id = registry_core::assignment::assignment_id(&placed.content_id, 0, 1);
     repair.replaces = Some(assignment_hash(&placed));
-    let _: ActionHash = net.call(0, "assign_custodian", repair).await;
+    let _: ActionHash = net.call_fn::<AssignCustodian>(0, repair).await;
     let repaired_at = Timestamp::now();
     let v = view_shows(&alice.0, Some(1000), 0).await;
     assert_eq!(v.indexed_bytes, 0);
@@ -660,7 +641,7 @@ async fn selection_counts_custody_from_the_published_total_and_what_came_since()
     assert_eq!(v.indexed_bytes, 0);
 
     let unknown = net
-        .try_call::<_, CommittedCustodyView>(0, "get_committed_custody", "nobody".to_string())
+        .try_call_fn::<GetCommittedCustody>(0, "nobody".to_string())
         .await;
     assert!(
         unknown.is_err_and(|e| e.contains("not registered")),
@@ -741,6 +722,8 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
         plan(0, "door-g", "guardian"),
         plan(1, "door-c", "caretaker"),
     );
+    // By name, not by marker: these payloads are the plan's wider shapes
+    // (and below, wrong ones), which no marker's input describes.
     for (peer, r) in [(0, &guardian), (1, &caretaker)] {
         let _: ActionHash = net.call(peer, "register_node", r.clone()).await;
         let beat = PlanHeartbeat {
@@ -753,7 +736,7 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
         };
         let _: ActionHash = net.call(peer, "heartbeat", beat).await;
     }
-    let stored: Option<RegisteredNode> = net.call(0, "get_my_node", ()).await;
+    let stored: Option<RegisteredNode> = net.call_fn::<GetMyNode>(0, ()).await;
     let stored = stored
         .expect("registered through the plan's payload")
         .registration;

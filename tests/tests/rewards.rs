@@ -5,16 +5,12 @@
 
 use elohim_tests::*;
 use holochain::prelude::*;
+use node_registry_integrity::zome_fns::{
+    AcknowledgeService, GetNodeEarnings, RecordServiceEvent, RegisterNode,
+};
 use node_registry_integrity::*;
 use registry_core::reward::reward_millipoints;
 use registry_core::StewardTier;
-
-fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
-    match result {
-        Ok(v) => panic!("{what}: expected rejection containing {reason:?}, got Ok({v:?})"),
-        Err(e) => assert!(e.contains(reason), "{what}: expected {reason:?} in:\n{e}"),
-    }
-}
 
 const MB: u64 = 1_000_000;
 
@@ -25,15 +21,14 @@ async fn only_acknowledged_service_earns_points() {
     let (a, b) = (net.peers[0].clone(), net.peers[1].clone());
     let alice = registration(&a, "alice", "eu-west");
     let bob = registration(&b, "bob", "eu-west");
-    let alice_reg: ActionHash = net.call(0, "register_node", alice.clone()).await;
-    let _: ActionHash = net.call(1, "register_node", bob.clone()).await;
+    let alice_reg: ActionHash = net.call_fn::<RegisterNode>(0, alice.clone()).await;
+    let _: ActionHash = net.call_fn::<RegisterNode>(1, bob.clone()).await;
     let shard = "ab".repeat(32);
 
     // Alice (guardian) serves 3 MB to Bob: 3 x 1.5 = 4.5 points, pending.
     let event: ActionHash = net
-        .call(
+        .call_fn::<RecordServiceEvent>(
             0,
-            "record_service_event",
             RecordServiceInput {
                 receiver: b.agent(),
                 shard_hashes: vec![shard.clone()],
@@ -42,7 +37,7 @@ async fn only_acknowledged_service_earns_points() {
         )
         .await;
     let earned: NodeEarnings = net
-        .call(0, "get_node_earnings", alice.node_id.clone())
+        .call_fn::<GetNodeEarnings>(0, alice.node_id.clone())
         .await;
     assert_eq!(earned.pending_millipoints, 4_500);
     assert_eq!(earned.pending_events, 1);
@@ -88,9 +83,8 @@ async fn only_acknowledged_service_earns_points() {
     // Bob acknowledges what he received; claiming other bytes is refused.
     net.sync().await;
     let wrong = net
-        .try_call::<_, ActionHash>(
+        .try_call_fn::<AcknowledgeService>(
             1,
-            "acknowledge_service",
             AcknowledgeServiceInput {
                 event: event.clone(),
                 shard_hashes: vec![shard.clone()],
@@ -104,19 +98,15 @@ async fn only_acknowledged_service_earns_points() {
         shard_hashes: vec![shard.clone()],
         bytes: 3 * MB,
     };
-    let first: ActionHash = net.call(1, "acknowledge_service", ack.clone()).await;
-    let again: ActionHash = net.call(1, "acknowledge_service", ack).await;
+    let first: ActionHash = net.call_fn::<AcknowledgeService>(1, ack.clone()).await;
+    let again: ActionHash = net.call_fn::<AcknowledgeService>(1, ack).await;
     assert_eq!(first, again, "acknowledging twice writes nothing new");
 
     // Seen from Bob's node once gossip arrives: 4.5 points, counted once.
     let earned: NodeEarnings = net
-        .eventually(
-            1,
-            "get_node_earnings",
-            alice.node_id.clone(),
-            60,
-            |e: &NodeEarnings| e.acknowledged_events == 1,
-        )
+        .eventually_fn::<GetNodeEarnings>(1, alice.node_id.clone(), 60, |e: &NodeEarnings| {
+            e.acknowledged_events == 1
+        })
         .await;
     assert_eq!(earned.acknowledged_millipoints, 4_500);
     assert_eq!(earned.acknowledged_bytes, 3 * MB);
@@ -241,7 +231,7 @@ async fn serving_a_shard_earns_acknowledged_points() {
             let retriever = retriever.clone();
             async move {
                 for c in custodians {
-                    let e: NodeEarnings = observer.call("get_node_earnings", c).await.ok()?;
+                    let e: NodeEarnings = observer.call_fn::<GetNodeEarnings>(c).await.ok()?;
                     let tier = e
                         .recent
                         .iter()

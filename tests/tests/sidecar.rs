@@ -12,12 +12,11 @@ use elohim_tests::*;
 use holochain::prelude::{ActionHash, AgentPubKey, CellId, EntryHash};
 use holochain::sweettest::*;
 use holochain_types::signal::Signal;
+use node_registry_integrity::zome_fns::{
+    GetAvailableCustodians, GetMyNode, GetNodeHealth, GetNodesByRegion,
+};
 use node_registry_integrity::*;
 use std::net::{Ipv4Addr, SocketAddr};
-
-fn custodian_ids(v: &[RankedCustodian]) -> Vec<String> {
-    v.iter().map(|c| c.registration.node_id.clone()).collect()
-}
 
 fn config(data_dir: &std::path::Path, label: &str, admin: Option<SocketAddr>) -> Config {
     let mut c = Config::default();
@@ -66,14 +65,12 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
         .unwrap();
 
     let zome = observer.zome(COORDINATOR);
-    let health: NodeHealthSummary = conductors[1]
-        .call(&zome, "get_node_health", agent.node_id.clone())
-        .await;
+    let health: NodeHealthSummary =
+        conductor_call_fn::<GetNodeHealth>(&conductors[1], &zome, agent.node_id.clone()).await;
     assert!(health.registered);
     assert!(health.liveness.is_alive(), "{:?}", health.liveness);
-    let seen: Vec<NodeRegistration> = conductors[1]
-        .call(&zome, "get_nodes_by_region", "eu-west")
-        .await;
+    let seen: Vec<NodeRegistration> =
+        conductor_call_fn::<GetNodesByRegion>(&conductors[1], &zome, "eu-west".into()).await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].node_id, agent.node_id);
     assert_eq!(
@@ -84,13 +81,12 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
         (seen[0].max_custody_gb - 50.0).abs() < 1e-9,
         "10% of 500 GB"
     );
-    let custodians: Vec<RankedCustodian> = conductors[1]
-        .call(
-            &zome,
-            "get_available_custodians",
-            CustodianFilters::default(),
-        )
-        .await;
+    let custodians: Vec<RankedCustodian> = conductor_call_fn::<GetAvailableCustodians>(
+        &conductors[1],
+        &zome,
+        CustodianFilters::default(),
+    )
+    .await;
     assert_eq!(
         custodians.len(),
         1,
@@ -113,7 +109,7 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let read: Vec<RankedCustodian> = agent
-            .read("get_available_custodians", CustodianFilters::default())
+            .read_fn::<GetAvailableCustodians>(CustodianFilters::default())
             .await
             .expect("the reader selects");
         if custodian_ids(&read) == custodian_ids(&custodians) {
@@ -125,7 +121,7 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    let asked_as: Option<RegisteredNode> = agent.read("get_my_node", ()).await.unwrap();
+    let asked_as: Option<RegisteredNode> = agent.read_fn::<GetMyNode>(()).await.unwrap();
     assert!(
         asked_as.is_none(),
         "reads are answered by the reader, which has no node of its own"
@@ -161,17 +157,15 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
     await_consistency_s(120, [&sidecar_cell, &observer])
         .await
         .unwrap();
-    let custodians: Vec<RankedCustodian> = conductors[1]
-        .call(
-            &zome,
-            "get_available_custodians",
-            CustodianFilters::default(),
-        )
-        .await;
+    let custodians: Vec<RankedCustodian> = conductor_call_fn::<GetAvailableCustodians>(
+        &conductors[1],
+        &zome,
+        CustodianFilters::default(),
+    )
+    .await;
     assert!(custodians.is_empty(), "opted out: {custodians:?}");
-    let seen: Vec<NodeRegistration> = conductors[1]
-        .call(&zome, "get_nodes_by_region", "eu-west")
-        .await;
+    let seen: Vec<NodeRegistration> =
+        conductor_call_fn::<GetNodesByRegion>(&conductors[1], &zome, "eu-west".into()).await;
     assert_eq!(
         seen.len(),
         1,
@@ -200,7 +194,7 @@ async fn embedded_conductor_restart_keeps_node_identity() {
         .await
         .unwrap();
     agent.register().await.unwrap();
-    let first: Option<RegisteredNode> = agent.call("get_my_node", ()).await.unwrap();
+    let first: Option<RegisteredNode> = agent.call_fn::<GetMyNode>(()).await.unwrap();
     let first = first.expect("registered");
     let first_id = agent.node_id.clone();
     drop(agent);
@@ -227,7 +221,7 @@ async fn embedded_conductor_restart_keeps_node_identity() {
         "same keystore, same agent, same node id"
     );
     agent.register().await.unwrap();
-    let again: Option<RegisteredNode> = agent.call("get_my_node", ()).await.unwrap();
+    let again: Option<RegisteredNode> = agent.call_fn::<GetMyNode>(()).await.unwrap();
     let again = again.expect("still registered");
     assert_eq!(
         again.registration.registered_at,
@@ -374,7 +368,7 @@ async fn sidecars_watch_their_region_so_every_node_has_several_attesters() {
         async move {
             for id in &ids {
                 let h: NodeHealthSummary =
-                    observer.call("get_node_health", id.clone()).await.ok()?;
+                    observer.call_fn::<GetNodeHealth>(id.clone()).await.ok()?;
                 if h.attestations.distinct_attesters <= 3 || h.attestations.successes <= 3 {
                     return None;
                 }

@@ -4,16 +4,13 @@
 
 use elohim_tests::*;
 use holochain::prelude::*;
+use node_registry_integrity::zome_fns::{
+    AssignCustodian, AttestHealth, ConsentToRelationship, CreateRelationship, DelegateWorkingKey,
+    GetFamilyCustodians, GetMyNode, Heartbeat, RegisterNode, Whoami,
+};
 use node_registry_integrity::*;
 use registry_core::committed::{recent_bucket, total_cutoff};
 use registry_core::presence::{presence_bucket, presence_shard};
-
-fn rejected<T: std::fmt::Debug>(what: &str, result: Result<T, String>, reason: &str) {
-    match result {
-        Ok(v) => panic!("{what}: expected rejection containing {reason:?}, got Ok({v:?})"),
-        Err(e) => assert!(e.contains(reason), "{what}: expected {reason:?} in:\n{e}"),
-    }
-}
 
 #[test]
 fn every_validation_rule_rejects() {
@@ -109,11 +106,7 @@ async fn every_rule() {
         ),
     ];
     for (what, r, reason) in cases {
-        rejected(
-            what,
-            net.try_call::<_, ActionHash>(0, "register_node", r).await,
-            reason,
-        );
+        rejected(what, net.try_call_fn::<RegisterNode>(0, r).await, reason);
     }
     let mut stale = alice.clone();
     stale.registered_at = Timestamp::from_micros(stale.registered_at.as_micros() - 3_600_000_000);
@@ -131,16 +124,15 @@ async fn every_rule() {
     };
     rejected(
         "bob takes alice's node id",
-        net.try_call::<_, ActionHash>(1, "register_node", hijack)
-            .await,
+        net.try_call_fn::<RegisterNode>(1, hijack).await,
         "not owned by this agent",
     );
 
     // Honest registrations for the rest.
-    let alice_hash: ActionHash = net.call(0, "register_node", alice.clone()).await;
+    let alice_hash: ActionHash = net.call_fn::<RegisterNode>(0, alice.clone()).await;
     let mut bob_reg = registration(&b, "bob", "us-east");
     bob_reg.custodian_opt_in = false;
-    let bob_hash: ActionHash = net.call(1, "register_node", bob_reg.clone()).await;
+    let bob_hash: ActionHash = net.call_fn::<RegisterNode>(1, bob_reg.clone()).await;
     net.sync().await;
 
     // Update and delete only by the author; identity fields never change.
@@ -178,13 +170,13 @@ async fn every_rule() {
     // (the raw links below).
     rejected(
         "bob beats for alice",
-        net.try_call::<_, ActionHash>(1, "heartbeat", heartbeat(&alice.node_id, "online"))
+        net.try_call_fn::<Heartbeat>(1, heartbeat(&alice.node_id, "online"))
             .await,
         "a heartbeat must come from the node's own agent",
     );
     rejected(
         "unknown status",
-        net.try_call::<_, ActionHash>(0, "heartbeat", heartbeat(&alice.node_id, "sleeping"))
+        net.try_call_fn::<Heartbeat>(0, heartbeat(&alice.node_id, "sleeping"))
             .await,
         "unknown node status: sleeping",
     );
@@ -192,27 +184,26 @@ async fn every_rule() {
     old.timestamp = Timestamp::from_micros(old.timestamp.as_micros() - 120_000_000);
     rejected(
         "heartbeat two minutes old",
-        net.try_call::<_, ActionHash>(0, "heartbeat", old).await,
+        net.try_call_fn::<Heartbeat>(0, old).await,
         "timestamp is 12",
     );
     let mut future = heartbeat(&alice.node_id, "online");
     future.timestamp = Timestamp::from_micros(future.timestamp.as_micros() + 600_000_000);
     rejected(
         "heartbeat from the future",
-        net.try_call::<_, ActionHash>(0, "heartbeat", future).await,
+        net.try_call_fn::<Heartbeat>(0, future).await,
         "away from its action's timestamp",
     );
     let mut overloaded = heartbeat(&alice.node_id, "online");
     overloaded.current_load = -1.0;
     rejected(
         "negative load",
-        net.try_call::<_, ActionHash>(0, "heartbeat", overloaded)
-            .await,
+        net.try_call_fn::<Heartbeat>(0, overloaded).await,
         "current_load out of range",
     );
     // The lease it writes (a link, not an entry).
     let hb: ActionHash = net
-        .call(0, "heartbeat", heartbeat(&alice.node_id, "online"))
+        .call_fn::<Heartbeat>(0, heartbeat(&alice.node_id, "online"))
         .await;
 
     // --- attestation ----------------------------------------------------
@@ -227,28 +218,20 @@ async fn every_rule() {
     };
     rejected(
         "self-attestation",
-        net.try_call::<_, ActionHash>(0, "attest_health", att(&alice.node_id, &alice.node_id, 20))
+        net.try_call_fn::<AttestHealth>(0, att(&alice.node_id, &alice.node_id, 20))
             .await,
         "cannot attest its own health",
     );
     rejected(
         "attesting as another node",
-        net.try_call::<_, ActionHash>(
-            1,
-            "attest_health",
-            att(&alice.node_id, &bob_reg.node_id, 20),
-        )
-        .await,
+        net.try_call_fn::<AttestHealth>(1, att(&alice.node_id, &bob_reg.node_id, 20))
+            .await,
         "the attester must be the author's own node",
     );
     rejected(
         "absurd response time",
-        net.try_call::<_, ActionHash>(
-            0,
-            "attest_health",
-            att(&alice.node_id, &bob_reg.node_id, 600_000),
-        )
-        .await,
+        net.try_call_fn::<AttestHealth>(0, att(&alice.node_id, &bob_reg.node_id, 600_000))
+            .await,
         "response_time_ms 600000",
     );
     let mut seen_later = att(&alice.node_id, &bob_reg.node_id, 20);
@@ -257,16 +240,11 @@ async fn every_rule() {
     ));
     rejected(
         "last seen after the attestation",
-        net.try_call::<_, ActionHash>(0, "attest_health", seen_later)
-            .await,
+        net.try_call_fn::<AttestHealth>(0, seen_later).await,
         "last_seen cannot be after",
     );
     let attested: ActionHash = net
-        .call(
-            0,
-            "attest_health",
-            att(&alice.node_id, &bob_reg.node_id, 20),
-        )
+        .call_fn::<AttestHealth>(0, att(&alice.node_id, &bob_reg.node_id, 20))
         .await;
     rejected(
         "attestations are immutable",
@@ -354,21 +332,16 @@ async fn every_rule() {
         ),
     ];
     for (what, x, reason) in cases {
-        rejected(
-            what,
-            net.try_call::<_, ActionHash>(1, "assign_custodian", x)
-                .await,
-            reason,
-        );
+        rejected(what, net.try_call_fn::<AssignCustodian>(1, x).await, reason);
     }
-    let ok_created: ActionHash = net.call(1, "assign_custodian", ok.clone()).await;
+    let ok_created: ActionHash = net.call_fn::<AssignCustodian>(1, ok.clone()).await;
 
     // --- retirement links -------------------------------------------------
     // A second decision of the same round for the same shard: one of the
     // two outranks the other, and only it may retire the other.
     let mut other = ok.clone();
     other.content_size_bytes = 2000;
-    let other_created: ActionHash = net.call(1, "assign_custodian", other.clone()).await;
+    let other_created: ActionHash = net.call_fn::<AssignCustodian>(1, other.clone()).await;
     let (h_ok, h_other) = (assignment_hash(&ok), assignment_hash(&other));
     let (winner, loser) = if h_ok.get_raw_39() < h_other.get_raw_39() {
         (h_ok, h_other)
@@ -405,7 +378,7 @@ async fn every_rule() {
     net.sync().await;
     let region_base: EntryHash = net.mallory(1, "region_base_hash", "eu-west").await.unwrap();
     // The coordinator stamped the times: summarise what was stored.
-    let stored: Option<RegisteredNode> = net.call(0, "get_my_node", ()).await;
+    let stored: Option<RegisteredNode> = net.call_fn::<GetMyNode>(0, ()).await;
     let stored = stored.expect("alice is registered");
     assert_eq!(stored.action_hash, alice_hash);
     let summary = NodeSummary::of(&stored.registration);
@@ -836,9 +809,8 @@ async fn delegation_rules(
         "valid_from",
     );
     let d1: ActionHash = net
-        .call(
+        .call_fn::<DelegateWorkingKey>(
             0,
-            "delegate_working_key",
             DelegateInput {
                 delegate: net.peers[w1].agent(),
                 valid_from: from,
@@ -847,7 +819,7 @@ async fn delegation_rules(
         )
         .await;
     net.sync().await;
-    let me: Option<ActingAs> = net.call(w1, "whoami", ()).await;
+    let me: Option<ActingAs> = net.call_fn::<Whoami>(w1, ()).await;
     let me = me.expect("the working key knows whom it writes for");
     assert_eq!(
         (me.node_id.as_str(), me.delegation.as_ref()),
@@ -856,8 +828,8 @@ async fn delegation_rules(
     // The working key renews alice's lease and attests as alice.
     let mut hb = heartbeat(&alice.node_id, "degraded");
     hb.watcher = true;
-    let _: ActionHash = net.call(w1, "heartbeat", hb).await;
-    let _: ActionHash = net.call(w1, "attest_health", att(alice, bob, None)).await;
+    let _: ActionHash = net.call_fn::<Heartbeat>(w1, hb).await;
+    let _: ActionHash = net.call_fn::<AttestHealth>(w1, att(alice, bob, None)).await;
     // ... but not as bob, even citing alice's delegation.
     rejected(
         "a working key attests for another node",
@@ -880,9 +852,8 @@ async fn delegation_rules(
     // A short delegation for w2: once it ends, w2's writes are refused.
     let short = window(3);
     let d2: ActionHash = net
-        .call(
+        .call_fn::<DelegateWorkingKey>(
             0,
-            "delegate_working_key",
             DelegateInput {
                 delegate: net.peers[w2].agent(),
                 valid_from: short.0,
@@ -974,17 +945,16 @@ async fn forgeries() {
     let alice = registration(&a, "alice", "eu-west");
     let bob = registration(&b, "bob", "eu-west");
     let carol = registration(&c, "carol", "eu-west");
-    let _: ActionHash = net.call(0, "register_node", alice.clone()).await;
-    let bob_hash: ActionHash = net.call(1, "register_node", bob.clone()).await;
-    let _: ActionHash = net.call(carol_peer, "register_node", carol.clone()).await;
+    let _: ActionHash = net.call_fn::<RegisterNode>(0, alice.clone()).await;
+    let bob_hash: ActionHash = net.call_fn::<RegisterNode>(1, bob.clone()).await;
+    let _: ActionHash = net.call_fn::<RegisterNode>(carol_peer, carol.clone()).await;
     net.sync().await;
 
     // Item 1: an entry committed as one type that also carries another
     // type's fields (serde used to ignore them, so it read back as both).
     let relationship: ActionHash = net
-        .call(
+        .call_fn::<CreateRelationship>(
             0,
-            "create_relationship",
             CreateRelationshipInput {
                 other: b.agent(),
                 kind: "family".into(),
@@ -1084,9 +1054,8 @@ async fn forgeries() {
     // Items 6 and 10: alice and bob are family; bob withdraws, then
     // approves carol's recovery of alice with his old consents anyway.
     let consent_b: ActionHash = net
-        .call(
+        .call_fn::<ConsentToRelationship>(
             1,
-            "consent_to_relationship",
             ConsentInput {
                 relationship: relationship.clone(),
                 consent: true,
@@ -1095,7 +1064,7 @@ async fn forgeries() {
         .await;
     net.sync().await;
     let family: Vec<FamilyCustodian> = net
-        .call(carol_peer, "get_family_custodians", a.agent())
+        .call_fn::<GetFamilyCustodians>(carol_peer, a.agent())
         .await;
     assert_eq!(family.len(), 1, "bob keeps alice's content: {family:?}");
     let proof = family[0].proof.clone();
@@ -1113,9 +1082,8 @@ async fn forgeries() {
         "a family proof holds each party's consent once",
     );
     let _: ActionHash = net
-        .call(
+        .call_fn::<ConsentToRelationship>(
             1,
-            "consent_to_relationship",
             ConsentInput {
                 relationship: relationship.clone(),
                 consent: false,
@@ -1177,6 +1145,6 @@ struct RawEntryInput {
 
 /// The registration hash of a peer's node, as its directory gives it.
 async fn carol_hash(net: &Network, peer: usize) -> ActionHash {
-    let mine: Option<RegisteredNode> = net.call(peer, "get_my_node", ()).await;
+    let mine: Option<RegisteredNode> = net.call_fn::<GetMyNode>(peer, ()).await;
     mine.expect("registered").action_hash
 }

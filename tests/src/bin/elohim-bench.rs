@@ -32,6 +32,10 @@ use elohim_sidecar::custody::PublishRequest;
 use elohim_tests::sidecars::SidecarNet;
 use elohim_tests::*;
 use holochain::prelude::*;
+use node_registry_integrity::zome_fns::{
+    AssignCustodian, DelegateWorkingKey, GetAssignmentRecordsForContent, GetAvailableCustodians,
+    GetCommittedCustody, Heartbeat, Ping, RegisterNode, ZomeFn,
+};
 use node_registry_integrity::*;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -562,36 +566,26 @@ async fn background_cores() -> f64 {
         / 100.0
 }
 
-/// Times one zome call of the observer `samples` times, the `i`th with
-/// `payload(i)`; `O` is what the call returns.
-async fn sample_calls<I, O>(
+/// Times one zome function `F` of the observer `samples` times, the `i`th
+/// with `payload(i)`.
+async fn sample_calls<F: ZomeFn>(
     net: &Network,
     samples: usize,
-    func: &str,
-    payload: impl Fn(usize) -> I,
-) -> Latency
-where
-    I: serde::Serialize + std::fmt::Debug,
-    O: serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    sample_calls_by::<I, O>(net, 0, samples, func, payload).await
+    payload: impl Fn(usize) -> F::Input,
+) -> Latency {
+    sample_calls_by::<F>(net, 0, samples, payload).await
 }
 
 /// As [`sample_calls`], the calls made by `peer`.
-async fn sample_calls_by<I, O>(
+async fn sample_calls_by<F: ZomeFn>(
     net: &Network,
     peer: usize,
     samples: usize,
-    func: &str,
-    payload: impl Fn(usize) -> I,
-) -> Latency
-where
-    I: serde::Serialize + std::fmt::Debug,
-    O: serde::de::DeserializeOwned + std::fmt::Debug,
-{
+    payload: impl Fn(usize) -> F::Input,
+) -> Latency {
     let mut d = Vec::new();
     for i in 0..samples {
-        let (_, t) = timed(net.call::<_, O>(peer, func, payload(i))).await;
+        let (_, t) = timed(net.call_fn::<F>(peer, payload(i))).await;
         d.push(t);
     }
     latency(d)
@@ -614,7 +608,7 @@ async fn sample_selection(
     samples: usize,
     filters: impl Fn(usize) -> CustodianFilters,
 ) -> Latency {
-    sample_calls::<_, Vec<RankedCustodian>>(net, samples, "get_available_custodians", filters).await
+    sample_calls::<GetAvailableCustodians>(net, samples, filters).await
 }
 
 /// Registers `peer` (on `conductor`) as node `label` and beats once, timing
@@ -628,12 +622,12 @@ async fn register_and_beat(
     let id = r.node_id.clone();
     let zome = peer.cell.zome(COORDINATOR);
     let (res, dr) = timed(retrying(label, || {
-        conductor.call_fallible::<_, ActionHash>(&zome, "register_node", r.clone())
+        conductor_try_call_fn::<RegisterNode>(conductor, &zome, r.clone())
     }))
     .await;
     res.unwrap_or_else(|e| panic!("registering node {label}: {e}"));
     let (res, db) = timed(retrying(label, || {
-        conductor.call_fallible::<_, ActionHash>(&zome, "heartbeat", heartbeat(&id, "online"))
+        conductor_try_call_fn::<Heartbeat>(conductor, &zome, heartbeat(&id, "online"))
     }))
     .await;
     res.unwrap_or_else(|e| panic!("heartbeat of node {label}: {e}"));
@@ -649,7 +643,7 @@ async fn await_present(net: &Network, n: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let found: Vec<RankedCustodian> = net
-            .call(0, "get_available_custodians", CustodianFilters::default())
+            .call_fn::<GetAvailableCustodians>(0, CustodianFilters::default())
             .await;
         if found.len() >= n || Instant::now() > deadline {
             if found.len() < n {
@@ -1054,7 +1048,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
         let (pending, waited) =
             await_integrated(&net, a.conductors, Duration::from_secs(300)).await;
         let background_cores = background_cores().await;
-        let call_floor = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
+        let call_floor = sample_calls::<Ping>(&net, a.samples, |_| ()).await;
         // What publishing asks (one region, six custodians, placement by
         // content), the same across every region, and the full listing.
         let publish = sample_selection(&net, a.samples, placing_in_region).await;
@@ -1108,11 +1102,11 @@ async fn bench_registry(a: &Args, report: &mut Report) {
     // the size of the lease links it wrote (one per lease period). One beat
     // first: the observer's lease may have expired while the registry grew.
     let id0 = net.peers[0].node_id("n0");
-    let _: ActionHash = net.call(0, "heartbeat", heartbeat(&id0, "online")).await;
+    let _: ActionHash = net.call_fn::<Heartbeat>(0, heartbeat(&id0, "online")).await;
     let before = chain_records(&net, 0).await;
     let extra_beats = 3;
     for _ in 0..extra_beats {
-        let _: ActionHash = net.call(0, "heartbeat", heartbeat(&id0, "online")).await;
+        let _: ActionHash = net.call_fn::<Heartbeat>(0, heartbeat(&id0, "online")).await;
     }
     let after = chain_records(&net, 0).await;
     let added: Vec<&(bool, usize, usize)> = after[before.len()..].iter().filter(|r| !r.0).collect();
@@ -1151,7 +1145,7 @@ async fn bench_registry(a: &Args, report: &mut Report) {
 /// contents up to each level of `--custody-load`.
 async fn bench_custody_load(a: &Args, net: &Network, report: &mut Report) {
     let nodes: Vec<RankedCustodian> = net
-        .call(0, "get_available_custodians", CustodianFilters::default())
+        .call_fn::<GetAvailableCustodians>(0, CustodianFilters::default())
         .await;
     // The contents are published by an agent of another conductor, as they
     // are by their owners in a real network: written by the observer, they
@@ -1265,7 +1259,7 @@ async fn place_mib(
     x.content_size_bytes = 1 << 20;
     x.shard_size_bytes = 1 << 20;
     retrying("assigning", || {
-        net.try_call::<_, ActionHash>(publisher, "assign_custodian", x.clone())
+        net.try_call_fn::<AssignCustodian>(publisher, x.clone())
     })
     .await
     .unwrap_or_else(|e| panic!("assigning {content_id}: {e}"));
@@ -1275,7 +1269,7 @@ async fn place_mib(
 /// selection and the conductor's floor under the same load.
 async fn sample_placing_and_floor(net: &Network, samples: usize) -> (Latency, Latency) {
     let selection = sample_selection(net, samples, placing_in_region).await;
-    let floor = sample_calls::<_, ()>(net, samples, "ping", |_| ()).await;
+    let floor = sample_calls::<Ping>(net, samples, |_| ()).await;
     (selection, floor)
 }
 
@@ -1321,7 +1315,7 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
             let assignment =
                 assignment(owner.clone(), &format!("age-{written}"), reg, hash.clone());
             let (res, t) = timed(retrying("assigning", || {
-                net.try_call::<_, ActionHash>(0, "assign_custodian", assignment.clone())
+                net.try_call_fn::<AssignCustodian>(0, assignment.clone())
             }))
             .await;
             res.unwrap_or_else(|e| panic!("assigning for the chain-age stage: {e}"));
@@ -1334,13 +1328,12 @@ async fn bench_chain_age(a: &Args, report: &mut Report) {
             }
         }
         records = chain_records(&net, 0).await.len();
-        let ping = sample_calls::<_, ()>(&net, a.samples, "ping", |_| ()).await;
+        let ping = sample_calls::<Ping>(&net, a.samples, |_| ()).await;
         let select = sample_selection(&net, a.samples, placing_in_region).await;
-        let young = sample_calls_by::<_, Vec<RankedCustodian>>(
+        let young = sample_calls_by::<GetAvailableCustodians>(
             &net,
             others[0],
             a.samples,
-            "get_available_custodians",
             placing_in_region,
         )
         .await;
@@ -1411,7 +1404,7 @@ async fn grow_chain(
             hash.clone(),
         );
         retrying("assigning", || {
-            net.try_call::<_, ActionHash>(peer, "assign_custodian", a.clone())
+            net.try_call_fn::<AssignCustodian>(peer, a.clone())
         })
         .await
         .unwrap_or_else(|e| panic!("assigning for the age stage: {e}"));
@@ -1464,9 +1457,8 @@ async fn bench_age(a: &Args, report: &mut Report) {
         let node_id = net.peers[identity].node_id(&label);
         let now = Timestamp::now();
         let _: ActionHash = net
-            .call(
+            .call_fn::<DelegateWorkingKey>(
                 identity,
-                "delegate_working_key",
                 DelegateInput {
                     delegate: net.peers[work].agent(),
                     valid_from: now,
@@ -1492,9 +1484,7 @@ async fn bench_age(a: &Args, report: &mut Report) {
         let mut beats = Vec::new();
         for i in 0..a.samples {
             let status = if i % 2 == 0 { "degraded" } else { "online" };
-            let (_, t) =
-                timed(net.call::<_, ActionHash>(work, "heartbeat", heartbeat(&node_id, status)))
-                    .await;
+            let (_, t) = timed(net.call_fn::<Heartbeat>(work, heartbeat(&node_id, status))).await;
             beats.push(t);
         }
         let mut assigns = Vec::new();
@@ -1506,12 +1496,11 @@ async fn bench_age(a: &Args, report: &mut Report) {
                 reg,
                 hash.clone(),
             );
-            let (res, t) =
-                timed(net.try_call::<_, ActionHash>(identity, "assign_custodian", asg)).await;
+            let (res, t) = timed(net.try_call_fn::<AssignCustodian>(identity, asg)).await;
             res.unwrap_or_else(|e| panic!("sampling an assignment: {e}"));
             assigns.push(t);
         }
-        let ping = sample_calls_by::<_, ()>(&net, work, a.samples, "ping", |_| ()).await;
+        let ping = sample_calls_by::<Ping>(&net, work, a.samples, |_| ()).await;
         let point = AgePoint {
             days,
             control,
@@ -1552,7 +1541,7 @@ const TOTALLED_LIMIT: Duration = Duration::from_secs(30 * 60);
 async fn beat_all(net: &Network, custodians: &[(usize, NodeRegistration)]) {
     for (peer, r) in custodians {
         retrying("beating", || {
-            net.try_call::<_, ActionHash>(*peer, "heartbeat", heartbeat(&r.node_id, "online"))
+            net.try_call_fn::<Heartbeat>(*peer, heartbeat(&r.node_id, "online"))
         })
         .await
         .unwrap_or_else(|e| panic!("heartbeat of {}: {e}", r.node_id));
@@ -1570,7 +1559,7 @@ async fn load_totalled(
     use registry_core::committed::{recent_bucket, RECENT_LINK_LATENESS_SECS};
     for (_, r) in custodians {
         let view: CommittedCustodyView = net
-            .call(0, "get_committed_custody", r.node_id.clone())
+            .call_fn::<GetCommittedCustody>(0, r.node_id.clone())
             .await;
         let Some(total) = view.published else {
             return false;
@@ -1770,7 +1759,7 @@ async fn bench_custody(a: &Args, report: &mut Report) {
                 let recs: Vec<AssignmentRecord> = net
                     .node(owner)
                     .agent
-                    .call("get_assignment_records_for_content", r.content_id.clone())
+                    .call_fn::<GetAssignmentRecordsForContent>(r.content_id.clone())
                     .await
                     .ok()?;
                 recs.iter()
@@ -1827,7 +1816,7 @@ async fn bench_custody(a: &Args, report: &mut Report) {
                 let recs: Vec<AssignmentRecord> = net
                     .node(observer)
                     .agent
-                    .call("get_assignment_records_for_content", r.content_id.clone())
+                    .call_fn::<GetAssignmentRecordsForContent>(r.content_id.clone())
                     .await
                     .unwrap_or_default();
                 let repaired = recs.len() == *nn as usize
