@@ -801,6 +801,69 @@ pub mod sidecars {
             })
         }
 
+        /// Waits up to `secs` until node `observer`'s `detect_failed_nodes`,
+        /// under `policy`, finds `node` failed. On a timeout the panic says
+        /// what detection last answered and what every running node's
+        /// liveness holds (whom it beats to, whom it watches and its verdict),
+        /// so a failure under load can be told from a design hole.
+        pub async fn await_declared(
+            &self,
+            observer: usize,
+            node: &str,
+            policy: DetectionInput,
+            secs: u64,
+        ) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+            loop {
+                let last = match self
+                    .node(observer)
+                    .agent
+                    .call_fn::<DetectFailedNodes>(Some(policy))
+                    .await
+                {
+                    Ok(down) => {
+                        if down.iter().any(|n| {
+                            n.node_id == node
+                                && matches!(
+                                    n.liveness,
+                                    registry_core::heartbeat::Liveness::Failed { .. }
+                                )
+                        }) {
+                            return;
+                        }
+                        format!("{down:?}")
+                    }
+                    Err(e) => format!("error: {e}"),
+                };
+                if tokio::time::Instant::now() > deadline {
+                    panic!(
+                        "{node} not declared failed by node {observer} within {secs} s; \
+                         detection last answered {last}; liveness: {}",
+                        self.liveness_views()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+
+        /// Every running node's liveness: whom it beats to and whom it
+        /// watches, with its verdicts (for failure messages).
+        pub fn liveness_views(&self) -> String {
+            self.daemons
+                .iter()
+                .flatten()
+                .map(|d| {
+                    format!(
+                        "{} beats to {:?}, watches {:?}",
+                        d.agent.node_id,
+                        d.liveness.monitors(),
+                        d.liveness.watched()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+
         /// Polls `check` every 500 ms until it returns `Some`, or panics
         /// after `secs` naming `what`.
         pub async fn until<T, F, Fut>(&self, secs: u64, what: &str, mut check: F) -> T

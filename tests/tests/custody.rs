@@ -251,7 +251,7 @@ async fn concurrent_recovery_creates_no_duplicates() {
         failure_window_secs: Some(10),
         grace_secs: Some(5),
     };
-    await_declared(&net, a, &victim_id, policy).await;
+    net.await_declared(a, &victim_id, policy, 120).await;
     // Declared failed: from that moment nobody placing content is offered it.
     let offered: Vec<RankedCustodian> = net
         .node(a)
@@ -341,15 +341,6 @@ async fn a_publish_skips_a_custodian_that_just_died() {
     );
 }
 
-/// Waits until `observer`'s detection (10 s window, 5 s grace) finds `node`
-/// failed.
-async fn await_declared(net: &SidecarNet, observer: usize, node: &str, policy: DetectionInput) {
-    net.until(120, &format!("{node} declared failed"), || async {
-        net.finds_failed(observer, node, policy).await.then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_node_that_still_answers_is_not_repaired_away() {
     // Heartbeats missing from a detector's view are not proof of death (its
@@ -370,7 +361,7 @@ async fn a_silent_node_that_still_answers_is_not_repaired_away() {
     };
     // The sidecar stops beating; the conductor still answers.
     net.stop_sidecar(silent).await;
-    await_declared(&net, observer, &silent_id, policy).await;
+    net.await_declared(observer, &silent_id, policy, 120).await;
     let reports = net
         .node(observer)
         .custody

@@ -776,7 +776,9 @@ impl NodeAgent {
             status: status.as_str().to_string(),
             current_load: load.load_per_core.clamp(0.0, 1024.0),
             active_connections,
-            custody_used_bytes: 0,
+            // What the store held at the last reconcile (the metric's
+            // gauge); the lease is not rewritten for it, only carries it.
+            custody_used_bytes: self.metrics.shard_bytes_held.get().max(0) as u64,
             watcher: true,
         };
         let hash = self.write_fn::<Heartbeat>(hb.clone()).await?;

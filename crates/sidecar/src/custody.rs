@@ -126,6 +126,49 @@ pub struct PublishRequest {
     pub reach: Option<String>,
 }
 
+impl PublishRequest {
+    /// Refuses what can be refused before any work starts: an unknown
+    /// strategy or reach, shard counts the codec does not take, a path that
+    /// is not a readable file. The API answers these with a 400 instead of a
+    /// progress stream that ends in an error line. Returns the strategy and
+    /// the reach, defaults applied.
+    pub fn check(&self) -> Result<(Strategy, String), CustodyError> {
+        let strategy: Strategy = self
+            .strategy
+            .as_deref()
+            .unwrap_or("full_replica")
+            .parse()
+            .map_err(|e: shard_codec::CodecError| {
+                CustodyError::BadRequest(format!("strategy: {e}"))
+            })?;
+        let reach = self.reach.clone().unwrap_or_else(|| "private".into());
+        if !["intimate", "private", "public"].contains(&reach.as_str()) {
+            return Err(CustodyError::BadRequest(format!(
+                "reach: unknown reach {reach:?} (intimate, private or public)"
+            )));
+        }
+        // n may still come from the family (one replica each); with n
+        // given, k and n must make a codec now.
+        if let Some(n) = self.n {
+            let (dk, _) = strategy_defaults(strategy);
+            let k = if strategy == Strategy::FullReplica {
+                1
+            } else {
+                self.k.unwrap_or(dk)
+            };
+            CodecParams::new(strategy, k as usize, n as usize)
+                .map_err(|e| CustodyError::BadRequest(format!("k, n: {e}")))?;
+        }
+        if !self.path.is_file() {
+            return Err(CustodyError::BadRequest(format!(
+                "path: {} is not a readable file",
+                self.path.display()
+            )));
+        }
+        Ok((strategy, reach))
+    }
+}
+
 /// The result of publishing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublishReport {
@@ -581,24 +624,13 @@ impl Custody {
         req: PublishRequest,
         progress: ProgressFn<'_>,
     ) -> Result<PublishReport, CustodyError> {
-        let strategy: Strategy = req
-            .strategy
-            .as_deref()
-            .unwrap_or("full_replica")
-            .parse()
-            .map_err(|e: shard_codec::CodecError| CustodyError::BadRequest(e.to_string()))?;
+        let (strategy, reach) = req.check()?;
         let (dk, dn) = strategy_defaults(strategy);
         let k = if strategy == Strategy::FullReplica {
             1
         } else {
             req.k.unwrap_or(dk)
         };
-        let reach = req.reach.clone().unwrap_or_else(|| "private".into());
-        if !["intimate", "private", "public"].contains(&reach.as_str()) {
-            return Err(CustodyError::BadRequest(format!(
-                "unknown reach {reach:?} (intimate, private or public)"
-            )));
-        }
         // Private and intimate content goes to family first (integration
         // point 3 of the plan): by default, one full copy per family node.
         let family: Vec<FamilyCustodian> = if reach != "public" {
@@ -615,12 +647,6 @@ impl Custody {
         };
         let n = req.n.unwrap_or(default_n);
         let params = CodecParams::new(strategy, k as usize, n as usize)?;
-        if !req.path.is_file() {
-            return Err(CustodyError::BadRequest(format!(
-                "{} is not a readable file",
-                req.path.display()
-            )));
-        }
 
         let path = req.path.clone();
         let (content_hash, size) = tokio::task::block_in_place(|| hash_file(&path, progress))?;
@@ -1752,6 +1778,66 @@ pub fn room_for(shard: u64, used: u64, cap: u64, free: Option<u64>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_publish_request_is_refused_up_front_naming_its_field() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let ok = PublishRequest {
+            path: file.path().to_path_buf(),
+            ..Default::default()
+        };
+        assert_eq!(
+            ok.check().unwrap(),
+            (Strategy::FullReplica, "private".to_string())
+        );
+        let refused = |r: PublishRequest| match r.check() {
+            Err(CustodyError::BadRequest(m)) => m,
+            other => panic!("{r:?} was not refused: {other:?}"),
+        };
+        for (req, field) in [
+            (
+                PublishRequest {
+                    strategy: Some("mirrored".into()),
+                    ..ok.clone()
+                },
+                "strategy:",
+            ),
+            (
+                PublishRequest {
+                    reach: Some("everyone".into()),
+                    ..ok.clone()
+                },
+                "reach:",
+            ),
+            (
+                PublishRequest {
+                    strategy: Some("erasure_coded".into()),
+                    k: Some(5),
+                    n: Some(3),
+                    ..ok.clone()
+                },
+                "k, n:",
+            ),
+            (
+                PublishRequest {
+                    path: file.path().with_extension("missing"),
+                    ..ok.clone()
+                },
+                "path:",
+            ),
+        ] {
+            let m = refused(req);
+            assert!(m.starts_with(field), "{m:?} names {field}");
+        }
+        // n left to the family: k alone is checked when the family is known.
+        assert!(PublishRequest {
+            strategy: Some("erasure_coded".into()),
+            k: Some(2),
+            ..ok.clone()
+        }
+        .check()
+        .is_ok());
+    }
 
     #[test]
     fn room_is_checked_against_the_cap_and_the_disk() {

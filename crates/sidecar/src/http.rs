@@ -420,6 +420,9 @@ async fn publish(
         Ok(Json(r)) => r,
         Err(e) => return bad_json(e),
     };
+    if let Err(e) = req.check() {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
     let custody = s.custody.clone();
     ndjson(move |progress| {
         Box::pin(async move {
@@ -440,6 +443,9 @@ async fn fetch(
         Ok(Json(r)) => r,
         Err(e) => return bad_json(e),
     };
+    if let Err(e) = crate::ids::check_content_id(&id) {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
     let custody = s.custody.clone();
     ndjson(move |progress| {
         Box::pin(async move {
