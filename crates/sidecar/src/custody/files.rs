@@ -1,0 +1,74 @@
+//! Scratch files: the hashing writer shards and decoded content are written
+//! through, the temp files that clean up after themselves, and where they
+//! live (the node's `work` directory, emptied at start).
+//!
+//! Separate because publishing, retrieving and rebuilding all stage bytes on
+//! disk the same way; none of it knows about custodians or the DHT.
+
+use super::{Custody, Progress, ProgressFn};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A `Write` that also hashes and counts.
+pub(super) struct HashingFile {
+    pub(super) file: std::fs::File,
+    pub(super) hasher: blake3::Hasher,
+    pub(super) len: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A temp file removed on drop.
+pub(super) struct TempFile(pub(super) PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hashes a file with blake3, reporting progress.
+pub(super) fn hash_file(path: &Path, progress: ProgressFn<'_>) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let total = f.metadata()?.len();
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        done += n as u64;
+        progress(Progress {
+            phase: "hashing".into(),
+            done,
+            total,
+        });
+    }
+    Ok((h.finalize().to_hex().to_string(), done))
+}
+
+impl Custody {
+    /// A fresh path in the work directory for a `what` file.
+    pub(super) fn temp_path(&self, what: &str) -> PathBuf {
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
+        self.work_dir.join(format!("{what}.{}", hex(&nonce)))
+    }
+}

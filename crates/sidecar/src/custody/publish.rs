@@ -1,0 +1,464 @@
+//! Publishing: hashing and encoding a file into shards, choosing custodians
+//! (family first, then the community, skipping those that do not answer),
+//! recording the assignments and delivering each shard, plus the signed
+//! transfer requests every outgoing shard transfer carries.
+//!
+//! Separate because it is the owner's side of custody, run once per publish
+//! on the publisher's node; the other roles are a custodian's.
+
+use super::files::{hash_file, hex, HashingFile, TempFile};
+use super::{
+    now_micros, Custody, CustodyError, Progress, ProgressFn, PublishReport, PublishRequest,
+};
+use crate::catalog::PublishedContent;
+use crate::transfer::{canonical_request, TransferAuth};
+use holochain_types::prelude::{EntryHash, Signature};
+use node_registry_integrity::zome_fns::{
+    AssignCustodian, GetAvailableCustodians, GetFamilyCustodians, SignTransfer,
+};
+use node_registry_integrity::*;
+use registry_core::assignment::{assignment_id, DecisionSource};
+use shard_codec::{CodecParams, Encoder, Strategy};
+use std::path::Path;
+
+/// How long a push keeps trying a custodian it cannot reach at all.
+pub const UNREACHABLE_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long a publisher waits for a candidate custodian's `/ping`.
+const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+/// Candidates a publish asks for beyond the custodians it needs, to put a
+/// shard elsewhere when one does not answer.
+const SPARE_CANDIDATES: usize = 2;
+
+/// The default `(k, n)` of a strategy.
+pub(super) fn strategy_defaults(s: Strategy) -> (u32, u32) {
+    match s {
+        Strategy::FullReplica => (1, 3),
+        Strategy::ErasureCoded => (4, 6),
+        Strategy::ThresholdSplit => (3, 5),
+    }
+}
+
+/// A custodian chosen for one shard.
+struct Slot {
+    node_id: String,
+    registration: holochain_types::prelude::ActionHash,
+    endpoint: Option<String>,
+    family: Option<FamilyProof>,
+}
+
+/// The content id of `content_hash` published by `owner`: unique per owner,
+/// stable across republishing, and recomputed by validation
+/// (`registry_core::assignment::content_id`).
+pub fn content_id_for(owner: &holochain_types::prelude::AgentPubKey, content_hash: &str) -> String {
+    registry_core::assignment::content_id(owner.get_raw_32(), content_hash)
+}
+
+/// The DHT entry hash of an assignment, computed locally (identical
+/// decisions hash alike; this is how the network deduplicates them).
+pub fn assignment_entry_hash(a: &CustodianAssignment) -> Result<EntryHash, CustodyError> {
+    use holochain_types::prelude::{Entry, SerializedBytes};
+    let bytes = SerializedBytes::try_from(a.clone())
+        .map_err(|e| CustodyError::BadRequest(e.to_string()))?;
+    let entry = Entry::app(bytes).map_err(|e| CustodyError::BadRequest(e.to_string()))?;
+    Ok(EntryHash::with_data_sync(&entry))
+}
+
+impl Custody {
+    /// Signs a transfer request to node `target` with this node's agent
+    /// key: good once, at that node only, for a minute.
+    pub async fn sign(
+        &self,
+        method: &str,
+        shard_hash: &str,
+        assignment: &str,
+        target: &str,
+    ) -> Result<TransferAuth, CustodyError> {
+        let mut auth = TransferAuth {
+            assignment: assignment.to_string(),
+            node_id: self.agent.node_id.clone(),
+            agent: self.agent.agent().to_string(),
+            time_micros: now_micros(),
+            nonce: TransferAuth::new_nonce(),
+            target: target.to_string(),
+            signature: vec![],
+        };
+        let sig: Signature = self
+            .agent
+            .call_fn::<SignTransfer>(TransferToSign {
+                message: canonical_request(method, shard_hash, &auth),
+            })
+            .await?;
+        auth.signature = sig.0.to_vec();
+        Ok(auth)
+    }
+
+    /// Sends a shard file to a custodian, retrying (with backoff) while the
+    /// custodian does not see the assignment yet, for up to three minutes:
+    /// assignments travel the DHT, shards travel HTTP, and the shard may
+    /// arrive first (a node that holds a DHT address reads it only from its
+    /// own store, so on a busy network that can take more than a minute). A
+    /// custodian that cannot be reached at all is given up on after
+    /// [`UNREACHABLE_GIVE_UP`]: it is most likely dead, and its monitors will
+    /// have it repaired.
+    pub async fn deliver(
+        &self,
+        peer: &str,
+        endpoint: &str,
+        shard_hash: &str,
+        assignment: &str,
+        path: &Path,
+    ) -> Result<(), CustodyError> {
+        let started = std::time::Instant::now();
+        let deadline = started + std::time::Duration::from_secs(180);
+        let mut wait = std::time::Duration::from_millis(250);
+        loop {
+            match self
+                .push(peer, endpoint, shard_hash, assignment, path)
+                .await
+            {
+                Err(CustodyError::Transfer {
+                    retry_later: true,
+                    detail,
+                    ..
+                }) if std::time::Instant::now() + wait < deadline
+                    && !(detail.starts_with("unreachable")
+                        && started.elapsed() >= UNREACHABLE_GIVE_UP) =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether a custodian's sidecar answers at all, within a few seconds:
+    /// asked of every candidate before a publish places a shard on it.
+    async fn reachable(&self, endpoint: Option<&str>) -> bool {
+        let Some(ep) = endpoint else {
+            return false;
+        };
+        let url = format!("{}/ping", ep.trim_end_matches('/'));
+        matches!(
+            tokio::time::timeout(REACHABLE_WITHIN, self.http.get(url).send()).await,
+            Ok(Ok(r)) if r.status().is_success()
+        )
+    }
+
+    /// Sends a shard file to a custodian's sidecar, once.
+    pub async fn push(
+        &self,
+        peer: &str,
+        endpoint: &str,
+        shard_hash: &str,
+        assignment: &str,
+        path: &Path,
+    ) -> Result<(), CustodyError> {
+        let auth = self.sign("PUT", shard_hash, assignment, peer).await?;
+        let file = tokio::fs::File::open(path).await?;
+        let len = file.metadata().await?.len();
+        let mut req = self
+            .http
+            .put(format!(
+                "{}/shards/{shard_hash}",
+                endpoint.trim_end_matches('/')
+            ))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(
+                tokio_util::io::ReaderStream::new(file),
+            ));
+        for (k, v) in auth.headers() {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| CustodyError::Transfer {
+            peer: peer.to_string(),
+            detail: format!("unreachable: {e}"),
+            retry_later: true,
+        })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(CustodyError::Transfer {
+                peer: peer.to_string(),
+                detail: format!("{status}: {body}"),
+                retry_later: status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            });
+        }
+        self.agent.metrics.moved("out", len);
+        Ok(())
+    }
+
+    /// Publishes a file: hashes it, encodes it into `n` shards, chooses `n`
+    /// distinct custodians, records the assignments on the DHT and sends
+    /// each custodian its shard.
+    pub async fn publish(
+        &self,
+        req: PublishRequest,
+        progress: ProgressFn<'_>,
+    ) -> Result<PublishReport, CustodyError> {
+        let (strategy, reach) = req.check()?;
+        let (dk, dn) = strategy_defaults(strategy);
+        let k = if strategy == Strategy::FullReplica {
+            1
+        } else {
+            req.k.unwrap_or(dk)
+        };
+        // Private and intimate content goes to family first (integration
+        // point 3 of the plan): by default, one full copy per family node.
+        let family: Vec<FamilyCustodian> = if reach != "public" {
+            self.agent
+                .call_fn::<GetFamilyCustodians>(self.agent.agent().clone())
+                .await?
+        } else {
+            vec![]
+        };
+        let default_n = if !family.is_empty() && strategy == Strategy::FullReplica {
+            family.len() as u32
+        } else {
+            dn
+        };
+        let n = req.n.unwrap_or(default_n);
+        let params = CodecParams::new(strategy, k as usize, n as usize)?;
+
+        let path = req.path.clone();
+        let (content_hash, size) = tokio::task::block_in_place(|| hash_file(&path, progress))?;
+        let content_id = content_id_for(self.agent.agent(), &content_hash);
+
+        // Encode into n shard files.
+        progress(Progress {
+            phase: "encoding".into(),
+            done: 0,
+            total: size,
+        });
+        let tmps: Vec<TempFile> = (0..n)
+            .map(|i| TempFile(self.temp_path(&format!("shard{i}"))))
+            .collect();
+        let key = self.secret.content_key(&content_id);
+        let (report, shard_files) = tokio::task::block_in_place(|| -> Result<_, CustodyError> {
+            let mut writers = tmps
+                .iter()
+                .map(|t| {
+                    Ok(HashingFile {
+                        file: std::fs::File::create(&t.0)?,
+                        hasher: blake3::Hasher::new(),
+                        len: 0,
+                    })
+                })
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let mut encoder = Encoder::new(params)?;
+            if params.needs_owner_key() {
+                encoder = encoder.with_key(key.clone());
+            }
+            let report = encoder.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
+            let files: Vec<(String, u64)> = writers
+                .into_iter()
+                .map(|w| {
+                    w.file.sync_all()?;
+                    Ok((w.hasher.finalize().to_hex().to_string(), w.len))
+                })
+                .collect::<std::io::Result<_>>()?;
+            Ok((report, files))
+        })?;
+        progress(Progress {
+            phase: "encoding".into(),
+            done: size,
+            total: size,
+        });
+
+        // Choose custodians: family first, then the community; distinct
+        // nodes, never this one.
+        let shard_size = shard_files.iter().map(|(_, l)| *l).max().unwrap_or(0);
+        let mut chosen: Vec<Slot> = family
+            .iter()
+            .take(n as usize)
+            .map(|f| Slot {
+                node_id: f.node_id.clone(),
+                registration: f.registration_hash.clone(),
+                endpoint: f.endpoint.clone(),
+                family: Some(f.proof.clone()),
+            })
+            .collect();
+        let missing = n as usize - chosen.len();
+        if missing > 0 {
+            let mut exclude: Vec<String> = chosen.iter().map(|s| s.node_id.clone()).collect();
+            exclude.push(self.agent.node_id.clone());
+            let community: Vec<RankedCustodian> = self
+                .agent
+                .read_fn::<GetAvailableCustodians>(CustodianFilters {
+                    region: req.region.clone(),
+                    min_tier: req.min_tier.clone(),
+                    exclude_nodes: exclude,
+                    min_storage_bytes: Some(shard_size),
+                    content_id: Some(content_id.clone()),
+                    limit: Some((missing + SPARE_CANDIDATES) as u32),
+                    ..Default::default()
+                })
+                .await?;
+            // A candidate whose sidecar does not answer (dead since its
+            // lease, before its monitors' verdicts arrived) gives way to the
+            // next one; only if too few answer are silent ones used.
+            let answers = futures_util::future::join_all(
+                community
+                    .iter()
+                    .map(|c| self.reachable(c.registration.endpoint.as_deref())),
+            )
+            .await;
+            let (up, silent): (Vec<_>, Vec<_>) = community
+                .into_iter()
+                .zip(answers)
+                .partition(|(_, answered)| *answered);
+            for (c, _) in &silent {
+                tracing::info!(
+                    "candidate custodian {} does not answer; placing elsewhere",
+                    c.registration.node_id
+                );
+            }
+            let community: Vec<RankedCustodian> = up
+                .into_iter()
+                .chain(silent)
+                .map(|(c, _)| c)
+                .take(missing)
+                .collect();
+            chosen.extend(community.into_iter().map(|c| Slot {
+                node_id: c.registration.node_id,
+                registration: c.registration_hash,
+                endpoint: c.registration.endpoint,
+                family: None,
+            }));
+        }
+        if chosen.len() < n as usize {
+            return Err(CustodyError::NotEnoughCustodians {
+                needed: n,
+                found: chosen.len() as u32,
+            });
+        }
+        let round: Vec<String> = chosen.iter().map(|c| c.node_id.clone()).collect();
+
+        // Record the assignments.
+        let mut records = Vec::new();
+        for (i, c) in chosen.iter().enumerate() {
+            let (shard_hash, shard_len) = &shard_files[i];
+            let a = CustodianAssignment {
+                assignment_id: assignment_id(&content_id, i as u32, 0),
+                content_id: content_id.clone(),
+                content_hash: content_hash.clone(),
+                content_size_bytes: size,
+                shard_size_bytes: *shard_len,
+                shard_hash: shard_hash.clone(),
+                owner_agent: self.agent.agent().clone(),
+                reach: reach.clone(),
+                custodian_node_id: c.node_id.clone(),
+                custodian_registration: c.registration.clone(),
+                strategy: strategy.as_str().to_string(),
+                threshold: k,
+                shard_count: n,
+                shard_index: i as u32,
+                round_custodians: round.clone(),
+                decided_by: if c.family.is_some() {
+                    DecisionSource::RelationshipPolicy
+                } else {
+                    DecisionSource::Publisher
+                }
+                .as_str()
+                .to_string(),
+                decision_round: 0,
+                replaces: None,
+                preferred_region: req.region.clone(),
+                required_tier: req.min_tier.clone(),
+                quorum_proposal: None,
+                quorum_votes: vec![],
+                relationship: c.family.clone(),
+            };
+            let _: holochain_types::prelude::ActionHash = self
+                .agent
+                .retrying(|| self.agent.call_fn::<AssignCustodian>(a.clone()))
+                .await?;
+            records.push(AssignmentRecord {
+                entry_hash: assignment_entry_hash(&a)?,
+                assignment: a,
+            });
+            progress(Progress {
+                phase: "assigning".into(),
+                done: i as u64 + 1,
+                total: n as u64,
+            });
+        }
+
+        // Deliver to every custodian at once: each waits on its own link
+        // (and on the assignment reaching it through the DHT), so the slowest
+        // sets the pace instead of the sum of them all.
+        let delivered = std::sync::atomic::AtomicU64::new(0);
+        let results = futures_util::future::join_all(chosen.iter().zip(&records).enumerate().map(
+            |(i, (c, r))| {
+                let delivered = &delivered;
+                let tmp = &tmps[i].0;
+                async move {
+                    let result = match &c.endpoint {
+                        Some(ep) => {
+                            self.deliver(
+                                &c.node_id,
+                                ep,
+                                &r.assignment.shard_hash,
+                                &r.entry_hash.to_string(),
+                                tmp,
+                            )
+                            .await
+                        }
+                        None => Err(CustodyError::Transfer {
+                            peer: c.node_id.clone(),
+                            detail: "no endpoint registered".into(),
+                            retry_later: false,
+                        }),
+                    };
+                    let done = delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress(Progress {
+                        phase: "pushing".into(),
+                        done,
+                        total: n as u64,
+                    });
+                    result
+                }
+            },
+        ))
+        .await;
+        let mut pushed = 0;
+        let mut failures = Vec::new();
+        for (i, result) in results.into_iter().enumerate() {
+            match result {
+                Ok(()) => pushed += 1,
+                Err(e) => {
+                    tracing::warn!("shard {i} of {content_id}: {e}");
+                    failures.push(e.to_string());
+                }
+            }
+        }
+
+        self.catalog.put(&PublishedContent {
+            content_id: content_id.clone(),
+            name: req
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            size,
+            content_hash: content_hash.clone(),
+            strategy: strategy.as_str().to_string(),
+            k,
+            n,
+            reach,
+            key_hex: report.key.as_ref().map(|key| hex(key.as_bytes())),
+            published_at: now_micros() / 1_000_000,
+        })?;
+        Ok(PublishReport {
+            content_id,
+            content_hash,
+            size,
+            strategy: strategy.as_str().to_string(),
+            k,
+            n,
+            custodians: round,
+            pushed,
+            push_failures: failures,
+        })
+    }
+}

@@ -1,0 +1,283 @@
+//! Retrieving: fetching enough verified shards of a content from its
+//! holders, decoding them (with the owner's key, or a recovered person's)
+//! and checking the result against the assignments.
+//!
+//! Separate because it is the reading side of custody: publish writes
+//! shards out, this brings them back, and repair reuses its
+//! [`Custody::fetch_some`] to gather what a rebuild needs.
+
+use super::files::{HashingFile, TempFile};
+use super::{Custody, CustodyError, Progress, ProgressFn, RetrieveReport};
+use node_registry_integrity::zome_fns::{GetAssignmentRecordsForContent, GetShardHolders};
+use node_registry_integrity::*;
+use shard_codec::{ContentKey, Decoder, Strategy};
+use std::io::Write;
+use std::path::Path;
+
+/// Longest a peer may leave a download without sending a byte.
+pub(super) const FETCH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Custody {
+    /// Fetches enough shards of a content from its custodians, decodes them
+    /// and writes the content to `out` (via a temp file renamed at the end),
+    /// checking it hashes to what the assignments record.
+    pub async fn retrieve(
+        &self,
+        content_id: &str,
+        out: &Path,
+        progress: ProgressFn<'_>,
+    ) -> Result<RetrieveReport, CustodyError> {
+        self.retrieve_as(content_id, out, None, None, progress)
+            .await
+    }
+
+    /// As `retrieve`, with a content key (a recovered person's) and the
+    /// recovery request that authorizes this node to fetch another
+    /// person's shards.
+    pub async fn retrieve_as(
+        &self,
+        content_id: &str,
+        out: &Path,
+        key: Option<ContentKey>,
+        recovery: Option<&str>,
+        progress: ProgressFn<'_>,
+    ) -> Result<RetrieveReport, CustodyError> {
+        crate::ids::check_content_id(content_id)?;
+        let live: Vec<AssignmentRecord> = self
+            .agent
+            .call_fn::<GetAssignmentRecordsForContent>(content_id.to_string())
+            .await?;
+        let first = live
+            .first()
+            .ok_or_else(|| CustodyError::UnknownContent(content_id.to_string()))?;
+        let strategy: Strategy = first.assignment.strategy.parse()?;
+        // The owner's catalog, or else the key derived from this node's
+        // recovery secret (a recovered node adopts the lost one's secret).
+        let key = match self.catalog.get(content_id)?.and_then(|c| c.key_hex) {
+            Some(h) => Some(parse_key(&h)?),
+            None if first.assignment.owner_agent == *self.agent.agent() => {
+                Some(self.secret.content_key(content_id))
+            }
+            None => key,
+        };
+        let holders: Vec<ShardHolder> = self
+            .agent
+            .call_fn::<GetShardHolders>(content_id.to_string())
+            .await?;
+        let needed = if strategy == Strategy::FullReplica {
+            1
+        } else {
+            first.assignment.threshold as usize
+        };
+        let (files, from) = self
+            .fetch_some(&holders, needed, first, recovery, progress)
+            .await?;
+        progress(Progress {
+            phase: "decoding".into(),
+            done: 0,
+            total: first.assignment.content_size_bytes,
+        });
+        let tmp = TempFile(self.temp_path("decode"));
+        let expected_hash = first.assignment.content_hash.clone();
+        let (size, hash) =
+            tokio::task::block_in_place(|| -> Result<(u64, String), CustodyError> {
+                let readers = files
+                    .iter()
+                    .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                let mut writer = HashingFile {
+                    file: std::fs::File::create(&tmp.0)?,
+                    hasher: blake3::Hasher::new(),
+                    len: 0,
+                };
+                let mut decoder = Decoder::new();
+                if let Some(k) = key.clone() {
+                    decoder = decoder.with_key(k);
+                }
+                match decoder.decode_stream(readers, &mut writer) {
+                    Err(shard_codec::CodecError::MissingKey) => {
+                        return Err(CustodyError::MissingKey(content_id.to_string()))
+                    }
+                    other => other?,
+                };
+                writer.file.sync_all()?;
+                Ok((writer.len, writer.hasher.finalize().to_hex().to_string()))
+            })?;
+        if hash != expected_hash {
+            return Err(CustodyError::Codec(
+                shard_codec::CodecError::MismatchedContent(format!(
+                    "decoded content hashes to {hash}, the assignments record {expected_hash}"
+                )),
+            ));
+        }
+        std::fs::rename(&tmp.0, out).or_else(|_| std::fs::copy(&tmp.0, out).map(|_| ()))?;
+        progress(Progress {
+            phase: "decoding".into(),
+            done: size,
+            total: size,
+        });
+        Ok(RetrieveReport {
+            content_id: content_id.to_string(),
+            size,
+            content_hash: hash,
+            from,
+        })
+    }
+
+    /// Fetches `needed` verified shards from `holders` (trying each in turn).
+    /// Every request names `serving` (this node's assignment, or the
+    /// content's first live one), whose shard size caps each download.
+    pub(super) async fn fetch_some(
+        &self,
+        holders: &[ShardHolder],
+        needed: usize,
+        serving: &AssignmentRecord,
+        recovery: Option<&str>,
+        progress: ProgressFn<'_>,
+    ) -> Result<(Vec<TempFile>, Vec<String>), CustodyError> {
+        let content_id = serving.assignment.content_id.as_str();
+        let max_bytes = serving.assignment.shard_size_bytes;
+        let serving = serving.entry_hash.to_string();
+        let mut files = Vec::new();
+        let mut from = Vec::new();
+        let mut errors = Vec::new();
+        for h in holders {
+            if files.len() >= needed {
+                break;
+            }
+            if h.node_id == self.agent.node_id {
+                // Our own copy, if we hold one, is read straight from the store.
+                if let Ok(bytes) = self.store.read_verified(&h.shard_hash) {
+                    let tmp = TempFile(self.temp_path("own"));
+                    std::fs::write(&tmp.0, bytes)?;
+                    files.push(tmp);
+                    from.push(h.node_id.clone());
+                }
+                continue;
+            }
+            // A recovering node is nobody's custodian: it names the
+            // holder's own assignment and shows its recovery instead.
+            let serving = match recovery {
+                Some(_) => h.assignment.to_string(),
+                None => serving.to_string(),
+            };
+            match self.fetch_to_temp(h, &serving, recovery, max_bytes).await {
+                Ok(f) => {
+                    files.push(f);
+                    from.push(h.node_id.clone());
+                    progress(Progress {
+                        phase: "fetching".into(),
+                        done: files.len() as u64,
+                        total: needed as u64,
+                    });
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if files.len() < needed {
+            return Err(CustodyError::TooFewShards {
+                content_id: content_id.to_string(),
+                got: files.len(),
+                needed,
+                detail: if errors.is_empty() {
+                    "no other holders".into()
+                } else {
+                    errors.join("; ")
+                },
+            });
+        }
+        Ok((files, from))
+    }
+
+    /// Fetches a shard from a holder into a temp file, checking its hash;
+    /// a body longer than `max_bytes` (the content's shard size) is cut off.
+    async fn fetch_to_temp(
+        &self,
+        holder: &ShardHolder,
+        serving: &str,
+        recovery: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<TempFile, CustodyError> {
+        use futures_util::StreamExt;
+        let endpoint = holder
+            .endpoint
+            .as_deref()
+            .ok_or_else(|| CustodyError::Transfer {
+                peer: holder.node_id.clone(),
+                detail: "no endpoint registered".into(),
+                retry_later: false,
+            })?;
+        let auth = self
+            .sign("GET", &holder.shard_hash, serving, &holder.node_id)
+            .await?;
+        let mut req = self.fetch_http.get(format!(
+            "{}/shards/{}",
+            endpoint.trim_end_matches('/'),
+            holder.shard_hash
+        ));
+        for (k, v) in auth.headers() {
+            req = req.header(k, v);
+        }
+        if let Some(r) = recovery {
+            req = req.header(crate::transfer::H_RECOVERY, r);
+        }
+        let peer_err = |detail: String| CustodyError::Transfer {
+            peer: holder.node_id.clone(),
+            detail,
+            retry_later: false,
+        };
+        let resp = req.send().await.map_err(|e| peer_err(e.to_string()))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(peer_err(format!(
+                "{status}: {}",
+                resp.text().await.unwrap_or_default()
+            )));
+        }
+        let tmp = TempFile(self.temp_path("fetch"));
+        let mut out = HashingFile {
+            file: std::fs::File::create(&tmp.0)?,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        };
+        if resp.content_length().is_some_and(|n| n > max_bytes) {
+            return Err(peer_err(format!(
+                "offers more than the {max_bytes} bytes a shard of this content has"
+            )));
+        }
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| peer_err(e.to_string()))?;
+            if out.len + chunk.len() as u64 > max_bytes {
+                return Err(peer_err(format!(
+                    "sent more than the {max_bytes} bytes a shard of this content has"
+                )));
+            }
+            out.write_all(&chunk)?;
+        }
+        let got = out.hasher.finalize().to_hex().to_string();
+        if got != holder.shard_hash {
+            return Err(peer_err(format!(
+                "sent bytes hashing to {got}, not {}",
+                holder.shard_hash
+            )));
+        }
+        // What arrived whole and hashed right is what this node will
+        // acknowledge when the holder's summary names it.
+        self.rewards
+            .received(&holder.node_id, &holder.shard_hash, out.len);
+        self.agent.metrics.moved("in", out.len);
+        Ok(tmp)
+    }
+}
+
+fn parse_key(h: &str) -> Result<ContentKey, CustodyError> {
+    let bytes: Vec<u8> = (0..h.len())
+        .step_by(2)
+        .filter_map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| CustodyError::BadRequest("stored content key is malformed".into()))?;
+    Ok(ContentKey::from_bytes(arr))
+}
