@@ -5,7 +5,8 @@
 //!   itself uses, so `hc app install` accepts the result.
 //! - `test [ARGS]`: install the wasm target and (on Debian/Ubuntu) the
 //!   headless browser of the page tests if missing, pack, then run every
-//!   test of the workspace (extra arguments go to `cargo test`); a test
+//!   test of the workspace, two test binaries at a time (`ELOHIM_TEST_LANES`;
+//!   extra arguments run plain `cargo test` with them instead); a test
 //!   binary killed by SIGBUS (the host, not a test) runs once more.
 //! - `run [ARGS]`: pack, then start the sidecar with its embedded conductor
 //!   (extra arguments go to `elohim-sidecar run`).
@@ -15,6 +16,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+mod lanes;
 
 const ZOMES: [&str; 2] = ["node_registry_integrity", "node_registry_coordinator"];
 /// Built and copied to workdir/ for the tests, never bundled.
@@ -86,7 +89,7 @@ fn run() -> Result<()> {
             eprintln!(
                 "usage: cargo xtask <pack|test|run|bench> [args]\n\
                  \n  pack   build the zomes and write workdir/node_registry.dna and workdir/elohim_orchestrator.happ\
-                 \n  test   pack, then run every test in the workspace (args go to cargo test)\
+                 \n  test   pack, then run every test in the workspace (two binaries at a time; args run plain cargo test with them)\
                  \n  run    pack, then run the sidecar with an embedded conductor (args go to elohim-sidecar run)\
                  \n  bench  pack, then measure a local network of conductors and sidecars (args go to elohim-bench; --help)"
             );
@@ -139,12 +142,42 @@ fn cargo() -> Command {
     cmd
 }
 
-/// Runs every test of the workspace, all test binaries even when one fails.
-/// A binary the kernel killed with SIGBUS (a page of a memory-mapped file,
-/// such as a conductor's database, could not be read: the host's disk or
-/// memory ran short) did not fail a test: it is said so and run once more,
-/// alone. Any other failure, or a second crash, fails the run.
+/// Parallel lanes of test binaries when `ELOHIM_TEST_LANES` is unset.
+const DEFAULT_LANES: usize = 2;
+
+/// Runs every test of the workspace: the test binaries in parallel lanes
+/// (`ELOHIM_TEST_LANES`, default 2; 1 runs them one at a time), all of them
+/// even when one fails, then the doc tests. With extra arguments it is
+/// plain `cargo test --workspace --no-fail-fast ARGS`, one binary at a time.
 fn test_workspace(root: &Path, rest: &[String]) -> Result<()> {
+    if !rest.is_empty() {
+        return test_with_cargo(root, rest);
+    }
+    let lanes = match std::env::var("ELOHIM_TEST_LANES") {
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=8).contains(n))
+            .with_context(|| {
+                format!("ELOHIM_TEST_LANES must be a number from 1 to 8, not {v:?}")
+            })?,
+        Err(_) => DEFAULT_LANES,
+    };
+    let binaries = lanes::build(cargo(), root)?;
+    let suites = lanes::run(binaries, lanes, &target_dir(root)?);
+    let mut doc = cargo();
+    doc.current_dir(root).args(["test", "--workspace", "--doc"]);
+    let docs = status(doc, "cargo test --workspace --doc");
+    suites.and(docs)
+}
+
+/// `cargo test --workspace --no-fail-fast ARGS`. A binary the kernel killed
+/// with SIGBUS (a page of a memory-mapped file, such as a conductor's
+/// database, could not be read: the host's disk or memory ran short) did
+/// not fail a test: it is said so and run once more, alone. Any other
+/// failure, or a second crash, fails the run.
+fn test_with_cargo(root: &Path, rest: &[String]) -> Result<()> {
     let mut cmd = cargo();
     cmd.current_dir(root)
         .args(["test", "--workspace", "--no-fail-fast"])

@@ -237,6 +237,129 @@ fn run_stock_hc(node: &Daemon) -> Option<String> {
     ))
 }
 
+/// The stock `hc` and `holochain` 0.7.1 make a throwaway sandbox with the
+/// hApp installed, on the test network's bootstrap/relay, as README shows
+/// (`hc sandbox generate ... network -b URL quic URL`), and answer a zome
+/// call through `hc client`. `None` when either binary is not on PATH.
+fn run_stock_sandbox(rendezvous: SocketAddr) -> Option<String> {
+    let version = |bin: &str| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let (hc_version, holochain_version) = (version("hc")?, version("holochain")?);
+    for v in [&hc_version, &holochain_version] {
+        assert!(
+            v.contains("0.7.1"),
+            "a stock tool on PATH is not 0.7.1: {v}"
+        );
+    }
+    let root = tempfile::tempdir().unwrap();
+    let admin = free_addr().port().to_string();
+    let url = format!("http://{rendezvous}");
+    // `--run=0`: run it once generated, with one app interface.
+    let mut sandbox = Command::new("hc");
+    sandbox
+        .args(["sandbox", "--piped", "-f", &admin, "generate"])
+        .args(["--in-process-lair", "--root"])
+        .arg(root.path())
+        .args(["--app-id", "elohim", "--run=0"])
+        .arg(happ())
+        .args(["network", "-b", &url, "quic", &url])
+        .current_dir(root.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // Its own process group: `hc` starts `holochain` as a child, and both
+    // must go when the test ends.
+    std::os::unix::process::CommandExt::process_group(&mut sandbox, 0);
+    let mut child = sandbox.spawn().expect("hc sandbox starts");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"pass\n").unwrap();
+    }
+    struct Group(Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .arg("--")
+                .arg(format!("-{}", self.0.id()))
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Group(child);
+    let hc = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new("hc");
+        cmd.arg("client")
+            .args(args)
+            .current_dir(root.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut c = cmd.spawn().expect("hc runs");
+        if let Some(text) = stdin {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        let out = c.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    // Generating compiles the wasm and installs the app before the admin
+    // interface answers `list-apps` with it.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let (ok, apps) = hc(&["call", "--port", &admin, "list-apps"], None);
+        if ok && apps.contains("elohim") {
+            break;
+        }
+        if let Some(st) = child.0.try_wait().unwrap() {
+            panic!("hc sandbox generate exited ({st}) before its app was listed: {apps}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox did not list its app within 240 s: {apps}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ok, dnas) = hc(&["call", "--port", &admin, "list-dnas"], None);
+    assert!(ok, "list-dnas: {dnas}");
+    let dna = dnas
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .find(|w| w.starts_with("uhC0k"))
+        .unwrap_or_else(|| panic!("a DNA hash in: {dnas}"))
+        .to_string();
+    let (ok, auth) = hc(
+        &["zome-call-auth", "--piped", "--port", &admin, "elohim"],
+        Some("pass\n"),
+    );
+    assert!(ok, "zome-call-auth on the sandbox: {auth}");
+    let (ok, out) = hc(
+        &[
+            "zome-call",
+            "--piped",
+            "--port",
+            &admin,
+            "elohim",
+            &dna,
+            "node_registry_coordinator",
+            "derive_node_id",
+            "\"sandbox\"",
+        ],
+        Some("pass\n"),
+    );
+    assert!(ok, "zome-call on the sandbox: {out}");
+    Some(out)
+}
+
 /// Runs the Doorway example (`doorway/plan-calls.mjs`, the plan's calls
 /// made with `@holochain/client`) against `node`'s conductor, returning the
 /// steps it reported.
@@ -345,6 +468,14 @@ fn two_sidecar_processes_find_each_other() {
     match run_stock_hc(&alice) {
         Some(out) => assert!(out.contains("operator-"), "hc zome-call answered: {out}"),
         None => eprintln!("no `hc` on PATH: the stock-tool path is not tried in this run"),
+    }
+    // And the stock `holochain` runs it in a sandbox `hc` makes (when both
+    // are installed), on the same bootstrap/relay.
+    match run_stock_sandbox(rendezvous) {
+        Some(out) => assert!(out.contains("sandbox-"), "the sandbox answered: {out}"),
+        None => {
+            eprintln!("no `hc` and `holochain` on PATH: the sandbox path is not tried in this run")
+        }
     }
 
     let bob = start("bob", "eu-west", rendezvous);
