@@ -381,12 +381,6 @@ where
     }
 }
 
-/// Whether a call failed only because another call of this agent committed
-/// first (the conductor rolls the loser back whole).
-fn is_head_moved(e: &ConductorError) -> bool {
-    e.to_string().contains("source chain head has moved")
-}
-
 fn unix_now() -> i64 {
     Timestamp::now().as_micros() / 1_000_000
 }
@@ -685,7 +679,7 @@ impl NodeAgent {
                 // Two calls of this agent committed at once and this one
                 // lost the race: nothing of it was written, so it is simply
                 // run again.
-                Err(e) if is_head_moved(e) && attempt < HEAD_MOVED_RETRIES => {
+                Err(e) if e.is_head_moved() && attempt < HEAD_MOVED_RETRIES => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(20 * (1 << attempt))).await;
                     continue;
@@ -929,12 +923,7 @@ impl NodeAgent {
     /// `elohim_chain_records` gauges.
     pub async fn chain_records(&self) -> Result<ChainRecords, ConductorError> {
         let conn = self.connection().await?;
-        let api = |what: &'static str| {
-            move |e| ConductorError::Api {
-                what,
-                detail: format!("{e:?}"),
-            }
-        };
+        let api = crate::conductor::api;
         let apps = conn.admin.list_apps(None).await.map_err(api("list apps"))?;
         let mut agents = Vec::new();
         let mut by_kind: std::collections::BTreeMap<String, u64> = Default::default();
@@ -1016,30 +1005,53 @@ mod tests {
     use super::*;
     use registry_core::StewardTier;
 
+    use crate::conductor::FailureKind;
+    use holochain_client::ConductorApiError;
+    use holochain_conductor_api::ExternalApiWireError;
+
+    /// A zome call's failure as holochain_client hands it over: the
+    /// conductor's message inside the wire error's variant.
+    fn zome_error(message: &str) -> ConductorError {
+        ConductorError::zome_call(
+            "assign_custodian",
+            &ConductorApiError::ExternalApiWireError(ExternalApiWireError::InternalError(
+                message.into(),
+            )),
+        )
+    }
+
     #[test]
     fn only_a_lost_commit_race_is_retried() {
-        let err = |detail: &str| ConductorError::ZomeCall {
-            function: "assign_custodian".into(),
-            detail: detail.into(),
-        };
-        assert!(is_head_moved(&err(
+        assert!(zome_error(
             "Source chain error: Attempted to commit a bundle to the source chain, \
              but the source chain head has moved since the bundle began."
-        )));
-        assert!(!is_head_moved(&err(
-            "Validation failed while committing: rate limit"
-        )));
+        )
+        .is_head_moved());
+        assert!(!zome_error("Validation failed while committing: rate limit").is_head_moved());
     }
 
-    fn zome_error(detail: &str) -> ConductorError {
-        ConductorError::ZomeCall {
-            function: "assign_custodian".into(),
-            detail: detail.into(),
-        }
+    #[test]
+    fn failures_are_classified_by_the_clients_variant() {
+        let lost = ConductorError::zome_call(
+            "heartbeat",
+            &ConductorApiError::IoError(std::io::Error::other("broken pipe")),
+        );
+        assert_eq!(lost.kind(), FailureKind::ConnectionLost);
+        assert!(lost.is_connection_lost() && lost.is_transient());
+        // A refused signature is final, whatever its text says.
+        let refused = ConductorError::zome_call(
+            "heartbeat",
+            &ConductorApiError::ExternalApiWireError(ExternalApiWireError::ZomeCallUnauthorized(
+                "may be retried".into(),
+            )),
+        );
+        assert_eq!(refused.kind(), FailureKind::Final);
+        assert_eq!(zome_error(DEP_MISSING).kind(), FailureKind::NotYet);
+        assert!(!ConductorError::api("app info", "no provisioned cell").is_transient());
     }
 
-    const DEP_MISSING: &str = "ExternalApiWireError(InternalError(\"Source chain error: \
-        The commit could not be completed but may be retried: DepMissingFromDht([])\"))";
+    const DEP_MISSING: &str = "Source chain error: \
+        The commit could not be completed but may be retried: DepMissingFromDht([])";
 
     #[tokio::test]
     async fn a_missing_dependency_is_waited_for() {

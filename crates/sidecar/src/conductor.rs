@@ -4,10 +4,12 @@
 use holochain::conductor::{Conductor, ConductorHandle};
 use holochain_client::{
     AdminWebsocket, AppWebsocket, AuthorizeSigningCredentialsPayload, ClientAgentSigner,
-    InstallAppPayload,
+    ConductorApiError, InstallAppPayload,
 };
 use holochain_conductor_api::conductor::{ConductorConfig, KeystoreConfig, NetworkConfig};
-use holochain_conductor_api::{AdminInterfaceConfig, CellInfo, InterfaceDriver};
+use holochain_conductor_api::{
+    AdminInterfaceConfig, CellInfo, ExternalApiWireError, InterfaceDriver,
+};
 use holochain_types::prelude::{AgentPubKey, AppBundleSource, CellId, ExternIO};
 use holochain_types::websocket::AllowedOrigins;
 use node_registry_integrity::zome_fns::ZomeFn;
@@ -52,6 +54,8 @@ pub enum ConductorError {
         what: &'static str,
         /// The conductor's answer.
         detail: String,
+        /// What it means for the caller, decided where it was made.
+        kind: FailureKind,
     },
     /// A zome call failed.
     #[error("zome call {function}: {detail}")]
@@ -60,26 +64,85 @@ pub enum ConductorError {
         function: String,
         /// The error.
         detail: String,
+        /// What it means for the caller, decided where it was made.
+        kind: FailureKind,
     },
 }
 
+/// What a failed request means for whoever made it. It is decided once,
+/// where the error is made, from holochain_client's error variant (and, for
+/// a failure inside the conductor, the one message the wire carries), so
+/// callers match a kind instead of searching an error's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The websocket to the conductor failed: reconnecting may help.
+    ConnectionLost,
+    /// Another call of this agent committed first and the conductor rolled
+    /// this one back whole: the same call may simply be made again.
+    HeadMoved,
+    /// Not possible yet: a record the write depends on has not reached this
+    /// conductor, or a network read timed out. Try again a little later.
+    NotYet,
+    /// Refused for good (validation, bad input, authorization) or failed
+    /// in a way repeating will not change.
+    Final,
+}
+
+impl FailureKind {
+    /// The kind of an error holochain_client returned.
+    pub fn of(e: &ConductorApiError) -> FailureKind {
+        match e {
+            ConductorApiError::WebsocketError(_) | ConductorApiError::IoError(_) => {
+                FailureKind::ConnectionLost
+            }
+            ConductorApiError::ExternalApiWireError(
+                ExternalApiWireError::RibosomeError(m) | ExternalApiWireError::InternalError(m),
+            ) => FailureKind::of_message(m),
+            _ => FailureKind::Final,
+        }
+    }
+
+    /// The kind of a failure the conductor reported as text (the wire
+    /// carries ribosome and internal errors as their message only).
+    pub fn of_message(m: &str) -> FailureKind {
+        if m.contains("source chain head has moved") {
+            FailureKind::HeadMoved
+        } else if [
+            "DepMissingFromDht",
+            "may be retried",
+            "Timeout",
+            "timed out",
+        ]
+        .iter()
+        .any(|s| m.contains(s))
+        {
+            FailureKind::NotYet
+        } else {
+            FailureKind::Final
+        }
+    }
+}
+
 impl ConductorError {
+    /// What the failure means for the caller (`Final` for failures that
+    /// are not the conductor's answer: a data directory, a start).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ConductorError::Api { kind, .. } | ConductorError::ZomeCall { kind, .. } => *kind,
+            _ => FailureKind::Final,
+        }
+    }
+
     /// Whether the websocket itself failed (so reconnecting may help), as
     /// opposed to the conductor answering with an error.
     pub fn is_connection_lost(&self) -> bool {
-        let detail = match self {
-            ConductorError::Api { detail, .. } | ConductorError::ZomeCall { detail, .. } => detail,
-            _ => return false,
-        };
-        [
-            "WebsocketError",
-            "Websocket",
-            "ConnectionClosed",
-            "Closed",
-            "Io(",
-        ]
-        .iter()
-        .any(|s| detail.contains(s))
+        self.kind() == FailureKind::ConnectionLost
+    }
+
+    /// Whether another call of this agent committed first (the conductor
+    /// rolled this one back whole), so the same call may be made again.
+    pub fn is_head_moved(&self) -> bool {
+        self.kind() == FailureKind::HeadMoved
     }
 
     /// Whether the same call may succeed if tried again a little later: the
@@ -88,28 +151,35 @@ impl ConductorError {
     /// reached this conductor yet, or a network read timed out. A refusal by
     /// validation, or bad input, is final and is not worth repeating.
     pub fn is_transient(&self) -> bool {
-        if self.is_connection_lost() {
-            return true;
+        self.kind() != FailureKind::Final
+    }
+
+    /// A failure of this process's own making around a conductor request
+    /// (encoding, an answer that lacks what it must hold): final.
+    pub fn api(what: &'static str, detail: impl Into<String>) -> ConductorError {
+        ConductorError::Api {
+            what,
+            detail: detail.into(),
+            kind: FailureKind::Final,
         }
-        let ConductorError::ZomeCall { detail, .. } = self else {
-            return false;
-        };
-        [
-            "DepMissingFromDht",
-            "may be retried",
-            "source chain head has moved",
-            "Timeout",
-            "timed out",
-        ]
-        .iter()
-        .any(|s| detail.contains(s))
+    }
+
+    /// A failed zome call, classified from holochain_client's error.
+    pub fn zome_call(function: &str, e: &ConductorApiError) -> ConductorError {
+        ConductorError::ZomeCall {
+            function: function.to_string(),
+            detail: format!("{e:?}"),
+            kind: FailureKind::of(e),
+        }
     }
 }
 
-fn api<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> ConductorError {
+/// Maps holochain_client's error for an admin or app API request `what`.
+pub(crate) fn api(what: &'static str) -> impl FnOnce(ConductorApiError) -> ConductorError {
     move |e| ConductorError::Api {
         what,
         detail: format!("{e:?}"),
+        kind: FailureKind::of(&e),
     }
 }
 
@@ -313,10 +383,7 @@ impl Connection {
             .app_info()
             .await
             .map_err(api("app info"))?
-            .ok_or_else(|| ConductorError::Api {
-                what: "app info",
-                detail: format!("app {app_id} not found"),
-            })?;
+            .ok_or_else(|| ConductorError::api("app info", format!("app {app_id} not found")))?;
         let cell_id = info
             .cell_info
             .get(role)
@@ -326,9 +393,8 @@ impl Connection {
                     _ => None,
                 })
             })
-            .ok_or_else(|| ConductorError::Api {
-                what: "app info",
-                detail: format!("no provisioned {role} cell"),
+            .ok_or_else(|| {
+                ConductorError::api("app info", format!("no provisioned {role} cell"))
             })?;
         let credentials = admin
             .authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
@@ -374,9 +440,12 @@ impl Connection {
         I: Serialize + std::fmt::Debug,
         O: DeserializeOwned + std::fmt::Debug,
     {
+        // Encoding here and decoding the answer are this side's failures:
+        // final, as a refusal is.
         let zc = |detail: String| ConductorError::ZomeCall {
             function: function.to_string(),
             detail,
+            kind: FailureKind::Final,
         };
         let payload = ExternIO::encode(payload).map_err(|e| zc(e.to_string()))?;
         let out = self
@@ -388,7 +457,7 @@ impl Connection {
                 payload,
             )
             .await
-            .map_err(|e| zc(format!("{e:?}")))?;
+            .map_err(|e| ConductorError::zome_call(function, &e))?;
         out.decode().map_err(|e| zc(e.to_string()))
     }
 }

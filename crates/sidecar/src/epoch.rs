@@ -174,10 +174,7 @@ impl NodeAgent {
             .admin
             .list_apps(None)
             .await
-            .map_err(|e| ConductorError::Api {
-                what: "list apps",
-                detail: format!("{e:?}"),
-            })?;
+            .map_err(crate::conductor::api("list apps"))?;
         Ok(apps
             .iter()
             .filter_map(|a| epoch_of(&a.installed_app_id))
@@ -223,12 +220,12 @@ impl NodeAgent {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(ConductorError::Api {
-                    what: "working key",
-                    detail: format!(
+                return Err(ConductorError::api(
+                    "working key",
+                    format!(
                         "the new working agent did not see its delegation within {DELEGATION_VISIBLE_WITHIN:?}"
                     ),
-                });
+                ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

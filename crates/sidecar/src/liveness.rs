@@ -162,21 +162,15 @@ impl Liveness {
             sent_at: Timestamp::now(),
             monitors,
         };
-        let payload =
-            holochain_serialized_bytes::encode(&beat).map_err(|e| ConductorError::Api {
-                what: "encode a beat",
-                detail: e.to_string(),
-            })?;
+        let payload = holochain_serialized_bytes::encode(&beat)
+            .map_err(|e| ConductorError::api("encode a beat", e.to_string()))?;
         let conn = self.agent.connection().await?;
         let dna: DnaHash = conn.cell_id.dna_hash().clone();
         let sent = conn
             .app
             .send_direct_signal(dna, agents, payload, None)
             .await
-            .map_err(|e| ConductorError::Api {
-                what: "send direct signal",
-                detail: format!("{e:?}"),
-            });
+            .map_err(crate::conductor::api("send direct signal"));
         if let Err(e) = &sent {
             // A dead websocket also stops this node hearing beats: reopen
             // it (and its signal handler) before the next call.
