@@ -264,7 +264,7 @@ async fn concurrent_recovery_creates_no_duplicates() {
         "a declared failure is not offered: {offered:?}"
     );
 
-    let (ra, rb): (RecoveryReport, RecoveryReport) = tokio::join!(
+    let (ra, rb): (RepairReport, RepairReport) = tokio::join!(
         async { net.node(a).agent.recover(&victim_id).await.unwrap() },
         async { net.node(b).agent.recover(&victim_id).await.unwrap() },
     );

@@ -4,10 +4,10 @@
 //! running daemon again after its conductor restarted under it.
 
 use elohim_sidecar::agent::NodeAgent;
+use elohim_sidecar::bootstrap::BootstrapServer;
 use elohim_sidecar::conductor::{Connection, EmbeddedConductor, EmbeddedSettings};
 use elohim_sidecar::config::{ConductorMode, Config};
 use elohim_sidecar::daemon::Daemon;
-use elohim_sidecar::rendezvous::Rendezvous;
 use elohim_tests::*;
 use holochain::prelude::{ActionHash, AgentPubKey, CellId, EntryHash};
 use holochain::sweettest::*;
@@ -176,7 +176,7 @@ async fn sidecar_registers_and_beats_visibly_and_honours_opt_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_conductor_restart_keeps_node_identity() {
-    let rendezvous = Rendezvous::start((Ipv4Addr::LOCALHOST, 0).into())
+    let rendezvous = BootstrapServer::start((Ipv4Addr::LOCALHOST, 0).into())
         .await
         .unwrap();
     let data = tempfile::tempdir().unwrap();

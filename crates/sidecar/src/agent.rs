@@ -525,7 +525,7 @@ impl NodeAgent {
     /// assignment of this node is re-homed on another eligible custodian
     /// (the repair path, run by the node itself while it is still up), and
     /// the new custodians fetch the shards from the content's holders.
-    pub async fn hand_over(&self) -> Result<RecoveryReport, ConductorError> {
+    pub async fn hand_over(&self) -> Result<RepairReport, ConductorError> {
         self.recover(&self.node_id).await
     }
 
@@ -533,7 +533,7 @@ impl NodeAgent {
     /// this node opting out), waiting out a replacement custodian's
     /// registration that has not reached this conductor yet. Safe to run
     /// from several nodes at once: they reach the same decision.
-    pub async fn recover(&self, node_id: &str) -> Result<RecoveryReport, ConductorError> {
+    pub async fn recover(&self, node_id: &str) -> Result<RepairReport, ConductorError> {
         self.retrying(|| self.write_fn::<TriggerDisasterRecovery>(node_id.to_string()))
             .await
     }

@@ -6,6 +6,7 @@
 //! through its admin and app websockets, so both modes behave the same.
 
 pub mod agent;
+pub mod bootstrap;
 pub mod capacity;
 pub mod catalog;
 pub mod conductor;
@@ -21,7 +22,6 @@ pub mod network_view;
 pub mod peers;
 pub mod private;
 pub mod recovery;
-pub mod rendezvous;
 pub mod replay;
 pub mod rewards;
 pub mod secret;

@@ -3,12 +3,12 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use elohim_sidecar::agent::{NodeAgent, StatusReport};
+use elohim_sidecar::bootstrap::{is_listening, BootstrapServer};
 use elohim_sidecar::conductor::{EmbeddedConductor, EmbeddedSettings};
 use elohim_sidecar::config::{ConductorMode, Config};
 use elohim_sidecar::custody::{PublishReport, PublishRequest, RetrieveReport};
 use elohim_sidecar::daemon::Daemon;
 use elohim_sidecar::http::{FetchRequest, StreamLine, H_TOKEN};
-use elohim_sidecar::rendezvous::{is_listening, Rendezvous};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -277,7 +277,7 @@ async fn main() {
 struct Node {
     agent: Arc<NodeAgent>,
     embedded: Option<EmbeddedConductor>,
-    _rendezvous: Option<Rendezvous>,
+    _rendezvous: Option<BootstrapServer>,
 }
 
 impl Node {
@@ -303,7 +303,7 @@ impl Node {
                     }
                     None
                 } else if config.network.serve_rendezvous {
-                    let r = Rendezvous::start(rv_addr).await?;
+                    let r = BootstrapServer::start(rv_addr).await?;
                     if !quiet {
                         println!("serving bootstrap/relay at {}", r.url());
                     }

@@ -20,7 +20,7 @@ use node_registry_integrity::zome_fns::{
 };
 use node_registry_integrity::{
     AssignmentRecord, CustodianAssignment, DetectionInput, NodeLiveness, NodeRegistration,
-    RecoveryReport,
+    RepairReport,
 };
 use registry_core::heartbeat::Liveness;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -378,7 +378,7 @@ impl RepairLog {
     }
 
     /// Takes in one recovery run's report at `now_ms`.
-    pub fn note(&mut self, report: &RecoveryReport, now_ms: i64) {
+    pub fn note(&mut self, report: &RepairReport, now_ms: i64) {
         let placed = report.replacements.iter().map(|r| {
             (
                 r.assignment.content_id.clone(),
@@ -754,7 +754,7 @@ impl NetworkView {
     }
 
     /// Remembers what one recovery run (detection's or a hand-over's) did.
-    pub fn note_repairs(&self, report: &RecoveryReport) {
+    pub fn note_repairs(&self, report: &RepairReport) {
         self.repairs.lock().unwrap().note(report, now_ms());
     }
 
@@ -1026,7 +1026,7 @@ mod tests {
     #[test]
     fn the_repair_log_is_bounded_and_folds_repeats() {
         let mut log = RepairLog::new(3);
-        let unplaced = RecoveryReport {
+        let unplaced = RepairReport {
             failed_node_id: "dead".into(),
             replacements: vec![],
             unplaced: vec![UnplacedShard {
@@ -1040,7 +1040,7 @@ mod tests {
         let r = log.recent();
         assert_eq!(r.len(), 1, "a retried shard is one entry");
         assert_eq!((r[0].first_ms, r[0].last_ms, r[0].runs), (1, 2, 2));
-        let placed = RecoveryReport {
+        let placed = RepairReport {
             failed_node_id: "dead".into(),
             replacements: vec![record("c", "full_replica", 1, 1, 0, "new")],
             unplaced: vec![],

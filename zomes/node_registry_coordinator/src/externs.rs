@@ -61,7 +61,7 @@ externs! {
     DeriveContentId: derive_content_id(ContentIdInput) -> String;
     // recovery.rs
     DetectFailedNodes: detect_failed_nodes(Option<DetectionInput>) -> Vec<NodeLiveness>;
-    TriggerDisasterRecovery: trigger_disaster_recovery(String) -> RecoveryReport;
+    TriggerDisasterRecovery: trigger_disaster_recovery(String) -> RepairReport;
     GetShardHolders: get_shard_holders(String) -> Vec<ShardHolder>;
     SignTransfer: sign_transfer(TransferToSign) -> Signature;
     GetAssignment: get_assignment(EntryHash) -> Option<(CustodianAssignment, AssignmentStanding)>;

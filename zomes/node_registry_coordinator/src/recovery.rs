@@ -116,8 +116,8 @@ pub(crate) fn holders(live: &[AssignmentRecord]) -> ExternResult<Vec<ShardHolder
 /// finds the assignment anyway when its sidecar reconciles. Shards no node
 /// can take are reported and signalled locally (`DisasterRecoveryFailed`);
 /// the next run retries them.
-pub fn trigger_disaster_recovery(failed_node_id: String) -> ExternResult<RecoveryReport> {
-    let mut report = RecoveryReport {
+pub fn trigger_disaster_recovery(failed_node_id: String) -> ExternResult<RepairReport> {
+    let mut report = RepairReport {
         failed_node_id: failed_node_id.clone(),
         ..Default::default()
     };

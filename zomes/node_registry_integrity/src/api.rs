@@ -298,7 +298,7 @@ pub struct UnplacedShard {
 
 /// Answer of `trigger_disaster_recovery`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct RecoveryReport {
+pub struct RepairReport {
     /// The failed node.
     pub failed_node_id: String,
     /// New assignments (existing identical ones included: the run is

@@ -128,7 +128,7 @@ zome_fns! {
     /// `detect_failed_nodes`: Registered nodes that are suspected or failed now, judged from what the DHT holds (see `registry_core::verdict`): two vetted monitors suspecting a node, once its silence passes the failure window and the grace period, make it failed; one suspicion only suspected; a node without a lease in the last two lease periods is failed (the slow path for nodes nobody watches).
     DetectFailedNodes = detect_failed_nodes(Option<DetectionInput>) -> Vec<NodeLiveness>;
     /// `trigger_disaster_recovery`: Re-homes every live shard of a failed node.
-    TriggerDisasterRecovery = trigger_disaster_recovery(String) -> RecoveryReport;
+    TriggerDisasterRecovery = trigger_disaster_recovery(String) -> RepairReport;
     /// `get_shard_holders`: Live holders of a content's shards.
     GetShardHolders = get_shard_holders(String) -> Vec<ShardHolder>;
     /// `sign_transfer`: Signs a sidecar transfer request with this node's agent key.

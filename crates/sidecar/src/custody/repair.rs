@@ -106,7 +106,7 @@ impl Custody {
     pub async fn detect_and_repair(
         &self,
         policy: DetectionInput,
-    ) -> Result<Vec<RecoveryReport>, CustodyError> {
+    ) -> Result<Vec<RepairReport>, CustodyError> {
         let down: Vec<NodeLiveness> = self
             .agent
             .read_fn::<DetectFailedNodes>(Some(policy))

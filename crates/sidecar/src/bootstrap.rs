@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use thiserror::Error;
 
-/// Why the rendezvous server could not start.
+/// Why the bootstrap server could not start.
 #[derive(Debug, Error)]
-pub enum RendezvousError {
+pub enum BootstrapServerError {
     /// The server failed to bind or start.
     #[error("could not start the bootstrap/relay server on {addr}: {source}")]
     Start {
@@ -22,14 +22,14 @@ pub enum RendezvousError {
 }
 
 /// A running bootstrap + relay server; dropping it shuts it down.
-pub struct Rendezvous {
+pub struct BootstrapServer {
     server: Option<kitsune2_bootstrap_srv::BootstrapSrv>,
     addr: SocketAddr,
 }
 
-impl Rendezvous {
+impl BootstrapServer {
     /// Starts a server on `addr` (port 0 picks a free port).
-    pub async fn start(addr: SocketAddr) -> Result<Rendezvous, RendezvousError> {
+    pub async fn start(addr: SocketAddr) -> Result<BootstrapServer, BootstrapServerError> {
         let mut config = kitsune2_bootstrap_srv::Config::testing();
         config.listen_address_list = vec![addr];
         // The relay's QUIC address discovery is not needed on a LAN.
@@ -38,12 +38,12 @@ impl Rendezvous {
             tokio::task::spawn_blocking(move || kitsune2_bootstrap_srv::BootstrapSrv::new(config))
                 .await
                 .expect("bootstrap server start task does not panic")
-                .map_err(|source| RendezvousError::Start { addr, source })?;
+                .map_err(|source| BootstrapServerError::Start { addr, source })?;
         let addr = *server
             .listen_addrs()
             .first()
             .expect("a started server listens somewhere");
-        Ok(Rendezvous {
+        Ok(BootstrapServer {
             server: Some(server),
             addr,
         })
@@ -60,7 +60,7 @@ impl Rendezvous {
     }
 }
 
-impl Drop for Rendezvous {
+impl Drop for BootstrapServer {
     fn drop(&mut self) {
         if let Some(mut s) = self.server.take() {
             let _ = s.shutdown();
