@@ -609,6 +609,17 @@ pub mod sidecars {
         c
     }
 
+    /// Whether `detect_failed_nodes` answered `node` as failed.
+    fn declared_failed(down: &[NodeLiveness], node: &str) -> bool {
+        down.iter().any(|n| {
+            n.node_id == node
+                && matches!(
+                    n.liveness,
+                    registry_core::heartbeat::Liveness::Failed { .. }
+                )
+        })
+    }
+
     /// A network of conductor + sidecar nodes.
     pub struct SidecarNet {
         /// The hApp every node installs (the test network's, see
@@ -792,13 +803,7 @@ pub mod sidecars {
                 Ok(d) => d,
                 Err(_) => return false,
             };
-            down.iter().any(|n| {
-                n.node_id == node
-                    && matches!(
-                        n.liveness,
-                        registry_core::heartbeat::Liveness::Failed { .. }
-                    )
-            })
+            declared_failed(&down, node)
         }
 
         /// Waits up to `secs` until node `observer`'s `detect_failed_nodes`,
@@ -821,18 +826,8 @@ pub mod sidecars {
                     .call_fn::<DetectFailedNodes>(Some(policy))
                     .await
                 {
-                    Ok(down) => {
-                        if down.iter().any(|n| {
-                            n.node_id == node
-                                && matches!(
-                                    n.liveness,
-                                    registry_core::heartbeat::Liveness::Failed { .. }
-                                )
-                        }) {
-                            return;
-                        }
-                        format!("{down:?}")
-                    }
+                    Ok(down) if declared_failed(&down, node) => return,
+                    Ok(down) => format!("{down:?}"),
                     Err(e) => format!("error: {e}"),
                 };
                 if tokio::time::Instant::now() > deadline {

@@ -155,6 +155,46 @@ fn start(label: &str, region: &str, rendezvous: SocketAddr) -> Daemon {
     }
 }
 
+/// Runs `hc client ARGS` in `dir` (where `zome-call-auth` leaves its
+/// credentials, `.hc_auth`), feeding it `stdin`: whether it succeeded, and
+/// what it printed.
+fn hc_client(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = Command::new("hc")
+        .arg("client")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hc runs");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The first DNA hash in `hc client call list-dnas` output.
+fn dna_hash_in(listing: &str) -> String {
+    listing
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .find(|w| w.starts_with("uhC0k"))
+        .unwrap_or_else(|| panic!("a DNA hash in: {listing}"))
+        .to_string()
+}
+
 /// Runs the stock `hc` 0.7.1 against `node`'s conductor as an operator
 /// would (README, "Installing the hApp into an existing conductor"):
 /// install and enable a second copy of the hApp, authorize a zome-call
@@ -169,31 +209,8 @@ fn run_stock_hc(node: &Daemon) -> Option<String> {
     );
     let port = node.admin.port().to_string();
     let hc = |args: &[&str], stdin: Option<&str>| {
-        let mut cmd = Command::new("hc");
-        // `zome-call-auth` leaves its credentials (`.hc_auth`) where it runs.
-        cmd.args(["client"])
-            .args(args)
-            .current_dir(node.data.path());
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("hc runs");
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "hc client {}: {text}", args.join(" "));
+        let (ok, text) = hc_client(node.data.path(), args, stdin);
+        assert!(ok, "hc client {}: {text}", args.join(" "));
         text
     };
     let happ = happ();
@@ -211,12 +228,7 @@ fn run_stock_hc(node: &Daemon) -> Option<String> {
         None,
     );
     hc(&["call", "--port", &port, "enable-app", "hc-app"], None);
-    let dnas = hc(&["call", "--port", &port, "list-dnas"], None);
-    let dna = dnas
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .find(|w| w.starts_with("uhC0k"))
-        .unwrap_or_else(|| panic!("a DNA hash in: {dnas}"))
-        .to_string();
+    let dna = dna_hash_in(&hc(&["call", "--port", &port, "list-dnas"], None));
     hc(
         &["zome-call-auth", "--piped", "--port", &port, "hc-app"],
         Some("pass\n"),
@@ -292,27 +304,7 @@ fn run_stock_sandbox(rendezvous: SocketAddr) -> Option<String> {
         }
     }
     let mut child = Group(child);
-    let hc = |args: &[&str], stdin: Option<&str>| {
-        let mut cmd = Command::new("hc");
-        cmd.arg("client")
-            .args(args)
-            .current_dir(root.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut c = cmd.spawn().expect("hc runs");
-        if let Some(text) = stdin {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        }
-        let out = c.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
+    let hc = |args: &[&str], stdin: Option<&str>| hc_client(root.path(), args, stdin);
     // Generating compiles the wasm and installs the app before the admin
     // interface answers `list-apps` with it.
     let deadline = Instant::now() + Duration::from_secs(240);
@@ -332,11 +324,7 @@ fn run_stock_sandbox(rendezvous: SocketAddr) -> Option<String> {
     }
     let (ok, dnas) = hc(&["call", "--port", &admin, "list-dnas"], None);
     assert!(ok, "list-dnas: {dnas}");
-    let dna = dnas
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .find(|w| w.starts_with("uhC0k"))
-        .unwrap_or_else(|| panic!("a DNA hash in: {dnas}"))
-        .to_string();
+    let dna = dna_hash_in(&dnas);
     let (ok, auth) = hc(
         &["zome-call-auth", "--piped", "--port", &admin, "elohim"],
         Some("pass\n"),
