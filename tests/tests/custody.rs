@@ -339,6 +339,69 @@ async fn a_publish_skips_a_custodian_that_just_died() {
         "custody: a publish right after a custodian died took {:.1} s",
         took.as_secs_f64()
     );
+
+    // The same bytes published again: the content id depends only on the
+    // owner and the bytes, so this is the same content. With the same
+    // placement asked for, nothing new is written; with another strategy the
+    // publish is refused, naming the placement the content has (before, the
+    // new round-0 assignments lost to the old ones, nothing rebuilt them, and
+    // a person asking for a threshold split kept full replicas out).
+    let history = |net: &SidecarNet| {
+        let id = r.content_id.clone();
+        let agent = net.node(0).agent.clone();
+        async move {
+            agent
+                .call_fn::<GetAssignmentHistory>(id)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let written = history(&net).await;
+    let again = publish(
+        &net,
+        0,
+        "fresh-again.bin",
+        &content(100_000, 5),
+        "full_replica",
+        1,
+        3,
+    )
+    .await;
+    assert_eq!(again.content_id, r.content_id);
+    assert!(again.already_published, "{again:?}");
+    assert_eq!(again.custodians, r.custodians);
+    assert_eq!(history(&net).await, written, "an idempotent publish wrote");
+    let path = net.dirs[0].path().join("fresh-split.bin");
+    std::fs::write(&path, content(100_000, 5)).unwrap();
+    let refused = net
+        .node(0)
+        .custody
+        .publish(
+            PublishRequest {
+                path,
+                strategy: Some("threshold_split".into()),
+                k: Some(2),
+                n: Some(3),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .await;
+    let e = match refused {
+        Err(e) => e.to_string(),
+        Ok(report) => panic!("re-publishing as a threshold split was accepted: {report:?}"),
+    };
+    assert!(
+        e.contains("already published") && e.contains("full_replica 1-of-3"),
+        "{e}"
+    );
+    assert_eq!(history(&net).await, written, "a refused publish wrote");
+    let held = live(&net, 0, &r.content_id).await;
+    assert!(
+        held.iter().all(|a| a.assignment.strategy == "full_replica"),
+        "{held:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -502,6 +502,18 @@ async fn store(config: Config, req: PublishRequest) -> Result<()> {
         .send()
         .await?;
     let report: PublishReport = follow(resp).await?;
+    if report.already_published {
+        println!(
+            "{} is already published as content {} ({} {}-of-{} on: {}); nothing to do",
+            req.path.display(),
+            report.content_id,
+            report.strategy,
+            report.k,
+            report.n,
+            report.custodians.join(", ")
+        );
+        return Ok(());
+    }
     println!(
         "stored {} ({} bytes) as content {}",
         req.path.display(),

@@ -94,6 +94,23 @@ pub enum CustodyError {
     /// A request was malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// These bytes are already published by this owner with another
+    /// placement. The content id depends only on the owner and the bytes, so
+    /// a second placement would compete with the first for the same
+    /// assignments (and lose): refused, naming both.
+    #[error(
+        "content {content_id} is already published as {placed}; publishing the same bytes \
+         as {asked} is refused (one content has one placement: re-placing published \
+         content is not supported yet)"
+    )]
+    AlreadyPublished {
+        /// The content.
+        content_id: String,
+        /// Its placement: strategy, k-of-n and reach.
+        placed: String,
+        /// The placement asked for.
+        asked: String,
+    },
     /// A content id from the DHT or a request is not the canonical form.
     #[error(transparent)]
     InvalidContentId(#[from] crate::ids::InvalidContentId),
@@ -187,7 +204,8 @@ impl PublishRequest {
 /// The result of publishing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublishReport {
-    /// The content id (owner- and content-derived, so republishing is idempotent).
+    /// The content id (owner- and content-derived: the same bytes published
+    /// again are the same content).
     pub content_id: String,
     /// blake3 of the plaintext, hex.
     pub content_hash: String,
@@ -205,6 +223,10 @@ pub struct PublishReport {
     pub pushed: u32,
     /// Shards whose delivery failed (their custodians will rebuild them).
     pub push_failures: Vec<String>,
+    /// The same bytes were already published with this placement: nothing
+    /// was written or sent, and `custodians` are the current holders.
+    #[serde(default)]
+    pub already_published: bool,
 }
 
 /// The result of fetching content back.

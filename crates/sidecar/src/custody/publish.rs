@@ -14,7 +14,8 @@ use crate::catalog::PublishedContent;
 use crate::transfer::{canonical_request, TransferAuth};
 use holochain_types::prelude::{EntryHash, Signature};
 use node_registry_integrity::zome_fns::{
-    AssignCustodian, GetAvailableCustodians, GetFamilyCustodians, SignTransfer,
+    AssignCustodian, GetAssignmentRecordsForContent, GetAvailableCustodians, GetFamilyCustodians,
+    SignTransfer,
 };
 use node_registry_integrity::*;
 use registry_core::assignment::{assignment_id, DecisionSource};
@@ -223,6 +224,33 @@ impl Custody {
         let path = req.path.clone();
         let (content_hash, size) = tokio::task::block_in_place(|| hash_file(&path, progress))?;
         let content_id = content_id_for(self.agent.agent(), &content_hash);
+        let asked = Placement {
+            strategy: strategy.as_str().to_string(),
+            k,
+            n,
+            reach: reach.clone(),
+        };
+        if let Some((placed, custodians)) = self.placement_of(&content_id).await? {
+            if placed != asked {
+                return Err(CustodyError::AlreadyPublished {
+                    content_id,
+                    placed: placed.to_string(),
+                    asked: asked.to_string(),
+                });
+            }
+            return Ok(PublishReport {
+                content_id,
+                content_hash,
+                size,
+                strategy: asked.strategy,
+                k,
+                n,
+                custodians,
+                pushed: 0,
+                push_failures: vec![],
+                already_published: true,
+            });
+        }
 
         // Encode into n shard files.
         progress(Progress {
@@ -459,6 +487,57 @@ impl Custody {
             custodians: round,
             pushed,
             push_failures: failures,
+            already_published: false,
         })
+    }
+
+    /// The placement `content_id` already has, and its custodians, if this
+    /// owner published it before: its live assignments on the DHT (this
+    /// node's own writes are read back at once, another node of the same
+    /// owner's once they arrive). `None` when nothing is placed.
+    async fn placement_of(
+        &self,
+        content_id: &str,
+    ) -> Result<Option<(Placement, Vec<String>)>, CustodyError> {
+        let mut live: Vec<AssignmentRecord> = self
+            .agent
+            .call_fn::<GetAssignmentRecordsForContent>(content_id.to_string())
+            .await?;
+        let Some(first) = live.first() else {
+            return Ok(None);
+        };
+        let a = &first.assignment;
+        let placed = Placement {
+            strategy: a.strategy.clone(),
+            k: a.threshold,
+            n: a.shard_count,
+            reach: a.reach.clone(),
+        };
+        live.sort_by_key(|r| r.assignment.shard_index);
+        let custodians = live
+            .into_iter()
+            .map(|r| r.assignment.custodian_node_id)
+            .collect();
+        Ok(Some((placed, custodians)))
+    }
+}
+
+/// How a content is placed: what a second publish of the same bytes is
+/// compared against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placement {
+    strategy: String,
+    k: u32,
+    n: u32,
+    reach: String,
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}-of-{} (reach {})",
+            self.strategy, self.k, self.n, self.reach
+        )
     }
 }
