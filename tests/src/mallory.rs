@@ -1,0 +1,71 @@
+//! Mallory, the test-only attacker: a coordinator that is the honest one
+//! plus attack functions, swapped in on one node of a [`Network`] or a
+//! [`SidecarNet`] so that node can commit anything, as one running modified
+//! code could. Same DNA, same network; validation has to refuse it.
+
+use holochain::prelude::*;
+use holochain::sweettest::*;
+
+use crate::sidecars::SidecarNet;
+use crate::{packed, Network, COORDINATOR};
+
+/// Swaps mallory in for the coordinator of `cell` (see [`Network::arm_mallory`]).
+pub async fn install_mallory(conductor: &mut SweetConductor, cell: CellId) {
+    let code = std::fs::read(packed("mallory_coordinator.wasm")).expect("mallory wasm readable");
+    let wasm = DnaWasmHashed::from_content(DnaWasm::from(code)).await;
+    let def = CoordinatorZomeDef::from(ZomeDef::Wasm(WasmZomeDef::new(
+        wasm.as_hash().clone(),
+        Some(vec!["node_registry_integrity".into()]),
+    )));
+    conductor
+        .update_coordinators(cell, vec![(COORDINATOR.into(), def)], vec![wasm])
+        .await
+        .expect("mallory installs");
+}
+
+impl Network {
+    /// Swaps the test-only "mallory" coordinator (the honest one plus attack
+    /// functions) in for the coordinator on `peer`'s cell: that peer can then
+    /// commit anything, as an attacker running modified code could. Same DNA,
+    /// same network. (It replaces rather than joins the coordinator because
+    /// holochain 0.7.1 does not register dependencies of a zome added by
+    /// `update_coordinators` under a new name.)
+    pub async fn arm_mallory(&mut self, peer: usize) {
+        let p = self.peers[peer].clone();
+        install_mallory(&mut self.conductors[p.conductor], p.cell.cell_id().clone()).await;
+    }
+
+    /// Calls a mallory function as `peer` (see [`Network::arm_mallory`]).
+    pub async fn mallory<I, O>(&self, peer: usize, func: &str, payload: I) -> Result<O, String>
+    where
+        I: serde::Serialize + std::fmt::Debug,
+        O: serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let p = &self.peers[peer];
+        self.conductors[p.conductor]
+            .call_fallible(&p.cell.zome(COORDINATOR), func, payload)
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+}
+
+impl SidecarNet {
+    /// Swaps mallory in on node `i` (see [`Network::arm_mallory`]).
+    pub async fn arm_mallory(&mut self, i: usize) {
+        let cell = self.cell_id(i).await;
+        install_mallory(&mut self.conductors[i], cell).await;
+    }
+
+    /// Calls a mallory function as node `i`'s agent.
+    pub async fn mallory<I, O>(&self, i: usize, func: &str, payload: I) -> Result<O, String>
+    where
+        I: serde::Serialize + std::fmt::Debug,
+        O: serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let zome = SweetZome::new(self.cell_id(i).await, COORDINATOR.into());
+        self.conductors[i]
+            .call_fallible(&zome, func, payload)
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+}
