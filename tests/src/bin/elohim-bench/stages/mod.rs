@@ -1,0 +1,43 @@
+//! The measured stages, one file each, run by `main` in this order: the
+//! registry (custody load runs on its network, after it), chain age, custody
+//! held, age, and custody. Each adds its figures to the
+//! [`Report`](crate::report::Report) and writes it as it goes, so a long run
+//! that is stopped keeps what it found.
+
+pub mod age;
+pub mod chain_age;
+pub mod custody;
+pub mod custody_held;
+pub mod custody_load;
+pub mod registry;
+
+use elohim_tests::*;
+use holochain::prelude::*;
+use node_registry_integrity::zome_fns::AssignCustodian;
+use node_registry_integrity::*;
+
+use crate::measure::retrying;
+
+/// Has `publisher` place a 1 MiB one-shard content of its own on
+/// `custodian`, retrying passing faults.
+pub async fn place_mib(
+    net: &Network,
+    publisher: usize,
+    content_id: &str,
+    custodian: &NodeRegistration,
+    custodian_hash: &ActionHash,
+) {
+    let mut x = assignment(
+        net.peers[publisher].agent(),
+        content_id,
+        custodian,
+        custodian_hash.clone(),
+    );
+    x.content_size_bytes = 1 << 20;
+    x.shard_size_bytes = 1 << 20;
+    retrying("assigning", || {
+        net.try_call_fn::<AssignCustodian>(publisher, x.clone())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("assigning {content_id}: {e}"));
+}
