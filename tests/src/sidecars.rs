@@ -2,9 +2,9 @@
 //! (external-conductor mode, as a user with their own conductor runs it),
 //! on one local rendezvous: the setting of the custody suites.
 
-use elohim_sidecar::agent::NodeAgent;
 use elohim_sidecar::config::{ConductorMode, Config};
 use elohim_sidecar::daemon::Daemon;
+use elohim_sidecar::node::agent::NodeAgent;
 use holochain::prelude::*;
 use holochain::sweettest::*;
 use node_registry_integrity::zome_fns::{DetectFailedNodes, GetAvailableCustodians};

@@ -197,7 +197,7 @@ async fn no_custodian_fits_until_a_node_joins() {
             .iter()
             .flatten()
             .any(|d| {
-                d.custody.recovery_failures.lock().unwrap().iter().any(|s| {
+                d.custody.repair_failures.lock().unwrap().iter().any(|s| {
                     matches!(s, RegistrySignal::DisasterRecoveryFailed { content_id, failed_node_id, .. }
                         if *content_id == r.content_id && *failed_node_id == dead)
                 })
@@ -805,7 +805,7 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     assert!(
         !net.node(victim)
             .custody
-            .recovery_failures
+            .repair_failures
             .lock()
             .unwrap()
             .iter()

@@ -169,7 +169,7 @@ async fn participation_pages_in_a_real_browser() {
         .await
         .unwrap()
         .contains("did not come from this node"));
-    let csrf = elohim_sidecar::ui::csrf_token(&net.node(0).api_token);
+    let csrf = elohim_sidecar::http::ui::csrf_token(&net.node(0).api_token);
     let form = |storage: &str, action: &str| {
         vec![
             ("csrf", csrf.clone()),

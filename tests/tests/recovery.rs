@@ -8,7 +8,7 @@
 //! not count, and bad input gets a 400.
 
 use elohim_sidecar::http::H_TOKEN;
-use elohim_sidecar::secret::RecoverySecret;
+use elohim_sidecar::recovery::secret::RecoverySecret;
 use elohim_tests::sidecars::*;
 use holochain::prelude::*;
 use node_registry_integrity::zome_fns::{
@@ -350,7 +350,7 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
 
     // Lightning: Alice's conductor and data directory are gone. Her recovery
     // code was written down elsewhere.
-    let code = elohim_sidecar::secret::load_or_create(net.dirs[ALICE].path())
+    let code = elohim_sidecar::recovery::secret::load_or_create(net.dirs[ALICE].path())
         .unwrap()
         .code();
     net.kill(ALICE).await;
@@ -555,7 +555,7 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     // The wrong (well-formed) code decrypts nothing; nothing is lost and a
     // second sync with the right code resumes.
     let elsewhere = tempfile::tempdir().unwrap();
-    let wrong = elohim_sidecar::secret::load_or_create(elsewhere.path())
+    let wrong = elohim_sidecar::recovery::secret::load_or_create(elsewhere.path())
         .unwrap()
         .code();
     assert!(RecoverySecret::from_code(&wrong).is_ok());

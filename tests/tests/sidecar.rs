@@ -3,11 +3,11 @@
 //! embedded conductor keeping the node's identity, and signals reaching a
 //! running daemon again after its conductor restarted under it.
 
-use elohim_sidecar::agent::NodeAgent;
 use elohim_sidecar::bootstrap::BootstrapServer;
-use elohim_sidecar::conductor::{Connection, EmbeddedConductor, EmbeddedSettings};
 use elohim_sidecar::config::{ConductorMode, Config};
 use elohim_sidecar::daemon::Daemon;
+use elohim_sidecar::node::agent::NodeAgent;
+use elohim_sidecar::registry::conductor::{Connection, EmbeddedConductor, EmbeddedSettings};
 use elohim_tests::*;
 use holochain::prelude::{ActionHash, AgentPubKey, CellId, EntryHash};
 use holochain::sweettest::*;

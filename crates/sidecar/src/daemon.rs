@@ -1,11 +1,11 @@
 //! The running node: HTTP server and every background worker, started in
 //! one place ([`Daemon::start`]), as one unit the binary and tests start.
 
-use crate::agent::NodeAgent;
 use crate::custody::{Custody, CustodyError};
+use crate::http::network_view::NetworkView;
 use crate::http::{router, AppState};
-use crate::liveness::Liveness;
-use crate::network_view::NetworkView;
+use crate::node::agent::NodeAgent;
+use crate::node::liveness::Liveness;
 use crate::recovery::Recovery;
 use node_registry_integrity::zome_fns::DetectByzantineAttackers;
 use node_registry_integrity::{DetectionInput, RegistrySignal};
@@ -48,7 +48,7 @@ pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => {
             // One an older version wrote is narrowed to the owner.
-            crate::private::make_private(&path)?;
+            crate::datadir::make_private(&path)?;
             return Ok(t.trim().to_string());
         }
         _ => {}
@@ -56,7 +56,7 @@ pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::private::write_private(&path, token.as_bytes())?;
+    crate::datadir::write_private(&path, token.as_bytes())?;
     Ok(token)
 }
 
@@ -360,7 +360,7 @@ impl Daemon {
                 move || {
                     let agent = agent.clone();
                     Box::pin(async move {
-                        if let Err(e) = crate::peers::vote_round(&agent).await {
+                        if let Err(e) = crate::node::peers::vote_round(&agent).await {
                             tracing::debug!("voting: {e}");
                         }
                     })

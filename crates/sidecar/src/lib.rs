@@ -5,30 +5,18 @@
 //! existing one reached over the network, the sidecar talks to it only
 //! through its admin and app websockets, so both modes behave the same.
 
-pub mod agent;
 pub mod bootstrap;
-pub mod capacity;
-pub mod catalog;
-pub mod conductor;
 pub mod config;
 pub mod custody;
 pub mod daemon;
-pub mod epoch;
+pub mod datadir;
 pub mod http;
 pub mod ids;
-pub mod liveness;
 pub mod metrics;
-pub mod network_view;
-pub mod peers;
-pub mod private;
+pub mod node;
 pub mod recovery;
-pub mod replay;
-pub mod rewards;
-pub mod secret;
-pub mod store;
+pub mod registry;
 pub mod transfer;
-pub mod ui;
-pub mod uptime;
 
 /// The installed app id the sidecar uses for the hApp.
 pub const APP_ID: &str = "elohim_orchestrator";

@@ -2,13 +2,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use elohim_sidecar::agent::{NodeAgent, StatusReport};
 use elohim_sidecar::bootstrap::{is_listening, BootstrapServer};
-use elohim_sidecar::conductor::{EmbeddedConductor, EmbeddedSettings};
 use elohim_sidecar::config::{ConductorMode, Config};
 use elohim_sidecar::custody::{PublishReport, PublishRequest, RetrieveReport};
 use elohim_sidecar::daemon::Daemon;
 use elohim_sidecar::http::{FetchRequest, StreamLine, H_TOKEN};
+use elohim_sidecar::node::agent::{NodeAgent, StatusReport};
+use elohim_sidecar::registry::conductor::{EmbeddedConductor, EmbeddedSettings};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -629,7 +629,7 @@ async fn status(config: Config) -> Result<()> {
 }
 
 async fn records(config: Config) -> Result<()> {
-    let report: elohim_sidecar::agent::ChainRecords =
+    let report: elohim_sidecar::node::agent::ChainRecords =
         if let Some((http, token)) = running_daemon(&config.conductor.data_dir).await {
             reqwest::Client::new()
                 .get(format!("http://{http}/api/records"))
@@ -695,9 +695,9 @@ fn report_leave(node_id: &str, acknowledged: bool) {
 
 fn recovery_code(config: &Config) -> Result<()> {
     let dir = &config.conductor.data_dir;
-    elohim_sidecar::private::private_dir(dir)
+    elohim_sidecar::datadir::private_dir(dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
-    let secret = elohim_sidecar::secret::load_or_create(dir)
+    let secret = elohim_sidecar::recovery::secret::load_or_create(dir)
         .with_context(|| format!("reading the recovery secret in {}", dir.display()))?;
     println!("{}", secret.code());
     eprintln!(

@@ -1,5 +1,10 @@
 //! The sidecar binary as a user runs it.
 
+use node_registry_integrity::zome_fns::{
+    AssignCustodian, AttestHealth, DeregisterNode, DeriveNodeId, GetAssignmentsForContent,
+    GetAssignmentsForNode, GetAvailableCustodians, GetNodeHealth, GetNodesByRegion, GetNodesByTier,
+    Heartbeat, RegisterNode, TriggerDisasterRecovery, UpdateNodeCapacity, ZomeFn,
+};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -242,7 +247,7 @@ fn run_stock_hc(node: &Daemon) -> Option<String> {
             "hc-app",
             &dna,
             "node_registry_coordinator",
-            "derive_node_id",
+            DeriveNodeId::NAME,
             "\"operator\"",
         ],
         Some("pass\n"),
@@ -339,7 +344,7 @@ fn run_stock_sandbox(rendezvous: SocketAddr) -> Option<String> {
             "elohim",
             &dna,
             "node_registry_coordinator",
-            "derive_node_id",
+            DeriveNodeId::NAME,
             "\"sandbox\"",
         ],
         Some("pass\n"),
@@ -426,19 +431,19 @@ fn two_sidecar_processes_find_each_other() {
     let steps = run_doorway(&alice);
     let step = |name: &str| steps.iter().find(|s| s["step"] == name);
     for call in [
-        "register_node",
-        "heartbeat",
-        "get_node_health",
-        "get_nodes_by_region",
-        "get_nodes_by_tier",
-        "get_available_custodians",
-        "update_node_capacity",
-        "attest_health",
-        "assign_custodian",
-        "get_assignments_for_content",
-        "get_assignments_for_node",
-        "trigger_disaster_recovery",
-        "deregister_node",
+        RegisterNode::NAME,
+        Heartbeat::NAME,
+        GetNodeHealth::NAME,
+        GetNodesByRegion::NAME,
+        GetNodesByTier::NAME,
+        GetAvailableCustodians::NAME,
+        UpdateNodeCapacity::NAME,
+        AttestHealth::NAME,
+        AssignCustodian::NAME,
+        GetAssignmentsForContent::NAME,
+        GetAssignmentsForNode::NAME,
+        TriggerDisasterRecovery::NAME,
+        DeregisterNode::NAME,
     ] {
         assert!(
             step(call).is_some(),

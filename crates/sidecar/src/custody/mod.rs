@@ -15,21 +15,23 @@
 //! This file holds the engine itself, its errors and the request and report
 //! types the API speaks.
 
+pub mod catalog;
 mod files;
 mod policy;
 mod publish;
 mod repair;
 mod resync;
 mod retrieve;
+pub mod store;
 
 pub use policy::{names_whole_family, room_for, LostNodeAlive};
 pub use publish::{assignment_entry_hash, content_id_for, UNREACHABLE_GIVE_UP};
 
-use crate::agent::NodeAgent;
-use crate::catalog::Catalog;
-use crate::conductor::ConductorError;
-use crate::secret::RecoverySecret;
-use crate::store::{ShardStore, StoreError};
+use crate::custody::catalog::Catalog;
+use crate::custody::store::{ShardStore, StoreError};
+use crate::node::agent::NodeAgent;
+use crate::recovery::secret::RecoverySecret;
+use crate::registry::conductor::ConductorError;
 use holochain_types::prelude::Timestamp;
 use node_registry_integrity::*;
 use serde::{Deserialize, Serialize};
@@ -274,16 +276,16 @@ pub struct Custody {
     fetch_http: reqwest::Client,
     work_dir: PathBuf,
     /// Shards being rebuilt now, by hash, with how far each got.
-    in_flight: Mutex<std::collections::HashMap<String, crate::network_view::Rebuild>>,
+    in_flight: Mutex<std::collections::HashMap<String, crate::http::network_view::Rebuild>>,
     /// Nodes that looked failed here but answered a probe, and when: not
     /// probed again (nor repaired) for one failure window.
     answered: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Nonces of the transfer requests accepted in their window.
-    seen: crate::replay::SeenNonces,
+    seen: crate::transfer::replay::SeenNonces,
     /// The last `DisasterRecoveryFailed` signals this node's own repairs
     /// raised, newest last (at most
-    /// [`RECOVERY_FAILURES_KEPT`](repair::RECOVERY_FAILURES_KEPT)).
-    pub recovery_failures: Mutex<VecDeque<RegistrySignal>>,
+    /// [`REPAIR_FAILURES_KEPT`](repair::REPAIR_FAILURES_KEPT)).
+    pub repair_failures: Mutex<VecDeque<RegistrySignal>>,
     /// Replications started by signals now running.
     replicating: Arc<tokio::sync::Semaphore>,
     /// The nodes judged failed, and when that was read.
@@ -291,7 +293,7 @@ pub struct Custody {
     /// The person's recovery secret, from which content keys derive.
     pub secret: RecoverySecret,
     /// What this node served and received, summarised once per period.
-    pub rewards: crate::rewards::Rewards,
+    pub rewards: crate::node::rewards::Rewards,
 }
 
 impl Custody {
@@ -300,7 +302,7 @@ impl Custody {
         let data = agent.config().conductor.data_dir.clone();
         let store = ShardStore::open(&data.join("shards"))?;
         let catalog = Catalog::open(&data.join("catalog.redb"))?;
-        let secret = crate::secret::load_or_create(&data)?;
+        let secret = crate::recovery::secret::load_or_create(&data)?;
         let work_dir = data.join("work");
         std::fs::create_dir_all(&work_dir)?;
         for e in std::fs::read_dir(&work_dir)? {
@@ -322,12 +324,12 @@ impl Custody {
             work_dir,
             in_flight: Mutex::new(std::collections::HashMap::new()),
             answered: Mutex::new(std::collections::HashMap::new()),
-            seen: crate::replay::SeenNonces::default(),
-            recovery_failures: Mutex::new(VecDeque::new()),
+            seen: crate::transfer::replay::SeenNonces::default(),
+            repair_failures: Mutex::new(VecDeque::new()),
             replicating: Arc::new(tokio::sync::Semaphore::new(repair::SIGNALLED_REPLICATIONS)),
             failed_view: tokio::sync::Mutex::new(None),
             secret,
-            rewards: crate::rewards::Rewards::open(&data),
+            rewards: crate::node::rewards::Rewards::open(&data),
         })
     }
 }

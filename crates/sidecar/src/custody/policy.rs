@@ -9,8 +9,8 @@
 //! moving a byte is here, and none of it moves data itself.
 
 use super::{now_micros, Custody};
-use crate::conductor::ConductorError;
-use crate::store::{ShardMeta, ShardRecord};
+use crate::custody::store::{ShardMeta, ShardRecord};
+use crate::registry::conductor::ConductorError;
 use crate::transfer::{TransferAuth, TransferError};
 use holochain_types::prelude::EntryHash;
 use node_registry_integrity::zome_fns::{
@@ -37,7 +37,7 @@ impl Custody {
     /// custody cap (what it declared) with what it holds, and on its disk.
     pub fn check_room(&self, shard_size: u64) -> Result<(), TransferError> {
         let cap = (self.agent.registration().max_custody_gb * 1e9) as u64;
-        let free = crate::capacity::disk_space(self.store.root()).map(|(free, _)| free);
+        let free = crate::node::capacity::disk_space(self.store.root()).map(|(free, _)| free);
         room_for(shard_size, self.store.used_bytes(), cap, free)
     }
 

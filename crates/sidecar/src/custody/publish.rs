@@ -10,7 +10,7 @@ use super::files::{hash_file, hex, HashingFile, TempFile};
 use super::{
     now_micros, Custody, CustodyError, Progress, ProgressFn, PublishReport, PublishRequest,
 };
-use crate::catalog::PublishedContent;
+use crate::custody::catalog::PublishedContent;
 use crate::transfer::{canonical_request, TransferAuth};
 use holochain_types::prelude::{EntryHash, Signature};
 use node_registry_integrity::zome_fns::{

@@ -7,7 +7,7 @@
 //! dashboard shows.
 
 use super::{Custody, CustodyError, Progress};
-use crate::store::ShardMeta;
+use crate::custody::store::ShardMeta;
 use holochain_types::prelude::EntryHash;
 use node_registry_integrity::zome_fns::{
     DetectFailedNodes, GetAssignment, GetAssignmentRecordsForNode, GetShardHolders, ProbeNode,
@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// reconciliation.
 pub(super) const SIGNALLED_REPLICATIONS: usize = 2;
 /// `DisasterRecoveryFailed` signals kept for the status and tests.
-pub(super) const RECOVERY_FAILURES_KEPT: usize = 32;
+pub(super) const REPAIR_FAILURES_KEPT: usize = 32;
 
 impl Custody {
     /// Obtains the shard of one of this node's assignments, if not held:
@@ -38,7 +38,10 @@ impl Custody {
             if in_flight.contains_key(&a.shard_hash) {
                 return Ok(false);
             }
-            in_flight.insert(a.shard_hash.clone(), crate::network_view::Rebuild::of(a));
+            in_flight.insert(
+                a.shard_hash.clone(),
+                crate::http::network_view::Rebuild::of(a),
+            );
         }
         let metrics = &self.agent.metrics;
         metrics.repair("started", 1);
@@ -50,7 +53,7 @@ impl Custody {
 
     /// The shards this node is rebuilding now, with how many of the shards
     /// each needs it has fetched (for the dashboard's progress bars).
-    pub fn rebuilds(&self) -> Vec<crate::network_view::Rebuild> {
+    pub fn rebuilds(&self) -> Vec<crate::http::network_view::Rebuild> {
         self.in_flight.lock().unwrap().values().cloned().collect()
     }
 
@@ -236,8 +239,8 @@ impl Custody {
                 tracing::warn!(
                     "disaster recovery could not re-home {content_id}#{shard_index}: {reason}"
                 );
-                let mut kept = self.recovery_failures.lock().unwrap();
-                if kept.len() >= RECOVERY_FAILURES_KEPT {
+                let mut kept = self.repair_failures.lock().unwrap();
+                if kept.len() >= REPAIR_FAILURES_KEPT {
                     kept.pop_front();
                 }
                 kept.push_back(signal);

@@ -13,12 +13,12 @@
 //! and, when the browser sends one, a same-host `Origin`. Peers reaching the
 //! sidecar over the LAN for shard transfers never see them.
 
-use crate::agent::SettingsError;
 use crate::config::ParticipationSection;
-use crate::http::AppState;
-use crate::network_view::{
+use crate::http::network_view::{
     plot_svg, region_counts, NetworkSnapshot, NodeState, RepairOutcome, Risk, Series,
 };
+use crate::http::AppState;
+use crate::node::agent::SettingsError;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -74,7 +74,7 @@ pub fn csrf_token(api_token: &str) -> String {
 }
 
 fn same(a: &str, b: &str) -> bool {
-    crate::private::secrets_equal(a.as_bytes(), b.as_bytes())
+    crate::datadir::secrets_equal(a.as_bytes(), b.as_bytes())
 }
 
 /// The page routes (merged into the sidecar's router). The server must be
@@ -858,7 +858,7 @@ fn ago(now_ms: i64, then_ms: i64) -> String {
     }
 }
 
-fn silence(n: &crate::network_view::RegionNode) -> String {
+fn silence(n: &crate::http::network_view::RegionNode) -> String {
     match (n.state, n.silent_secs) {
         (NodeState::Alive, _) if n.is_self => "this node".into(),
         (NodeState::Alive, _) => "recently".into(),
@@ -1022,7 +1022,7 @@ fn network_sections(n: &NetworkSnapshot, sample_secs: u64) -> Markup {
         section aria-labelledby="history-h" {
             h2 #history-h { "History" }
             p.hint {
-                "One sample every " (sample_secs) " s (the last " (crate::network_view::HISTORY_SAMPLES)
+                "One sample every " (sample_secs) " s (the last " (crate::http::network_view::HISTORY_SAMPLES)
                 "), kept in memory since the sidecar started; the last point is the time since the last sample."
             }
             (history_plots(n))
@@ -1061,8 +1061,9 @@ fn history_plots(n: &NetworkSnapshot) -> Markup {
             points: h.iter().map(|s| (s.at_ms, Some(s.rates().1))).collect(),
         },
     ];
-    let last =
-        |pick: &dyn Fn(&crate::network_view::Sample) -> Option<f64>| h.iter().rev().find_map(pick);
+    let last = |pick: &dyn Fn(&crate::http::network_view::Sample) -> Option<f64>| {
+        h.iter().rev().find_map(pick)
+    };
     let ms = |v: Option<f64>| v.map_or("none yet".to_string(), |v| format!("{v:.1} ms"));
     html! {
         h3 { "Heartbeat round time" }
@@ -1176,7 +1177,7 @@ mod tests {
     }
 
     fn snapshot() -> NetworkSnapshot {
-        use crate::network_view::*;
+        use crate::http::network_view::*;
         NetworkSnapshot {
             region: "eu-west".into(),
             nodes: Err("the region's nodes: no answer within 10 s".into()),

@@ -1,6 +1,10 @@
-//! Secret files of the data directory (the API token, the recovery secret,
-//! the keystore passphrase, the owner's catalog): created readable by the
-//! owner only from their first byte, never chmod-ed after the fact.
+//! The data directory's one way to write a file: every state file the
+//! sidecar keeps (the API token, the recovery secret, the keystore
+//! passphrase, the owner's catalog, the working-key record, recovery
+//! sessions, the uptime, rewards and verdict ledgers) is created readable by
+//! the owner only from its first byte, never chmod-ed after the fact, and
+//! replaced atomically and durably. (Shards have their own writer in
+//! `custody::store`: streamed, hash-checked, then renamed the same way.)
 //!
 //! [`write_private`] writes a fresh temp file of a random name, opened
 //! exclusively (`O_EXCL`, so a planted or leftover file is never reused)

@@ -14,8 +14,8 @@
 //! After a restart the recorded key is reused while it is valid and its
 //! epoch has not ended; a half-done rotation is finished or redone.
 
-use crate::agent::{AppLink, NodeAgent, Working};
-use crate::conductor::ConductorError;
+use crate::node::agent::{AppLink, NodeAgent, Working};
+use crate::registry::conductor::ConductorError;
 use crate::APP_ID;
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
 use node_registry_integrity::zome_fns::{DelegateWorkingKey, Whoami};
@@ -71,22 +71,14 @@ fn load_record(data_dir: &Path) -> Option<WorkingKeyRecord> {
     serde_json::from_str(&text).ok()
 }
 
-/// Writes the record atomically (temp file, fsync, rename, fsync of the
-/// directory), so a crash leaves the old record or the new, never half.
+/// Writes the record atomically and durably
+/// ([`crate::datadir::write_private`]): a crash leaves the old record or the
+/// new, never half.
 fn save_record(data_dir: &Path, r: &WorkingKeyRecord) -> std::io::Result<()> {
-    use std::io::Write;
-    let path = record_path(data_dir);
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(serde_json::to_string_pretty(r)?.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    if let Ok(dir) = std::fs::File::open(data_dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::datadir::write_private(
+        &record_path(data_dir),
+        serde_json::to_string_pretty(r)?.as_bytes(),
+    )
 }
 
 impl NodeAgent {
@@ -174,7 +166,7 @@ impl NodeAgent {
             .admin
             .list_apps(None)
             .await
-            .map_err(crate::conductor::api("list apps"))?;
+            .map_err(crate::registry::conductor::api("list apps"))?;
         Ok(apps
             .iter()
             .filter_map(|a| epoch_of(&a.installed_app_id))

@@ -11,9 +11,9 @@
 //! [`plot_svg`], [`History`], [`RepairLog`]) so they are tested without a
 //! conductor; [`NetworkView::snapshot`] gathers their inputs.
 
-use crate::agent::NodeAgent;
 use crate::custody::Custody;
 use crate::metrics::Metrics;
+use crate::node::agent::NodeAgent;
 use maud::{html, Markup};
 use node_registry_integrity::zome_fns::{
     DetectFailedNodes, GetAssignmentsForOwner, GetNodesByRegion,
@@ -731,7 +731,7 @@ pub struct NetworkSnapshot {
 
 async fn timed<T>(
     what: &str,
-    f: impl std::future::Future<Output = Result<T, crate::conductor::ConductorError>>,
+    f: impl std::future::Future<Output = Result<T, crate::registry::conductor::ConductorError>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(READ_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),

@@ -12,8 +12,8 @@
 //! recorded. A node whose sidecar stopped but whose conductor still answers
 //! is suspected here; whoever repairs it probes its conductor first.
 
-use crate::agent::NodeAgent;
-use crate::conductor::ConductorError;
+use crate::node::agent::NodeAgent;
+use crate::registry::conductor::ConductorError;
 use holochain_types::prelude::{DnaHash, Timestamp};
 use holochain_types::signal::Signal;
 use node_registry_integrity::zome_fns::{
@@ -170,7 +170,7 @@ impl Liveness {
             .app
             .send_direct_signal(dna, agents, payload, None)
             .await
-            .map_err(crate::conductor::api("send direct signal"));
+            .map_err(crate::registry::conductor::api("send direct signal"));
         if let Err(e) = &sent {
             // A dead websocket also stops this node hearing beats: reopen
             // it (and its signal handler) before the next call.
@@ -346,11 +346,9 @@ impl Liveness {
                 at_micros,
             })
             .collect();
-        let tmp = self.saved.with_extension("json.tmp");
         let written = serde_json::to_vec(&list)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &self.saved));
+            .and_then(|bytes| crate::datadir::write_private(&self.saved, &bytes));
         if let Err(e) = written {
             tracing::warn!("could not save the monitor's verdicts: {e}");
         }

@@ -338,7 +338,8 @@ impl ShardWriter<'_> {
         Ok(())
     }
 
-    /// Bytes written so far.
+    /// Bytes written so far (the upload route stops a body at the
+    /// assignment's shard size with it).
     pub fn written(&self) -> u64 {
         self.size
     }

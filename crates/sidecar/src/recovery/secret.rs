@@ -104,8 +104,8 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<RecoverySecret> {
 
 /// Replaces the node's secret (a recovered person's new node adopts theirs).
 pub fn store(data_dir: &Path, secret: &RecoverySecret) -> std::io::Result<()> {
-    crate::private::private_dir(data_dir)?;
-    crate::private::write_private(&secret_path(data_dir), secret.code().as_bytes())
+    crate::datadir::private_dir(data_dir)?;
+    crate::datadir::write_private(&secret_path(data_dir), secret.code().as_bytes())
 }
 
 #[cfg(test)]

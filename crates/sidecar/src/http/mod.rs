@@ -10,10 +10,13 @@
 //! - `/`, `/setup`, `/settings`, `/earnings`, `/dashboard`: the local
 //!   participation pages (`ui.rs`), for this machine only.
 
-use crate::agent::NodeAgent;
+pub mod network_view;
+pub mod ui;
+
+use crate::custody::store::StoreError;
 use crate::custody::{Custody, Progress, PublishRequest};
+use crate::node::agent::NodeAgent;
 use crate::recovery::{Recovery, RecoveryError};
-use crate::store::StoreError;
 use crate::transfer::{TransferAuth, TransferError};
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Request, State};
@@ -47,7 +50,7 @@ pub struct AppState {
     /// The local API token.
     pub api_token: String,
     /// What the dashboard shows of the network, kept in memory.
-    pub network: Arc<crate::network_view::NetworkView>,
+    pub network: Arc<crate::http::network_view::NetworkView>,
 }
 
 /// Body of `POST /api/leave`.
@@ -130,13 +133,13 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(ping))
         .route("/shards/{hash}", put(put_shard).get(get_shard))
         .merge(api)
-        .merge(crate::ui::routes())
+        .merge(crate::http::ui::routes())
         .with_state(state)
 }
 
 async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let given = req.headers().get(H_TOKEN).map(|v| v.as_bytes());
-    if !given.is_some_and(|g| crate::private::secrets_equal(g, s.api_token.as_bytes())) {
+    if !given.is_some_and(|g| crate::datadir::secrets_equal(g, s.api_token.as_bytes())) {
         return error(
             StatusCode::UNAUTHORIZED,
             format!("missing or wrong {H_TOKEN} (it is in the data directory's api-token file)"),
@@ -203,7 +206,7 @@ async fn put_shard(
         Ok(a) => a,
         Err(e) => return answer_early(body, e.into_response()).await,
     };
-    if let Err(e) = crate::store::check_hash(&hash) {
+    if let Err(e) = crate::custody::store::check_hash(&hash) {
         let refusal = TransferError::BadRequest(e.to_string()).into_response();
         return answer_early(body, refusal).await;
     }

@@ -11,6 +11,8 @@
 //! captured request is good for nothing: not at another node, not twice,
 //! not a minute later.
 
+pub mod replay;
+
 use base64::Engine;
 use holochain_types::prelude::AgentPubKey;
 use node_registry_integrity::TRANSFER_SIGNATURE_DOMAIN;
@@ -165,7 +167,7 @@ impl TransferAuth {
     /// Verifies the request: addressed to `me`, fresh, signed by `agent`,
     /// and `node_id` owned by `agent`. Returns the authenticated agent key.
     /// Whether the request was seen before is the receiver's
-    /// [`crate::replay::SeenNonces`] to say, after this.
+    /// [`crate::transfer::replay::SeenNonces`] to say, after this.
     pub fn verify(
         &self,
         method: &str,

@@ -223,7 +223,7 @@ fn passphrase(data_dir: &Path) -> Result<Vec<u8>, ConductorError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| dd(std::io::Error::other(e.to_string())))?;
     let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::private::write_private(&path, text.as_bytes()).map_err(dd)?;
+    crate::datadir::write_private(&path, text.as_bytes()).map_err(dd)?;
     Ok(text.into_bytes())
 }
 
@@ -246,7 +246,7 @@ impl EmbeddedConductor {
         // The holochain binary installs a TLS provider first; so must we.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let root = settings.data_dir.join("conductor");
-        crate::private::private_dir(&settings.data_dir).map_err(|source| {
+        crate::datadir::private_dir(&settings.data_dir).map_err(|source| {
             ConductorError::DataDir {
                 path: settings.data_dir.clone(),
                 source,

@@ -19,9 +19,11 @@
 //! atomically after every item, so a crash loses no finished work: posting
 //! `sync` again resumes with what is still missing.
 
+pub mod secret;
+
 use crate::custody::{Custody, CustodyError, Progress};
 use crate::ids::InvalidContentId;
-use crate::secret::RecoverySecret;
+use crate::recovery::secret::RecoverySecret;
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
 use node_registry_integrity::zome_fns::{
     ApproveRecovery, DetectFailedNodes, GetAssignmentsForOwner, GetFamilyCustodians,
@@ -72,7 +74,7 @@ pub enum RecoveryError {
     },
     /// The conductor refused or failed.
     #[error("conductor: {0}")]
-    Conductor(#[from] crate::conductor::ConductorError),
+    Conductor(#[from] crate::registry::conductor::ConductorError),
     /// Local file trouble.
     #[error("{path}: {source}")]
     Io {
@@ -306,27 +308,14 @@ impl Recovery {
         })
     }
 
-    /// Where recovered items are written.
-    pub fn output_dir(&self) -> &Path {
-        &self.out_dir
-    }
-
     fn session_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
     fn save(&self, s: &RecoverySession) -> Result<(), RecoveryError> {
         let path = self.session_path(&s.session_id);
-        let tmp = path.with_extension("json.tmp");
         let json = serde_json::to_vec_pretty(s).expect("a session serializes");
-        (|| {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })()
-        .map_err(|e| RecoveryError::io(&path, e))
+        crate::datadir::write_private(&path, &json).map_err(|e| RecoveryError::io(&path, e))
     }
 
     /// A session from memory (if syncing) or disk.

@@ -46,12 +46,10 @@ pub fn load(data_dir: &Path, now: i64) -> UptimeLedger {
         .unwrap_or_else(|| UptimeLedger::new(now))
 }
 
-/// Saves the ledger atomically (temp file, then rename).
+/// Saves the ledger atomically and durably
+/// ([`crate::datadir::write_private`]).
 pub fn save(data_dir: &Path, ledger: &UptimeLedger) -> std::io::Result<()> {
-    let path = ledger_path(data_dir);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(ledger)?)?;
-    std::fs::rename(tmp, path)
+    crate::datadir::write_private(&ledger_path(data_dir), &serde_json::to_vec(ledger)?)
 }
 
 #[cfg(test)]

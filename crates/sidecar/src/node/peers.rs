@@ -1,8 +1,8 @@
 //! This node's part in regional decisions: voting on custody proposals.
 //! (Peer health is the monitor's, in `liveness.rs`.)
 
-use crate::agent::NodeAgent;
-use crate::conductor::ConductorError;
+use crate::node::agent::NodeAgent;
+use crate::registry::conductor::ConductorError;
 use holochain_types::prelude::ActionHash;
 use node_registry_integrity::zome_fns::{
     CastVote, GetAvailableCustodians, GetOpenProposals, GetVoteRecord,

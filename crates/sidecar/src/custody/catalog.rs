@@ -46,7 +46,7 @@ impl Catalog {
     /// Opens (creating, readable by the owner only) the catalog file. The
     /// file exists owner-only before the database writes a byte to it.
     pub fn open(path: &Path) -> std::io::Result<Catalog> {
-        crate::private::precreate_private(path)?;
+        crate::datadir::precreate_private(path)?;
         let db = Database::create(path).map_err(err)?;
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(PUBLISHED).map_err(err)?;

@@ -10,7 +10,7 @@
 //! lists is in that ledger and the bytes claimed are no more than it got.
 //! Both ledgers live in the data directory, so a restart loses nothing.
 
-use crate::agent::NodeAgent;
+use crate::node::agent::NodeAgent;
 use holochain_types::prelude::AgentPubKey;
 use node_registry_integrity::zome_fns::{
     AcknowledgeService, GetPendingServiceEvents, RecordServiceEvent,
@@ -65,11 +65,9 @@ impl Rewards {
     }
 
     fn save(&self, l: &Ledgers) {
-        let tmp = self.path.with_extension("json.tmp");
         let written = serde_json::to_vec(l)
             .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
+            .and_then(|b| crate::datadir::write_private(&self.path, &b));
         if let Err(e) = written {
             tracing::warn!("could not save the rewards ledger: {e}");
         }
