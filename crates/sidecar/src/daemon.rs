@@ -53,9 +53,7 @@ pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
         }
         _ => {}
     }
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = crate::encoding::random_hex(24)?;
     crate::datadir::write_private(&path, token.as_bytes())?;
     Ok(token)
 }

@@ -20,12 +20,6 @@ pub const FILE_MODE: u32 = 0o600;
 /// Mode of the data directory.
 pub const DIR_MODE: u32 = 0o700;
 
-fn random_suffix() -> std::io::Result<String> {
-    let mut nonce = [0u8; 8];
-    getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(nonce.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -58,7 +52,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "secret".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", random_suffix()?));
+    let tmp = dir.join(format!(".{name}.{}.tmp", crate::encoding::random_hex(8)?));
     let written = (|| {
         let mut f = create_exclusive(&tmp)?;
         f.write_all(bytes)?;

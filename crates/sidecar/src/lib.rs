@@ -6,10 +6,12 @@
 //! through its admin and app websockets, so both modes behave the same.
 
 pub mod bootstrap;
+pub mod clock;
 pub mod config;
 pub mod custody;
 pub mod daemon;
 pub mod datadir;
+pub mod encoding;
 pub mod http;
 pub mod ids;
 pub mod metrics;

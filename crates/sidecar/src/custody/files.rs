@@ -37,10 +37,6 @@ impl Drop for TempFile {
     }
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Hashes a file with blake3, reporting progress.
 pub(super) fn hash_file(path: &Path, progress: ProgressFn<'_>) -> std::io::Result<(String, u64)> {
     let mut f = std::fs::File::open(path)?;
@@ -66,9 +62,8 @@ pub(super) fn hash_file(path: &Path, progress: ProgressFn<'_>) -> std::io::Resul
 
 impl Custody {
     /// A fresh path in the work directory for a `what` file.
-    pub(super) fn temp_path(&self, what: &str) -> PathBuf {
-        let mut nonce = [0u8; 8];
-        let _ = getrandom::fill(&mut nonce);
-        self.work_dir.join(format!("{what}.{}", hex(&nonce)))
+    pub(super) fn temp_path(&self, what: &str) -> std::io::Result<PathBuf> {
+        let suffix = crate::encoding::random_hex(8)?;
+        Ok(self.work_dir.join(format!("{what}.{suffix}")))
     }
 }

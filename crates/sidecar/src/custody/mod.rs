@@ -32,7 +32,6 @@ use crate::custody::store::{ShardStore, StoreError};
 use crate::node::agent::NodeAgent;
 use crate::recovery::secret::RecoverySecret;
 use crate::registry::conductor::ConductorError;
-use holochain_types::prelude::Timestamp;
 use node_registry_integrity::*;
 use serde::{Deserialize, Serialize};
 use shard_codec::{CodecParams, Strategy};
@@ -257,10 +256,6 @@ pub struct ReconcileReport {
     /// was revoked.
     #[serde(default)]
     pub dropped: u32,
-}
-
-fn now_micros() -> i64 {
-    Timestamp::now().as_micros()
 }
 
 /// The custody engine of one node.

@@ -8,7 +8,8 @@
 //! this node's own: every check the HTTP transfer endpoints make before
 //! moving a byte is here, and none of it moves data itself.
 
-use super::{now_micros, Custody};
+use super::Custody;
+use crate::clock::unix_micros;
 use crate::custody::store::{ShardMeta, ShardRecord};
 use crate::registry::conductor::ConductorError;
 use crate::transfer::{TransferAuth, TransferError};
@@ -106,7 +107,7 @@ impl Custody {
         method: &str,
         shard_hash: &str,
     ) -> Result<holochain_types::prelude::AgentPubKey, TransferError> {
-        let now = now_micros();
+        let now = unix_micros();
         let agent = auth.verify(method, shard_hash, &self.agent.node_id, now)?;
         self.seen
             .first_use(&auth.agent, &auth.nonce, auth.time_micros, now)?;

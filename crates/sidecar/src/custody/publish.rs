@@ -6,11 +6,11 @@
 //! Separate because it is the owner's side of custody, run once per publish
 //! on the publisher's node; the other roles are a custodian's.
 
-use super::files::{hash_file, hex, HashingFile, TempFile};
-use super::{
-    now_micros, Custody, CustodyError, Progress, ProgressFn, PublishReport, PublishRequest,
-};
+use super::files::{hash_file, HashingFile, TempFile};
+use super::{Custody, CustodyError, Progress, ProgressFn, PublishReport, PublishRequest};
+use crate::clock::unix_micros;
 use crate::custody::catalog::PublishedContent;
+use crate::encoding::hex;
 use crate::transfer::{canonical_request, TransferAuth};
 use holochain_types::prelude::{EntryHash, Signature};
 use node_registry_integrity::zome_fns::{
@@ -78,7 +78,7 @@ impl Custody {
             assignment: assignment.to_string(),
             node_id: self.agent.node_id.clone(),
             agent: self.agent.agent().to_string(),
-            time_micros: now_micros(),
+            time_micros: unix_micros(),
             nonce: TransferAuth::new_nonce(),
             target: target.to_string(),
             signature: vec![],
@@ -259,8 +259,8 @@ impl Custody {
             total: size,
         });
         let tmps: Vec<TempFile> = (0..n)
-            .map(|i| TempFile(self.temp_path(&format!("shard{i}"))))
-            .collect();
+            .map(|i| self.temp_path(&format!("shard{i}")).map(TempFile))
+            .collect::<std::io::Result<_>>()?;
         let key = self.secret.content_key(&content_id);
         let (report, shard_files) = tokio::task::block_in_place(|| -> Result<_, CustodyError> {
             let mut writers = tmps
@@ -475,7 +475,7 @@ impl Custody {
             n,
             reach,
             key_hex: report.key.as_ref().map(|key| hex(key.as_bytes())),
-            published_at: now_micros() / 1_000_000,
+            published_at: unix_micros() / 1_000_000,
         })?;
         Ok(PublishReport {
             content_id,

@@ -77,7 +77,7 @@ impl Custody {
             done: 0,
             total: first.assignment.content_size_bytes,
         });
-        let tmp = TempFile(self.temp_path("decode"));
+        let tmp = TempFile(self.temp_path("decode")?);
         let expected_hash = first.assignment.content_hash.clone();
         let (size, hash) =
             tokio::task::block_in_place(|| -> Result<(u64, String), CustodyError> {
@@ -148,7 +148,7 @@ impl Custody {
             if h.node_id == self.agent.node_id {
                 // Our own copy, if we hold one, is read straight from the store.
                 if let Ok(bytes) = self.store.read_verified(&h.shard_hash) {
-                    let tmp = TempFile(self.temp_path("own"));
+                    let tmp = TempFile(self.temp_path("own")?);
                     std::fs::write(&tmp.0, bytes)?;
                     files.push(tmp);
                     from.push(h.node_id.clone());
@@ -234,7 +234,7 @@ impl Custody {
                 resp.text().await.unwrap_or_default()
             )));
         }
-        let tmp = TempFile(self.temp_path("fetch"));
+        let tmp = TempFile(self.temp_path("fetch")?);
         let mut out = HashingFile {
             file: std::fs::File::create(&tmp.0)?,
             hasher: blake3::Hasher::new(),

@@ -113,13 +113,6 @@ fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl ShardStore {
     /// Opens (creating) the store under `root`, clearing what a crash left.
     pub fn open(root: &Path) -> Result<ShardStore, StoreError> {
@@ -198,12 +191,11 @@ impl ShardStore {
         meta: ShardMeta,
     ) -> Result<ShardWriter<'_>, StoreError> {
         check_hash(expected_hash)?;
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| index_err(e.to_string()))?;
-        let tmp = self.root.join("tmp").join(format!(
-            "{expected_hash}.{}.part",
-            nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
+        let suffix = crate::encoding::random_hex(8).map_err(|e| index_err(e.to_string()))?;
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{expected_hash}.{suffix}.part",));
         let file = File::create(&tmp).map_err(io(&tmp))?;
         Ok(ShardWriter {
             store: self,
@@ -368,7 +360,7 @@ impl ShardWriter<'_> {
             shard_index: self.meta.shard_index,
             assignment: self.meta.assignment.clone(),
             size: self.size,
-            stored_at: unix_now(),
+            stored_at: crate::clock::unix_secs(),
         };
         let value = serde_json::to_vec(&record).map_err(index_err)?;
         let tx = self.store.db.begin_write().map_err(index_err)?;

@@ -35,13 +35,6 @@ pub const HISTORY_SAMPLES: usize = 240;
 /// Queued repairs remembered for the page.
 pub const REPAIRS_KEPT: usize = 32;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 // --- the region's nodes ----------------------------------------------------
 
 /// How a node is judged now (worst first, so sorting puts trouble on top).
@@ -320,7 +313,7 @@ impl Rebuild {
                 a.threshold.max(1)
             },
             fetched: 0,
-            started_ms: now_ms(),
+            started_ms: crate::clock::unix_ms(),
         }
     }
 }
@@ -750,12 +743,15 @@ impl NetworkView {
         self.history
             .lock()
             .unwrap()
-            .record(now_ms(), Counters::read(metrics));
+            .record(crate::clock::unix_ms(), Counters::read(metrics));
     }
 
     /// Remembers what one recovery run (detection's or a hand-over's) did.
     pub fn note_repairs(&self, report: &RepairReport) {
-        self.repairs.lock().unwrap().note(report, now_ms());
+        self.repairs
+            .lock()
+            .unwrap()
+            .note(report, crate::clock::unix_ms());
     }
 
     /// Reads what the page shows: the region's registrations, who is not
@@ -797,7 +793,7 @@ impl NetworkView {
             (Ok(m), Ok(j)) => Ok(content_health(m, j, &names)),
             (Err(e), _) | (_, Err(e)) => Err(e.clone()),
         };
-        let now = now_ms();
+        let now = crate::clock::unix_ms();
         let counters = Counters::read(&agent.metrics);
         let (history, moved) = {
             let h = self.history.lock().unwrap();

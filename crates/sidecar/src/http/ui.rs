@@ -67,10 +67,10 @@ pub enum FormError {
 /// it is stable across restarts, differs per node and reveals nothing of
 /// the API token.
 pub fn csrf_token(api_token: &str) -> String {
-    blake3::derive_key("elohim sidecar ui csrf v1", api_token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::encoding::hex(&blake3::derive_key(
+        "elohim sidecar ui csrf v1",
+        api_token.as_bytes(),
+    ))
 }
 
 fn same(a: &str, b: &str) -> bool {

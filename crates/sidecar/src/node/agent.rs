@@ -330,10 +330,6 @@ pub enum SettingsError {
 /// How long the conductor has to answer a check of an app websocket.
 const LINK_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn unix_now() -> i64 {
-    Timestamp::now().as_micros() / 1_000_000
-}
-
 /// Which of the node's agents a call goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
@@ -365,7 +361,7 @@ impl NodeAgent {
             source,
         })?;
         let capacity = detect(data_dir, &config.capacity);
-        let ledger = uptime::load(data_dir, unix_now());
+        let ledger = uptime::load(data_dir, crate::clock::unix_secs());
         let properties: RegistryProperties = node_app
             .connection(admin_addr, &happ)
             .await?
@@ -655,7 +651,11 @@ impl NodeAgent {
 
     /// The registration this node declares now.
     pub fn registration(&self) -> NodeRegistration {
-        let uptime = self.uptime.lock().unwrap().percent(unix_now());
+        let uptime = self
+            .uptime
+            .lock()
+            .unwrap()
+            .percent(crate::clock::unix_secs());
         let mut config = self.config.clone();
         config.participation = self.participation();
         build_registration(

@@ -55,10 +55,6 @@ pub struct Liveness {
     http: reqwest::Client,
 }
 
-fn now_micros() -> i64 {
-    Timestamp::now().as_micros()
-}
-
 impl Liveness {
     /// The liveness of `agent`'s node, with the verdicts it recorded before
     /// a restart (so it does not record them again).
@@ -210,7 +206,7 @@ impl Liveness {
         self.book
             .lock()
             .unwrap()
-            .beat(&beat.node_id, &beat.monitors, now_micros());
+            .beat(&beat.node_id, &beat.monitors, crate::clock::unix_micros());
     }
 
     /// Reads the region's suspicions and answers those of nodes this node
@@ -231,7 +227,7 @@ impl Liveness {
     /// One tick of the monitor: probes and verdict writes the book asks
     /// for, each in its own task.
     pub fn tick(self: &Arc<Self>) {
-        let actions = self.book.lock().unwrap().tick(now_micros());
+        let actions = self.book.lock().unwrap().tick(crate::clock::unix_micros());
         for action in actions {
             let me = self.clone();
             tokio::spawn(async move { me.act(action).await });
@@ -290,10 +286,11 @@ impl Liveness {
         match action {
             MonitorAction::Probe { subject } => {
                 let answered = self.probe(&subject).await;
-                self.book
-                    .lock()
-                    .unwrap()
-                    .probe_result(&subject, answered, now_micros());
+                self.book.lock().unwrap().probe_result(
+                    &subject,
+                    answered,
+                    crate::clock::unix_micros(),
+                );
             }
             MonitorAction::Record {
                 subject,

@@ -24,7 +24,7 @@ pub mod secret;
 use crate::custody::{Custody, CustodyError, Progress};
 use crate::ids::InvalidContentId;
 use crate::recovery::secret::RecoverySecret;
-use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
+use holochain_types::prelude::{ActionHash, AgentPubKey};
 use node_registry_integrity::zome_fns::{
     ApproveRecovery, DetectFailedNodes, GetAssignmentsForOwner, GetFamilyCustodians,
     GetNodeOfAgent, GetRecoveryStatus, RequestRecovery,
@@ -223,10 +223,6 @@ pub struct SessionReport {
     pub verified: bool,
 }
 
-fn unix_now() -> i64 {
-    Timestamp::now().as_micros() / 1_000_000
-}
-
 /// Parses an agent key given in a request.
 pub fn parse_agent(field: &str, s: &str) -> Result<AgentPubKey, RecoveryError> {
     AgentPubKey::try_from(s.to_string()).map_err(|_| {
@@ -403,7 +399,7 @@ impl Recovery {
         let hash: ActionHash = agent.call_fn::<RequestRecovery>(lost.clone()).await?;
         let status: RecoveryStatus = agent.call_fn::<GetRecoveryStatus>(hash.clone()).await?;
         let items = items_of(&records);
-        let now = unix_now();
+        let now = crate::clock::unix_secs();
         let session = RecoverySession {
             session_id: hash.to_string(),
             lost_agent: lost_agent.to_string(),
@@ -551,7 +547,7 @@ impl Recovery {
             }
         }
         session.state = SessionState::Syncing;
-        session.updated_at = unix_now();
+        session.updated_at = crate::clock::unix_secs();
         self.save(&session)?;
         let shared = Arc::new(Mutex::new(session.clone()));
         {
@@ -590,7 +586,7 @@ impl Recovery {
                         let it = &mut s.items[i];
                         it.state = ItemState::Failed;
                         it.error = Some(e.to_string());
-                        s.updated_at = unix_now();
+                        s.updated_at = crate::clock::unix_secs();
                         s.clone()
                     };
                     if let Err(e) = self.save(&snapshot) {
@@ -642,7 +638,7 @@ impl Recovery {
                     .map(|i| i.size)
                     .sum();
                 s.current = None;
-                s.updated_at = unix_now();
+                s.updated_at = crate::clock::unix_secs();
                 s.clone()
             };
             match &result {
@@ -660,7 +656,7 @@ impl Recovery {
             } else {
                 SessionState::Incomplete
             };
-            s.updated_at = unix_now();
+            s.updated_at = crate::clock::unix_secs();
             s.clone()
         };
         tracing::info!(

@@ -51,8 +51,8 @@ impl RecoverySecret {
     /// The code a person writes down: 64 hex digits of secret and 4 of
     /// checksum, in groups of four.
     pub fn code(&self) -> String {
-        let mut hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        hex.extend(checksum(&self.0).iter().map(|b| format!("{b:02x}")));
+        let mut hex = crate::encoding::hex(&self.0);
+        hex.push_str(&crate::encoding::hex(&checksum(&self.0)));
         hex.as_bytes()
             .chunks(4)
             .map(|c| std::str::from_utf8(c).expect("hex is ascii"))

@@ -220,9 +220,7 @@ fn passphrase(data_dir: &Path) -> Result<Vec<u8>, ConductorError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(dd(e)),
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| dd(std::io::Error::other(e.to_string())))?;
-    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let text = crate::encoding::random_hex(32).map_err(dd)?;
     crate::datadir::write_private(&path, text.as_bytes()).map_err(dd)?;
     Ok(text.into_bytes())
 }

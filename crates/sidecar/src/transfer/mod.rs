@@ -161,7 +161,7 @@ impl TransferAuth {
         // A failed draw leaves zeros, which the receiver then refuses as a
         // replay after their first use: never silently accepted twice.
         let _ = getrandom::fill(&mut bytes);
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        crate::encoding::hex(&bytes)
     }
 
     /// Verifies the request: addressed to `me`, fresh, signed by `agent`,
