@@ -6,7 +6,7 @@ use holochain::prelude::*;
 use node_registry_integrity::zome_fns::{
     AssignCustodian, DeregisterNode, GetAvailableCustodians, GetCommittedCustody, GetMyNode,
     GetNode, GetNodeHealth, GetNodesByRegion, GetNodesByTier, Heartbeat, RegisterNode,
-    RetireOutranked, UpdateNodeCapacity,
+    RetireOutranked, UpdateNodeCapacity, ZomeFn,
 };
 use node_registry_integrity::*;
 use registry_core::heartbeat::Liveness;
@@ -722,10 +722,11 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
         plan(0, "door-g", "guardian"),
         plan(1, "door-c", "caretaker"),
     );
-    // By name, not by marker: these payloads are the plan's wider shapes
-    // (and below, wrong ones), which no marker's input describes.
+    // By the marker's name with a payload of another type: these are the
+    // plan's wider shapes (and below, wrong ones), which no marker's input
+    // describes.
     for (peer, r) in [(0, &guardian), (1, &caretaker)] {
-        let _: ActionHash = net.call(peer, "register_node", r.clone()).await;
+        let _: ActionHash = net.call(peer, RegisterNode::NAME, r.clone()).await;
         let beat = PlanHeartbeat {
             node_id: r.node_id.clone(),
             timestamp: iso_now(),
@@ -734,7 +735,7 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
             active_connections: 4,
             signature: "c2lnbmVk".into(),
         };
-        let _: ActionHash = net.call(peer, "heartbeat", beat).await;
+        let _: ActionHash = net.call(peer, Heartbeat::NAME, beat).await;
     }
     let stored: Option<RegisteredNode> = net.call_fn::<GetMyNode>(0, ()).await;
     let stored = stored
@@ -753,7 +754,7 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
     let found: Vec<RankedCustodian> = net
         .eventually(
             1,
-            "get_available_custodians",
+            GetAvailableCustodians::NAME,
             query,
             60,
             |v: &Vec<RankedCustodian>| !v.is_empty(),
@@ -763,7 +764,7 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
     let any_tier: Vec<RankedCustodian> = net
         .eventually(
             1,
-            "get_available_custodians",
+            GetAvailableCustodians::NAME,
             serde_json::json!({ "region": "eu-west" }),
             60,
             |v: &Vec<RankedCustodian>| v.len() == 2,
@@ -775,7 +776,7 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
     let mut wrong = plan(0, "door-g", "guardian");
     wrong.memory_gb = "lots".into();
     let wrong = net
-        .try_call::<_, ActionHash>(0, "register_node", wrong)
+        .try_call::<_, ActionHash>(0, RegisterNode::NAME, wrong)
         .await
         .unwrap_err();
     assert!(
@@ -788,12 +789,12 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
     );
     let refusals = [
         (
-            "get_available_custodians",
+            GetAvailableCustodians::NAME,
             serde_json::json!({ "colour": "red" }),
             "unknown field `colour`",
         ),
         (
-            "heartbeat",
+            Heartbeat::NAME,
             serde_json::json!({
                 "node_id": guardian.node_id, "timestamp": "yesterday", "status": "online",
                 "current_load": 0.1,
@@ -807,7 +808,7 @@ async fn the_plans_payloads_work_and_bad_ones_name_their_field() {
             .await
             .unwrap_err();
         assert!(err.contains(named), "{func}: expected {named:?} in {err}");
-        if func == "heartbeat" {
+        if func == Heartbeat::NAME {
             assert!(err.contains("is not an ISO-8601 time like"), "{err}");
         }
         assert!(
