@@ -229,6 +229,25 @@ pub struct CustodianAssignment {
     pub relationship: Option<FamilyProof>,
 }
 
+impl CustodianAssignment {
+    /// The strategy as its type (the entry keeps the wire name, which
+    /// validation checks is one of them).
+    pub fn custody_strategy(
+        &self,
+    ) -> Result<registry_core::assignment::CustodyStrategy, registry_core::RegistryError> {
+        self.strategy.parse()
+    }
+
+    /// How many shards of this content restore it: one whole copy for a
+    /// full replica, else the threshold (at least one).
+    pub fn shards_needed(&self) -> u32 {
+        match self.custody_strategy() {
+            Ok(registry_core::assignment::CustodyStrategy::FullReplica) => 1,
+            _ => self.threshold.max(1),
+        }
+    }
+}
+
 /// Proof that two agents are in an auto-custody relationship both accepted:
 /// the relationship and each party's consent, by hash.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -67,11 +67,7 @@ impl Custody {
             .into_iter()
             .filter(|h| h.node_id != self.agent.node_id && h.shard_hash != a.shard_hash)
             .collect();
-        let needed = if a.strategy == "full_replica" {
-            1
-        } else {
-            a.threshold as usize
-        };
+        let needed = a.shards_needed() as usize;
         let fetched = |p: Progress| {
             if let Some(r) = self.in_flight.lock().unwrap().get_mut(&a.shard_hash) {
                 r.fetched = p.done as u32;

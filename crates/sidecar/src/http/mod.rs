@@ -14,7 +14,7 @@ pub mod network_view;
 pub mod ui;
 
 use crate::custody::store::StoreError;
-use crate::custody::{Custody, Progress, PublishRequest};
+use crate::custody::{Custody, CustodyError, Progress, PublishRequest};
 use crate::node::agent::NodeAgent;
 use crate::recovery::{Recovery, RecoveryError};
 use crate::transfer::{TransferAuth, TransferError};
@@ -105,6 +105,27 @@ impl IntoResponse for TransferError {
             TransferError::NotFound(_) => StatusCode::NOT_FOUND,
             TransferError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             TransferError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        };
+        error(status, self.to_string())
+    }
+}
+
+impl IntoResponse for CustodyError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            CustodyError::BadRequest(_) | CustodyError::InvalidContentId(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            CustodyError::AlreadyPublished { .. } => StatusCode::CONFLICT,
+            CustodyError::UnknownContent(_) => StatusCode::NOT_FOUND,
+            CustodyError::MissingKey(_) | CustodyError::Hint(_) => StatusCode::FORBIDDEN,
+            CustodyError::NotEnoughCustodians { .. } | CustodyError::TooFewShards { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            CustodyError::Conductor(_) | CustodyError::Transfer { .. } => StatusCode::BAD_GATEWAY,
+            CustodyError::Store(_) | CustodyError::Codec(_) | CustodyError::Io(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         error(status, self.to_string())
     }
@@ -424,7 +445,7 @@ async fn publish(
         Err(e) => return bad_json(e),
     };
     if let Err(e) = req.check() {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
+        return e.into_response();
     }
     let custody = s.custody.clone();
     ndjson(move |progress| {
@@ -480,7 +501,7 @@ async fn custody(State(s): State<AppState>) -> Response {
 async fn reconcile(State(s): State<AppState>) -> Response {
     match s.custody.reconcile().await {
         Ok(r) => Json(r).into_response(),
-        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -247,11 +247,7 @@ pub fn content_health(
                 count(NodeState::Suspected),
                 count(NodeState::Failed),
             );
-            let needed = if a.strategy == "full_replica" {
-                1
-            } else {
-                a.threshold.max(1)
-            };
+            let needed = a.shards_needed();
             let risk = if alive + suspected < needed {
                 Risk::AtRisk
             } else if alive < total {
@@ -307,11 +303,7 @@ impl Rebuild {
             shard_index: a.shard_index,
             shard_hash: a.shard_hash.clone(),
             shard_bytes: a.shard_size_bytes,
-            needed: if a.strategy == "full_replica" {
-                1
-            } else {
-                a.threshold.max(1)
-            },
+            needed: a.shards_needed(),
             fetched: 0,
             started_ms: crate::clock::unix_ms(),
         }
