@@ -753,6 +753,7 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
     let planted = AssignmentRecord {
         entry_hash: elohim_sidecar::custody::assignment_entry_hash(&planted).unwrap(),
         assignment: planted,
+        assigned_at: None,
     };
     let trap_holder = ShardHolder {
         node_id: "trap-0303030303030303".into(),

@@ -344,6 +344,7 @@ fn marker_hint(node_id: &str, owner: AgentPubKey) -> RegistrySignal {
         assignment: AssignmentRecord {
             entry_hash: EntryHash::from_raw_36(vec![0; 36]),
             assignment,
+            assigned_at: None,
         },
         from_shard_holders: vec![],
         to_custodian: format!("nobody-{node_id}"),

@@ -104,6 +104,7 @@ fn fetch(links: Vec<AssignmentLink>) -> ExternResult<Vec<AssignmentRecord>> {
             out.push(AssignmentRecord {
                 assignment,
                 entry_hash: l.entry_hash,
+                assigned_at: Some(record.action().timestamp()),
             });
         }
     }

@@ -181,6 +181,7 @@ pub fn trigger_disaster_recovery(failed_node_id: String) -> ExternResult<RepairR
         let record = AssignmentRecord {
             entry_hash: hash_entry(&replacement)?,
             assignment: replacement,
+            assigned_at: None,
         };
         let others: Vec<AssignmentRecord> = live
             .into_iter()

@@ -166,6 +166,11 @@ pub struct AssignmentRecord {
     pub assignment: CustodianAssignment,
     /// Its entry hash (identical decisions share it).
     pub entry_hash: EntryHash,
+    /// When it was written, by its author's clock, if the reader fetched
+    /// its record (a custodian leaves a freshly published shard to the
+    /// publisher's push for a while before rebuilding it).
+    #[serde(default)]
+    pub assigned_at: Option<Timestamp>,
 }
 
 /// Where an assignment stands in its content's index, as this node sees it.

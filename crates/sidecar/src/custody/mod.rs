@@ -283,6 +283,11 @@ pub struct Custody {
     pub repair_failures: Mutex<VecDeque<RegistrySignal>>,
     /// Replications started by signals now running.
     replicating: Arc<tokio::sync::Semaphore>,
+    /// Uploads waiting for their assignment to arrive (see
+    /// `policy::ASSIGNMENT_WAITERS`).
+    awaiting_assignments: tokio::sync::Semaphore,
+    /// Shards being uploaded to this node now, by hash.
+    receiving: Arc<Mutex<HashSet<String>>>,
     /// The nodes judged failed, and when that was read.
     failed_view: tokio::sync::Mutex<Option<(std::time::Instant, HashSet<String>)>>,
     /// The person's recovery secret, from which content keys derive.
@@ -322,6 +327,8 @@ impl Custody {
             seen: crate::transfer::replay::SeenNonces::default(),
             repair_failures: Mutex::new(VecDeque::new()),
             replicating: Arc::new(tokio::sync::Semaphore::new(repair::SIGNALLED_REPLICATIONS)),
+            awaiting_assignments: tokio::sync::Semaphore::new(policy::ASSIGNMENT_WAITERS),
+            receiving: Arc::new(Mutex::new(HashSet::new())),
             failed_view: tokio::sync::Mutex::new(None),
             secret,
             rewards: crate::node::rewards::Rewards::open(&data),

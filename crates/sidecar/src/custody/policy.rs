@@ -29,6 +29,18 @@ const FAILED_VIEW_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// as silent.
 const LOST_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// How long a custodian keeps an upload waiting for its assignment to
+/// reach it through the DHT before answering "try again": the shard is
+/// usually pushed a second or two after the assignment is written, and a
+/// sender told to retry would back off past the moment it arrives.
+pub const ASSIGNMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often a waiting upload looks for its assignment again.
+const ASSIGNMENT_POLL: std::time::Duration = std::time::Duration::from_millis(150);
+/// Uploads that may wait for their assignments at once; beyond that they
+/// are answered "try again" at once (a stranger's signed requests for
+/// assignments that never come hold no more than these).
+pub const ASSIGNMENT_WAITERS: usize = 16;
+
 /// Why a transfer naming an assignment not yet in its content's index is
 /// answered "try again".
 const NOT_YET_INDEXED: &str = "this node does not see that assignment in its content's index yet";
@@ -97,6 +109,39 @@ impl Custody {
             },
             a.shard_size_bytes,
         ))
+    }
+
+    /// Whether this node would take `shard_hash` under `assignment` now:
+    /// the assignment is live, names this node and this shard, and the shard
+    /// fits. Asked by a publisher before it sends any bytes, and answered
+    /// the moment the assignment arrives (waiting up to
+    /// [`ASSIGNMENT_WAIT`]), so no body is sent to be refused and no retry
+    /// backs off past the arrival. Reveals only what the DHT already says;
+    /// who may send is still checked on the upload itself.
+    pub async fn ready_for(&self, shard_hash: &str, assignment: &str) -> Result<(), TransferError> {
+        crate::custody::store::check_hash(shard_hash)
+            .map_err(|e| TransferError::BadRequest(e.to_string()))?;
+        let (a, standing) = self.assignment_when_seen(assignment).await?;
+        match standing {
+            AssignmentStanding::Live => {}
+            AssignmentStanding::Retired => {
+                return Err(TransferError::Forbidden(
+                    "that assignment is retired".into(),
+                ))
+            }
+            AssignmentStanding::NotYetIndexed => {
+                return Err(TransferError::NotYet(NOT_YET_INDEXED.into()))
+            }
+        }
+        if a.custodian_node_id != self.agent.node_id || a.shard_hash != shard_hash {
+            return Err(TransferError::Forbidden(
+                "that assignment is not for this shard on this node".into(),
+            ));
+        }
+        if self.store.has(shard_hash) {
+            return Ok(());
+        }
+        self.check_room(a.shard_size_bytes)
     }
 
     /// Checks a request's signature, address and freshness, and that it is
@@ -323,6 +368,37 @@ impl Custody {
             return;
         }
         self.rewards.served(&receiver, &held.shard_hash, held.size);
+    }
+
+    /// [`Custody::assignment`], waiting up to [`ASSIGNMENT_WAIT`] (polling)
+    /// while this node does not see it, or its index, yet: the answer comes
+    /// the moment it arrives instead of after the sender's next backoff.
+    /// Only [`ASSIGNMENT_WAITERS`] requests wait at once.
+    async fn assignment_when_seen(
+        &self,
+        entry_hash: &str,
+    ) -> Result<(CustodianAssignment, AssignmentStanding), TransferError> {
+        let first = self.assignment(entry_hash).await;
+        let not_yet = |r: &Result<(CustodianAssignment, AssignmentStanding), TransferError>| {
+            matches!(
+                r,
+                Err(TransferError::NotYet(_)) | Ok((_, AssignmentStanding::NotYetIndexed))
+            )
+        };
+        if !not_yet(&first) {
+            return first;
+        }
+        let Ok(_waiting) = self.awaiting_assignments.try_acquire() else {
+            return first;
+        };
+        let deadline = tokio::time::Instant::now() + ASSIGNMENT_WAIT;
+        loop {
+            tokio::time::sleep(ASSIGNMENT_POLL).await;
+            let now = self.assignment(entry_hash).await;
+            if !not_yet(&now) || tokio::time::Instant::now() >= deadline {
+                return now;
+            }
+        }
     }
 
     /// An assignment named by a request, and where it stands. One not on

@@ -24,6 +24,10 @@ use std::path::Path;
 
 /// How long a push keeps trying a custodian it cannot reach at all.
 pub const UNREACHABLE_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(20);
+/// Bytes read from a shard file per chunk of an upload (the default 4 KiB
+/// makes 32 thousand chunks of a 128 MiB shard, each hashed and written
+/// separately at the custodian).
+const PUSH_CHUNK: usize = 256 * 1024;
 /// How long a publisher waits for a candidate custodian's `/ping`.
 const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// Candidates a publish asks for beyond the custodians it needs, to put a
@@ -113,10 +117,14 @@ impl Custody {
         let deadline = started + std::time::Duration::from_secs(180);
         let mut wait = std::time::Duration::from_millis(250);
         loop {
-            match self
-                .push(peer, endpoint, shard_hash, assignment, path)
-                .await
-            {
+            let attempt = match self.ready(peer, endpoint, shard_hash, assignment).await {
+                Ok(()) => {
+                    self.push(peer, endpoint, shard_hash, assignment, path)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match attempt {
                 Err(CustodyError::Transfer {
                     retry_later: true,
                     detail,
@@ -131,6 +139,44 @@ impl Custody {
                 other => return other,
             }
         }
+    }
+
+    /// Asks a custodian whether it would take the shard now (it answers as
+    /// soon as it sees the assignment, or after a short wait): no bytes
+    /// are sent before it would.
+    async fn ready(
+        &self,
+        peer: &str,
+        endpoint: &str,
+        shard_hash: &str,
+        assignment: &str,
+    ) -> Result<(), CustodyError> {
+        let url = format!(
+            "{}/shards/{shard_hash}/ready",
+            endpoint.trim_end_matches('/')
+        );
+        let resp = self
+            .http
+            .get(url)
+            .query(&[("assignment", assignment)])
+            .timeout(super::policy::ASSIGNMENT_WAIT + REACHABLE_WITHIN)
+            .send()
+            .await
+            .map_err(|e| CustodyError::Transfer {
+                peer: peer.to_string(),
+                detail: format!("unreachable: {e}"),
+                retry_later: true,
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(CustodyError::Transfer {
+            peer: peer.to_string(),
+            detail: format!("{status}: {body}"),
+            retry_later: status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        })
     }
 
     /// Whether a custodian's sidecar answers at all, within a few seconds:
@@ -166,7 +212,7 @@ impl Custody {
             ))
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(reqwest::Body::wrap_stream(
-                tokio_util::io::ReaderStream::new(file),
+                tokio_util::io::ReaderStream::with_capacity(file, PUSH_CHUNK),
             ));
         for (k, v) in auth.headers() {
             req = req.header(k, v);
@@ -280,10 +326,10 @@ impl Custody {
             let report = encoder.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
             let files: Vec<(String, u64)> = writers
                 .into_iter()
-                .map(|w| {
-                    w.file.sync_all()?;
-                    Ok((w.hasher.finalize().to_hex().to_string(), w.len))
-                })
+                // Not fsynced: these are the publisher's scratch copies,
+                // removed once pushed (a crash loses the publish, not data);
+                // the custodian makes its shard durable before it answers.
+                .map(|w| Ok((w.hasher.finalize().to_hex().to_string(), w.len)))
                 .collect::<std::io::Result<_>>()?;
             Ok((report, files))
         })?;
@@ -404,6 +450,7 @@ impl Custody {
             records.push(AssignmentRecord {
                 entry_hash: assignment_entry_hash(&a)?,
                 assignment: a,
+                assigned_at: None,
             });
             progress(Progress {
                 phase: "assigning".into(),

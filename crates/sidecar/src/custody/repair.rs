@@ -263,6 +263,7 @@ impl Custody {
                 self.obtain(&AssignmentRecord {
                     assignment: a,
                     entry_hash: entry_hash.clone(),
+                    assigned_at: None,
                 })
                 .await
             }

@@ -12,8 +12,64 @@ use node_registry_integrity::zome_fns::{
 };
 use node_registry_integrity::*;
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a custodian leaves a freshly published shard to its publisher
+/// before rebuilding it from the other custodians itself: the push usually
+/// follows the assignment within seconds, and rebuilding meanwhile fetches
+/// and decodes k shards for nothing.
+pub const PUBLISH_GRACE: Duration = Duration::from_secs(60);
+
+/// Marks a shard as being uploaded to this node while it lives.
+pub struct Receiving {
+    set: Arc<Mutex<HashSet<String>>>,
+    hash: String,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.set.lock().unwrap().remove(&self.hash);
+    }
+}
 
 impl Custody {
+    /// Notes that `shard_hash` is being uploaded to this node until the
+    /// returned guard is dropped: reconciliation does not rebuild it
+    /// meanwhile.
+    pub fn receiving(&self, shard_hash: &str) -> Receiving {
+        self.receiving
+            .lock()
+            .unwrap()
+            .insert(shard_hash.to_string());
+        Receiving {
+            set: self.receiving.clone(),
+            hash: shard_hash.to_string(),
+        }
+    }
+
+    /// Whether the publisher may still be pushing this published shard:
+    /// an upload of it is under way, or its assignment was written less
+    /// than [`PUBLISH_GRACE`] ago (by the author's clock; a record read
+    /// without its time counts as old).
+    fn publisher_may_still_push(&self, r: &AssignmentRecord) -> bool {
+        if r.assignment.decision_round != 0 {
+            return false;
+        }
+        if self
+            .receiving
+            .lock()
+            .unwrap()
+            .contains(&r.assignment.shard_hash)
+        {
+            return true;
+        }
+        r.assigned_at.is_some_and(|at| {
+            let age_micros = crate::clock::unix_micros() - at.as_micros();
+            age_micros < PUBLISH_GRACE.as_micros() as i64
+        })
+    }
+
     /// Brings the store in line with the DHT: every live assignment of this
     /// node whose shard is missing is obtained. A lost signal only delays a
     /// repair until the next pass.
@@ -67,6 +123,12 @@ impl Custody {
                     }
                     continue;
                 }
+            }
+            if self.store.has(&r.assignment.shard_hash) {
+                continue;
+            }
+            if self.publisher_may_still_push(r) {
+                continue;
             }
             match self.obtain(r).await {
                 Ok(true) => report.obtained += 1,

@@ -141,37 +141,53 @@ impl Custody {
         let mut files = Vec::new();
         let mut from = Vec::new();
         let mut errors = Vec::new();
+        let mut remote = Vec::new();
         for h in holders {
-            if files.len() >= needed {
-                break;
-            }
             if h.node_id == self.agent.node_id {
                 // Our own copy, if we hold one, is read straight from the store.
-                if let Ok(bytes) = self.store.read_verified(&h.shard_hash) {
-                    let tmp = TempFile(self.temp_path("own")?);
-                    std::fs::write(&tmp.0, bytes)?;
-                    files.push(tmp);
-                    from.push(h.node_id.clone());
+                if files.len() < needed {
+                    if let Ok(bytes) = self.store.read_verified(&h.shard_hash) {
+                        let tmp = TempFile(self.temp_path("own")?);
+                        std::fs::write(&tmp.0, bytes)?;
+                        files.push(tmp);
+                        from.push(h.node_id.clone());
+                    }
                 }
-                continue;
+            } else {
+                remote.push(h);
             }
-            // A recovering node is nobody's custodian: it names the
-            // holder's own assignment and shows its recovery instead.
-            let serving = match recovery {
-                Some(_) => h.assignment.to_string(),
-                None => serving.to_string(),
-            };
-            match self.fetch_to_temp(h, &serving, recovery, max_bytes).await {
-                Ok(f) => {
-                    files.push(f);
-                    from.push(h.node_id.clone());
-                    progress(Progress {
-                        phase: "fetching".into(),
-                        done: files.len() as u64,
-                        total: needed as u64,
-                    });
+        }
+        // The shards still needed are fetched from that many holders at
+        // once; the next holders stand in for any that fail.
+        let mut candidates = remote.into_iter();
+        while files.len() < needed {
+            let wave: Vec<&ShardHolder> = candidates.by_ref().take(needed - files.len()).collect();
+            if wave.is_empty() {
+                break;
+            }
+            let fetched = futures_util::future::join_all(wave.iter().map(|h| {
+                // A recovering node is nobody's custodian: it names the
+                // holder's own assignment and shows its recovery instead.
+                let serving = match recovery {
+                    Some(_) => h.assignment.to_string(),
+                    None => serving.to_string(),
+                };
+                async move { self.fetch_to_temp(h, &serving, recovery, max_bytes).await }
+            }))
+            .await;
+            for (h, result) in wave.into_iter().zip(fetched) {
+                match result {
+                    Ok(f) => {
+                        files.push(f);
+                        from.push(h.node_id.clone());
+                        progress(Progress {
+                            phase: "fetching".into(),
+                            done: files.len() as u64,
+                            total: needed as u64,
+                        });
+                    }
+                    Err(e) => errors.push(e.to_string()),
                 }
-                Err(e) => errors.push(e.to_string()),
             }
         }
         if files.len() < needed {

@@ -153,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/ping", get(ping))
         .route("/shards/{hash}", put(put_shard).get(get_shard))
+        .route("/shards/{hash}/ready", get(shard_ready))
         .merge(api)
         .merge(crate::http::ui::routes())
         .with_state(state)
@@ -252,6 +253,7 @@ async fn put_shard(
         let held = (StatusCode::OK, Json(serde_json::json!({ "held": hash }))).into_response();
         return answer_early(body, held).await;
     }
+    let _receiving = s.custody.receiving(&hash);
     let metrics = s.custody.agent.metrics.clone();
     let store_failed = |e: String| {
         metrics.store_errors.inc();
@@ -328,6 +330,27 @@ async fn drain(mut stream: axum::body::BodyDataStream, response: Response) -> Re
     })
     .await;
     response
+}
+
+/// The query of `GET /shards/{hash}/ready`.
+#[derive(Debug, Deserialize)]
+struct ReadyQuery {
+    /// The assignment's entry hash.
+    assignment: String,
+}
+
+/// `204` once this node would take the shard under the assignment (after
+/// waiting a little for the assignment to arrive), else the refusal a
+/// `PUT` would get: `503` not yet, `403`, `507`.
+async fn shard_ready(
+    State(s): State<AppState>,
+    UrlPath(hash): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<ReadyQuery>,
+) -> Response {
+    match s.custody.ready_for(&hash, &q.assignment).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn get_shard(

@@ -932,6 +932,7 @@ mod tests {
         AssignmentRecord {
             assignment: a,
             entry_hash: EntryHash::from_raw_32(vec![5; 32]),
+            assigned_at: None,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Args {
     /// sampled, its chains fast-forwarded to what the record model says it
     /// holds then (empty: not sampled).
     pub age_days: Vec<u32>,
+    /// Content sizes for the throughput stage (empty: skipped).
+    pub throughput_mib: Vec<u64>,
 }
 
 fn usage() -> ! {
@@ -39,7 +41,8 @@ fn usage() -> ! {
          [--custody-load 0,2,8: after the registry, sample selection again with each node holding that many contents] \
          [--chain-age 0,2000,8000: on a conductor of its own, sample a node's calls as its own source chain reaches that many records] \
          [--custody-held 0,128: on a conductor of its own, sample selection over beating custodians holding that many contents, before and after their totals take them in] \
-         [--age-days 1,30,365: on a conductor of its own, sample a node's own writes with its identity and working chains holding what the shipped defaults write in that many days]"
+         [--age-days 1,30,365: on a conductor of its own, sample a node's own writes with its identity and working chains holding what the shipped defaults write in that many days] \
+         [--throughput-mib 256: four sidecars publish and retrieve content that large with each strategy, idle and with the conductors busy, against the disk's fsync'd write speed]"
     );
     std::process::exit(2)
 }
@@ -85,6 +88,7 @@ pub fn parse_args() -> Args {
         chain_age: Vec::new(),
         custody_held: Vec::new(),
         age_days: Vec::new(),
+        throughput_mib: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -142,6 +146,13 @@ pub fn parse_args() -> Args {
                 a.age_days = numbers("--age-days", value("--age-days"));
                 if !a.age_days.is_sorted() || a.age_days.first() == Some(&0) {
                     eprintln!("elohim-bench: --age-days must grow from 1");
+                    usage()
+                }
+            }
+            "--throughput-mib" => {
+                a.throughput_mib = numbers("--throughput-mib", value("--throughput-mib"));
+                if a.throughput_mib.contains(&0) {
+                    eprintln!("elohim-bench: --throughput-mib sizes must be at least 1");
                     usage()
                 }
             }

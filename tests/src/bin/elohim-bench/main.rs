@@ -1,7 +1,7 @@
 //! `elohim-bench` (run by `cargo xtask bench`): measures the real system on a
 //! local network of conductors, and prints a table and a JSON report.
 //!
-//! Four parts:
+//! Five parts:
 //! - the registry: agents register and beat one by one (registration and
 //!   heartbeat latency). They come in waves, each on a conductor in a worker
 //!   process of its own (this binary, `--worker`) that exits once the
@@ -23,7 +23,10 @@
 //! - custody: conductors with their sidecars (the custody suites' fast
 //!   timings) publish content of each strategy, a custodian is killed, and
 //!   the time until the network declares it failed and until each of its
-//!   shards is rebuilt on a new custodian is measured.
+//!   shards is rebuilt on a new custodian is measured;
+//! - throughput (`--throughput-mib`): four sidecars publish and retrieve
+//!   content of each strategy, idle and with the conductors busy, as MB/s
+//!   and as ratios to the disk's fsync'd write speed in the same run.
 //!
 //! Figures come from a shared 2-core machine: read them as orders of
 //! magnitude, compare runs on one machine, never assert on them.
@@ -47,6 +50,7 @@ use crate::stages::chain_age::bench_chain_age;
 use crate::stages::custody::bench_custody;
 use crate::stages::custody_held::bench_custody_held;
 use crate::stages::registry::bench_registry;
+use crate::stages::throughput::bench_throughput;
 use crate::worker::run_worker;
 
 #[tokio::main(flavor = "multi_thread")]
@@ -75,6 +79,9 @@ async fn main() {
     }
     if !a.age_days.is_empty() {
         bench_age(&a, &mut report).await;
+    }
+    if !a.throughput_mib.is_empty() {
+        bench_throughput(&a, &mut report).await;
     }
     if !a.skip_custody {
         bench_custody(&a, &mut report).await;

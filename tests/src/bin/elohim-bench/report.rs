@@ -184,6 +184,29 @@ pub struct RepairRow {
     pub repair_secs: f64,
 }
 
+/// One publish and retrieve of the throughput stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputRow {
+    pub content_mib: u64,
+    pub strategy: String,
+    pub k: u32,
+    pub n: u32,
+    /// Whether every conductor was kept busy with selections meanwhile.
+    pub busy: bool,
+    /// Content bytes published per second (until every shard was delivered
+    /// and made durable by its custodian), MB/s.
+    pub publish_content_mb_s: f64,
+    /// Shard bytes custodians wrote per second during the publish, MB/s.
+    pub publish_shard_mb_s: f64,
+    /// `publish_shard_mb_s` over the disk's fsync'd write speed.
+    pub publish_vs_disk: f64,
+    /// Content bytes retrieved (fetched, decoded, verified, written) per
+    /// second, MB/s.
+    pub retrieve_content_mb_s: f64,
+    /// `retrieve_content_mb_s` over the disk's fsync'd write speed.
+    pub retrieve_vs_disk: f64,
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
     // The fields `elohim-sim compare --bench` reads (erasure 4-of-6 rows).
@@ -212,6 +235,11 @@ pub struct Report {
     pub custody_held: Vec<CustodyHeldPoint>,
     pub age: Vec<AgePoint>,
     pub repairs: Vec<RepairRow>,
+    /// The disk's write speed with an fsync at the end, MB/s, measured in
+    /// the throughput stage's run.
+    pub disk_fsync_mb_s: Option<f64>,
+    pub throughput: Vec<ThroughputRow>,
+    pub build: String,
     pub total_secs: f64,
 }
 
@@ -308,6 +336,26 @@ pub fn print_table(r: &Report) {
                 t.map(|t| ms(&t.ping)).unwrap_or_default(),
                 t.map(|t| format!("{:.0} s", t.waited_secs))
                     .unwrap_or_default()
+            );
+        }
+    }
+    if let Some(disk) = r.disk_fsync_mb_s {
+        println!(
+            "\n| throughput ({} build; disk, fsync'd: {disk:.0} MB/s) | publish content MB/s | publish shard MB/s / disk | retrieve MB/s | retrieve / disk |\n| --- | --- | --- | --- | --- |",
+            r.build
+        );
+        for t in &r.throughput {
+            println!(
+                "| {} MiB {} {}-of-{}{} | {:.1} | {:.2} | {:.1} | {:.2} |",
+                t.content_mib,
+                t.strategy,
+                t.k,
+                t.n,
+                if t.busy { ", conductors busy" } else { "" },
+                t.publish_content_mb_s,
+                t.publish_vs_disk,
+                t.retrieve_content_mb_s,
+                t.retrieve_vs_disk
             );
         }
     }

@@ -10,6 +10,7 @@ pub mod custody;
 pub mod custody_held;
 pub mod custody_load;
 pub mod registry;
+pub mod throughput;
 
 use elohim_tests::*;
 use holochain::prelude::*;

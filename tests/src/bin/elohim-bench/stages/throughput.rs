@@ -1,0 +1,187 @@
+//! The throughput stage (issue 24's figures): four sidecars; the owner
+//! publishes content of each strategy and retrieves it again, timed, beside
+//! the disk's own fsync'd write speed measured in the same run on the same
+//! file system, once idle and once with every conductor kept busy with
+//! selections. Ratios to the disk, not absolute speeds, are what compare
+//! across machines.
+
+use elohim_sidecar::custody::PublishRequest;
+use elohim_tests::sidecars::SidecarNet;
+use node_registry_integrity::zome_fns::{GetAssignmentRecordsForContent, GetAvailableCustodians};
+use node_registry_integrity::*;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::args::Args;
+use crate::report::{Report, ThroughputRow};
+
+const MB: f64 = 1_000_000.0;
+
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let mut bytes = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Writes `len` bytes to a new file in `dir` in 1 MiB writes and fsyncs
+/// it: the speed a custodian's disk gives a shard, MB/s.
+fn disk_fsync_mb_s(dir: &std::path::Path, len: usize) -> f64 {
+    let path = dir.join("disk-speed.bin");
+    let chunk = content(1 << 20, 99);
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&path).unwrap();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    f.sync_all().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path).ok();
+    len as f64 / MB / secs
+}
+
+pub async fn bench_throughput(a: &Args, report: &mut Report) {
+    eprintln!("throughput: 4 conductors with sidecars");
+    let net = SidecarNet::start(4, &[0, 1, 2, 3], |_, _| {}).await;
+    net.await_custodians(0, 3).await;
+    report.build = if cfg!(debug_assertions) {
+        "debug".into()
+    } else {
+        "release".into()
+    };
+    let owner = 0;
+    let dir = net.dirs[owner].path().to_path_buf();
+    let biggest = a.throughput_mib.iter().copied().max().unwrap_or(1) as usize;
+    let disk = disk_fsync_mb_s(&dir, biggest << 20);
+    eprintln!("  disk, fsync'd: {disk:.0} MB/s");
+    report.disk_fsync_mb_s = Some(disk);
+    let strategies = [
+        ("full_replica", 1u32, 2u32),
+        ("erasure_coded", 2, 3),
+        ("threshold_split", 2, 3),
+    ];
+    let mut seed = 0u64;
+    for busy in [false, true] {
+        // Busy: every node's reader agent selects custodians back to back.
+        let stop = Arc::new(AtomicBool::new(false));
+        let load: Vec<_> = if busy {
+            (0..4)
+                .map(|i| {
+                    let agent = net.node(i).agent.clone();
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            let _ = agent
+                                .read_fn::<GetAvailableCustodians>(CustodianFilters::default())
+                                .await;
+                        }
+                    })
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        for &mib in &a.throughput_mib {
+            for (strategy, k, n) in strategies {
+                if !a.strategies.iter().any(|x| x == strategy) {
+                    continue;
+                }
+                seed += 1;
+                let size = (mib as usize) << 20;
+                let path = dir.join(format!("throughput-{seed}"));
+                std::fs::write(&path, content(size, seed)).unwrap();
+                let t = Instant::now();
+                // When each phase of the publish began, for the breakdown.
+                let phases = std::sync::Mutex::new(Vec::<(String, f64)>::new());
+                let r = net
+                    .node(owner)
+                    .custody
+                    .publish(
+                        PublishRequest {
+                            path: path.clone(),
+                            strategy: Some(strategy.to_string()),
+                            k: Some(k),
+                            n: Some(n),
+                            reach: Some("public".into()),
+                            ..Default::default()
+                        },
+                        &|p| {
+                            let mut ph = phases.lock().unwrap();
+                            if ph.last().map(|(name, _)| name != &p.phase).unwrap_or(true) {
+                                ph.push((p.phase.clone(), t.elapsed().as_secs_f64()));
+                            }
+                        },
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("publishing {mib} MiB {strategy}: {e}"));
+                let publish_secs = t.elapsed().as_secs_f64();
+                let phases = phases.into_inner().unwrap();
+                let breakdown: Vec<String> = phases
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, at))| {
+                        let end = phases.get(i + 1).map(|x| x.1).unwrap_or(publish_secs);
+                        format!("{name} {:.1} s", end - at)
+                    })
+                    .collect();
+                eprintln!("  {mib} MiB {strategy}: {}", breakdown.join(", "));
+                std::fs::remove_file(&path).ok();
+                if r.pushed != n {
+                    eprintln!(
+                        "  {mib} MiB {strategy}: only {}/{n} shards delivered ({:?}); the row counts what was",
+                        r.pushed, r.push_failures
+                    );
+                }
+                let recs: Vec<AssignmentRecord> = net
+                    .node(owner)
+                    .agent
+                    .call_fn::<GetAssignmentRecordsForContent>(r.content_id.clone())
+                    .await
+                    .unwrap_or_default();
+                let shard_bytes: u64 = recs
+                    .iter()
+                    .map(|x| x.assignment.shard_size_bytes)
+                    .take(r.pushed as usize)
+                    .sum();
+                let out = dir.join(format!("throughput-{seed}.out"));
+                let t = Instant::now();
+                net.node(owner)
+                    .custody
+                    .retrieve(&r.content_id, &out, &|_| {})
+                    .await
+                    .unwrap_or_else(|e| panic!("retrieving {mib} MiB {strategy}: {e}"));
+                let retrieve_secs = t.elapsed().as_secs_f64();
+                std::fs::remove_file(&out).ok();
+                let row = ThroughputRow {
+                    content_mib: mib,
+                    strategy: strategy.into(),
+                    k,
+                    n,
+                    busy,
+                    publish_content_mb_s: size as f64 / MB / publish_secs,
+                    publish_shard_mb_s: shard_bytes as f64 / MB / publish_secs,
+                    publish_vs_disk: shard_bytes as f64 / MB / publish_secs / disk,
+                    retrieve_content_mb_s: size as f64 / MB / retrieve_secs,
+                    retrieve_vs_disk: size as f64 / MB / retrieve_secs / disk,
+                };
+                eprintln!(
+                    "  {mib} MiB {strategy} {k}-of-{n}{}: publish {publish_secs:.1} s ({:.2} of the disk), retrieve {retrieve_secs:.1} s ({:.2} of the disk)",
+                    if busy { ", busy" } else { "" },
+                    row.publish_vs_disk,
+                    row.retrieve_vs_disk
+                );
+                report.throughput.push(row);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for l in load {
+            let _ = l.await;
+        }
+    }
+}
