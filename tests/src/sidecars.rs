@@ -26,7 +26,11 @@ pub fn fast_config(data_dir: &std::path::Path, label: &str, admin: SocketAddr) -
     c.conductor.data_dir = data_dir.to_path_buf();
     c.conductor.happ = packed("elohim_orchestrator.happ");
     c.capacity.storage_gb = Some(500.0);
-    c.capacity.bandwidth_mbps = Some(100);
+    // 200 Mbps offered (25 MB/s of serving and rebuilding), and rebuilds
+    // at any hour: the suites run at every time of day.
+    c.capacity.bandwidth_mbps = Some(1000);
+    c.participation.off_peak_start_hour = 0;
+    c.participation.off_peak_end_hour = 0;
     c.heartbeat.interval_secs = 5;
     c.heartbeat.max_backoff_secs = 5;
     c.custody.detect_interval_secs = 2;

@@ -7,6 +7,7 @@
 //! of Holochain's `Timestamp`), never read from a clock.
 
 pub mod assignment;
+pub mod bandwidth;
 pub mod budget;
 pub mod capacity;
 pub mod committed;

@@ -201,11 +201,14 @@ pub struct ParticipationSection {
     pub custodian_opt_in: bool,
     /// Share of free storage offered, percent.
     pub storage_percent: f64,
-    /// Share of bandwidth offered, percent.
+    /// Share of bandwidth offered, percent: serving and rebuilding shards
+    /// are paced to it (one token bucket).
     pub bandwidth_percent: f64,
     /// Share of CPU offered, percent.
     pub cpu_percent: f64,
-    /// Off-peak window start hour (local time).
+    /// Off-peak window start hour (local time): rebuilds that can wait (the
+    /// content still has a spare holder) run only in the window. Equal
+    /// start and end hours are the whole day.
     pub off_peak_start_hour: u8,
     /// Off-peak window end hour (local time).
     pub off_peak_end_hour: u8,
@@ -644,7 +647,10 @@ custodian_opt_in = true
 storage_percent = 10.0
 bandwidth_percent = 20.0
 cpu_percent = 15.0
-# Bandwidth is offered in this window, local time (22:00-06:00).
+# Serving and rebuilding shards are paced to bandwidth_percent of the link.
+# Rebuilds that can wait run in this window, local time (22:00-06:00);
+# a content down to its last needed shards is rebuilt at once. Equal hours
+# mean the whole day.
 off_peak_start_hour = 22
 off_peak_end_hour = 6
 # Privacy controls (also on the local settings page).

@@ -115,6 +115,10 @@ pub enum CustodyError {
     /// A content id from the DHT or a request is not the canonical form.
     #[error(transparent)]
     InvalidContentId(#[from] crate::ids::InvalidContentId),
+    /// A rebuild that can wait for the node's off-peak hours (its content
+    /// still has more than the k shards it needs elsewhere).
+    #[error("deferred to the off-peak hours: {0}")]
+    Deferred(String),
     /// A signal asked for work the DHT does not back.
     #[error("signal not acted on: {0}")]
     Hint(String),
@@ -288,6 +292,8 @@ pub struct Custody {
     awaiting_assignments: tokio::sync::Semaphore,
     /// Shards being uploaded to this node now, by hash.
     receiving: Arc<Mutex<HashSet<String>>>,
+    /// The pace of serving and repair traffic (the declared bandwidth).
+    pub bandwidth: Arc<crate::transfer::bandwidth::Bandwidth>,
     /// The nodes judged failed, and when that was read.
     failed_view: tokio::sync::Mutex<Option<(std::time::Instant, HashSet<String>)>>,
     /// The person's recovery secret, from which content keys derive.
@@ -308,6 +314,9 @@ impl Custody {
         for e in std::fs::read_dir(&work_dir)? {
             let _ = std::fs::remove_file(e?.path());
         }
+        let bandwidth = Arc::new(crate::transfer::bandwidth::Bandwidth::new(
+            agent.registration().max_bandwidth_mbps,
+        ));
         Ok(Custody {
             agent,
             store: Arc::new(store),
@@ -329,6 +338,7 @@ impl Custody {
             replicating: Arc::new(tokio::sync::Semaphore::new(repair::SIGNALLED_REPLICATIONS)),
             awaiting_assignments: tokio::sync::Semaphore::new(policy::ASSIGNMENT_WAITERS),
             receiving: Arc::new(Mutex::new(HashSet::new())),
+            bandwidth,
             failed_view: tokio::sync::Mutex::new(None),
             secret,
             rewards: crate::node::rewards::Rewards::open(&data),

@@ -44,8 +44,21 @@ impl Custody {
             );
         }
         let metrics = &self.agent.metrics;
+        let holders = match self.holders_for_rebuild(a).await {
+            Ok(h) => h,
+            Err(e) => {
+                self.in_flight.lock().unwrap().remove(&a.shard_hash);
+                return match e {
+                    CustodyError::Deferred(why) => {
+                        tracing::debug!("shard {} of {}: {why}", a.shard_index, a.content_id);
+                        Ok(false)
+                    }
+                    e => Err(e),
+                };
+            }
+        };
         metrics.repair("started", 1);
-        let result = self.obtain_inner(record).await;
+        let result = self.obtain_inner(record, holders).await;
         self.in_flight.lock().unwrap().remove(&a.shard_hash);
         metrics.repair(if result.is_ok() { "done" } else { "failed" }, 1);
         result.map(|()| true)
@@ -57,8 +70,13 @@ impl Custody {
         self.in_flight.lock().unwrap().values().cloned().collect()
     }
 
-    async fn obtain_inner(&self, record: &AssignmentRecord) -> Result<(), CustodyError> {
-        let a = &record.assignment;
+    /// The other holders a rebuild of `a` would fetch from, unless it can
+    /// wait: outside the node's off-peak hours only a content down to its
+    /// last k shards (no spare holder left) is rebuilt at once.
+    async fn holders_for_rebuild(
+        &self,
+        a: &CustodianAssignment,
+    ) -> Result<Vec<ShardHolder>, CustodyError> {
         let holders: Vec<ShardHolder> = self
             .agent
             .call_fn::<GetShardHolders>(a.content_id.clone())
@@ -68,13 +86,36 @@ impl Custody {
             .filter(|h| h.node_id != self.agent.node_id && h.shard_hash != a.shard_hash)
             .collect();
         let needed = a.shards_needed() as usize;
+        let p = self.agent.participation();
+        let off_peak =
+            crate::transfer::bandwidth::off_peak_now(p.off_peak_start_hour, p.off_peak_end_hour);
+        if !registry_core::bandwidth::rebuild_now(others.len(), needed, off_peak) {
+            return Err(CustodyError::Deferred(format!(
+                "{} other holders, {needed} needed; off-peak hours are {}:00-{}:00",
+                others.len(),
+                p.off_peak_start_hour,
+                p.off_peak_end_hour
+            )));
+        }
+        Ok(others)
+    }
+
+    async fn obtain_inner(
+        &self,
+        record: &AssignmentRecord,
+        others: Vec<ShardHolder>,
+    ) -> Result<(), CustodyError> {
+        let a = &record.assignment;
+        let needed = a.shards_needed() as usize;
+        self.bandwidth
+            .set_mbps(self.agent.registration().max_bandwidth_mbps);
         let fetched = |p: Progress| {
             if let Some(r) = self.in_flight.lock().unwrap().get_mut(&a.shard_hash) {
                 r.fetched = p.done as u32;
             }
         };
         let (files, from) = self
-            .fetch_some(&others, needed, record, None, &fetched)
+            .fetch_some(&others, needed, record, None, true, &fetched)
             .await?;
         let meta = ShardMeta {
             content_id: a.content_id.clone(),

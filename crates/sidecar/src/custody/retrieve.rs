@@ -70,7 +70,7 @@ impl Custody {
             first.assignment.threshold as usize
         };
         let (files, from) = self
-            .fetch_some(&holders, needed, first, recovery, progress)
+            .fetch_some(&holders, needed, first, recovery, false, progress)
             .await?;
         progress(Progress {
             phase: "decoding".into(),
@@ -133,6 +133,7 @@ impl Custody {
         needed: usize,
         serving: &AssignmentRecord,
         recovery: Option<&str>,
+        paced: bool,
         progress: ProgressFn<'_>,
     ) -> Result<(Vec<TempFile>, Vec<String>), CustodyError> {
         let content_id = serving.assignment.content_id.as_str();
@@ -172,7 +173,10 @@ impl Custody {
                     Some(_) => h.assignment.to_string(),
                     None => serving.to_string(),
                 };
-                async move { self.fetch_to_temp(h, &serving, recovery, max_bytes).await }
+                async move {
+                    self.fetch_to_temp(h, &serving, recovery, max_bytes, paced)
+                        .await
+                }
             }))
             .await;
             for (h, result) in wave.into_iter().zip(fetched) {
@@ -213,6 +217,7 @@ impl Custody {
         serving: &str,
         recovery: Option<&str>,
         max_bytes: u64,
+        paced: bool,
     ) -> Result<TempFile, CustodyError> {
         use futures_util::StreamExt;
         let endpoint = holder
@@ -264,6 +269,9 @@ impl Custody {
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| peer_err(e.to_string()))?;
+            if paced {
+                self.bandwidth.spend(chunk.len() as u64).await;
+            }
             if out.len + chunk.len() as u64 > max_bytes {
                 return Err(peer_err(format!(
                     "sent more than the {max_bytes} bytes a shard of this content has"

@@ -119,6 +119,7 @@ impl IntoResponse for CustodyError {
             CustodyError::AlreadyPublished { .. } => StatusCode::CONFLICT,
             CustodyError::UnknownContent(_) => StatusCode::NOT_FOUND,
             CustodyError::MissingKey(_) | CustodyError::Hint(_) => StatusCode::FORBIDDEN,
+            CustodyError::Deferred(_) => StatusCode::SERVICE_UNAVAILABLE,
             CustodyError::NotEnoughCustodians { .. } | CustodyError::TooFewShards { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -376,6 +377,9 @@ async fn get_shard(
     let metrics = s.custody.agent.metrics.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     let store = s.custody.store.clone();
+    // Serving is paced to what the node offers, shared with its rebuilds.
+    let pace = s.custody.bandwidth.clone();
+    pace.set_mbps(s.custody.agent.registration().max_bandwidth_mbps);
     tokio::task::spawn_blocking(move || {
         let mut reader = match store.open_verified(&hash) {
             Ok(r) => r,
@@ -390,6 +394,7 @@ async fn get_shard(
             match reader.read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => {
+                    pace.spend_blocking(n as u64);
                     if tx
                         .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
                         .is_err()

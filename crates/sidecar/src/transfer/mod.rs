@@ -11,6 +11,7 @@
 //! captured request is good for nothing: not at another node, not twice,
 //! not a minute later.
 
+pub mod bandwidth;
 pub mod replay;
 
 use base64::Engine;

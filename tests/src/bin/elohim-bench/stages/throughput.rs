@@ -48,7 +48,12 @@ fn disk_fsync_mb_s(dir: &std::path::Path, len: usize) -> f64 {
 
 pub async fn bench_throughput(a: &Args, report: &mut Report) {
     eprintln!("throughput: 4 conductors with sidecars");
-    let net = SidecarNet::start(4, &[0, 1, 2, 3], |_, _| {}).await;
+    // The data path, not the declared pace: every node offers the most
+    // bandwidth a registration may declare, so serving is not paced.
+    let net = SidecarNet::start(4, &[0, 1, 2, 3], |_, c| {
+        c.capacity.bandwidth_mbps = Some(registry_core::capacity::MAX_BANDWIDTH_MBPS);
+    })
+    .await;
     net.await_custodians(0, 3).await;
     report.build = if cfg!(debug_assertions) {
         "debug".into()
