@@ -386,8 +386,16 @@ async fn participation_pages_in_a_real_browser() {
     // node 0's content has no holder left. Node 0's detector re-homes the
     // shard, but no node takes custody (node 0 owns it, node 2 opted out).
     net.kill(1).await;
+    // First the network's verdict (with every node's liveness printed if
+    // it does not come), then the page that shows it.
+    let cfg = &net.node(0).agent.config().custody;
+    let policy = DetectionInput {
+        failure_window_secs: Some(cfg.failure_window_secs),
+        grace_secs: Some(cfg.grace_secs),
+    };
+    net.await_declared(0, &one, policy, 180).await;
     until(
-        180,
+        60,
         "node 0's dashboard shows node 1 failed and the content at risk",
         || async {
             c.refresh().await.ok()?;
