@@ -41,6 +41,18 @@ const ASSIGNMENT_POLL: std::time::Duration = std::time::Duration::from_millis(15
 /// assignments that never come hold no more than these).
 pub const ASSIGNMENT_WAITERS: usize = 16;
 
+/// Refuses a transfer under an assignment that is not live: a retired one
+/// for good (403), one not yet in its content's index for now (503).
+fn live(standing: AssignmentStanding) -> Result<(), TransferError> {
+    match standing {
+        AssignmentStanding::Live => Ok(()),
+        AssignmentStanding::Retired => Err(TransferError::Forbidden(
+            "that assignment is retired".into(),
+        )),
+        AssignmentStanding::NotYetIndexed => Err(TransferError::NotYet(NOT_YET_INDEXED.into())),
+    }
+}
+
 /// Why a transfer naming an assignment not yet in its content's index is
 /// answered "try again".
 const NOT_YET_INDEXED: &str = "this node does not see that assignment in its content's index yet";
@@ -66,17 +78,7 @@ impl Custody {
     ) -> Result<(ShardMeta, u64), TransferError> {
         let agent = self.authenticate(auth, "PUT", shard_hash)?;
         let (a, standing) = self.assignment(&auth.assignment).await?;
-        match standing {
-            AssignmentStanding::Live => {}
-            AssignmentStanding::Retired => {
-                return Err(TransferError::Forbidden(
-                    "that assignment is retired".into(),
-                ))
-            }
-            AssignmentStanding::NotYetIndexed => {
-                return Err(TransferError::NotYet(NOT_YET_INDEXED.into()))
-            }
-        }
+        live(standing)?;
         if a.custodian_node_id != self.agent.node_id {
             return Err(TransferError::Forbidden(format!(
                 "assignment is for {}, not this node",
@@ -122,17 +124,7 @@ impl Custody {
         crate::custody::store::check_hash(shard_hash)
             .map_err(|e| TransferError::BadRequest(e.to_string()))?;
         let (a, standing) = self.assignment_when_seen(assignment).await?;
-        match standing {
-            AssignmentStanding::Live => {}
-            AssignmentStanding::Retired => {
-                return Err(TransferError::Forbidden(
-                    "that assignment is retired".into(),
-                ))
-            }
-            AssignmentStanding::NotYetIndexed => {
-                return Err(TransferError::NotYet(NOT_YET_INDEXED.into()))
-            }
-        }
+        live(standing)?;
         if a.custodian_node_id != self.agent.node_id || a.shard_hash != shard_hash {
             return Err(TransferError::Forbidden(
                 "that assignment is not for this shard on this node".into(),

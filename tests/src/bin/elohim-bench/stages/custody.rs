@@ -10,13 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::Args;
 use crate::report::{RepairRow, Report};
-
-fn content(len: usize, seed: u8) -> Vec<u8> {
-    use rand_chacha::rand_core::{RngCore, SeedableRng};
-    let mut bytes = vec![0u8; len];
-    rand_chacha::ChaCha8Rng::seed_from_u64(seed as u64).fill_bytes(&mut bytes);
-    bytes
-}
+use crate::stages::content;
 
 pub async fn bench_custody(a: &Args, report: &mut Report) {
     let n = a.sidecars;
@@ -60,7 +54,7 @@ pub async fn bench_custody(a: &Args, report: &mut Report) {
             if !a.strategies.iter().any(|x| x == strategy) {
                 continue;
             }
-            let bytes = content((mib as usize) << 20, (round * 3 + s) as u8);
+            let bytes = content((mib as usize) << 20, (round * 3 + s) as u64);
             let path = net.dirs[owner]
                 .path()
                 .join(format!("bench-{mib}-{strategy}"));

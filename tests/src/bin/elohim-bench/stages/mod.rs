@@ -19,6 +19,14 @@ use node_registry_integrity::*;
 
 use crate::measure::retrying;
 
+/// `len` incompressible bytes, the same for the same seed.
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let mut bytes = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
+}
+
 /// Has `publisher` place a 1 MiB one-shard content of its own on
 /// `custodian`, retrying passing faults.
 pub async fn place_mib(

@@ -16,15 +16,9 @@ use std::time::Instant;
 
 use crate::args::Args;
 use crate::report::{Report, ThroughputRow};
+use crate::stages::content;
 
 const MB: f64 = 1_000_000.0;
-
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    use rand_chacha::rand_core::{RngCore, SeedableRng};
-    let mut bytes = vec![0u8; len];
-    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    bytes
-}
 
 /// Writes `len` bytes to a new file in `dir` in 1 MiB writes and fsyncs
 /// it: the speed a custodian's disk gives a shard, MB/s.
