@@ -107,8 +107,6 @@ impl Custody {
     ) -> Result<(), CustodyError> {
         let a = &record.assignment;
         let needed = a.shards_needed() as usize;
-        self.bandwidth
-            .set_mbps(self.agent.registration().max_bandwidth_mbps);
         let fetched = |p: Progress| {
             if let Some(r) = self.in_flight.lock().unwrap().get_mut(&a.shard_hash) {
                 r.fetched = p.done as u32;

@@ -379,7 +379,6 @@ async fn get_shard(
     let store = s.custody.store.clone();
     // Serving is paced to what the node offers, shared with its rebuilds.
     let pace = s.custody.bandwidth.clone();
-    pace.set_mbps(s.custody.agent.registration().max_bandwidth_mbps);
     tokio::task::spawn_blocking(move || {
         let mut reader = match store.open_verified(&hash) {
             Ok(r) => r,

@@ -399,7 +399,11 @@ async fn apply(s: &AppState, p: ParticipationSection, done: &str) -> Response {
     let was_in = s.agent.participation().custodian_opt_in;
     let leaving = was_in && !p.custodian_opt_in;
     match s.agent.apply_participation(p).await {
-        Ok(_) => {}
+        // Serving and rebuilds follow the bandwidth now offered.
+        Ok(_) => s
+            .custody
+            .bandwidth
+            .set_mbps(s.agent.registration().max_bandwidth_mbps),
         Err(SettingsError::Invalid(e)) => {
             return error_page(StatusCode::BAD_REQUEST, &e.to_string());
         }

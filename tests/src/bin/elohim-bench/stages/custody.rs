@@ -2,7 +2,6 @@
 //! strategy, a custodian is killed, and the time until the network declares
 //! it failed and until each of its shards is rebuilt is measured.
 
-use elohim_sidecar::custody::PublishRequest;
 use elohim_tests::sidecars::SidecarNet;
 use node_registry_integrity::zome_fns::GetAssignmentRecordsForContent;
 use node_registry_integrity::*;
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::Args;
 use crate::report::{RepairRow, Report};
-use crate::stages::content;
+use crate::stages::{content, publish_public};
 
 pub async fn bench_custody(a: &Args, report: &mut Report) {
     let n = a.sidecars;
@@ -61,22 +60,8 @@ pub async fn bench_custody(a: &Args, report: &mut Report) {
             std::fs::write(&path, &bytes).unwrap();
             drop(bytes);
             let t = Instant::now();
-            let r = net
-                .node(owner)
-                .custody
-                .publish(
-                    PublishRequest {
-                        path: path.clone(),
-                        strategy: Some(strategy.to_string()),
-                        k: Some(*k),
-                        n: Some(*nn),
-                        reach: Some("public".into()),
-                        ..Default::default()
-                    },
-                    &|_| {},
-                )
-                .await
-                .unwrap_or_else(|e| panic!("publishing {mib} MiB {strategy}: {e}"));
+            let what = format!("{mib} MiB {strategy}");
+            let r = publish_public(&net, owner, &path, (strategy, *k, *nn), &what, &|_| {}).await;
             std::fs::remove_file(&path).ok();
             eprintln!(
                 "  published {mib} MiB {strategy} {k}-of-{nn} in {:.1} s",

@@ -27,6 +27,33 @@ pub fn content(len: usize, seed: u64) -> Vec<u8> {
     bytes
 }
 
+/// Has sidecar `owner` publish the file at `path` as public content with
+/// `strategy` k-of-n, reporting progress to `progress`; panics naming `what`.
+pub async fn publish_public(
+    net: &elohim_tests::sidecars::SidecarNet,
+    owner: usize,
+    path: &std::path::Path,
+    (strategy, k, n): (&str, u32, u32),
+    what: &str,
+    progress: elohim_sidecar::custody::ProgressFn<'_>,
+) -> elohim_sidecar::custody::PublishReport {
+    net.node(owner)
+        .custody
+        .publish(
+            elohim_sidecar::custody::PublishRequest {
+                path: path.to_path_buf(),
+                strategy: Some(strategy.to_string()),
+                k: Some(k),
+                n: Some(n),
+                reach: Some("public".into()),
+                ..Default::default()
+            },
+            progress,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("publishing {what}: {e}"))
+}
+
 /// Has `publisher` place a 1 MiB one-shard content of its own on
 /// `custodian`, retrying passing faults.
 pub async fn place_mib(

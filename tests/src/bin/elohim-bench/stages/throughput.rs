@@ -5,7 +5,6 @@
 //! selections. Ratios to the disk, not absolute speeds, are what compare
 //! across machines.
 
-use elohim_sidecar::custody::PublishRequest;
 use elohim_tests::sidecars::SidecarNet;
 use node_registry_integrity::zome_fns::{GetAssignmentRecordsForContent, GetAvailableCustodians};
 use node_registry_integrity::*;
@@ -16,7 +15,7 @@ use std::time::Instant;
 
 use crate::args::Args;
 use crate::report::{Report, ThroughputRow};
-use crate::stages::content;
+use crate::stages::{content, publish_public};
 
 const MB: f64 = 1_000_000.0;
 
@@ -98,27 +97,15 @@ pub async fn bench_throughput(a: &Args, report: &mut Report) {
                 let t = Instant::now();
                 // When each phase of the publish began, for the breakdown.
                 let phases = std::sync::Mutex::new(Vec::<(String, f64)>::new());
-                let r = net
-                    .node(owner)
-                    .custody
-                    .publish(
-                        PublishRequest {
-                            path: path.clone(),
-                            strategy: Some(strategy.to_string()),
-                            k: Some(k),
-                            n: Some(n),
-                            reach: Some("public".into()),
-                            ..Default::default()
-                        },
-                        &|p| {
-                            let mut ph = phases.lock().unwrap();
-                            if ph.last().map(|(name, _)| name != &p.phase).unwrap_or(true) {
-                                ph.push((p.phase.clone(), t.elapsed().as_secs_f64()));
-                            }
-                        },
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("publishing {mib} MiB {strategy}: {e}"));
+                let what = format!("{mib} MiB {strategy}");
+                let record_phase = |p: elohim_sidecar::custody::Progress| {
+                    let mut ph = phases.lock().unwrap();
+                    if ph.last().map(|(name, _)| name != &p.phase).unwrap_or(true) {
+                        ph.push((p.phase.clone(), t.elapsed().as_secs_f64()));
+                    }
+                };
+                let r = publish_public(&net, owner, &path, (strategy, k, n), &what, &record_phase)
+                    .await;
                 let publish_secs = t.elapsed().as_secs_f64();
                 let phases = phases.into_inner().unwrap();
                 let breakdown: Vec<String> = phases
