@@ -8,13 +8,27 @@
 //! are cleared, so a crash at any point leaves no half shard behind. Every
 //! read re-hashes the bytes; a corrupt file is quarantined (removed and
 //! unindexed) so reconciliation fetches it again.
+//!
+//! A shard that arrives over the network is written to `partial/<hash>`
+//! instead, under a claim only one transfer holds at a time, and what is
+//! there survives a cut connection and a crash of either side: the next
+//! transfer of that shard re-hashes the bytes already there, and once both
+//! ends agree on that prefix's hash it sends only the rest. The shard is
+//! still checked whole before it is kept; a partial copy nobody resumes is
+//! cleared after [`PARTIAL_KEEP`].
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 use thiserror::Error;
+
+/// How long the bytes of an unfinished transfer are kept for it to resume.
+pub const PARTIAL_KEEP: Duration = Duration::from_secs(24 * 3600);
 
 const HELD: TableDefinition<&str, &[u8]> = TableDefinition::new("held");
 
@@ -49,6 +63,12 @@ pub enum StoreError {
     /// A hash that is not 64 lowercase hex digits.
     #[error("not a shard hash: {0:?}")]
     BadHash(String),
+    /// Another transfer of the same shard is writing it now.
+    #[error("shard {0} is being received by another transfer")]
+    Busy(String),
+    /// A write that can only end in the index was given no metadata.
+    #[error("shard {0} was received without what it is held for")]
+    NoMeta(String),
 }
 
 fn index_err(e: impl std::fmt::Display) -> StoreError {
@@ -100,6 +120,22 @@ pub fn check_hash(hash: &str) -> Result<(), StoreError> {
 pub struct ShardStore {
     root: PathBuf,
     db: Database,
+    /// Shards a resumable transfer is writing now.
+    claimed: Mutex<HashSet<String>>,
+}
+
+/// One transfer's hold on a shard's partial copy; released on drop.
+struct Claim<'a> {
+    store: &'a ShardStore,
+    hash: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.store.claimed.lock() {
+            c.remove(&self.hash);
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -116,7 +152,7 @@ fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 impl ShardStore {
     /// Opens (creating) the store under `root`, clearing what a crash left.
     pub fn open(root: &Path) -> Result<ShardStore, StoreError> {
-        for d in ["objects", "tmp"] {
+        for d in ["objects", "tmp", "partial"] {
             std::fs::create_dir_all(root.join(d)).map_err(io(root))?;
         }
         let db = Database::create(root.join("index.redb")).map_err(index_err)?;
@@ -128,6 +164,7 @@ impl ShardStore {
         let store = ShardStore {
             root: root.to_path_buf(),
             db,
+            claimed: Mutex::new(HashSet::new()),
         };
         store.recover()?;
         Ok(store)
@@ -163,7 +200,103 @@ impl ShardStore {
                 self.unindex(&hash)?;
             }
         }
+        self.sweep_partials(PARTIAL_KEEP)?;
         Ok(())
+    }
+
+    /// Removes partial copies untouched for `keep`, of shards now held, or
+    /// not named as shards; returns how many went. Claimed ones stay.
+    pub fn sweep_partials(&self, keep: Duration) -> Result<usize, StoreError> {
+        let dir = self.root.join("partial");
+        let mut removed = 0;
+        for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let p = e.map_err(io(&dir))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let claimed = self.claimed.lock().is_ok_and(|c| c.contains(name));
+            if claimed {
+                continue;
+            }
+            let stale = std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() >= keep)
+                .unwrap_or(true);
+            if check_hash(name).is_err() || stale || self.has(name) {
+                tracing::info!("removing partial shard {}", p.display());
+                if std::fs::remove_file(&p).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// How much of a shard an unfinished transfer left here: its length
+    /// and the blake3 of those bytes (the shard's own hash and size when
+    /// it is held whole). `None` when there is nothing.
+    pub fn have(&self, hash: &str) -> Result<Option<(u64, String)>, StoreError> {
+        check_hash(hash)?;
+        if let Some(rec) = self.record(hash)? {
+            if self.path_of(hash).exists() {
+                return Ok(Some((rec.size, hash.to_string())));
+            }
+        }
+        let path = self.partial_path(hash);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut hasher = blake3::Hasher::new();
+        let len = std::io::copy(&mut file, &mut hasher).map_err(io(&path))?;
+        Ok((len > 0).then(|| (len, hasher.finalize().to_hex().to_string())))
+    }
+
+    fn partial_path(&self, hash: &str) -> PathBuf {
+        self.root.join("partial").join(hash)
+    }
+
+    /// Opens the resumable copy of a shard a transfer is receiving: what an
+    /// earlier transfer left is re-hashed and kept, and the writer goes on
+    /// after it ([`ShardWriter::written`], [`ShardWriter::prefix_hash`]).
+    /// Dropped unfinished, the bytes stay for the next transfer. `meta` is
+    /// what the shard is held for, or `None` for a shard fetched only to
+    /// be read (see [`ShardWriter::finish_into`]).
+    pub fn resume(
+        &self,
+        expected_hash: &str,
+        meta: Option<ShardMeta>,
+    ) -> Result<ShardWriter<'_>, StoreError> {
+        check_hash(expected_hash)?;
+        {
+            let mut claimed = self.claimed.lock().map_err(index_err)?;
+            if !claimed.insert(expected_hash.to_string()) {
+                return Err(StoreError::Busy(expected_hash.to_string()));
+            }
+        }
+        let claim = Claim {
+            store: self,
+            hash: expected_hash.to_string(),
+        };
+        let path = self.partial_path(expected_hash);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let mut hasher = blake3::Hasher::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(io(&path))?;
+        Ok(ShardWriter {
+            store: self,
+            tmp: path,
+            file: Some(file),
+            hasher,
+            size,
+            resumed_from: size,
+            expected: expected_hash.to_string(),
+            meta,
+            claim: Some(claim),
+        })
     }
 
     /// The store's directory.
@@ -203,8 +336,10 @@ impl ShardStore {
             file: Some(file),
             hasher: blake3::Hasher::new(),
             size: 0,
+            resumed_from: 0,
             expected: expected_hash.to_string(),
-            meta,
+            meta: Some(meta),
+            claim: None,
         })
     }
 
@@ -309,15 +444,19 @@ impl ShardStore {
     }
 }
 
-/// A shard being written; dropped without `finish`, it leaves nothing.
+/// A shard being written. A scratch write ([`ShardStore::writer`]) leaves
+/// nothing when dropped unfinished; a resumable one ([`ShardStore::resume`])
+/// leaves its bytes for the next transfer of the shard.
 pub struct ShardWriter<'a> {
     store: &'a ShardStore,
     tmp: PathBuf,
     file: Option<File>,
     hasher: blake3::Hasher,
     size: u64,
+    resumed_from: u64,
     expected: String,
-    meta: ShardMeta,
+    meta: Option<ShardMeta>,
+    claim: Option<Claim<'a>>,
 }
 
 impl ShardWriter<'_> {
@@ -330,23 +469,75 @@ impl ShardWriter<'_> {
         Ok(())
     }
 
-    /// Bytes written so far (the upload route stops a body at the
-    /// assignment's shard size with it).
+    /// Bytes written so far, an earlier transfer's included (the upload
+    /// route stops a body at the assignment's shard size with it).
     pub fn written(&self) -> u64 {
         self.size
     }
 
-    /// Checks the hash, makes the shard durable and indexes it. On a hash
-    /// mismatch nothing is kept.
-    pub fn finish(mut self) -> Result<ShardRecord, StoreError> {
+    /// How many bytes an earlier transfer had left when this one began.
+    pub fn resumed_from(&self) -> u64 {
+        self.resumed_from
+    }
+
+    /// The blake3 of the bytes written so far: what both ends of a transfer
+    /// compare before it goes on from there.
+    pub fn prefix_hash(&self) -> String {
+        self.hasher.clone().finalize().to_hex().to_string()
+    }
+
+    /// Throws away what was written, to receive the shard from its start.
+    pub fn restart(&mut self) -> Result<(), StoreError> {
+        let f = self.file.as_mut().expect("writer not finished");
+        f.set_len(0).map_err(io(&self.tmp))?;
+        self.hasher = blake3::Hasher::new();
+        self.size = 0;
+        self.resumed_from = 0;
+        Ok(())
+    }
+
+    /// Ends the write keeping nothing, resumable or not (a body that broke
+    /// the rules).
+    pub fn discard(mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+
+    /// Checks the whole shard's hash; on a mismatch nothing is kept.
+    fn verified(&mut self) -> Result<File, StoreError> {
         let actual = self.hasher.finalize().to_hex().to_string();
         if actual != self.expected {
+            // A resumable copy that ends wrong is no prefix of the shard.
+            if let Some(f) = self.file.take() {
+                drop(f);
+                let _ = std::fs::remove_file(&self.tmp);
+            }
             return Err(StoreError::HashMismatch {
                 expected: self.expected.clone(),
                 actual,
             });
         }
-        let file = self.file.take().expect("writer not finished");
+        Ok(self.file.take().expect("writer not finished"))
+    }
+
+    /// Checks the hash and moves the shard, unindexed, to `dest` (a work
+    /// file of its reader's, on the same filesystem): a shard fetched to be
+    /// read, not held.
+    pub fn finish_into(mut self, dest: &Path) -> Result<u64, StoreError> {
+        let file = self.verified()?;
+        drop(file);
+        std::fs::rename(&self.tmp, dest).map_err(io(dest))?;
+        Ok(self.size)
+    }
+
+    /// Checks the hash, makes the shard durable and indexes it. On a hash
+    /// mismatch nothing is kept.
+    pub fn finish(mut self) -> Result<ShardRecord, StoreError> {
+        let Some(meta) = self.meta.clone() else {
+            return Err(StoreError::NoMeta(self.expected.clone()));
+        };
+        let file = self.verified()?;
         file.sync_all().map_err(io(&self.tmp))?;
         drop(file);
         let dest = self.store.path_of(&self.expected);
@@ -356,9 +547,9 @@ impl ShardWriter<'_> {
         fsync_dir(fan)?;
         let record = ShardRecord {
             shard_hash: self.expected.clone(),
-            content_id: self.meta.content_id.clone(),
-            shard_index: self.meta.shard_index,
-            assignment: self.meta.assignment.clone(),
+            content_id: meta.content_id,
+            shard_index: meta.shard_index,
+            assignment: meta.assignment,
             size: self.size,
             stored_at: crate::clock::unix_secs(),
         };
@@ -375,9 +566,9 @@ impl ShardWriter<'_> {
 
 impl Drop for ShardWriter<'_> {
     fn drop(&mut self) {
-        // Unfinished, or finished with a hash mismatch (the file is taken
-        // only once the hash matched): the temp file goes.
-        if self.file.take().is_some() {
+        // A scratch write left unfinished goes; a resumable one stays for
+        // the next transfer (and its claim is released).
+        if self.file.take().is_some() && self.claim.is_none() {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
@@ -524,6 +715,105 @@ mod tests {
         assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
         assert!(!store.has(&h), "quarantined");
         assert!(!path.exists());
+    }
+
+    fn partials(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("partial")).unwrap().count()
+    }
+
+    #[test]
+    fn a_cut_transfer_resumes_from_its_verified_prefix_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let h = hash(&bytes);
+        {
+            let store = ShardStore::open(dir.path()).unwrap();
+            let mut w = store.resume(&h, Some(meta(1))).unwrap();
+            assert_eq!(w.written(), 0);
+            w.write_chunk(&bytes[..120_000]).unwrap();
+            // The connection is cut, then the process dies.
+            drop(w);
+        }
+        let store = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.have(&h).unwrap(),
+            Some((120_000, hash(&bytes[..120_000]))),
+            "what is there is told with its hash"
+        );
+        let mut w = store.resume(&h, Some(meta(1))).unwrap();
+        assert_eq!((w.written(), w.resumed_from()), (120_000, 120_000));
+        assert_eq!(w.prefix_hash(), hash(&bytes[..120_000]));
+        w.write_chunk(&bytes[120_000..]).unwrap();
+        let rec = w.finish().unwrap();
+        assert_eq!(rec.size, bytes.len() as u64);
+        assert_eq!(store.read_verified(&h).unwrap(), bytes);
+        assert_eq!(partials(dir.path()), 0, "nothing is left behind");
+        assert_eq!(store.have(&h).unwrap(), Some((rec.size, h.clone())));
+    }
+
+    #[test]
+    fn one_transfer_at_a_time_writes_a_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        let h = hash(b"x");
+        let first = store.resume(&h, None).unwrap();
+        assert!(matches!(store.resume(&h, None), Err(StoreError::Busy(_))));
+        drop(first);
+        assert!(store.resume(&h, None).is_ok(), "released on drop");
+    }
+
+    #[test]
+    fn a_partial_that_ends_wrong_or_breaks_the_rules_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        let bytes = vec![5u8; 50_000];
+        let h = hash(&bytes);
+        let mut w = store.resume(&h, Some(meta(0))).unwrap();
+        w.write_chunk(&[6u8; 50_000]).unwrap();
+        assert!(matches!(w.finish(), Err(StoreError::HashMismatch { .. })));
+        assert_eq!(partials(dir.path()), 0);
+        // A wrong prefix is thrown away before the shard is sent whole.
+        let mut w = store.resume(&h, Some(meta(0))).unwrap();
+        w.write_chunk(&[6u8; 100]).unwrap();
+        w.restart().unwrap();
+        assert_eq!((w.written(), w.prefix_hash()), (0, hash(b"")));
+        w.write_chunk(&bytes).unwrap();
+        w.finish().unwrap();
+        // A body cut off for its size leaves nothing.
+        let other = vec![8u8; 10];
+        let mut w = store.resume(&hash(&other), None).unwrap();
+        w.write_chunk(&other[..5]).unwrap();
+        w.discard();
+        assert_eq!(partials(dir.path()), 0);
+        // A shard fetched only to be read leaves the store.
+        let mut w = store.resume(&hash(&other), None).unwrap();
+        w.write_chunk(&other).unwrap();
+        let out = dir.path().join("read-me");
+        assert_eq!(w.finish_into(&out).unwrap(), 10);
+        assert_eq!(std::fs::read(&out).unwrap(), other);
+        assert!(!store.has(&hash(&other)));
+        let mut w = store.resume(&hash(&other), None).unwrap();
+        w.write_chunk(&other).unwrap();
+        assert!(matches!(w.finish(), Err(StoreError::NoMeta(_))));
+    }
+
+    #[test]
+    fn stale_and_stray_partials_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        let h = hash(b"abandoned");
+        let mut w = store.resume(&h, None).unwrap();
+        w.write_chunk(b"aban").unwrap();
+        assert_eq!(store.sweep_partials(Duration::ZERO).unwrap(), 0, "claimed");
+        drop(w);
+        std::fs::write(dir.path().join("partial").join("stray"), b"?").unwrap();
+        assert_eq!(
+            store.sweep_partials(PARTIAL_KEEP).unwrap(),
+            1,
+            "not a shard"
+        );
+        assert_eq!(store.sweep_partials(Duration::ZERO).unwrap(), 1, "stale");
+        assert_eq!(partials(dir.path()), 0);
     }
 
     #[test]
