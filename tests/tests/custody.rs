@@ -461,7 +461,7 @@ async fn a_silent_node_that_still_answers_is_not_repaired_away() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
+async fn transfers_are_checked_and_an_interrupted_upload_resumes() {
     use elohim_sidecar::transfer::TransferAuth;
     // Node 1 reconciles only when told to: its own repair loop must not
     // refetch the shard it forgets below while refused uploads are checked.
@@ -587,18 +587,23 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         !net.node(1).custody.store.has(&h1),
         "nothing refused was kept"
     );
+    let node_1_shards = net.dirs[1].path().join("shards");
+    let files_in = |dir: &str| {
+        std::fs::read_dir(node_1_shards.join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
     assert_eq!(
-        std::fs::read_dir(net.dirs[1].path().join("shards/tmp"))
-            .unwrap()
-            .count(),
-        0
+        (files_in("tmp"), files_in("partial")),
+        (0, 0),
+        "bytes that hash wrong are not kept to resume from"
     );
 
     // A body larger than the assignment's shard (issue 21, item 7) is
     // refused before a byte is written when its length is declared, and
     // cut off as soon as it passes the shard's size when it is not (the
     // sender's stream still open); nothing of it is kept.
-    let tmp = net.dirs[1].path().join("shards/tmp");
+    let tmp = net.dirs[1].path().join("shards/partial");
     let mut oversized = my_shard.clone();
     oversized.extend(std::iter::repeat_n(7u8, 1 << 20));
     let declared = sender.sign("PUT", &h1, &a1, &node_1).await.unwrap();
@@ -814,11 +819,13 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         "another node's forged repair failure reached node {victim}"
     );
 
-    // An upload that stalls halfway, then the receiving sidecar is killed.
+    // An upload that stalls halfway, then the receiving sidecar stops: the
+    // half that arrived is kept, and the shard's next upload to node 1 goes
+    // on from there, once both agree those are the shard's first bytes.
     let auth = sender.sign("PUT", &h1, &a1, &node_1).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let half = my_shard[..my_shard.len() / 2].to_vec();
-    tx.send(Ok(half)).await.unwrap();
+    tx.send(Ok(half.clone())).await.unwrap();
     let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|x| (x, rx))
     }));
@@ -827,39 +834,59 @@ async fn transfers_are_checked_and_an_interrupted_upload_leaves_nothing() {
         req = req.header(k, v);
     }
     let upload = tokio::spawn(req.send());
-    let tmp = net.dirs[1].path().join("shards/tmp");
-    net.until(60, "the upload reached node 1's disk", || async {
-        (std::fs::read_dir(&tmp).ok()?.count() > 0).then_some(())
+    let partial = net.dirs[1].path().join("shards/partial").join(&h1);
+    net.until(60, "the half upload reached node 1's disk", || async {
+        let len = std::fs::metadata(&partial).ok()?.len();
+        (len == half.len() as u64).then_some(())
     })
     .await;
     net.stop_sidecar(1).await;
     drop(tx);
     let _ = upload.await;
     assert_eq!(
-        std::fs::read_dir(&tmp).unwrap().count(),
-        0,
-        "the cut upload left no part file"
+        std::fs::read(&partial).unwrap(),
+        half,
+        "the cut upload's bytes are kept to resume from"
     );
-    // And what a hard crash would leave: a stray part file.
+    // And what a hard crash would leave besides: stray work files.
     std::fs::write(tmp.join("stray.part"), b"half a shard").unwrap();
+    let scratch = net.dirs[1].path().join("shards/tmp");
+    std::fs::write(scratch.join("stray.part"), b"half a shard").unwrap();
 
     net.join(1).await;
     assert_eq!(
-        std::fs::read_dir(&tmp).unwrap().count(),
-        0,
-        "restart clears partial writes"
+        (files_in("tmp"), files_in("partial")),
+        (0, 1),
+        "restart clears stray files and keeps the resumable half"
     );
-    net.until(120, "node 1 obtained its shard again", || async {
-        let _ = net.node(1).custody.reconcile().await;
-        net.node(1)
-            .custody
-            .store
-            .read_verified(&h1)
-            .ok()
-            .filter(|b| *b == my_shard)
-            .map(|_| ())
-    })
-    .await;
+    // The publisher delivers the shard again: node 1 says what it has, and
+    // only the rest is sent.
+    let scratch_copy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(scratch_copy.path(), &my_shard).unwrap();
+    let endpoint = format!("http://{}", net.node(1).http_addr);
+    net.node(0)
+        .custody
+        .deliver(&node_1, &endpoint, &h1, &a1, scratch_copy.path())
+        .await
+        .expect("the shard is delivered again");
+    assert_eq!(
+        net.node(1).custody.store.read_verified(&h1).unwrap(),
+        my_shard,
+        "node 1 holds its shard again"
+    );
+    let metrics = &net.node(1).agent.metrics;
+    assert_eq!(
+        (
+            metrics.transfer_resumed_bytes.get(),
+            metrics
+                .transfer_bytes
+                .get_or_create(&vec![("direction".into(), "in".into())])
+                .get()
+        ),
+        (half.len() as u64, (my_shard.len() - half.len()) as u64),
+        "the second delivery sent only what the cut upload had not brought"
+    );
+    assert_eq!(files_in("partial"), 0, "nothing is left once it is whole");
     assert_eq!(retrieve(&net, 0, &r.content_id).await, bytes);
 
     // A repair of a custodian that is alive (issue 21, item 2). Anyone may

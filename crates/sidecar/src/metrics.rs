@@ -50,6 +50,9 @@ pub struct Metrics {
     /// Shard bytes moved, by direction (`in`: received or fetched; `out`:
     /// served or pushed).
     pub transfer_bytes: Family<Vec<(String, String)>, Counter>,
+    /// Shard bytes a transfer did not move again because a cut transfer
+    /// of the same shard had left them (on either side's disk).
+    pub transfer_resumed_bytes: Counter,
     /// Shards this node keeps.
     pub shards_held: Gauge,
     /// Bytes of the shards this node keeps.
@@ -82,9 +85,15 @@ impl Default for Metrics {
         let failures_detected = Counter::default();
         let repairs = Family::<Vec<(String, String)>, Counter>::default();
         let transfer_bytes = Family::<Vec<(String, String)>, Counter>::default();
+        let transfer_resumed_bytes = Counter::default();
         let shards_held = Gauge::default();
         let shard_bytes_held = Gauge::default();
         let store_errors = Counter::default();
+        registry.register(
+            "transfer_resumed_bytes",
+            "Shard bytes not moved again because a cut transfer had left them",
+            transfer_resumed_bytes.clone(),
+        );
         registry.register(
             "registration_failures",
             "Registration attempts that failed",
@@ -196,6 +205,7 @@ impl Default for Metrics {
             failures_detected,
             repairs,
             transfer_bytes,
+            transfer_resumed_bytes,
             shards_held,
             shard_bytes_held,
             store_errors,

@@ -112,6 +112,7 @@ struct Daemon {
     http: SocketAddr,
     admin: SocketAddr,
     data: tempfile::TempDir,
+    args: Vec<std::ffi::OsString>,
 }
 
 impl Drop for Daemon {
@@ -121,44 +122,75 @@ impl Drop for Daemon {
     }
 }
 
-fn start(label: &str, region: &str, rendezvous: SocketAddr) -> Daemon {
-    let data = tempfile::tempdir().unwrap();
-    let http = free_addr();
-    let admin = free_addr();
-    let child = Command::new(bin())
-        .args([
-            "run",
-            "--config",
-            "/nonexistent.toml",
-            "--label",
-            label,
-            "--region",
-            region,
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--happ")
-        .arg(happ())
-        .args([
-            "--rendezvous",
-            &rendezvous.to_string(),
-            "--http",
-            &http.to_string(),
-            "--admin-port",
-            &admin.port().to_string(),
-        ])
-        .args(["--heartbeat-secs", "5"])
+impl Daemon {
+    /// `kill -9` (what `Child::kill` sends on Unix), then the same command
+    /// again on the same data directory and ports.
+    fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = spawn(&self.args);
+    }
+}
+
+fn spawn(args: &[std::ffi::OsString]) -> Child {
+    Command::new(bin())
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn start(label: &str, region: &str, rendezvous: SocketAddr) -> Daemon {
+    start_with(label, region, rendezvous, None)
+}
+
+/// Starts a daemon, with a config file of `config`'s text if given.
+fn start_with(label: &str, region: &str, rendezvous: SocketAddr, config: Option<&str>) -> Daemon {
+    let data = tempfile::tempdir().unwrap();
+    let http = free_addr();
+    let admin = free_addr();
+    let config_path = match config {
+        Some(text) => {
+            let p = data.path().join("elohim.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+        None => PathBuf::from("/nonexistent.toml"),
+    };
+    let args: Vec<std::ffi::OsString> = vec![
+        "run".into(),
+        "--config".into(),
+        config_path.into(),
+        "--label".into(),
+        label.into(),
+        "--region".into(),
+        region.into(),
+        "--data-dir".into(),
+        data.path().into(),
+        "--happ".into(),
+        happ().into(),
+        "--rendezvous".into(),
+        rendezvous.to_string().into(),
+        "--http".into(),
+        http.to_string().into(),
+        "--admin-port".into(),
+        admin.port().to_string().into(),
+        "--heartbeat-secs".into(),
+        "5".into(),
+    ];
     Daemon {
-        child,
+        child: spawn(&args),
         http,
         admin,
         data,
+        args,
     }
 }
+
+/// One network of sidecar processes at a time: two side by side on a
+/// 2-core machine starve each other's conductors.
+static PROCESS_NETWORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs `hc client ARGS` in `dir` (where `zome-call-auth` leaves its
 /// credentials, `.hc_auth`), feeding it `stdin`: whether it succeeded, and
@@ -418,6 +450,7 @@ fn await_status(
 
 #[test]
 fn two_sidecar_processes_find_each_other() {
+    let _one_at_a_time = PROCESS_NETWORKS.lock().unwrap_or_else(|e| e.into_inner());
     let rendezvous = free_addr();
     let alice = start("alice", "eu-west", rendezvous);
     // Alice serves the rendezvous; wait until she is up before Bob joins.
@@ -602,4 +635,174 @@ fn two_sidecar_processes_find_each_other() {
     await_status(&alice, 180, "bob gone from alice's region", |s| {
         !has(bob_id.clone())(s) && !offered(bob_id.clone())(s)
     });
+}
+
+/// The largest file in `dir` (0 when there is none).
+fn largest_in(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// A counter from a daemon's `/metrics` (0 when it is not there yet).
+fn metric(d: &Daemon, name: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("http://{}/metrics", d.http))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until `dir` holds a file of more than `bytes`, or panics naming
+/// what the transfer did instead.
+fn await_partial(dir: &std::path::Path, bytes: u64, what: &str, transfer: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while largest_in(dir) <= bytes {
+        if let Some(status) = transfer.try_wait().unwrap() {
+            panic!(
+                "{what} ended ({status}) before {bytes} bytes reached {}",
+                dir.display()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no {bytes} bytes in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The CLI against a daemon's data directory (`store`, `fetch`), started.
+fn cli(d: &Daemon, args: &[&str]) -> Child {
+    Command::new(bin())
+        .args(args)
+        .args(["--config", "/nonexistent.toml"])
+        .arg("--data-dir")
+        .arg(d.data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a CLI run: whether it succeeded, and what it printed.
+fn finished(child: Child) -> (bool, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_100_mib_transfer_cut_by_kill_9_goes_on_from_where_it_was() {
+    let _one_at_a_time = PROCESS_NETWORKS.lock().unwrap_or_else(|e| e.into_inner());
+    const MIB: u64 = 1 << 20;
+    // Serving is paced to what a node offers: 20% of 2,000 Mbps, 50 MB/s,
+    // so the download takes seconds, not a blink.
+    let offer = "[capacity]\nbandwidth_mbps = 2000\n";
+    let rendezvous = free_addr();
+    let mut alice = start_with("alice", "eu-west", rendezvous, Some(offer));
+    await_status(&alice, 180, "alice registered", |s| {
+        s["registration"].is_object()
+    });
+    let mut bob = start_with("bob", "eu-west", rendezvous, Some(offer));
+    let b = await_status(&bob, 180, "bob registered", |s| {
+        s["registration"].is_object()
+    });
+    let bob_id = b["node_id"].as_str().unwrap().to_string();
+    await_status(&alice, 180, "bob offered for custody", |s| {
+        s["custodians_now"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(&bob_id)))
+    });
+
+    let file = alice.data.path().join("film.bin");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let content: Vec<u8> = (0..100 * MIB / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(&file, &content).unwrap();
+
+    // The upload: bob, receiving, is killed when a third has arrived.
+    let file_arg = file.to_str().unwrap();
+    let mut store = cli(
+        &alice,
+        &["store", "--strategy", "full_replica", "--n", "1", file_arg],
+    );
+    let bob_partial = bob.data.path().join("shards/partial");
+    await_partial(&bob_partial, 30 * MIB, "the upload", &mut store);
+    bob.kill_and_restart();
+    let kept = largest_in(&bob_partial);
+    assert!(kept > 30 * MIB, "bob kept {kept} bytes of the cut upload");
+    let (ok, text) = finished(store);
+    assert!(ok && text.contains("delivered 1/1"), "store: {text}");
+    let resumed = metric(&bob, "elohim_transfer_resumed_bytes_total");
+    let received = metric(&bob, "elohim_transfer_bytes_total{direction=\"in\"}");
+    // The shard: the content and the replica's small header.
+    let shard = metric(&bob, "elohim_shard_bytes_held");
+    assert!(
+        shard >= content.len() as u64,
+        "bob holds the shard: {shard} bytes"
+    );
+    eprintln!("upload: bob kept {kept} bytes, was sent {received} more after his restart");
+    assert!(
+        resumed >= 30 * MIB && resumed + received == shard,
+        "the upload went on from what bob kept: resumed {resumed}, received {received}"
+    );
+    assert_eq!(
+        largest_in(&bob_partial),
+        0,
+        "nothing is left once it is whole"
+    );
+    let content_id = text
+        .split_whitespace()
+        .skip_while(|w| *w != "content")
+        .nth(1)
+        .expect("store prints the content id")
+        .to_string();
+
+    // The download: alice, fetching, is killed when a third has arrived.
+    let back = alice.data.path().join("back.bin");
+    let back_arg = back.to_str().unwrap();
+    let mut fetch = cli(&alice, &["fetch", &content_id, "-o", back_arg]);
+    let alice_partial = alice.data.path().join("shards/partial");
+    await_partial(&alice_partial, 30 * MIB, "the download", &mut fetch);
+    alice.kill_and_restart();
+    let kept = largest_in(&alice_partial);
+    let (ok, text) = finished(fetch);
+    assert!(!ok, "the fetch through the killed daemon failed: {text}");
+    await_status(&alice, 180, "alice back", |s| s["registration"].is_object());
+    let (ok, text) = finished(cli(&alice, &["fetch", &content_id, "-o", back_arg]));
+    assert!(ok, "fetch again: {text}");
+    let resumed = metric(&alice, "elohim_transfer_resumed_bytes_total");
+    let received = metric(&alice, "elohim_transfer_bytes_total{direction=\"in\"}");
+    eprintln!("download: alice kept {kept} bytes, fetched {received} more after her restart");
+    assert!(
+        resumed >= 30 * MIB && resumed + received == shard,
+        "the download went on from what alice kept: resumed {resumed}, received {received}"
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == content,
+        "the bytes came back whole"
+    );
+    assert_eq!(
+        largest_in(&alice_partial),
+        0,
+        "nothing is left once it is read"
+    );
 }

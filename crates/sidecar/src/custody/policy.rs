@@ -352,14 +352,14 @@ impl Custody {
     /// Notes a shard about to be served to `receiver` (base64 agent key)
     /// in the rewards ledger; the `rewards` worker records one summary per
     /// receiver per period, so serving writes no record per request.
-    pub fn note_served(&self, receiver: &str, held: &ShardRecord) {
+    pub fn note_served(&self, receiver: &str, shard_hash: &str, bytes: u64) {
         let Ok(receiver) = holochain_types::prelude::AgentPubKey::try_from(receiver) else {
             return;
         };
-        if receiver == *self.agent.agent() || held.size == 0 {
+        if receiver == *self.agent.agent() || bytes == 0 {
             return;
         }
-        self.rewards.served(&receiver, &held.shard_hash, held.size);
+        self.rewards.served(&receiver, shard_hash, bytes);
     }
 
     /// [`Custody::assignment`], waiting up to [`ASSIGNMENT_WAIT`] (polling)

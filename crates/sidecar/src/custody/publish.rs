@@ -24,6 +24,10 @@ use std::path::Path;
 
 /// How long a push keeps trying a custodian it cannot reach at all.
 pub const UNREACHABLE_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long a push waits for a custodian that went silent while it was
+/// taking the shard's bytes: most likely restarting, and it keeps what
+/// arrived, so waiting saves sending them again.
+pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(90);
 /// Bytes read from a shard file per chunk of an upload (the default 4 KiB
 /// makes 32 thousand chunks of a 128 MiB shard, each hashed and written
 /// separately at the custodian).
@@ -104,7 +108,9 @@ impl Custody {
     /// own store, so on a busy network that can take more than a minute). A
     /// custodian that cannot be reached at all is given up on after
     /// [`UNREACHABLE_GIVE_UP`]: it is most likely dead, and its monitors will
-    /// have it repaired.
+    /// have it repaired. One that goes silent once it has said it would take
+    /// the shard gets [`RESTART_GRACE`], and the push then goes on from what
+    /// it kept.
     pub async fn deliver(
         &self,
         peer: &str,
@@ -113,13 +119,18 @@ impl Custody {
         assignment: &str,
         path: &Path,
     ) -> Result<(), CustodyError> {
-        let started = std::time::Instant::now();
-        let deadline = started + std::time::Duration::from_secs(180);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        // Given up on after this long without any answer (a custodian that
+        // restarts mid-upload answers again within it).
+        let mut heard_from = std::time::Instant::now();
+        let mut give_up = UNREACHABLE_GIVE_UP;
         let mut wait = std::time::Duration::from_millis(250);
         loop {
             let attempt = match self.ready(peer, endpoint, shard_hash, assignment).await {
-                Ok(()) => {
-                    self.push(peer, endpoint, shard_hash, assignment, path)
+                Ok(have) => {
+                    heard_from = std::time::Instant::now();
+                    give_up = RESTART_GRACE;
+                    self.push(peer, endpoint, shard_hash, assignment, path, have)
                         .await
                 }
                 Err(e) => Err(e),
@@ -130,9 +141,11 @@ impl Custody {
                     detail,
                     ..
                 }) if std::time::Instant::now() + wait < deadline
-                    && !(detail.starts_with("unreachable")
-                        && started.elapsed() >= UNREACHABLE_GIVE_UP) =>
+                    && !(detail.starts_with("unreachable") && heard_from.elapsed() >= give_up) =>
                 {
+                    if !detail.starts_with("unreachable") {
+                        heard_from = std::time::Instant::now();
+                    }
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
@@ -143,14 +156,15 @@ impl Custody {
 
     /// Asks a custodian whether it would take the shard now (it answers as
     /// soon as it sees the assignment, or after a short wait): no bytes
-    /// are sent before it would.
+    /// are sent before it would. The answer says what it already has of
+    /// the shard (a cut upload's bytes, or all of it).
     async fn ready(
         &self,
         peer: &str,
         endpoint: &str,
         shard_hash: &str,
         assignment: &str,
-    ) -> Result<(), CustodyError> {
+    ) -> Result<Option<(u64, String)>, CustodyError> {
         let url = format!(
             "{}/shards/{shard_hash}/ready",
             endpoint.trim_end_matches('/')
@@ -169,7 +183,15 @@ impl Custody {
             })?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(());
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let have = header(crate::transfer::H_HAVE).and_then(|v| v.parse::<u64>().ok());
+            let prefix = header(crate::transfer::H_HAVE_BLAKE3);
+            return Ok(have.zip(prefix));
         }
         let body = resp.text().await.unwrap_or_default();
         Err(CustodyError::Transfer {
@@ -192,7 +214,9 @@ impl Custody {
         )
     }
 
-    /// Sends a shard file to a custodian's sidecar, once.
+    /// Sends a shard file to a custodian's sidecar, once: only what comes
+    /// after `have` (what the custodian said it has, with its hash) when
+    /// this file's first bytes hash the same, nothing when it has it all.
     pub async fn push(
         &self,
         peer: &str,
@@ -200,22 +224,51 @@ impl Custody {
         shard_hash: &str,
         assignment: &str,
         path: &Path,
+        have: Option<(u64, String)>,
     ) -> Result<(), CustodyError> {
+        use tokio::io::AsyncSeekExt;
+        let len = tokio::fs::metadata(path).await?.len();
+        let (offset, prefix) = match have {
+            Some((n, ref theirs)) if n == len && theirs == shard_hash => return Ok(()),
+            Some((n, theirs)) if n > 0 && n < len => {
+                let path = path.to_path_buf();
+                let ours = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+                    let mut hasher = blake3::Hasher::new();
+                    let file = std::fs::File::open(path)?;
+                    std::io::copy(&mut std::io::Read::take(file, n), &mut hasher)?;
+                    Ok(hasher.finalize().to_hex().to_string())
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                if ours == theirs {
+                    (n, theirs)
+                } else {
+                    (0, String::new())
+                }
+            }
+            _ => (0, String::new()),
+        };
         let auth = self.sign("PUT", shard_hash, assignment, peer).await?;
-        let file = tokio::fs::File::open(path).await?;
-        let len = file.metadata().await?.len();
+        let mut file = tokio::fs::File::open(path).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
         let mut req = self
             .http
             .put(format!(
                 "{}/shards/{shard_hash}",
                 endpoint.trim_end_matches('/')
             ))
-            .header(reqwest::header::CONTENT_LENGTH, len)
+            .header(reqwest::header::CONTENT_LENGTH, len - offset)
             .body(reqwest::Body::wrap_stream(
                 tokio_util::io::ReaderStream::with_capacity(file, PUSH_CHUNK),
             ));
         for (k, v) in auth.headers() {
             req = req.header(k, v);
+        }
+        if offset > 0 {
+            req = req
+                .header(crate::transfer::H_OFFSET, offset)
+                .header(crate::transfer::H_HAVE_BLAKE3, prefix);
+            self.agent.metrics.transfer_resumed_bytes.inc_by(offset);
         }
         let resp = req.send().await.map_err(|e| CustodyError::Transfer {
             peer: peer.to_string(),
@@ -228,10 +281,12 @@ impl Custody {
             return Err(CustodyError::Transfer {
                 peer: peer.to_string(),
                 detail: format!("{status}: {body}"),
-                retry_later: status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+                // Not yet, busy, or what it has changed since it said.
+                retry_later: status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                    || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE,
             });
         }
-        self.agent.metrics.moved("out", len);
+        self.agent.metrics.moved("out", len - offset);
         Ok(())
     }
 

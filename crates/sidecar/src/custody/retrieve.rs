@@ -11,7 +11,6 @@ use super::{Custody, CustodyError, Progress, ProgressFn, RetrieveReport};
 use node_registry_integrity::zome_fns::{GetAssignmentRecordsForContent, GetShardHolders};
 use node_registry_integrity::*;
 use shard_codec::{ContentKey, Decoder, Strategy};
-use std::io::Write;
 use std::path::Path;
 
 /// Longest a peer may leave a download without sending a byte.
@@ -211,6 +210,10 @@ impl Custody {
 
     /// Fetches a shard from a holder into a temp file, checking its hash;
     /// a body longer than `max_bytes` (the content's shard size) is cut off.
+    /// The bytes go first to the store's resumable copy of the shard: a
+    /// download cut off (a dropped connection, either side stopped) goes on
+    /// from what arrived, in this call ([`FETCH_ATTEMPTS`] times) or the
+    /// next one, once the holder agrees those bytes are its shard's first.
     async fn fetch_to_temp(
         &self,
         holder: &ShardHolder,
@@ -219,18 +222,104 @@ impl Custody {
         max_bytes: u64,
         paced: bool,
     ) -> Result<TempFile, CustodyError> {
-        use futures_util::StreamExt;
+        let peer_err = |detail: String| CustodyError::Transfer {
+            peer: holder.node_id.clone(),
+            detail,
+            retry_later: false,
+        };
         let endpoint = holder
             .endpoint
             .as_deref()
-            .ok_or_else(|| CustodyError::Transfer {
+            .ok_or_else(|| peer_err("no endpoint registered".into()))?;
+        let store = self.store.clone();
+        let mut part = tokio::task::block_in_place(|| store.resume(&holder.shard_hash, None))?;
+        let mut received = 0u64;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = received;
+            match self
+                .fetch_rest(
+                    holder,
+                    endpoint,
+                    serving,
+                    recovery,
+                    max_bytes,
+                    paced,
+                    &mut part,
+                    &mut received,
+                )
+                .await
+            {
+                Ok(()) => break,
+                Err(FetchCut::Refused(e)) => {
+                    if part.written() == 0 {
+                        part.discard();
+                    }
+                    return Err(e);
+                }
+                Err(FetchCut::Cut(detail)) => {
+                    // What arrived stays in the resumable copy.
+                    if attempt >= FETCH_ATTEMPTS || received == before {
+                        return Err(peer_err(format!(
+                            "{detail} ({} of the shard's bytes kept to resume from)",
+                            part.written()
+                        )));
+                    }
+                    tracing::info!(
+                        "download of shard {} from {} cut at byte {}: going on from there",
+                        holder.shard_hash,
+                        holder.node_id,
+                        part.written()
+                    );
+                }
+            }
+        }
+        let tmp = TempFile(self.temp_path("fetch")?);
+        let len = match tokio::task::block_in_place(|| part.finish_into(&tmp.0)) {
+            Ok(len) => len,
+            Err(crate::custody::store::StoreError::HashMismatch { actual, .. }) => {
+                return Err(peer_err(format!(
+                    "sent bytes hashing to {actual}, not {}",
+                    holder.shard_hash
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // What arrived whole and hashed right is what this node will
+        // acknowledge when the holder's summary names it.
+        self.rewards
+            .received(&holder.node_id, &holder.shard_hash, received.min(len));
+        self.agent.metrics.moved("in", received);
+        Ok(tmp)
+    }
+
+    /// One request for the rest of a shard, appended to `part`, counting
+    /// the bytes that arrive in `received`.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_rest(
+        &self,
+        holder: &ShardHolder,
+        endpoint: &str,
+        serving: &str,
+        recovery: Option<&str>,
+        max_bytes: u64,
+        paced: bool,
+        part: &mut crate::custody::store::ShardWriter<'_>,
+        received: &mut u64,
+    ) -> Result<(), FetchCut> {
+        use futures_util::StreamExt;
+        let refused = |detail: String| {
+            FetchCut::Refused(CustodyError::Transfer {
                 peer: holder.node_id.clone(),
-                detail: "no endpoint registered".into(),
+                detail,
                 retry_later: false,
-            })?;
+            })
+        };
         let auth = self
             .sign("GET", &holder.shard_hash, serving, &holder.node_id)
-            .await?;
+            .await
+            .map_err(FetchCut::Refused)?;
         let mut req = self.fetch_http.get(format!(
             "{}/shards/{}",
             endpoint.trim_end_matches('/'),
@@ -242,57 +331,75 @@ impl Custody {
         if let Some(r) = recovery {
             req = req.header(crate::transfer::H_RECOVERY, r);
         }
-        let peer_err = |detail: String| CustodyError::Transfer {
-            peer: holder.node_id.clone(),
-            detail,
-            retry_later: false,
-        };
-        let resp = req.send().await.map_err(|e| peer_err(e.to_string()))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            return Err(peer_err(format!(
+        let have = part.written();
+        if have > 0 {
+            req = req
+                .header(reqwest::header::RANGE, format!("bytes={have}-"))
+                .header(crate::transfer::H_HAVE_BLAKE3, part.prefix_hash());
+        }
+        let resp = req.send().await.map_err(|e| FetchCut::Cut(e.to_string()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(refused(format!(
                 "{status}: {}",
                 resp.text().await.unwrap_or_default()
             )));
         }
-        let tmp = TempFile(self.temp_path("fetch")?);
-        let mut out = HashingFile {
-            file: std::fs::File::create(&tmp.0)?,
-            hasher: blake3::Hasher::new(),
-            len: 0,
-        };
-        if resp.content_length().is_some_and(|n| n > max_bytes) {
-            return Err(peer_err(format!(
+        if status == reqwest::StatusCode::PARTIAL_CONTENT {
+            let from = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse::<u64>().ok());
+            if from != Some(have) {
+                return Err(refused(format!(
+                    "answered a range starting at {from:?}, asked for {have}"
+                )));
+            }
+            self.agent.metrics.transfer_resumed_bytes.inc_by(have);
+        } else if have > 0 {
+            // Its first bytes are not ours: start again.
+            part.restart().map_err(|e| FetchCut::Refused(e.into()))?;
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| part.written() + n > max_bytes)
+        {
+            return Err(refused(format!(
                 "offers more than the {max_bytes} bytes a shard of this content has"
             )));
         }
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| peer_err(e.to_string()))?;
+            let chunk = chunk.map_err(|e| FetchCut::Cut(e.to_string()))?;
             if paced {
                 self.bandwidth.spend(chunk.len() as u64).await;
             }
-            if out.len + chunk.len() as u64 > max_bytes {
-                return Err(peer_err(format!(
+            if part.written() + chunk.len() as u64 > max_bytes {
+                part.restart().map_err(|e| FetchCut::Refused(e.into()))?;
+                return Err(refused(format!(
                     "sent more than the {max_bytes} bytes a shard of this content has"
                 )));
             }
-            out.write_all(&chunk)?;
+            part.write_chunk(&chunk)
+                .map_err(|e| FetchCut::Refused(e.into()))?;
+            *received += chunk.len() as u64;
         }
-        let got = out.hasher.finalize().to_hex().to_string();
-        if got != holder.shard_hash {
-            return Err(peer_err(format!(
-                "sent bytes hashing to {got}, not {}",
-                holder.shard_hash
-            )));
-        }
-        // What arrived whole and hashed right is what this node will
-        // acknowledge when the holder's summary names it.
-        self.rewards
-            .received(&holder.node_id, &holder.shard_hash, out.len);
-        self.agent.metrics.moved("in", out.len);
-        Ok(tmp)
+        Ok(())
     }
+}
+
+/// How many requests one fetch of a shard makes while each gets further.
+const FETCH_ATTEMPTS: u32 = 3;
+
+/// How a request for a shard's bytes ended short.
+enum FetchCut {
+    /// The body broke off; what arrived is kept.
+    Cut(String),
+    /// The holder refused, or broke the rules; asking again will not help.
+    Refused(CustodyError),
 }
 
 fn parse_key(h: &str) -> Result<ContentKey, CustodyError> {

@@ -594,6 +594,25 @@ pub struct VerifiedReader<'a> {
     done: bool,
 }
 
+impl VerifiedReader<'_> {
+    /// Reads past the first `n` bytes (hashing them, as every byte is).
+    pub fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        let copied = std::io::copy(&mut self.by_ref().take(n), &mut std::io::sink())?;
+        if copied < n {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("shard {} has fewer than {n} bytes", self.expected),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The blake3 of the bytes read so far.
+    pub fn prefix_hash(&self) -> String {
+        self.hasher.clone().finalize().to_hex().to_string()
+    }
+}
+
 impl Read for VerifiedReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.file.read(buf)?;

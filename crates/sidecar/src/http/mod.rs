@@ -103,6 +103,7 @@ impl IntoResponse for TransferError {
             TransferError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             TransferError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             TransferError::NotFound(_) => StatusCode::NOT_FOUND,
+            TransferError::ResumeMismatch(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             TransferError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             TransferError::Upstream(_) => StatusCode::BAD_GATEWAY,
         };
@@ -260,15 +261,70 @@ async fn put_shard(
         metrics.store_errors.inc();
         error(StatusCode::INTERNAL_SERVER_ERROR, e)
     };
-    let mut writer = match s.custody.store.writer(&hash, meta) {
+    // What an earlier, cut transfer of this shard left is kept and
+    // re-hashed; the sender skips it only if its own first bytes hash the
+    // same (it asked `/ready` what is here), else it is thrown away.
+    let store = s.custody.store.clone();
+    let mut writer = match tokio::task::block_in_place(|| store.resume(&hash, Some(meta))) {
         Ok(w) => w,
+        Err(StoreError::Busy(_)) => {
+            let busy = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "another upload of this shard is under way",
+            );
+            return answer_early(body, busy).await;
+        }
         Err(e) => return store_failed(e.to_string()),
     };
+    let offset = headers
+        .get(crate::transfer::H_OFFSET)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.parse::<u64>());
+    let prefix = headers
+        .get(crate::transfer::H_HAVE_BLAKE3)
+        .and_then(|v| v.to_str().ok());
+    match offset {
+        None | Some(Ok(0)) => {
+            if writer.written() > 0 {
+                if let Err(e) = writer.restart() {
+                    return store_failed(e.to_string());
+                }
+            }
+        }
+        Some(Ok(at)) if at == writer.written() && prefix == Some(writer.prefix_hash().as_str()) => {
+            metrics.transfer_resumed_bytes.inc_by(at);
+        }
+        Some(Ok(at)) => {
+            let refusal = TransferError::ResumeMismatch(format!(
+                "the upload goes on at byte {at}, but this node has {} bytes hashing to {}; ask again",
+                writer.written(),
+                writer.prefix_hash()
+            ))
+            .into_response();
+            return answer_early(body, refusal).await;
+        }
+        Some(Err(_)) => {
+            let refusal = TransferError::BadRequest(format!(
+                "{} is not a byte count",
+                crate::transfer::H_OFFSET
+            ))
+            .into_response();
+            return answer_early(body, refusal).await;
+        }
+    }
+    if let Some(len) = declared.filter(|len| writer.written() + *len > shard_size) {
+        let what = format!(
+            "the body is {len} bytes after the {} held",
+            writer.written()
+        );
+        return answer_early(body, too_large(what)).await;
+    }
+    let skipped = writer.written();
     let mut stream = body.into_data_stream();
     let mut stopping = s.shutdown.subscribe();
     loop {
-        // A stopping daemon cuts uploads short; the unfinished writer
-        // leaves nothing behind.
+        // A stopping daemon cuts uploads short; what arrived stays for the
+        // sender to resume from.
         let chunk = tokio::select! {
             c = stream.next() => c,
             _ = stopping.wait_for(|s| *s) => {
@@ -281,8 +337,8 @@ async fn put_shard(
             Err(e) => return TransferError::BadRequest(format!("body: {e}")).into_response(),
         };
         if writer.written() + chunk.len() as u64 > shard_size {
-            // Cut off at once: the part file goes with the writer.
-            drop(writer);
+            // Cut off at once, keeping nothing of it.
+            writer.discard();
             let refusal = too_large(format!("the body passed {shard_size} bytes"));
             return drain(stream, refusal).await;
         }
@@ -290,9 +346,9 @@ async fn put_shard(
             return store_failed(e.to_string());
         }
     }
-    match writer.finish() {
+    match tokio::task::block_in_place(|| writer.finish()) {
         Ok(rec) => {
-            metrics.moved("in", rec.size);
+            metrics.moved("in", rec.size - skipped);
             (StatusCode::CREATED, Json(rec)).into_response()
         }
         Err(StoreError::HashMismatch { expected, actual }) => TransferError::HashMismatch(format!(
@@ -348,10 +404,25 @@ async fn shard_ready(
     UrlPath(hash): UrlPath<String>,
     axum::extract::Query(q): axum::extract::Query<ReadyQuery>,
 ) -> Response {
-    match s.custody.ready_for(&hash, &q.assignment).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
+    if let Err(e) = s.custody.ready_for(&hash, &q.assignment).await {
+        return e.into_response();
     }
+    // What a cut upload left here, for the sender to go on from.
+    let store = s.custody.store.clone();
+    let mut ready = StatusCode::NO_CONTENT.into_response();
+    match tokio::task::spawn_blocking(move || store.have(&hash)).await {
+        Ok(Ok(Some((have, prefix)))) => {
+            let h = ready.headers_mut();
+            h.insert(crate::transfer::H_HAVE, have.into());
+            if let Ok(v) = prefix.parse() {
+                h.insert(crate::transfer::H_HAVE_BLAKE3, v);
+            }
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+    ready
 }
 
 async fn get_shard(
@@ -370,24 +441,65 @@ async fn get_shard(
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
-    // Summed into the receiver's service summary (one record per receiver
-    // per period, never one per request); serving never waits on rewards.
-    s.custody.note_served(&auth.agent, &held);
-    s.custody.agent.metrics.moved("out", held.size);
+    // A download cut earlier asks for the rest (`Range: bytes=N-`) with the
+    // hash of the N bytes it has; it gets the rest only if this node's
+    // first N bytes hash the same, else the whole shard again.
+    let range_from = headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n > 0 && *n <= held.size);
+    let their_prefix = headers
+        .get(crate::transfer::H_HAVE_BLAKE3)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let metrics = s.custody.agent.metrics.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let (start_tx, start_rx) = tokio::sync::oneshot::channel::<Result<u64, String>>();
     let store = s.custody.store.clone();
     // Serving is paced to what the node offers, shared with its rebuilds.
     let pace = s.custody.bandwidth.clone();
+    let size = held.size;
+    let task_hash = hash.clone();
     tokio::task::spawn_blocking(move || {
+        let hash = task_hash;
         let mut reader = match store.open_verified(&hash) {
             Ok(r) => r,
             Err(e) => {
                 metrics.store_errors.inc();
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                let _ = start_tx.send(Err(e.to_string()));
                 return;
             }
         };
+        // The skipped bytes are read too: the whole shard is still checked
+        // against its name on the way.
+        let start = match (range_from, their_prefix) {
+            (Some(n), Some(theirs)) => match reader.skip(n) {
+                Ok(()) if reader.prefix_hash() == theirs => n,
+                Ok(()) => {
+                    drop(reader);
+                    match store.open_verified(&hash) {
+                        Ok(r) => reader = r,
+                        Err(e) => {
+                            let _ = start_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    }
+                    0
+                }
+                Err(e) => {
+                    metrics.store_errors.inc();
+                    let _ = start_tx.send(Err(e.to_string()));
+                    return;
+                }
+            },
+            _ => 0,
+        };
+        if start_tx.send(Ok(start)).is_err() {
+            return;
+        }
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             match reader.read(&mut buf) {
@@ -411,7 +523,35 @@ async fn get_shard(
             }
         }
     });
-    Body::from_stream(tokio_stream_from(rx)).into_response()
+    let start = match start_rx.await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the shard reader stopped",
+            )
+        }
+    };
+    // Summed into the receiver's service summary (one record per receiver
+    // per period, never one per request); serving never waits on rewards.
+    s.custody.note_served(&auth.agent, &hash, size - start);
+    s.custody.agent.metrics.moved("out", size - start);
+    if start > 0 {
+        s.custody.agent.metrics.transfer_resumed_bytes.inc_by(start);
+    }
+    let mut response = Body::from_stream(tokio_stream_from(rx)).into_response();
+    let h = response.headers_mut();
+    h.insert(axum::http::header::CONTENT_LENGTH, (size - start).into());
+    if start > 0 {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = format!("bytes {start}-{}/{size}", size - 1).parse() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_RANGE, v);
+        }
+    }
+    response
 }
 
 fn tokio_stream_from<T: Send + 'static>(

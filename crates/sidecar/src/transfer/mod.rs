@@ -36,6 +36,17 @@ pub const H_SIGNATURE: &str = "x-elohim-signature";
 /// Header: a verified recovery request that lets a person's new node fetch
 /// the lost node's shards.
 pub const H_RECOVERY: &str = "x-elohim-recovery";
+/// Header: how many bytes of the shard the sender of an upload skips,
+/// because the receiver already has them (see [`H_HAVE_BLAKE3`]).
+pub const H_OFFSET: &str = "x-elohim-offset";
+/// Header: how many bytes of a shard a node already has (answered by
+/// `GET /shards/{hash}/ready`, the shard's size when it is held whole).
+pub const H_HAVE: &str = "x-elohim-have";
+/// Header: the blake3 (hex) of the bytes a resumed transfer skips. A
+/// receiver tells it with [`H_HAVE`]; an upload resumed at [`H_OFFSET`] and
+/// a download asked with a `Range` carry it back, and the other end goes on
+/// only if its own first bytes hash the same.
+pub const H_HAVE_BLAKE3: &str = "x-elohim-have-blake3";
 /// Oldest a request may be, by the receiver's clock.
 pub const MAX_REQUEST_AGE_SECS: i64 = 60;
 /// Furthest ahead of the receiver's clock a request's time may be (clock
@@ -79,6 +90,10 @@ pub enum TransferError {
     /// not reached its view of the DHT); the sender should try again.
     #[error("not yet: {0}")]
     NotYet(String),
+    /// A resumed upload's offset or prefix is not what this node has (it
+    /// changed since the sender asked); the sender should ask again.
+    #[error("resume mismatch: {0}")]
+    ResumeMismatch(String),
     /// The shard is not held here.
     #[error("not found: {0}")]
     NotFound(String),
