@@ -144,6 +144,13 @@ impl Custody {
                 .metrics
                 .set_held(held.len() as u64, self.store.used_bytes());
         }
+        // What cut transfers left and nobody resumed goes after a day.
+        if let Err(e) = tokio::task::block_in_place(|| {
+            self.store
+                .sweep_partials(crate::custody::store::PARTIAL_KEEP)
+        }) {
+            tracing::warn!("sweeping partial shards: {e}");
+        }
         Ok(report)
     }
 }

@@ -9,6 +9,9 @@
 //! and acknowledges an event naming it only when every shard the event
 //! lists is in that ledger and the bytes claimed are no more than it got.
 //! Both ledgers live in the data directory, so a restart loses nothing.
+//! They are written (owner-only, synced) by the ledger's own saver thread,
+//! the newest state each time, so serving a shard never waits on a disk
+//! sync and a burst of shards costs one write, not one each.
 
 use crate::node::agent::NodeAgent;
 use holochain_types::prelude::AgentPubKey;
@@ -19,7 +22,7 @@ use node_registry_integrity::{AcknowledgeServiceInput, RecordServiceInput, Servi
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Most shards one service event lists (the DNA's limit).
 pub const SHARDS_PER_EVENT: usize = 64;
@@ -44,10 +47,66 @@ struct Ledgers {
     received: BTreeMap<String, Tally>,
 }
 
-/// The two ledgers and where they are kept.
+/// The two ledgers, and the thread that keeps them on disk.
 pub struct Rewards {
     ledgers: Mutex<Ledgers>,
+    saver: Arc<Saver>,
+    saving: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The newest ledger state not yet written, and the saver's wake-up.
+struct Saver {
     path: PathBuf,
+    pending: Mutex<SaverState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SaverState {
+    newest: Option<Vec<u8>>,
+    stopping: bool,
+}
+
+impl Saver {
+    /// Writes the newest pending state until told to stop, then what is
+    /// left.
+    fn run(&self) {
+        loop {
+            let (bytes, stopping) = {
+                let mut st = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                while st.newest.is_none() && !st.stopping {
+                    st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                (st.newest.take(), st.stopping)
+            };
+            if let Some(b) = bytes {
+                if let Err(e) = crate::datadir::write_private(&self.path, &b) {
+                    tracing::warn!("could not save the rewards ledger: {e}");
+                }
+            }
+            if stopping {
+                let mut st = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(b) = st.newest.take() {
+                    if let Err(e) = crate::datadir::write_private(&self.path, &b) {
+                        tracing::warn!("could not save the rewards ledger: {e}");
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Rewards {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.saver.pending.lock() {
+            st.stopping = true;
+        }
+        self.saver.wake.notify_all();
+        if let Some(t) = self.saving.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Rewards {
@@ -58,19 +117,46 @@ impl Rewards {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
+        let saver = Arc::new(Saver {
+            path,
+            pending: Mutex::new(SaverState::default()),
+            wake: Condvar::new(),
+        });
+        let thread_saver = saver.clone();
+        let saving = std::thread::Builder::new()
+            .name("rewards-ledger".into())
+            .spawn(move || thread_saver.run())
+            .map_err(|e| tracing::warn!("no saver thread for the rewards ledger: {e}"))
+            .ok();
         Rewards {
             ledgers: Mutex::new(ledgers),
-            path,
+            saver,
+            saving,
         }
     }
 
+    /// Hands the ledgers' new state to the saver (written at once when no
+    /// thread could be started).
     fn save(&self, l: &Ledgers) {
-        let written = serde_json::to_vec(l)
-            .map_err(std::io::Error::other)
-            .and_then(|b| crate::datadir::write_private(&self.path, &b));
-        if let Err(e) = written {
-            tracing::warn!("could not save the rewards ledger: {e}");
+        let bytes = match serde_json::to_vec(l) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("could not save the rewards ledger: {e}");
+                return;
+            }
+        };
+        if self.saving.is_none() {
+            if let Err(e) = crate::datadir::write_private(&self.saver.path, &bytes) {
+                tracing::warn!("could not save the rewards ledger: {e}");
+            }
+            return;
         }
+        self.saver
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .newest = Some(bytes);
+        self.saver.wake.notify_one();
     }
 
     /// This node is serving `bytes` of `shard` to `receiver`.
@@ -229,6 +315,8 @@ mod tests {
         r.served(&bob, &"bb".repeat(32), 7);
         r.received("alice-0101010101010101", &"cc".repeat(32), 9);
         assert_eq!(r.unsummarised_bytes(), 157);
+        // A restart: the saver writes what is pending before it stops.
+        drop(r);
         let again = Rewards::open(dir.path());
         assert_eq!(again.unsummarised_bytes(), 157, "kept on disk");
         let l = again.ledgers.lock().unwrap();
