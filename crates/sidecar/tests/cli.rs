@@ -132,11 +132,30 @@ impl Daemon {
     }
 }
 
+/// Starts the daemon; its output goes to `$ELOHIM_TEST_LOGS/<label>.log`
+/// when that is set (to read what a node did in a failed run), else nowhere.
 fn spawn(args: &[std::ffi::OsString]) -> Child {
+    let log = std::env::var_os("ELOHIM_TEST_LOGS").and_then(|dir| {
+        let label = args
+            .iter()
+            .skip_while(|a| *a != "--label")
+            .nth(1)?
+            .to_string_lossy()
+            .into_owned();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(PathBuf::from(dir).join(format!("{label}.log")))
+            .ok()
+    });
+    let (out, err) = match log.and_then(|f| Some((f.try_clone().ok()?, f))) {
+        Some((o, e)) => (Stdio::from(o), Stdio::from(e)),
+        None => (Stdio::null(), Stdio::null()),
+    };
     Command::new(bin())
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out)
+        .stderr(err)
         .spawn()
         .unwrap()
 }
@@ -665,9 +684,17 @@ fn await_partial(dir: &std::path::Path, bytes: u64, what: &str, transfer: &mut C
     let deadline = Instant::now() + Duration::from_secs(300);
     while largest_in(dir) <= bytes {
         if let Some(status) = transfer.try_wait().unwrap() {
+            let mut said = Vec::new();
+            if let Some(mut out) = transfer.stdout.take() {
+                let _ = std::io::Read::read_to_end(&mut out, &mut said);
+            }
+            if let Some(mut err) = transfer.stderr.take() {
+                let _ = std::io::Read::read_to_end(&mut err, &mut said);
+            }
             panic!(
-                "{what} ended ({status}) before {bytes} bytes reached {}",
-                dir.display()
+                "{what} ended ({status}) before {bytes} bytes reached {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&said)
             );
         }
         assert!(
@@ -710,7 +737,15 @@ fn a_100_mib_transfer_cut_by_kill_9_goes_on_from_where_it_was() {
     // Serving is paced to what a node offers: 20% of 2,000 Mbps, 50 MB/s,
     // so the download takes seconds, not a blink.
     let offer = "[capacity]\nbandwidth_mbps = 2000\n";
-    let rendezvous = free_addr();
+    // The bootstrap/relay runs apart from both nodes, as a community's
+    // would: a killed node takes only itself down.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let relay = runtime
+        .block_on(elohim_sidecar::bootstrap::BootstrapServer::start(
+            free_addr(),
+        ))
+        .unwrap();
+    let rendezvous = relay.addr();
     let mut alice = start_with("alice", "eu-west", rendezvous, Some(offer));
     await_status(&alice, 180, "alice registered", |s| {
         s["registration"].is_object()
@@ -781,6 +816,7 @@ fn a_100_mib_transfer_cut_by_kill_9_goes_on_from_where_it_was() {
         .nth(1)
         .expect("store prints the content id")
         .to_string();
+    await_status(&bob, 180, "bob back", |s| s["registration"].is_object());
 
     // The download: alice, fetching, is killed when a third has arrived.
     let back = alice.data.path().join("back.bin");

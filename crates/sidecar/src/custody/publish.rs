@@ -34,6 +34,15 @@ pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(90
 const PUSH_CHUNK: usize = 256 * 1024;
 /// How long a publisher waits for a candidate custodian's `/ping`.
 const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+/// Whether a custodian's answer may change if the publisher asks again:
+/// not yet (503), what it has changed since it said (416), or its conductor
+/// failed the call (502: one just restarted is not on the network yet).
+fn worth_asking_again(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE
+        || status == reqwest::StatusCode::BAD_GATEWAY
+}
+
 /// Candidates a publish asks for beyond the custodians it needs, to put a
 /// shard elsewhere when one does not answer.
 const SPARE_CANDIDATES: usize = 2;
@@ -197,7 +206,7 @@ impl Custody {
         Err(CustodyError::Transfer {
             peer: peer.to_string(),
             detail: format!("{status}: {body}"),
-            retry_later: status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            retry_later: worth_asking_again(status),
         })
     }
 
@@ -281,9 +290,7 @@ impl Custody {
             return Err(CustodyError::Transfer {
                 peer: peer.to_string(),
                 detail: format!("{status}: {body}"),
-                // Not yet, busy, or what it has changed since it said.
-                retry_later: status == reqwest::StatusCode::SERVICE_UNAVAILABLE
-                    || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE,
+                retry_later: worth_asking_again(status),
             });
         }
         self.agent.metrics.moved("out", len - offset);

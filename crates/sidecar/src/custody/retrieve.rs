@@ -235,6 +235,7 @@ impl Custody {
         let mut part = tokio::task::block_in_place(|| store.resume(&holder.shard_hash, None))?;
         let mut received = 0u64;
         let mut attempt = 0;
+        let mut waits = FETCH_WAITS.iter();
         loop {
             attempt += 1;
             let before = received;
@@ -257,6 +258,23 @@ impl Custody {
                         part.discard();
                     }
                     return Err(e);
+                }
+                Err(FetchCut::Later(detail)) => {
+                    // The holder is there but cannot serve this moment
+                    // (its conductor just restarted, say).
+                    let Some(wait) = waits.next() else {
+                        if part.written() == 0 {
+                            part.discard();
+                        }
+                        return Err(peer_err(detail));
+                    };
+                    tracing::info!(
+                        "shard {} from {}: {detail}; asking again in {} s",
+                        holder.shard_hash,
+                        holder.node_id,
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(*wait).await;
                 }
                 Err(FetchCut::Cut(detail)) => {
                     // What arrived stays in the resumable copy.
@@ -337,13 +355,16 @@ impl Custody {
                 .header(reqwest::header::RANGE, format!("bytes={have}-"))
                 .header(crate::transfer::H_HAVE_BLAKE3, part.prefix_hash());
         }
-        let resp = req.send().await.map_err(|e| FetchCut::Cut(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| FetchCut::Cut(causes(&e)))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(refused(format!(
-                "{status}: {}",
-                resp.text().await.unwrap_or_default()
-            )));
+            let detail = format!("{status}: {}", resp.text().await.unwrap_or_default());
+            if status == reqwest::StatusCode::BAD_GATEWAY
+                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            {
+                return Err(FetchCut::Later(detail));
+            }
+            return Err(refused(detail));
         }
         if status == reqwest::StatusCode::PARTIAL_CONTENT {
             let from = resp
@@ -373,7 +394,7 @@ impl Custody {
         }
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| FetchCut::Cut(e.to_string()))?;
+            let chunk = chunk.map_err(|e| FetchCut::Cut(causes(&e)))?;
             if paced {
                 self.bandwidth.spend(chunk.len() as u64).await;
             }
@@ -393,11 +414,33 @@ impl Custody {
 
 /// How many requests one fetch of a shard makes while each gets further.
 const FETCH_ATTEMPTS: u32 = 3;
+/// How long a fetch waits before asking again a holder that answered it
+/// cannot serve now (502, 503), each time.
+const FETCH_WAITS: [std::time::Duration; 3] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
+
+/// An error and its causes, one after the other ("error sending request"
+/// alone does not say the connection was refused).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
 
 /// How a request for a shard's bytes ended short.
 enum FetchCut {
     /// The body broke off; what arrived is kept.
     Cut(String),
+    /// The holder answered that it cannot serve now; ask again shortly.
+    Later(String),
     /// The holder refused, or broke the rules; asking again will not help.
     Refused(CustodyError),
 }
