@@ -463,6 +463,8 @@ async fn get_shard(
     let pace = s.custody.bandwidth.clone();
     let size = held.size;
     let task_hash = hash.clone();
+    let custody = s.custody.clone();
+    let receiver = auth.agent.clone();
     tokio::task::spawn_blocking(move || {
         let hash = task_hash;
         let mut reader = match store.open_verified(&hash) {
@@ -501,17 +503,29 @@ async fn get_shard(
             return;
         }
         let mut buf = vec![0u8; 256 * 1024];
+        let mut sent = 0u64;
         loop {
             match reader.read(&mut buf) {
-                Ok(0) => return,
+                Ok(0) => {
+                    // Served whole (and checked): summed into the
+                    // receiver's service summary (one record per receiver
+                    // per period, never one per request), as the receiver
+                    // sums what it got whole. A cut transfer claims nothing;
+                    // the one that resumes it claims what it sends.
+                    custody.note_served(&receiver, &hash, sent);
+                    custody.agent.metrics.moved("out", sent);
+                    return;
+                }
                 Ok(n) => {
                     pace.spend_blocking(n as u64);
                     if tx
                         .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
                         .is_err()
                     {
+                        custody.agent.metrics.moved("out", sent);
                         return;
                     }
+                    sent += n as u64;
                 }
                 Err(e) => {
                     // A corrupt shard: the reader quarantined it; the
@@ -533,10 +547,6 @@ async fn get_shard(
             )
         }
     };
-    // Summed into the receiver's service summary (one record per receiver
-    // per period, never one per request); serving never waits on rewards.
-    s.custody.note_served(&auth.agent, &hash, size - start);
-    s.custody.agent.metrics.moved("out", size - start);
     if start > 0 {
         s.custody.agent.metrics.transfer_resumed_bytes.inc_by(start);
     }
