@@ -4,8 +4,8 @@
 use elohim_tests::*;
 use holochain::prelude::*;
 use node_registry_integrity::zome_fns::{
-    AssignCustodian, DeregisterNode, GetAvailableCustodians, GetCommittedCustody, GetMyNode,
-    GetNode, GetNodeHealth, GetNodesByRegion, GetNodesByTier, Heartbeat, RegisterNode,
+    AssignCustodian, AssignCustodians, DeregisterNode, GetAvailableCustodians, GetCommittedCustody,
+    GetMyNode, GetNode, GetNodeHealth, GetNodesByRegion, GetNodesByTier, Heartbeat, RegisterNode,
     RetireOutranked, UpdateNodeCapacity, ZomeFn,
 };
 use node_registry_integrity::*;
@@ -511,7 +511,7 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
     // Two decisions of one round for one shard: both count until the
     // loser's sidecar marks its assignment; only the loser has one to mark.
     let on_alice = assignment(owner.clone(), "video", &alice.0, alice.1.clone());
-    let on_bob = assignment(owner, "video", &bob.0, bob.1.clone());
+    let on_bob = assignment(owner.clone(), "video", &bob.0, bob.1.clone());
     let _: ActionHash = net.call_fn::<AssignCustodian>(0, on_alice.clone()).await;
     let _: ActionHash = net.call_fn::<AssignCustodian>(0, on_bob.clone()).await;
     selection_sees([cap - 1000, cap - 2000]).await;
@@ -530,6 +530,31 @@ async fn custody_taken_by_a_later_decision_stops_counting() {
     }
     let loser = if alice_loses { &alice.0 } else { &bob.0 };
     assert_eq!(marked(loser).await, 0, "marked once");
+
+    // A placement recorded in one call (what a publish does); one refused
+    // assignment refuses the call, naming why (a failed call commits
+    // nothing).
+    let before = if alice_loses {
+        [cap, cap - 2000]
+    } else {
+        [cap - 1000, cap - 1000]
+    };
+    let on_alice = assignment(owner.clone(), "letter", &alice.0, alice.1.clone());
+    let mut bad = assignment(owner.clone(), "poem", &bob.0, bob.1.clone());
+    bad.strategy = "raid5".into();
+    let refused = net
+        .try_call_fn::<AssignCustodians>(0, vec![on_alice.clone(), bad])
+        .await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("raid5")),
+        "{refused:?}"
+    );
+    let on_bob = assignment(owner, "poem", &bob.0, bob.1.clone());
+    let written: Vec<ActionHash> = net
+        .call_fn::<AssignCustodians>(0, vec![on_alice, on_bob])
+        .await;
+    assert_eq!(written.len(), 2);
+    selection_sees([before[0] - 1000, before[1] - 1000]).await;
 }
 
 /// Selection counts a node's committed custody from the total the node

@@ -171,6 +171,21 @@ pub fn assign_custodian(assignment: CustodianAssignment) -> ExternResult<ActionH
     Ok(action)
 }
 
+/// Records a whole placement's assignments in one call: one commit and one
+/// read of the author's chain instead of one per shard (every call re-reads
+/// the chain), and all or none of them. At most
+/// [`registry_core::assignment::MAX_SHARDS`], a content's most shards.
+pub fn assign_custodians(assignments: Vec<CustodianAssignment>) -> ExternResult<Vec<ActionHash>> {
+    let most = registry_core::assignment::MAX_SHARDS as usize;
+    if assignments.is_empty() || assignments.len() > most {
+        return Err(guest(format!(
+            "assignments must list 1 to {most} assignments, not {}",
+            assignments.len()
+        )));
+    }
+    assignments.into_iter().map(assign_custodian).collect()
+}
+
 /// Marks the assignment a repair replaces as retired on its custodian's
 /// index, in the same commit as the repair, so the old custodian's
 /// committed custody drops at once.

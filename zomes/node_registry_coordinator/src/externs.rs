@@ -13,6 +13,7 @@ use node_registry_integrity::*;
 externs! {
     // assignments.rs
     AssignCustodian: assign_custodian(CustodianAssignment) -> ActionHash;
+    AssignCustodians: assign_custodians(Vec<CustodianAssignment>) -> Vec<ActionHash>;
     GetAssignmentsForContent: get_assignments_for_content(String) -> Vec<CustodianAssignment>;
     GetAssignmentRecordsForContent: get_assignment_records_for_content(String) -> Vec<AssignmentRecord>;
     GetAssignmentHistory: get_assignment_history(String) -> Vec<AssignmentRecord>;

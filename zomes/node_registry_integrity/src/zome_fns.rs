@@ -45,6 +45,8 @@ macro_rules! zome_fns {
 zome_fns! {
     /// `assign_custodian`: Records a custodian's duty to keep a shard, and indexes it by content and by custodian.
     AssignCustodian = assign_custodian(CustodianAssignment) -> ActionHash;
+    /// `assign_custodians`: Records a whole placement's assignments in one call (one commit, one read of the chain), all or none.
+    AssignCustodians = assign_custodians(Vec<CustodianAssignment>) -> Vec<ActionHash>;
     /// `get_assignments_for_content`: The live assignments of a content, one per shard, by shard index.
     GetAssignmentsForContent = get_assignments_for_content(String) -> Vec<CustodianAssignment>;
     /// `get_assignment_records_for_content`: As `get_assignments_for_content`, with each assignment's entry hash.

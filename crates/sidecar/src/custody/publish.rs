@@ -14,7 +14,7 @@ use crate::encoding::hex;
 use crate::transfer::{canonical_request, TransferAuth};
 use holochain_types::prelude::{EntryHash, Signature};
 use node_registry_integrity::zome_fns::{
-    AssignCustodian, GetAssignmentRecordsForContent, GetAvailableCustodians, GetFamilyCustodians,
+    AssignCustodians, GetAssignmentRecordsForContent, GetAvailableCustodians, GetFamilyCustodians,
     SignTransfer,
 };
 use node_registry_integrity::*;
@@ -403,6 +403,11 @@ impl Custody {
 
         // Choose custodians: family first, then the community; distinct
         // nodes, never this one.
+        progress(Progress {
+            phase: "assigning".into(),
+            done: 0,
+            total: n as u64,
+        });
         let shard_size = shard_files.iter().map(|(_, l)| *l).max().unwrap_or(0);
         let mut chosen: Vec<Slot> = family
             .iter()
@@ -470,8 +475,8 @@ impl Custody {
         }
         let round: Vec<String> = chosen.iter().map(|c| c.node_id.clone()).collect();
 
-        // Record the assignments.
-        let mut records = Vec::new();
+        // Record the assignments, in one call.
+        let mut assignments = Vec::new();
         for (i, c) in chosen.iter().enumerate() {
             let (shard_hash, shard_len) = &shard_files[i];
             let a = CustodianAssignment {
@@ -505,21 +510,34 @@ impl Custody {
                 quorum_votes: vec![],
                 relationship: c.family.clone(),
             };
-            let _: holochain_types::prelude::ActionHash = self
-                .agent
-                .retrying(|| self.agent.call_fn::<AssignCustodian>(a.clone()))
-                .await?;
-            records.push(AssignmentRecord {
-                entry_hash: assignment_entry_hash(&a)?,
-                assignment: a,
-                assigned_at: None,
-            });
-            progress(Progress {
-                phase: "assigning".into(),
-                done: i as u64 + 1,
-                total: n as u64,
-            });
+            assignments.push(a);
         }
+        let _: Vec<holochain_types::prelude::ActionHash> = self
+            .agent
+            .retrying(|| self.agent.call_fn::<AssignCustodians>(assignments.clone()))
+            .await?;
+        progress(Progress {
+            phase: "assigning".into(),
+            done: n as u64,
+            total: n as u64,
+        });
+        // From here: each custodian sees its assignment arrive through the
+        // DHT, says it is ready, and takes its bytes.
+        progress(Progress {
+            phase: "pushing".into(),
+            done: 0,
+            total: n as u64,
+        });
+        let records = assignments
+            .into_iter()
+            .map(|a| {
+                Ok(AssignmentRecord {
+                    entry_hash: assignment_entry_hash(&a)?,
+                    assignment: a,
+                    assigned_at: None,
+                })
+            })
+            .collect::<Result<Vec<_>, CustodyError>>()?;
 
         // Deliver to every custodian at once: each waits on its own link
         // (and on the assignment reaching it through the DHT), so the slowest
