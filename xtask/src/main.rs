@@ -72,17 +72,16 @@ fn run() -> Result<()> {
         "bench" => {
             ensure_wasm_target()?;
             pack(&root)?;
+            // `--release` builds the benchmark (holochain included) with
+            // optimisations first: ~30 min on 2 cores the first time.
+            let release = rest.iter().any(|a| a == "--release");
+            let rest: Vec<&String> = rest.iter().filter(|a| *a != "--release").collect();
             let mut cmd = cargo();
             cmd.current_dir(&root)
-                .args([
-                    "run",
-                    "--package",
-                    "elohim_tests",
-                    "--bin",
-                    "elohim-bench",
-                    "--",
-                ])
-                .args(&rest);
+                .args(["run", "--package", "elohim_tests", "--bin", "elohim-bench"])
+                .args(release.then_some("--release"))
+                .arg("--")
+                .args(rest);
             status(cmd, "elohim-bench")
         }
         other => {
@@ -91,7 +90,7 @@ fn run() -> Result<()> {
                  \n  pack   build the zomes and write workdir/node_registry.dna and workdir/elohim_orchestrator.happ\
                  \n  test   pack, then run every test in the workspace (two binaries at a time; args run plain cargo test with them)\
                  \n  run    pack, then run the sidecar with an embedded conductor (args go to elohim-sidecar run)\
-                 \n  bench  pack, then measure a local network of conductors and sidecars (args go to elohim-bench; --help)"
+                 \n  bench  pack, then measure a local network of conductors and sidecars (args go to elohim-bench; --help; --release builds it optimised)"
             );
             if other.is_empty() {
                 Ok(())
