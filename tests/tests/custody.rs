@@ -859,6 +859,32 @@ async fn transfers_are_checked_and_an_interrupted_upload_resumes() {
         (0, 1),
         "restart clears stray files and keeps the resumable half"
     );
+    // A resumption that does not match what node 1 has (a wrong hash of
+    // the skipped bytes, or a skip past them) is refused before a byte is
+    // written: 416, ask again.
+    let node_1 = net.node_id(1);
+    for (offset, prefix) in [
+        (half.len(), "00".repeat(32)),
+        (half.len() + 1, blake3::hash(&half).to_hex().to_string()),
+    ] {
+        let auth = net
+            .node(0)
+            .custody
+            .sign("PUT", &h1, &a1, &node_1)
+            .await
+            .unwrap();
+        let mut req = reqwest::Client::new()
+            .put(format!("http://{}/shards/{h1}", net.node(1).http_addr))
+            .header(elohim_sidecar::transfer::H_OFFSET, offset)
+            .header(elohim_sidecar::transfer::H_HAVE_BLAKE3, prefix)
+            .body(my_shard[offset..].to_vec());
+        for (k, v) in auth.headers() {
+            req = req.header(k, v);
+        }
+        assert_eq!(req.send().await.unwrap().status().as_u16(), 416);
+        assert_eq!(std::fs::read(&partial).unwrap(), half, "left as it was");
+    }
+
     // The publisher delivers the shard again: node 1 says what it has, and
     // only the rest is sent.
     let scratch_copy = tempfile::NamedTempFile::new().unwrap();
