@@ -122,6 +122,10 @@ pub struct ShardStore {
     db: Database,
     /// Shards a resumable transfer is writing now.
     claimed: Mutex<HashSet<String>>,
+    /// What each partial copy holds (length, blake3), as its last writer
+    /// left it or as first read: `/ready` answers from here instead of
+    /// reading the copy again on every ask (anyone may ask).
+    partial_states: Mutex<std::collections::HashMap<String, (u64, String)>>,
 }
 
 /// One transfer's hold on a shard's partial copy; released on drop.
@@ -165,6 +169,7 @@ impl ShardStore {
             root: root.to_path_buf(),
             db,
             claimed: Mutex::new(HashSet::new()),
+            partial_states: Mutex::new(std::collections::HashMap::new()),
         };
         store.recover()?;
         Ok(store)
@@ -222,6 +227,7 @@ impl ShardStore {
                 .unwrap_or(true);
             if check_hash(name).is_err() || stale || self.has(name) {
                 tracing::info!("removing partial shard {}", p.display());
+                self.forget_partial(name);
                 if std::fs::remove_file(&p).is_ok() {
                     removed += 1;
                 }
@@ -241,6 +247,20 @@ impl ShardStore {
             }
         }
         let path = self.partial_path(hash);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        if let Some(known) = self
+            .partial_states
+            .lock()
+            .map_err(index_err)?
+            .get(hash)
+            .filter(|(n, _)| *n == len)
+        {
+            return Ok((len > 0).then(|| known.clone()));
+        }
         let mut file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -248,7 +268,21 @@ impl ShardStore {
         };
         let mut hasher = blake3::Hasher::new();
         let len = std::io::copy(&mut file, &mut hasher).map_err(io(&path))?;
-        Ok((len > 0).then(|| (len, hasher.finalize().to_hex().to_string())))
+        let state = (len, hasher.finalize().to_hex().to_string());
+        self.note_partial(hash, state.clone());
+        Ok((len > 0).then_some(state))
+    }
+
+    fn note_partial(&self, hash: &str, state: (u64, String)) {
+        if let Ok(mut m) = self.partial_states.lock() {
+            m.insert(hash.to_string(), state);
+        }
+    }
+
+    fn forget_partial(&self, hash: &str) {
+        if let Ok(mut m) = self.partial_states.lock() {
+            m.remove(hash);
+        }
     }
 
     fn partial_path(&self, hash: &str) -> PathBuf {
@@ -277,6 +311,7 @@ impl ShardStore {
             store: self,
             hash: expected_hash.to_string(),
         };
+        self.forget_partial(expected_hash);
         let path = self.partial_path(expected_hash);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -567,9 +602,15 @@ impl ShardWriter<'_> {
 impl Drop for ShardWriter<'_> {
     fn drop(&mut self) {
         // A scratch write left unfinished goes; a resumable one stays for
-        // the next transfer (and its claim is released).
-        if self.file.take().is_some() && self.claim.is_none() {
-            let _ = std::fs::remove_file(&self.tmp);
+        // the next transfer, which is told what it holds (and its claim is
+        // released).
+        if self.file.take().is_some() {
+            if self.claim.is_none() {
+                let _ = std::fs::remove_file(&self.tmp);
+            } else {
+                self.store
+                    .note_partial(&self.expected, (self.size, self.prefix_hash()));
+            }
         }
     }
 }
@@ -768,6 +809,31 @@ mod tests {
         assert_eq!(store.read_verified(&h).unwrap(), bytes);
         assert_eq!(partials(dir.path()), 0, "nothing is left behind");
         assert_eq!(store.have(&h).unwrap(), Some((rec.size, h.clone())));
+    }
+
+    #[test]
+    fn asking_what_is_held_does_not_read_the_copy_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        let h = hash(b"whatever");
+        let mut w = store.resume(&h, None).unwrap();
+        w.write_chunk(b"first bytes").unwrap();
+        drop(w);
+        // Changed behind the store's back, same length: the answer is the
+        // one the writer left (no read per ask)...
+        let path = dir.path().join("partial").join(&h);
+        std::fs::write(&path, b"other bytes").unwrap();
+        assert_eq!(store.have(&h).unwrap(), Some((11, hash(b"first bytes"))));
+        // ...and the next transfer re-reads it, so what it compares is what
+        // is on disk, and what is told from then on.
+        let w = store.resume(&h, None).unwrap();
+        assert_eq!(w.prefix_hash(), hash(b"other bytes"));
+        drop(w);
+        assert_eq!(store.have(&h).unwrap(), Some((11, hash(b"other bytes"))));
+        // A restart reads each copy once.
+        drop(store);
+        let store = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(store.have(&h).unwrap(), Some((11, hash(b"other bytes"))));
     }
 
     #[test]
