@@ -614,12 +614,7 @@ fn two_sidecar_processes_find_each_other() {
         text.contains(&bob_id),
         "bob is the only possible custodian: {text}"
     );
-    let content_id = text
-        .split_whitespace()
-        .skip_while(|w| *w != "content")
-        .nth(1)
-        .expect("store prints the content id")
-        .to_string();
+    let content_id = content_id_in(&text);
     let back = alice.data.path().join("back.txt");
     let out = Command::new(bin())
         .args(["fetch", "--config", "/nonexistent.toml", &content_id, "-o"])
@@ -660,6 +655,16 @@ fn two_sidecar_processes_find_each_other() {
     await_status(&alice, 180, "bob gone from alice's region", |s| {
         !has(bob_id.clone())(s) && !offered(bob_id.clone())(s)
     });
+}
+
+/// The content id `store` printed ("... as content <id>").
+fn content_id_in(store_output: &str) -> String {
+    store_output
+        .split_whitespace()
+        .skip_while(|w| *w != "content")
+        .nth(1)
+        .expect("store prints the content id")
+        .to_string()
 }
 
 /// The largest file in `dir` (0 when there is none).
@@ -819,12 +824,7 @@ fn a_100_mib_transfer_cut_by_kill_9_goes_on_from_where_it_was() {
         0,
         "nothing is left once it is whole"
     );
-    let content_id = text
-        .split_whitespace()
-        .skip_while(|w| *w != "content")
-        .nth(1)
-        .expect("store prints the content id")
-        .to_string();
+    let content_id = content_id_in(&text);
     await_status(&bob, 180, "bob back", |s| s["registration"].is_object());
 
     // The download: alice, fetching, is killed when a third has arrived.
