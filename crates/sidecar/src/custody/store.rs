@@ -300,6 +300,25 @@ impl ShardStore {
         expected_hash: &str,
         meta: Option<ShardMeta>,
     ) -> Result<ShardWriter<'_>, StoreError> {
+        self.open_partial(expected_hash, meta, true)
+    }
+
+    /// As [`ShardStore::resume`], for a transfer that starts from the
+    /// shard's first byte: what an earlier one left is dropped unread.
+    pub fn receive_anew(
+        &self,
+        expected_hash: &str,
+        meta: Option<ShardMeta>,
+    ) -> Result<ShardWriter<'_>, StoreError> {
+        self.open_partial(expected_hash, meta, false)
+    }
+
+    fn open_partial(
+        &self,
+        expected_hash: &str,
+        meta: Option<ShardMeta>,
+        keep: bool,
+    ) -> Result<ShardWriter<'_>, StoreError> {
         check_hash(expected_hash)?;
         {
             let mut claimed = self.claimed.lock().map_err(index_err)?;
@@ -320,7 +339,12 @@ impl ShardStore {
             .open(&path)
             .map_err(io(&path))?;
         let mut hasher = blake3::Hasher::new();
-        let size = std::io::copy(&mut file, &mut hasher).map_err(io(&path))?;
+        let size = if keep {
+            std::io::copy(&mut file, &mut hasher).map_err(io(&path))?
+        } else {
+            file.set_len(0).map_err(io(&path))?;
+            0
+        };
         Ok(ShardWriter {
             store: self,
             tmp: path,

@@ -265,7 +265,19 @@ async fn put_shard(
     // re-hashed; the sender skips it only if its own first bytes hash the
     // same (it asked `/ready` what is here), else it is thrown away.
     let store = s.custody.store.clone();
-    let mut writer = match tokio::task::block_in_place(|| store.resume(&hash, Some(meta))) {
+    let offset = headers
+        .get(crate::transfer::H_OFFSET)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.parse::<u64>());
+    // An upload from byte 0 needs nothing of what is there: not read.
+    let from_start = matches!(offset, None | Some(Ok(0)));
+    let mut writer = match tokio::task::block_in_place(|| {
+        if from_start {
+            store.receive_anew(&hash, Some(meta))
+        } else {
+            store.resume(&hash, Some(meta))
+        }
+    }) {
         Ok(w) => w,
         Err(StoreError::Busy(_)) => {
             let busy = error(
@@ -276,21 +288,11 @@ async fn put_shard(
         }
         Err(e) => return store_failed(e.to_string()),
     };
-    let offset = headers
-        .get(crate::transfer::H_OFFSET)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.parse::<u64>());
     let prefix = headers
         .get(crate::transfer::H_HAVE_BLAKE3)
         .and_then(|v| v.to_str().ok());
     match offset {
-        None | Some(Ok(0)) => {
-            if writer.written() > 0 {
-                if let Err(e) = writer.restart() {
-                    return store_failed(e.to_string());
-                }
-            }
-        }
+        None | Some(Ok(0)) => {}
         Some(Ok(at)) if at == writer.written() && prefix == Some(writer.prefix_hash().as_str()) => {
             metrics.transfer_resumed_bytes.inc_by(at);
         }
