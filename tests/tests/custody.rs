@@ -468,6 +468,11 @@ async fn transfers_are_checked_and_an_interrupted_upload_resumes() {
     let mut net = SidecarNet::start(4, &[0, 1, 2, 3], |i, c| {
         if i == 1 {
             c.custody.reconcile_interval_secs = 86_400;
+            // Small allowances for shards sent ahead of their assignments,
+            // to see them run out below (one 3 MB shard per sender).
+            c.custody.provisional_per_sender_mb = 4;
+            c.custody.provisional_total_mb = 7;
+            c.custody.provisional_keep_secs = 20;
         }
         if i >= 2 {
             // What nodes 2 and 3 serve stays in their ledgers until the
@@ -485,6 +490,29 @@ async fn transfers_are_checked_and_an_interrupted_upload_resumes() {
         .find(|x| x.assignment.custodian_node_id == net.node_id(1))
         .unwrap()
         .clone();
+    // The publisher sent every shard with its assignment, without waiting
+    // for the custodians to see it; each held its shard for now, and holds
+    // it for good once the assignment reached it.
+    let taken_early: u64 = (0..4)
+        .map(|i| net.node(i).custody.agent.metrics.shards_taken_early.get())
+        .sum();
+    assert!(taken_early >= 1, "no custodian took its shard early");
+    net.until(60, "node 1 sees its shard's assignment", || async {
+        let held = net.node(1).custody.store.has(&mine.assignment.shard_hash);
+        let waiting = net.node(1).custody.store.provisional().unwrap();
+        (held && waiting.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        net.node(1)
+            .custody
+            .store
+            .record(&mine.assignment.shard_hash)
+            .unwrap()
+            .unwrap()
+            .assignment,
+        mine.entry_hash.to_string()
+    );
     let other = recs
         .iter()
         .find(|x| x.assignment.custodian_node_id != net.node_id(1))
@@ -598,6 +626,92 @@ async fn transfers_are_checked_and_an_interrupted_upload_resumes() {
         (0, 0),
         "bytes that hash wrong are not kept to resume from"
     );
+
+    // Shards sent ahead of their assignments (issue 24): anyone can sign
+    // an assignment nobody will see. A registered node (mallory's, node 3)
+    // gets one such 3 MB shard held for now, not a second (4 MB each); a
+    // second sender (node 2) one more, and then nobody (7 MB in all), and
+    // both go once their assignments fail to arrive within 20 s.
+    let put_early = |auth: TransferAuth, a: &CustodianAssignment, body: Vec<u8>| {
+        let url = url(&a.shard_hash);
+        let entry = elohim_sidecar::transfer::encode_assignment_entry(a).unwrap();
+        async move {
+            let mut req = reqwest::Client::new()
+                .put(url)
+                .header(elohim_sidecar::transfer::H_ASSIGNMENT_ENTRY, entry)
+                .body(body);
+            for (k, v) in auth.headers() {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let invented = |by: usize, seed: u8| {
+        let body = content(3_000_000, seed);
+        let mut a = mine.assignment.clone();
+        a.assignment_id = format!("invented-{seed}");
+        a.content_id = format!("invented-content-{seed}");
+        a.shard_hash = blake3::hash(&body).to_hex().to_string();
+        a.shard_size_bytes = body.len() as u64;
+        a.owner_agent = net.node(by).agent.agent().clone();
+        let hash = elohim_sidecar::custody::assignment_entry_hash(&a)
+            .unwrap()
+            .to_string();
+        (a, hash, body)
+    };
+    let signed_by = |by: usize, a: &CustodianAssignment, hash: &str| {
+        let custody = net.node(by).custody.clone();
+        let (shard, hash, to) = (a.shard_hash.clone(), hash.to_string(), node_1.clone());
+        async move { custody.sign("PUT", &shard, &hash, &to).await.unwrap() }
+    };
+    let (m1, m1_hash, m1_body) = invented(3, 31);
+    let (m2, m2_hash, m2_body) = invented(3, 32);
+    let (e2, e2_hash, e2_body) = invented(2, 33);
+    let (e0, e0_hash, e0_body) = invented(0, 34);
+    // The assignment sent must be the one the signed request names, and
+    // its owner's.
+    let (status, why) = put_early(signed_by(3, &m1, &m2_hash).await, &m1, m1_body.clone()).await;
+    assert_eq!(status, 400, "an assignment that is not the one named: {why}");
+    let (status, why) = put_early(signed_by(0, &m1, &m1_hash).await, &m1, m1_body.clone()).await;
+    assert_eq!(status, 403, "someone else's assignment: {why}");
+    let (status, why) = put_early(signed_by(3, &m1, &m1_hash).await, &m1, m1_body.clone()).await;
+    assert_eq!(status, 202, "held for now: {why}");
+    let (status, why) = put_early(signed_by(3, &m2, &m2_hash).await, &m2, m2_body).await;
+    assert_eq!(status, 503, "past the sender's allowance: {why}");
+    assert!(why.contains("this sender has 3000000 bytes"), "{why}");
+    let (status, why) = put_early(signed_by(2, &e2, &e2_hash).await, &e2, e2_body.clone()).await;
+    assert_eq!(status, 202, "another sender's own allowance: {why}");
+    let (status, why) = put_early(signed_by(0, &e0, &e0_hash).await, &e0, e0_body.clone()).await;
+    assert_eq!(status, 503, "past the allowance of all senders: {why}");
+    let store_1 = net.node(1).custody.store.clone();
+    assert!(store_1.has(&m1.shard_hash) && store_1.has(&e2.shard_hash));
+    assert!(!store_1.has(&m2.shard_hash) && !store_1.has(&e0.shard_hash));
+    let mut senders: Vec<String> = store_1
+        .provisional()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.provisional.sender)
+        .collect();
+    senders.sort();
+    let mut expected = vec![
+        net.node(3).agent.agent().to_string(),
+        net.node(2).agent.agent().to_string(),
+    ];
+    expected.sort();
+    assert_eq!(senders, expected, "what is held for now, and for whom");
+    net.until(90, "node 1 lets go of shards whose assignments never came", || async {
+        (!store_1.has(&m1.shard_hash) && !store_1.has(&e2.shard_hash)).then_some(())
+    })
+    .await;
+    assert!(store_1.provisional().unwrap().is_empty());
+    // With the allowance free again, an invented assignment is taken early
+    // once more (and would go the same way).
+    let (status, why) = put_early(signed_by(0, &e0, &e0_hash).await, &e0, e0_body).await;
+    assert_eq!(status, 202, "the allowance is given back: {why}");
+    store_1.remove(&e0.shard_hash).unwrap();
+    // Node 1's sidecar restarts below: its store must be free to reopen.
+    drop(store_1);
 
     // A body larger than the assignment's shard (issue 21, item 7) is
     // refused before a byte is written when its length is declared, and

@@ -164,6 +164,14 @@ pub struct CustodySection {
     /// Further silence before a suspected node is declared failed and its
     /// shards are re-homed (so a short blip moves no data).
     pub grace_secs: i64,
+    /// Most bytes one publisher may have here ahead of assignments this
+    /// node has not seen yet (held for now; 0 takes none early).
+    pub provisional_per_sender_mb: u64,
+    /// Most bytes all publishers together may have here that way.
+    pub provisional_total_mb: u64,
+    /// How long a shard that arrived ahead of its assignment waits for it
+    /// before it is let go.
+    pub provisional_keep_secs: u64,
 }
 
 impl Default for CustodySection {
@@ -173,6 +181,9 @@ impl Default for CustodySection {
             reconcile_interval_secs: 30,
             failure_window_secs: 60,
             grace_secs: 120,
+            provisional_per_sender_mb: 2048,
+            provisional_total_mb: 8192,
+            provisional_keep_secs: 3600,
         }
     }
 }
@@ -501,6 +512,24 @@ impl Config {
         if !(0..=604_800).contains(&c.grace_secs) {
             return Err(invalid("custody.grace_secs", "must be 0 to 604800 seconds"));
         }
+        if c.provisional_per_sender_mb > c.provisional_total_mb {
+            return Err(invalid(
+                "custody.provisional_per_sender_mb",
+                "must not exceed custody.provisional_total_mb",
+            ));
+        }
+        if c.provisional_total_mb > 1 << 30 {
+            return Err(invalid(
+                "custody.provisional_total_mb",
+                "must be at most 1073741824",
+            ));
+        }
+        if !(1..=604_800).contains(&c.provisional_keep_secs) {
+            return Err(invalid(
+                "custody.provisional_keep_secs",
+                "must be 1 to 604800 seconds",
+            ));
+        }
         let p = &self.peers;
         if !(2..=16).contains(&p.monitors) {
             return Err(invalid(
@@ -709,6 +738,13 @@ reconcile_interval_secs = 30
 # declared failed and its shards are rebuilt elsewhere (a blip moves nothing).
 failure_window_secs = 60
 grace_secs = 120
+# A publisher sends shards while their assignments still travel the DHT;
+# this node holds such shards for now, up to these many MB per publisher
+# and in all, and lets go of any whose assignment it does not see within
+# provisional_keep_secs (0 MB takes none early: they then wait).
+provisional_per_sender_mb = 2048
+provisional_total_mb = 8192
+provisional_keep_secs = 3600
 
 [peers]
 # This node beats to a few monitors chosen among its region's nodes, and

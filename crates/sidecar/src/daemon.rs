@@ -95,6 +95,7 @@ impl Daemon {
     /// | `suspicions` (answer suspicions of nodes heard fine) | `peers.suspicion_scan_secs` | a verdict now and then |
     /// | `detect` (declare failed nodes, repair) | `custody.detect_interval_secs` | repairs |
     /// | `reconcile` (hold every assigned shard) | `custody.reconcile_interval_secs` | retirement marks |
+    /// | `provisional` (keep or let go of shards that came before their assignments) | 5 s, while there are any | nothing |
     /// | `byzantine` (penalise liars) | `peers.byzantine_scan_interval_secs` | penalties |
     /// | `votes` (regional proposals) | `peers.vote_interval_secs` | votes |
     /// | `rewards` (service summaries, acknowledgements) | `rewards.summary_interval_secs` | one event per receiver |
@@ -321,6 +322,30 @@ impl Daemon {
                             }
                             Ok(_) => {}
                             Err(e) => tracing::warn!("reconcile: {e}"),
+                        }
+                    })
+                },
+            ));
+        }
+        {
+            let custody = custody.clone();
+            tasks.push(every(
+                "provisional",
+                crate::custody::provisional::CONFIRM_EVERY,
+                rx.clone(),
+                &span,
+                move || {
+                    let custody = custody.clone();
+                    Box::pin(async move {
+                        match custody.confirm_provisional().await {
+                            Ok(r) if r.confirmed + r.dropped > 0 => tracing::info!(
+                                "shards held for now: {} confirmed, {} let go, {} waiting",
+                                r.confirmed,
+                                r.dropped,
+                                r.waiting
+                            ),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!("confirming shards held for now: {e}"),
                         }
                     })
                 },

@@ -53,6 +53,9 @@ pub struct Metrics {
     /// Shard bytes a transfer did not move again because a cut transfer
     /// of the same shard had left them (on either side's disk).
     pub transfer_resumed_bytes: Counter,
+    /// Shards taken ahead of their assignments (held for now until the
+    /// assignment is seen).
+    pub shards_taken_early: Counter,
     /// Shards this node keeps.
     pub shards_held: Gauge,
     /// Bytes of the shards this node keeps.
@@ -86,6 +89,7 @@ impl Default for Metrics {
         let repairs = Family::<Vec<(String, String)>, Counter>::default();
         let transfer_bytes = Family::<Vec<(String, String)>, Counter>::default();
         let transfer_resumed_bytes = Counter::default();
+        let shards_taken_early = Counter::default();
         let shards_held = Gauge::default();
         let shard_bytes_held = Gauge::default();
         let store_errors = Counter::default();
@@ -93,6 +97,11 @@ impl Default for Metrics {
             "transfer_resumed_bytes",
             "Shard bytes not moved again because a cut transfer had left them",
             transfer_resumed_bytes.clone(),
+        );
+        registry.register(
+            "shards_taken_early",
+            "Shards taken ahead of their assignments, held until the assignment is seen",
+            shards_taken_early.clone(),
         );
         registry.register(
             "registration_failures",
@@ -206,6 +215,7 @@ impl Default for Metrics {
             repairs,
             transfer_bytes,
             transfer_resumed_bytes,
+            shards_taken_early,
             shards_held,
             shard_bytes_held,
             store_errors,

@@ -18,6 +18,7 @@
 pub mod catalog;
 mod files;
 mod policy;
+pub mod provisional;
 mod publish;
 mod repair;
 mod resync;
@@ -292,6 +293,8 @@ pub struct Custody {
     awaiting_assignments: tokio::sync::Semaphore,
     /// Shards being uploaded to this node now, by hash.
     receiving: Arc<Mutex<HashSet<String>>>,
+    /// Bytes of uploads under way to be held for now, by sender.
+    provisional_reserved: provisional::Reserved,
     /// The pace of serving and repair traffic (the declared bandwidth).
     pub bandwidth: Arc<crate::transfer::bandwidth::Bandwidth>,
     /// The nodes judged failed, and when that was read.
@@ -338,6 +341,7 @@ impl Custody {
             replicating: Arc::new(tokio::sync::Semaphore::new(repair::SIGNALLED_REPLICATIONS)),
             awaiting_assignments: tokio::sync::Semaphore::new(policy::ASSIGNMENT_WAITERS),
             receiving: Arc::new(Mutex::new(HashSet::new())),
+            provisional_reserved: Default::default(),
             bandwidth,
             failed_view: tokio::sync::Mutex::new(None),
             secret,

@@ -41,6 +41,16 @@ const ASSIGNMENT_POLL: std::time::Duration = std::time::Duration::from_millis(15
 /// assignments that never come hold no more than these).
 pub const ASSIGNMENT_WAITERS: usize = 16;
 
+/// What an authorized upload may write.
+pub struct PutGrant {
+    /// What the shard is held for.
+    pub meta: ShardMeta,
+    /// Its size as the assignment records it: no more is taken.
+    pub shard_size: u64,
+    /// Set when the shard is held only for now (its assignment not seen).
+    pub provisional: Option<super::provisional::Reservation>,
+}
+
 /// Refuses a transfer under an assignment that is not live: a retired one
 /// for good (403), one not yet in its content's index for now (503).
 fn live(standing: AssignmentStanding) -> Result<(), TransferError> {
@@ -69,15 +79,30 @@ impl Custody {
     /// Authorizes an incoming shard: a fresh signed request, for a live
     /// assignment of this node to this very shard, from the content's owner
     /// or one of its custodians, that fits (see [`Custody::check_room`]).
-    /// Returns the shard's metadata and its size as the assignment records
-    /// it.
+    /// An assignment this node does not see yet is taken on the sender's
+    /// word when the request carries it (`early`), and the shard is then
+    /// held only for now (see `custody::provisional`). Returns the shard's
+    /// metadata, its size as the assignment records it, and for a shard
+    /// held for now, its share of the allowance.
     pub async fn authorize_put(
         &self,
         auth: &TransferAuth,
         shard_hash: &str,
-    ) -> Result<(ShardMeta, u64), TransferError> {
+        early: Option<&CustodianAssignment>,
+    ) -> Result<PutGrant, TransferError> {
         let agent = self.authenticate(auth, "PUT", shard_hash)?;
-        let (a, standing) = self.assignment(&auth.assignment).await?;
+        let (a, standing) = match (self.assignment(&auth.assignment).await, early) {
+            (Err(TransferError::NotYet(_)) | Ok((_, AssignmentStanding::NotYetIndexed)), Some(early)) => {
+                let (meta, shard_size, reservation) =
+                    self.authorize_early(&agent, auth, shard_hash, early).await?;
+                return Ok(PutGrant {
+                    meta,
+                    shard_size,
+                    provisional: Some(reservation),
+                });
+            }
+            (found, _) => found?,
+        };
         live(standing)?;
         if a.custodian_node_id != self.agent.node_id {
             return Err(TransferError::Forbidden(format!(
@@ -103,14 +128,15 @@ impl Custody {
             }
         }
         self.check_room(a.shard_size_bytes)?;
-        Ok((
-            ShardMeta {
+        Ok(PutGrant {
+            meta: ShardMeta {
                 content_id: a.content_id,
                 shard_index: a.shard_index,
                 assignment: auth.assignment.clone(),
             },
-            a.shard_size_bytes,
-        ))
+            shard_size: a.shard_size_bytes,
+            provisional: None,
+        })
     }
 
     /// Whether this node would take `shard_hash` under `assignment` now:
@@ -242,6 +268,17 @@ impl Custody {
             .record(shard_hash)
             .map_err(|e| TransferError::Upstream(e.to_string()))?
             .ok_or_else(|| TransferError::NotFound(format!("shard {shard_hash}")))?;
+        // A shard held for now (its assignment not seen yet) goes back only
+        // to the one who sent it: it tells them nothing they lacked.
+        let early = self
+            .store
+            .provisional_of(shard_hash)
+            .map_err(|e| TransferError::Upstream(e.to_string()))?;
+        if let Some(p) = early {
+            if p.sender == agent.to_string() && recovery.is_none() {
+                return Ok(held);
+            }
+        }
         let (h, held_standing) = self.assignment(&held.assignment).await?;
         if agent == h.owner_agent {
             return match held_standing {

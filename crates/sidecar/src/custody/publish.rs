@@ -139,7 +139,7 @@ impl Custody {
                 Ok(have) => {
                     heard_from = std::time::Instant::now();
                     give_up = RESTART_GRACE;
-                    self.push(peer, endpoint, shard_hash, assignment, path, have)
+                    self.push(peer, endpoint, shard_hash, assignment, path, have, None)
                         .await
                 }
                 Err(e) => Err(e),
@@ -161,6 +161,37 @@ impl Custody {
                 other => return other,
             }
         }
+    }
+
+    /// Delivers a freshly placed shard: sent at once with its assignment
+    /// (the custodian holds it for now, until it sees the assignment on
+    /// the DHT: see `custody::provisional`); if the custodian will not take
+    /// it that way (its allowance for such shards is used up, say), as
+    /// [`Custody::deliver`] does, once it sees the assignment.
+    pub async fn deliver_placed(
+        &self,
+        peer: &str,
+        endpoint: &str,
+        record: &AssignmentRecord,
+        path: &Path,
+    ) -> Result<(), CustodyError> {
+        let shard_hash = &record.assignment.shard_hash;
+        let assignment = record.entry_hash.to_string();
+        let early = crate::transfer::encode_assignment_entry(&record.assignment)
+            .map_err(|e| CustodyError::BadRequest(e.to_string()))?;
+        match self
+            .push(peer, endpoint, shard_hash, &assignment, path, None, Some(&early))
+            .await
+        {
+            Err(CustodyError::Transfer {
+                retry_later: true,
+                detail,
+                ..
+            }) => tracing::debug!("{peer} did not take shard {shard_hash} early: {detail}"),
+            done => return done,
+        }
+        self.deliver(peer, endpoint, shard_hash, &assignment, path)
+            .await
     }
 
     /// Asks a custodian whether it would take the shard now (it answers as
@@ -226,6 +257,9 @@ impl Custody {
     /// Sends a shard file to a custodian's sidecar, once: only what comes
     /// after `have` (what the custodian said it has, with its hash) when
     /// this file's first bytes hash the same, nothing when it has it all.
+    /// `early` carries the assignment itself (see
+    /// [`H_ASSIGNMENT_ENTRY`](crate::transfer::H_ASSIGNMENT_ENTRY)).
+    #[allow(clippy::too_many_arguments)]
     pub async fn push(
         &self,
         peer: &str,
@@ -234,6 +268,7 @@ impl Custody {
         assignment: &str,
         path: &Path,
         have: Option<(u64, String)>,
+        early: Option<&str>,
     ) -> Result<(), CustodyError> {
         use tokio::io::AsyncSeekExt;
         let len = tokio::fs::metadata(path).await?.len();
@@ -272,6 +307,9 @@ impl Custody {
             ));
         for (k, v) in auth.headers() {
             req = req.header(k, v);
+        }
+        if let Some(a) = early {
+            req = req.header(crate::transfer::H_ASSIGNMENT_ENTRY, a);
         }
         if offset > 0 {
             req = req
@@ -521,8 +559,9 @@ impl Custody {
             done: n as u64,
             total: n as u64,
         });
-        // From here: each custodian sees its assignment arrive through the
-        // DHT, says it is ready, and takes its bytes.
+        // From here: each custodian takes its bytes at once, holding them
+        // until its assignment arrives through the DHT (or, past its
+        // allowance for that, says it is ready once it arrives).
         progress(Progress {
             phase: "pushing".into(),
             done: 0,
@@ -539,9 +578,8 @@ impl Custody {
             })
             .collect::<Result<Vec<_>, CustodyError>>()?;
 
-        // Deliver to every custodian at once: each waits on its own link
-        // (and on the assignment reaching it through the DHT), so the slowest
-        // sets the pace instead of the sum of them all.
+        // Deliver to every custodian at once: each waits on its own link,
+        // so the slowest sets the pace instead of the sum of them all.
         let delivered = std::sync::atomic::AtomicU64::new(0);
         let results = futures_util::future::join_all(chosen.iter().zip(&records).enumerate().map(
             |(i, (c, r))| {
@@ -550,14 +588,7 @@ impl Custody {
                 async move {
                     let result = match &c.endpoint {
                         Some(ep) => {
-                            self.deliver(
-                                &c.node_id,
-                                ep,
-                                &r.assignment.shard_hash,
-                                &r.entry_hash.to_string(),
-                                tmp,
-                            )
-                            .await
+                            self.deliver_placed(&c.node_id, ep, r, tmp).await
                         }
                         None => Err(CustodyError::Transfer {
                             peer: c.node_id.clone(),

@@ -42,10 +42,18 @@ impl Custody {
         progress: ProgressFn<'_>,
     ) -> Result<RetrieveReport, CustodyError> {
         crate::ids::check_content_id(content_id)?;
-        let live: Vec<AssignmentRecord> = self
-            .agent
-            .call_fn::<GetAssignmentRecordsForContent>(content_id.to_string())
-            .await?;
+        progress(Progress {
+            phase: "locating".into(),
+            done: 0,
+            total: 1,
+        });
+        // Where the content is placed and who holds it, read at once.
+        let (live, holders) = tokio::join!(
+            self.agent
+                .call_fn::<GetAssignmentRecordsForContent>(content_id.to_string()),
+            self.agent.call_fn::<GetShardHolders>(content_id.to_string())
+        );
+        let live: Vec<AssignmentRecord> = live?;
         let first = live
             .first()
             .ok_or_else(|| CustodyError::UnknownContent(content_id.to_string()))?;
@@ -59,10 +67,7 @@ impl Custody {
             }
             None => key,
         };
-        let holders: Vec<ShardHolder> = self
-            .agent
-            .call_fn::<GetShardHolders>(content_id.to_string())
-            .await?;
+        let holders: Vec<ShardHolder> = holders?;
         let needed = if strategy == Strategy::FullReplica {
             1
         } else {

@@ -31,6 +31,9 @@ use thiserror::Error;
 pub const PARTIAL_KEEP: Duration = Duration::from_secs(24 * 3600);
 
 const HELD: TableDefinition<&str, &[u8]> = TableDefinition::new("held");
+/// Held shards whose assignments this node had not seen when they arrived
+/// (see [`Provisional`]): hash -> JSON.
+const PROVISIONAL: TableDefinition<&str, &[u8]> = TableDefinition::new("provisional");
 
 /// What can go wrong in the store.
 #[derive(Debug, Error)]
@@ -103,6 +106,31 @@ pub struct ShardMeta {
     pub assignment: String,
 }
 
+/// Why a held shard is kept only for now: it arrived ahead of its
+/// assignment (a publisher sends the bytes while the assignment still
+/// travels the DHT) and is let go unless the assignment is seen within a
+/// while. Written in the same transaction as the shard's index entry, so a
+/// crash cannot turn an unconfirmed shard into a confirmed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provisional {
+    /// The agent that sent it (the assignment's owner), whose allowance of
+    /// unconfirmed bytes it uses.
+    pub sender: String,
+    /// Unix seconds when it arrived.
+    pub since: i64,
+}
+
+/// A shard held for now, with its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionalShard {
+    /// The shard's hash.
+    pub shard_hash: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Who sent it and when.
+    pub provisional: Provisional,
+}
+
 /// Checks a shard hash's form (it becomes a file name).
 pub fn check_hash(hash: &str) -> Result<(), StoreError> {
     if hash.len() == 64
@@ -163,6 +191,7 @@ impl ShardStore {
         {
             let tx = db.begin_write().map_err(index_err)?;
             tx.open_table(HELD).map_err(index_err)?;
+            tx.open_table(PROVISIONAL).map_err(index_err)?;
             tx.commit().map_err(index_err)?;
         }
         let store = ShardStore {
@@ -373,6 +402,70 @@ impl ShardStore {
             .map_err(index_err)?
             .remove(hash)
             .map_err(index_err)?;
+        tx.open_table(PROVISIONAL)
+            .map_err(index_err)?
+            .remove(hash)
+            .map_err(index_err)?;
+        tx.commit().map_err(index_err)
+    }
+
+    /// Every shard held for now (arrived ahead of its assignment).
+    pub fn provisional(&self) -> Result<Vec<ProvisionalShard>, StoreError> {
+        let tx = self.db.begin_read().map_err(index_err)?;
+        let held = tx.open_table(HELD).map_err(index_err)?;
+        let t = tx.open_table(PROVISIONAL).map_err(index_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(index_err)? {
+            let (k, v) = row.map_err(index_err)?;
+            let size = match held.get(k.value()).map_err(index_err)? {
+                Some(r) => serde_json::from_slice::<ShardRecord>(r.value())
+                    .map_err(index_err)?
+                    .size,
+                None => 0,
+            };
+            out.push(ProvisionalShard {
+                shard_hash: k.value().to_string(),
+                size,
+                provisional: serde_json::from_slice(v.value()).map_err(index_err)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Why a shard is held only for now, if it is.
+    pub fn provisional_of(&self, hash: &str) -> Result<Option<Provisional>, StoreError> {
+        let tx = self.db.begin_read().map_err(index_err)?;
+        let t = tx.open_table(PROVISIONAL).map_err(index_err)?;
+        let Some(v) = t.get(hash).map_err(index_err)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(index_err)
+    }
+
+    /// Keeps a provisionally held shard for good, under `assignment` (the
+    /// live one its custodian now sees for it).
+    pub fn confirm(&self, hash: &str, assignment: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(index_err)?;
+        {
+            let mut held = tx.open_table(HELD).map_err(index_err)?;
+            let record = match held.get(hash).map_err(index_err)? {
+                Some(v) => Some(serde_json::from_slice::<ShardRecord>(v.value()).map_err(index_err)?),
+                None => None,
+            };
+            if let Some(mut r) = record {
+                if r.assignment != assignment {
+                    r.assignment = assignment.to_string();
+                    let value = serde_json::to_vec(&r).map_err(index_err)?;
+                    held.insert(hash, value.as_slice()).map_err(index_err)?;
+                }
+            }
+            tx.open_table(PROVISIONAL)
+                .map_err(index_err)?
+                .remove(hash)
+                .map_err(index_err)?;
+        }
         tx.commit().map_err(index_err)
     }
 
@@ -592,7 +685,13 @@ impl ShardWriter<'_> {
 
     /// Checks the hash, makes the shard durable and indexes it. On a hash
     /// mismatch nothing is kept.
-    pub fn finish(mut self) -> Result<ShardRecord, StoreError> {
+    pub fn finish(self) -> Result<ShardRecord, StoreError> {
+        self.finish_as(None)
+    }
+
+    /// As [`ShardWriter::finish`], holding the shard only for now when
+    /// `provisional` says so (one transaction indexes both).
+    pub fn finish_as(mut self, provisional: Option<&Provisional>) -> Result<ShardRecord, StoreError> {
         let Some(meta) = self.meta.clone() else {
             return Err(StoreError::NoMeta(self.expected.clone()));
         };
@@ -618,6 +717,20 @@ impl ShardWriter<'_> {
             .map_err(index_err)?
             .insert(record.shard_hash.as_str(), value.as_slice())
             .map_err(index_err)?;
+        {
+            let mut t = tx.open_table(PROVISIONAL).map_err(index_err)?;
+            match provisional {
+                Some(p) => {
+                    let v = serde_json::to_vec(p).map_err(index_err)?;
+                    t.insert(record.shard_hash.as_str(), v.as_slice())
+                        .map_err(index_err)?;
+                }
+                None => {
+                    // Sent again once its assignment was seen: held for good.
+                    t.remove(record.shard_hash.as_str()).map_err(index_err)?;
+                }
+            }
+        }
         tx.commit().map_err(index_err)?;
         Ok(record)
     }
@@ -737,6 +850,63 @@ mod tests {
             Some(rec),
             "index survives reopen"
         );
+    }
+
+    #[test]
+    fn a_shard_held_for_now_is_confirmed_or_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).unwrap();
+        let early = b"sent ahead of its assignment".repeat(100);
+        let later = b"another one".repeat(100);
+        let p = Provisional {
+            sender: "uhCAk-sender".into(),
+            since: 1_700_000_000,
+        };
+        for b in [&early, &later] {
+            let mut w = store.writer(&hash(b), meta(0)).unwrap();
+            w.write_chunk(b).unwrap();
+            w.finish_as(Some(&p)).unwrap();
+        }
+        let waiting = |s: &ShardStore| -> Vec<(String, u64)> {
+            let mut v: Vec<_> = s
+                .provisional()
+                .unwrap()
+                .into_iter()
+                .map(|x| (x.shard_hash, x.size))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut both = vec![
+            (hash(&early), early.len() as u64),
+            (hash(&later), later.len() as u64),
+        ];
+        both.sort();
+        assert!(store.has(&hash(&early)), "held, and counted as held");
+        assert_eq!(store.used_bytes(), (early.len() + later.len()) as u64);
+        drop(store);
+        let store = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(waiting(&store), both, "held for now across a restart");
+        assert_eq!(
+            store.provisional_of(&hash(&later)).unwrap(),
+            Some(p),
+            "who sent it, and when"
+        );
+        store.confirm(&hash(&early), "uhCEk-live").unwrap();
+        assert_eq!(
+            waiting(&store),
+            vec![(hash(&later), later.len() as u64)]
+        );
+        assert_eq!(
+            store.record(&hash(&early)).unwrap().unwrap().assignment,
+            "uhCEk-live",
+            "held under the assignment seen"
+        );
+        assert_eq!(store.provisional_of(&hash(&early)).unwrap(), None);
+        store.remove(&hash(&later)).unwrap();
+        assert!(waiting(&store).is_empty(), "a shard let go is forgotten");
+        assert!(!store.has(&hash(&later)));
+        assert!(store.has(&hash(&early)));
     }
 
     #[test]

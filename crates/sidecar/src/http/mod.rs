@@ -234,10 +234,27 @@ async fn put_shard(
         let refusal = TransferError::BadRequest(e.to_string()).into_response();
         return answer_early(body, refusal).await;
     }
-    let (meta, shard_size) = match s.custody.authorize_put(&auth, &hash).await {
-        Ok(m) => m,
+    let early = match headers.get(crate::transfer::H_ASSIGNMENT_ENTRY) {
+        None => None,
+        Some(v) => match v
+            .to_str()
+            .map_err(|_| {
+                TransferError::BadRequest(format!(
+                    "{} is not text",
+                    crate::transfer::H_ASSIGNMENT_ENTRY
+                ))
+            })
+            .and_then(crate::transfer::decode_assignment_entry)
+        {
+            Ok(a) => Some(a),
+            Err(e) => return answer_early(body, e.into_response()).await,
+        },
+    };
+    let grant = match s.custody.authorize_put(&auth, &hash, early.as_ref()).await {
+        Ok(g) => g,
         Err(e) => return answer_early(body, e.into_response()).await,
     };
+    let (meta, shard_size) = (grant.meta, grant.shard_size);
     let too_large = |what: String| {
         TransferError::TooLarge(format!(
             "{what}, but the assignment's shard is {shard_size} bytes; nothing was kept"
@@ -348,9 +365,15 @@ async fn put_shard(
             return store_failed(e.to_string());
         }
     }
-    match tokio::task::block_in_place(|| writer.finish()) {
+    let provisional = grant.provisional.as_ref().map(|r| &r.provisional);
+    match tokio::task::block_in_place(|| writer.finish_as(provisional)) {
         Ok(rec) => {
             metrics.moved("in", rec.size - skipped);
+            if provisional.is_some() {
+                // Held for now: its assignment is still on its way here.
+                metrics.shards_taken_early.inc();
+                return (StatusCode::ACCEPTED, Json(rec)).into_response();
+            }
             (StatusCode::CREATED, Json(rec)).into_response()
         }
         Err(StoreError::HashMismatch { expected, actual }) => TransferError::HashMismatch(format!(

@@ -47,6 +47,39 @@ pub const H_HAVE: &str = "x-elohim-have";
 /// a download asked with a `Range` carry it back, and the other end goes on
 /// only if its own first bytes hash the same.
 pub const H_HAVE_BLAKE3: &str = "x-elohim-have-blake3";
+/// Header: the assignment itself (base64 of its JSON), sent with an upload
+/// by a publisher that does not wait for the custodian to see it on the
+/// DHT. It must hash to the assignment the request names; the custodian
+/// then holds the shard only for now (see `custody::provisional`).
+pub const H_ASSIGNMENT_ENTRY: &str = "x-elohim-assignment-entry";
+/// Longest [`H_ASSIGNMENT_ENTRY`] accepted, in bytes.
+pub const MAX_ASSIGNMENT_ENTRY_BYTES: usize = 16 * 1024;
+
+/// [`H_ASSIGNMENT_ENTRY`]'s value for an assignment.
+pub fn encode_assignment_entry(
+    a: &node_registry_integrity::CustodianAssignment,
+) -> Result<String, TransferError> {
+    let json = serde_json::to_vec(a).map_err(|e| TransferError::BadRequest(e.to_string()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(json))
+}
+
+/// Reads [`H_ASSIGNMENT_ENTRY`] back; the error names the header.
+pub fn decode_assignment_entry(
+    value: &str,
+) -> Result<node_registry_integrity::CustodianAssignment, TransferError> {
+    if value.len() > MAX_ASSIGNMENT_ENTRY_BYTES {
+        return Err(TransferError::BadRequest(format!(
+            "{H_ASSIGNMENT_ENTRY} is longer than {MAX_ASSIGNMENT_ENTRY_BYTES} bytes"
+        )));
+    }
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|_| TransferError::BadRequest(format!("{H_ASSIGNMENT_ENTRY} is not base64")))?;
+    serde_json::from_slice(&json).map_err(|e| {
+        TransferError::BadRequest(format!("{H_ASSIGNMENT_ENTRY} is not an assignment: {e}"))
+    })
+}
+
 /// Oldest a request may be, by the receiver's clock.
 pub const MAX_REQUEST_AGE_SECS: i64 = 60;
 /// Furthest ahead of the receiver's clock a request's time may be (clock

@@ -39,6 +39,20 @@ fn disk_fsync_mb_s(dir: &std::path::Path, len: usize) -> f64 {
     len as f64 / MB / secs
 }
 
+/// How long each phase lasted, from when each began (progress reports)
+/// to the next phase or the end at `total` seconds.
+fn breakdown(phases: &[(String, f64)], total: f64) -> String {
+    phases
+        .iter()
+        .enumerate()
+        .map(|(i, (name, at))| {
+            let end = phases.get(i + 1).map(|x| x.1).unwrap_or(total);
+            format!("{name} {:.2} s", end - at)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub async fn bench_throughput(a: &Args, report: &mut Report) {
     eprintln!("throughput: 4 conductors with sidecars");
     // The data path, not the declared pace: every node offers the most
@@ -94,6 +108,12 @@ pub async fn bench_throughput(a: &Args, report: &mut Report) {
                 let size = (mib as usize) << 20;
                 let path = dir.join(format!("throughput-{seed}"));
                 std::fs::write(&path, content(size, seed)).unwrap();
+                let taken_early = || -> u64 {
+                    (0..4)
+                        .map(|i| net.node(i).custody.agent.metrics.shards_taken_early.get())
+                        .sum()
+                };
+                let early_before = taken_early();
                 let t = Instant::now();
                 // When each phase of the publish began, for the breakdown.
                 let phases = std::sync::Mutex::new(Vec::<(String, f64)>::new());
@@ -107,16 +127,11 @@ pub async fn bench_throughput(a: &Args, report: &mut Report) {
                 let r = publish_public(&net, owner, &path, (strategy, k, n), &what, &record_phase)
                     .await;
                 let publish_secs = t.elapsed().as_secs_f64();
-                let phases = phases.into_inner().unwrap();
-                let breakdown: Vec<String> = phases
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (name, at))| {
-                        let end = phases.get(i + 1).map(|x| x.1).unwrap_or(publish_secs);
-                        format!("{name} {:.1} s", end - at)
-                    })
-                    .collect();
-                eprintln!("  {mib} MiB {strategy}: {}", breakdown.join(", "));
+                eprintln!(
+                    "  {mib} MiB {strategy} publish: {} ({}/{n} shards taken ahead of their assignments)",
+                    breakdown(&phases.into_inner().unwrap(), publish_secs),
+                    taken_early() - early_before
+                );
                 std::fs::remove_file(&path).ok();
                 if r.pushed != n {
                     eprintln!(
@@ -137,12 +152,23 @@ pub async fn bench_throughput(a: &Args, report: &mut Report) {
                     .sum();
                 let out = dir.join(format!("throughput-{seed}.out"));
                 let t = Instant::now();
+                let phases = std::sync::Mutex::new(Vec::<(String, f64)>::new());
+                let record_phase = |p: elohim_sidecar::custody::Progress| {
+                    let mut ph = phases.lock().unwrap();
+                    if ph.last().map(|(name, _)| name != &p.phase).unwrap_or(true) {
+                        ph.push((p.phase.clone(), t.elapsed().as_secs_f64()));
+                    }
+                };
                 net.node(owner)
                     .custody
-                    .retrieve(&r.content_id, &out, &|_| {})
+                    .retrieve(&r.content_id, &out, &record_phase)
                     .await
                     .unwrap_or_else(|e| panic!("retrieving {mib} MiB {strategy}: {e}"));
                 let retrieve_secs = t.elapsed().as_secs_f64();
+                eprintln!(
+                    "  {mib} MiB {strategy} retrieve: {}",
+                    breakdown(&phases.into_inner().unwrap(), retrieve_secs)
+                );
                 std::fs::remove_file(&out).ok();
                 let row = ThroughputRow {
                     content_mib: mib,
