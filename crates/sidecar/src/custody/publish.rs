@@ -398,7 +398,8 @@ impl Custody {
             });
         }
 
-        // Encode into n shard files.
+        // Encode into n shard files while the custodians are chosen: the
+        // choice needs only the shards' size, known from the content's.
         progress(Progress {
             phase: "encoding".into(),
             done: 0,
@@ -408,109 +409,50 @@ impl Custody {
             .map(|i| self.temp_path(&format!("shard{i}")).map(TempFile))
             .collect::<std::io::Result<_>>()?;
         let key = self.secret.content_key(&content_id);
-        let (report, shard_files) = tokio::task::block_in_place(|| -> Result<_, CustodyError> {
-            let mut writers = tmps
-                .iter()
-                .map(|t| {
-                    Ok(HashingFile {
-                        file: std::fs::File::create(&t.0)?,
-                        hasher: blake3::Hasher::new(),
-                        len: 0,
+        let encode = {
+            let shard_paths: Vec<std::path::PathBuf> = tmps.iter().map(|t| t.0.clone()).collect();
+            let key = key.clone();
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, CustodyError> {
+                let mut writers = shard_paths
+                    .iter()
+                    .map(|t| {
+                        Ok(HashingFile {
+                            file: std::fs::File::create(t)?,
+                            hasher: blake3::Hasher::new(),
+                            len: 0,
+                        })
                     })
-                })
-                .collect::<std::io::Result<Vec<_>>>()?;
-            let mut encoder = Encoder::new(params)?;
-            if params.needs_owner_key() {
-                encoder = encoder.with_key(key.clone());
-            }
-            let report = encoder.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
-            let files: Vec<(String, u64)> = writers
-                .into_iter()
-                // Not fsynced: these are the publisher's scratch copies,
-                // removed once pushed (a crash loses the publish, not data);
-                // the custodian makes its shard durable before it answers.
-                .map(|w| Ok((w.hasher.finalize().to_hex().to_string(), w.len)))
-                .collect::<std::io::Result<_>>()?;
-            Ok((report, files))
-        })?;
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                let mut encoder = Encoder::new(params)?;
+                if params.needs_owner_key() {
+                    encoder = encoder.with_key(key);
+                }
+                let report = encoder.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
+                let files: Vec<(String, u64)> = writers
+                    .into_iter()
+                    // Not fsynced: these are the publisher's scratch copies,
+                    // removed once pushed (a crash loses the publish, not data);
+                    // the custodian makes its shard durable before it answers.
+                    .map(|w| Ok((w.hasher.finalize().to_hex().to_string(), w.len)))
+                    .collect::<std::io::Result<_>>()?;
+                Ok((report, files))
+            })
+        };
+        let choose = self.choose_custodians(&req, &family, n, size.div_ceil(k as u64), &content_id);
+        let (encoded, chosen) = tokio::join!(encode, choose);
+        let (report, shard_files) = encoded.map_err(std::io::Error::other)??;
+        let chosen = chosen?;
         progress(Progress {
             phase: "encoding".into(),
             done: size,
             total: size,
         });
-
-        // Choose custodians: family first, then the community; distinct
-        // nodes, never this one.
         progress(Progress {
             phase: "assigning".into(),
             done: 0,
             total: n as u64,
         });
-        let shard_size = shard_files.iter().map(|(_, l)| *l).max().unwrap_or(0);
-        let mut chosen: Vec<Slot> = family
-            .iter()
-            .take(n as usize)
-            .map(|f| Slot {
-                node_id: f.node_id.clone(),
-                registration: f.registration_hash.clone(),
-                endpoint: f.endpoint.clone(),
-                family: Some(f.proof.clone()),
-            })
-            .collect();
-        let missing = n as usize - chosen.len();
-        if missing > 0 {
-            let mut exclude: Vec<String> = chosen.iter().map(|s| s.node_id.clone()).collect();
-            exclude.push(self.agent.node_id.clone());
-            let community: Vec<RankedCustodian> = self
-                .agent
-                .read_fn::<GetAvailableCustodians>(CustodianFilters {
-                    region: req.region.clone(),
-                    min_tier: req.min_tier.clone(),
-                    exclude_nodes: exclude,
-                    min_storage_bytes: Some(shard_size),
-                    content_id: Some(content_id.clone()),
-                    limit: Some((missing + SPARE_CANDIDATES) as u32),
-                    ..Default::default()
-                })
-                .await?;
-            // A candidate whose sidecar does not answer (dead since its
-            // lease, before its monitors' verdicts arrived) gives way to the
-            // next one; only if too few answer are silent ones used.
-            let answers = futures_util::future::join_all(
-                community
-                    .iter()
-                    .map(|c| self.reachable(c.registration.endpoint.as_deref())),
-            )
-            .await;
-            let (up, silent): (Vec<_>, Vec<_>) = community
-                .into_iter()
-                .zip(answers)
-                .partition(|(_, answered)| *answered);
-            for (c, _) in &silent {
-                tracing::info!(
-                    "candidate custodian {} does not answer; placing elsewhere",
-                    c.registration.node_id
-                );
-            }
-            let community: Vec<RankedCustodian> = up
-                .into_iter()
-                .chain(silent)
-                .map(|(c, _)| c)
-                .take(missing)
-                .collect();
-            chosen.extend(community.into_iter().map(|c| Slot {
-                node_id: c.registration.node_id,
-                registration: c.registration_hash,
-                endpoint: c.registration.endpoint,
-                family: None,
-            }));
-        }
-        if chosen.len() < n as usize {
-            return Err(CustodyError::NotEnoughCustodians {
-                needed: n,
-                found: chosen.len() as u32,
-            });
-        }
         let round: Vec<String> = chosen.iter().map(|c| c.node_id.clone()).collect();
 
         // Record the assignments, in one call.
@@ -647,6 +589,84 @@ impl Custody {
             push_failures: failures,
             already_published: false,
         })
+    }
+
+    /// Chooses `n` distinct custodians for shards of about `shard_size`
+    /// bytes: family first, then the community (never this node), a
+    /// candidate whose sidecar does not answer giving way to the next.
+    async fn choose_custodians(
+        &self,
+        req: &PublishRequest,
+        family: &[FamilyCustodian],
+        n: u32,
+        shard_size: u64,
+        content_id: &str,
+    ) -> Result<Vec<Slot>, CustodyError> {
+        let mut chosen: Vec<Slot> = family
+            .iter()
+            .take(n as usize)
+            .map(|f| Slot {
+                node_id: f.node_id.clone(),
+                registration: f.registration_hash.clone(),
+                endpoint: f.endpoint.clone(),
+                family: Some(f.proof.clone()),
+            })
+            .collect();
+        let missing = n as usize - chosen.len();
+        if missing > 0 {
+            let mut exclude: Vec<String> = chosen.iter().map(|s| s.node_id.clone()).collect();
+            exclude.push(self.agent.node_id.clone());
+            let community: Vec<RankedCustodian> = self
+                .agent
+                .read_fn::<GetAvailableCustodians>(CustodianFilters {
+                    region: req.region.clone(),
+                    min_tier: req.min_tier.clone(),
+                    exclude_nodes: exclude,
+                    min_storage_bytes: Some(shard_size),
+                    content_id: Some(content_id.to_string()),
+                    limit: Some((missing + SPARE_CANDIDATES) as u32),
+                    ..Default::default()
+                })
+                .await?;
+            // A candidate whose sidecar does not answer (dead since its
+            // lease, before its monitors' verdicts arrived) gives way to the
+            // next one; only if too few answer are silent ones used.
+            let answers = futures_util::future::join_all(
+                community
+                    .iter()
+                    .map(|c| self.reachable(c.registration.endpoint.as_deref())),
+            )
+            .await;
+            let (up, silent): (Vec<_>, Vec<_>) = community
+                .into_iter()
+                .zip(answers)
+                .partition(|(_, answered)| *answered);
+            for (c, _) in &silent {
+                tracing::info!(
+                    "candidate custodian {} does not answer; placing elsewhere",
+                    c.registration.node_id
+                );
+            }
+            let community: Vec<RankedCustodian> = up
+                .into_iter()
+                .chain(silent)
+                .map(|(c, _)| c)
+                .take(missing)
+                .collect();
+            chosen.extend(community.into_iter().map(|c| Slot {
+                node_id: c.registration.node_id,
+                registration: c.registration_hash,
+                endpoint: c.registration.endpoint,
+                family: None,
+            }));
+        }
+        if chosen.len() < n as usize {
+            return Err(CustodyError::NotEnoughCustodians {
+                needed: n,
+                found: chosen.len() as u32,
+            });
+        }
+        Ok(chosen)
     }
 
     /// The placement `content_id` already has, and its custodians, if this

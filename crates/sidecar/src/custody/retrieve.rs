@@ -162,6 +162,11 @@ impl Custody {
                 remote.push(h);
             }
         }
+        progress(Progress {
+            phase: "fetching".into(),
+            done: files.len() as u64,
+            total: needed as u64,
+        });
         // The shards still needed are fetched from that many holders at
         // once; the next holders stand in for any that fail.
         let mut candidates = remote.into_iter();

@@ -39,6 +39,14 @@ fn disk_fsync_mb_s(dir: &std::path::Path, len: usize) -> f64 {
     len as f64 / MB / secs
 }
 
+/// Lets the disk write back what earlier steps left in the page cache:
+/// here the four sidecars share one disk, so without it a step would pay
+/// for the write-back of the one before (a retrieve for its publish's
+/// shards), which separate machines would not.
+fn settle_disk() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 /// How long each phase lasted, from when each began (progress reports)
 /// to the next phase or the end at `total` seconds.
 fn breakdown(phases: &[(String, f64)], total: f64) -> String {
@@ -114,6 +122,7 @@ pub async fn bench_throughput(a: &Args, report: &mut Report) {
                         .sum()
                 };
                 let early_before = taken_early();
+                settle_disk();
                 let t = Instant::now();
                 // When each phase of the publish began, for the breakdown.
                 let phases = std::sync::Mutex::new(Vec::<(String, f64)>::new());
@@ -151,6 +160,7 @@ pub async fn bench_throughput(a: &Args, report: &mut Report) {
                     .take(r.pushed as usize)
                     .sum();
                 let out = dir.join(format!("throughput-{seed}.out"));
+                settle_disk();
                 let t = Instant::now();
                 let phases = std::sync::Mutex::new(Vec::<(String, f64)>::new());
                 let record_phase = |p: elohim_sidecar::custody::Progress| {
