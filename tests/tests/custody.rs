@@ -672,7 +672,10 @@ async fn transfers_are_checked_and_an_interrupted_upload_resumes() {
     // The assignment sent must be the one the signed request names, and
     // its owner's.
     let (status, why) = put_early(signed_by(3, &m1, &m2_hash).await, &m1, m1_body.clone()).await;
-    assert_eq!(status, 400, "an assignment that is not the one named: {why}");
+    assert_eq!(
+        status, 400,
+        "an assignment that is not the one named: {why}"
+    );
     let (status, why) = put_early(signed_by(0, &m1, &m1_hash).await, &m1, m1_body.clone()).await;
     assert_eq!(status, 403, "someone else's assignment: {why}");
     let (status, why) = put_early(signed_by(3, &m1, &m1_hash).await, &m1, m1_body.clone()).await;
@@ -700,9 +703,11 @@ async fn transfers_are_checked_and_an_interrupted_upload_resumes() {
     ];
     expected.sort();
     assert_eq!(senders, expected, "what is held for now, and for whom");
-    net.until(90, "node 1 lets go of shards whose assignments never came", || async {
-        (!store_1.has(&m1.shard_hash) && !store_1.has(&e2.shard_hash)).then_some(())
-    })
+    net.until(
+        90,
+        "node 1 lets go of shards whose assignments never came",
+        || async { (!store_1.has(&m1.shard_hash) && !store_1.has(&e2.shard_hash)).then_some(()) },
+    )
     .await;
     assert!(store_1.provisional().unwrap().is_empty());
     // With the allowance free again, an invented assignment is taken early

@@ -92,9 +92,13 @@ impl Custody {
     ) -> Result<PutGrant, TransferError> {
         let agent = self.authenticate(auth, "PUT", shard_hash)?;
         let (a, standing) = match (self.assignment(&auth.assignment).await, early) {
-            (Err(TransferError::NotYet(_)) | Ok((_, AssignmentStanding::NotYetIndexed)), Some(early)) => {
-                let (meta, shard_size, reservation) =
-                    self.authorize_early(&agent, auth, shard_hash, early).await?;
+            (
+                Err(TransferError::NotYet(_)) | Ok((_, AssignmentStanding::NotYetIndexed)),
+                Some(early),
+            ) => {
+                let (meta, shard_size, reservation) = self
+                    .authorize_early(&agent, auth, shard_hash, early)
+                    .await?;
                 return Ok(PutGrant {
                     meta,
                     shard_size,

@@ -187,7 +187,8 @@ impl Custody {
                 .iter()
                 .find(|r| r.assignment.shard_hash == p.shard_hash)
             {
-                self.store.confirm(&p.shard_hash, &r.entry_hash.to_string())?;
+                self.store
+                    .confirm(&p.shard_hash, &r.entry_hash.to_string())?;
                 report.confirmed += 1;
             } else if now - p.provisional.since >= keep {
                 self.store.remove(&p.shard_hash)?;

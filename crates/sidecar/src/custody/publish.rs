@@ -180,7 +180,15 @@ impl Custody {
         let early = crate::transfer::encode_assignment_entry(&record.assignment)
             .map_err(|e| CustodyError::BadRequest(e.to_string()))?;
         match self
-            .push(peer, endpoint, shard_hash, &assignment, path, None, Some(&early))
+            .push(
+                peer,
+                endpoint,
+                shard_hash,
+                &assignment,
+                path,
+                None,
+                Some(&early),
+            )
             .await
         {
             Err(CustodyError::Transfer {
@@ -529,9 +537,7 @@ impl Custody {
                 let tmp = &tmps[i].0;
                 async move {
                     let result = match &c.endpoint {
-                        Some(ep) => {
-                            self.deliver_placed(&c.node_id, ep, r, tmp).await
-                        }
+                        Some(ep) => self.deliver_placed(&c.node_id, ep, r, tmp).await,
                         None => Err(CustodyError::Transfer {
                             peer: c.node_id.clone(),
                             detail: "no endpoint registered".into(),

@@ -51,7 +51,8 @@ impl Custody {
         let (live, holders) = tokio::join!(
             self.agent
                 .call_fn::<GetAssignmentRecordsForContent>(content_id.to_string()),
-            self.agent.call_fn::<GetShardHolders>(content_id.to_string())
+            self.agent
+                .call_fn::<GetShardHolders>(content_id.to_string())
         );
         let live: Vec<AssignmentRecord> = live?;
         let first = live

@@ -418,9 +418,11 @@ impl ShardStore {
         for row in t.iter().map_err(index_err)? {
             let (k, v) = row.map_err(index_err)?;
             let size = match held.get(k.value()).map_err(index_err)? {
-                Some(r) => serde_json::from_slice::<ShardRecord>(r.value())
-                    .map_err(index_err)?
-                    .size,
+                Some(r) => {
+                    serde_json::from_slice::<ShardRecord>(r.value())
+                        .map_err(index_err)?
+                        .size
+                }
                 None => 0,
             };
             out.push(ProvisionalShard {
@@ -451,7 +453,9 @@ impl ShardStore {
         {
             let mut held = tx.open_table(HELD).map_err(index_err)?;
             let record = match held.get(hash).map_err(index_err)? {
-                Some(v) => Some(serde_json::from_slice::<ShardRecord>(v.value()).map_err(index_err)?),
+                Some(v) => {
+                    Some(serde_json::from_slice::<ShardRecord>(v.value()).map_err(index_err)?)
+                }
                 None => None,
             };
             if let Some(mut r) = record {
@@ -691,7 +695,10 @@ impl ShardWriter<'_> {
 
     /// As [`ShardWriter::finish`], holding the shard only for now when
     /// `provisional` says so (one transaction indexes both).
-    pub fn finish_as(mut self, provisional: Option<&Provisional>) -> Result<ShardRecord, StoreError> {
+    pub fn finish_as(
+        mut self,
+        provisional: Option<&Provisional>,
+    ) -> Result<ShardRecord, StoreError> {
         let Some(meta) = self.meta.clone() else {
             return Err(StoreError::NoMeta(self.expected.clone()));
         };
@@ -893,10 +900,7 @@ mod tests {
             "who sent it, and when"
         );
         store.confirm(&hash(&early), "uhCEk-live").unwrap();
-        assert_eq!(
-            waiting(&store),
-            vec![(hash(&later), later.len() as u64)]
-        );
+        assert_eq!(waiting(&store), vec![(hash(&later), later.len() as u64)]);
         assert_eq!(
             store.record(&hash(&early)).unwrap().unwrap().assignment,
             "uhCEk-live",
