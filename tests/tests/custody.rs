@@ -418,6 +418,12 @@ async fn a_silent_node_that_still_answers_is_not_repaired_away() {
     let silent_id = r.custodians[0].clone();
     let silent = (1..4).find(|i| net.node_id(*i) == silent_id).unwrap();
     let observer = (1..4).find(|i| *i != silent).unwrap();
+    // A publish returns once the custodians hold the bytes; the placement
+    // reaches other nodes' views through the DHT after that.
+    net.until(180, "the observer sees the placement", || async {
+        (live(&net, observer, &r.content_id).await.len() == 2).then_some(())
+    })
+    .await;
     let policy = DetectionInput {
         failure_window_secs: Some(10),
         grace_secs: Some(5),
