@@ -14,7 +14,8 @@
 //! Anyone can sign an assignment nobody will ever see, so what is held that
 //! way is bounded: per sender (`custody.provisional_per_sender_mb`) and in
 //! all (`custody.provisional_total_mb`), counting uploads under way, and
-//! only registered nodes may send. Past a bound the upload is answered 503
+//! only senders this node sees registered may send (503 otherwise: the
+//! registration may still be on its way). Past a bound the upload is answered 503
 //! and the publisher waits for the assignment to arrive, as before: an
 //! attacker filling the allowance slows publishing down to the DHT's pace,
 //! and its bytes go after the keep time.
@@ -108,8 +109,10 @@ impl Custody {
             .await
             .map_err(|e| TransferError::Upstream(e.to_string()))?;
         if registered.is_none() {
-            return Err(TransferError::Forbidden(
-                "only a registered node sends a shard ahead of its assignment".into(),
+            // Its registration may still be on its way here (a young
+            // network): the sender waits for the assignment instead.
+            return Err(TransferError::NotYet(
+                "this node does not see the sender registered; only a registered node sends a shard ahead of its assignment".into(),
             ));
         }
         let size = early.shard_size_bytes;
