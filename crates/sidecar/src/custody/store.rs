@@ -436,8 +436,17 @@ impl ShardStore {
 
     /// Why a shard is held only for now, if it is.
     pub fn provisional_of(&self, hash: &str) -> Result<Option<Provisional>, StoreError> {
+        self.row(PROVISIONAL, hash)
+    }
+
+    /// One JSON row of an index table.
+    fn row<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        hash: &str,
+    ) -> Result<Option<T>, StoreError> {
         let tx = self.db.begin_read().map_err(index_err)?;
-        let t = tx.open_table(PROVISIONAL).map_err(index_err)?;
+        let t = tx.open_table(table).map_err(index_err)?;
         let Some(v) = t.get(hash).map_err(index_err)? else {
             return Ok(None);
         };
@@ -520,14 +529,7 @@ impl ShardStore {
 
     /// The index record of a shard.
     pub fn record(&self, hash: &str) -> Result<Option<ShardRecord>, StoreError> {
-        let tx = self.db.begin_read().map_err(index_err)?;
-        let t = tx.open_table(HELD).map_err(index_err)?;
-        let Some(v) = t.get(hash).map_err(index_err)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(index_err)
+        self.row(HELD, hash)
     }
 
     /// Every held shard.
