@@ -313,7 +313,12 @@ async fn concurrent_recovery_creates_no_duplicates() {
 /// not answer gives way to the next, and every shard is delivered.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publish_skips_a_custodian_that_just_died() {
-    let mut net = SidecarNet::start(5, &[0, 1, 2, 3, 4], |_, _| {}).await;
+    // No node refetches a shard it lacks on its own here: below, only the
+    // publisher's second publish may send back a shard a custodian lost.
+    let mut net = SidecarNet::start(5, &[0, 1, 2, 3, 4], |_, c| {
+        c.custody.reconcile_interval_secs = 86_400
+    })
+    .await;
     net.await_custodians(0, 5).await;
     let dead = net.node_id(1);
     net.kill(1).await;
@@ -358,6 +363,21 @@ async fn a_publish_skips_a_custodian_that_just_died() {
         }
     };
     let written = history(&net).await;
+    // A custodian that lacks its shard (as after a publisher killed
+    // mid-push) gets it from a second publish: the shards are encoded
+    // again, the same bytes as the first time (the encoding is derived from
+    // the owner's secret and the content), and sent only where missing.
+    let lacking = (2..5)
+        .find(|i| net.node_id(*i) == r.custodians[0])
+        .expect("a live custodian");
+    let its_shard = live(&net, 0, &r.content_id)
+        .await
+        .into_iter()
+        .find(|a| a.assignment.custodian_node_id == r.custodians[0])
+        .unwrap()
+        .assignment
+        .shard_hash;
+    net.node(lacking).custody.store.remove(&its_shard).unwrap();
     let again = publish(
         &net,
         0,
@@ -371,6 +391,31 @@ async fn a_publish_skips_a_custodian_that_just_died() {
     assert_eq!(again.content_id, r.content_id);
     assert!(again.already_published, "{again:?}");
     assert_eq!(again.custodians, r.custodians);
+    assert_eq!(
+        (again.pushed, again.push_failures.len()),
+        (1, 0),
+        "only the lacking shard is sent again: {again:?}"
+    );
+    net.node(lacking)
+        .custody
+        .store
+        .read_verified(&its_shard)
+        .expect("the custodian holds its shard again");
+    let once_more = publish(
+        &net,
+        0,
+        "fresh-again.bin",
+        &content(100_000, 5),
+        "full_replica",
+        1,
+        3,
+    )
+    .await;
+    assert_eq!(
+        (once_more.already_published, once_more.pushed),
+        (true, 0),
+        "every custodian holds its shard: nothing to send"
+    );
     assert_eq!(history(&net).await, written, "an idempotent publish wrote");
     let path = net.dirs[0].path().join("fresh-split.bin");
     std::fs::write(&path, content(100_000, 5)).unwrap();

@@ -504,7 +504,7 @@ async fn store(config: Config, req: PublishRequest) -> Result<()> {
     let report: PublishReport = follow(resp).await?;
     if report.already_published {
         println!(
-            "{} is already published as content {} ({} {}-of-{} on: {}); nothing to do",
+            "{} is already published as content {} ({} {}-of-{} on: {})",
             req.path.display(),
             report.content_id,
             report.strategy,
@@ -512,6 +512,14 @@ async fn store(config: Config, req: PublishRequest) -> Result<()> {
             report.n,
             report.custodians.join(", ")
         );
+        if report.pushed == 0 && report.push_failures.is_empty() {
+            println!("  every custodian holds its shard; nothing to do");
+        } else {
+            println!("  sent again {} shard(s) a custodian lacked", report.pushed);
+        }
+        for failure in &report.push_failures {
+            println!("  not sent: {failure}");
+        }
         return Ok(());
     }
     println!(

@@ -225,12 +225,14 @@ pub struct PublishReport {
     pub n: u32,
     /// The custodian of each shard.
     pub custodians: Vec<String>,
-    /// Shards delivered.
+    /// Shards delivered (for a content already published: shards sent
+    /// again to custodians that lacked them).
     pub pushed: u32,
     /// Shards whose delivery failed (their custodians will rebuild them).
     pub push_failures: Vec<String>,
     /// The same bytes were already published with this placement: nothing
-    /// was written or sent, and `custodians` are the current holders.
+    /// was written to the DHT, only shards a custodian lacked were sent
+    /// (`pushed`), and `custodians` are the current holders.
     #[serde(default)]
     pub already_published: bool,
 }

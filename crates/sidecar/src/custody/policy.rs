@@ -149,10 +149,18 @@ impl Custody {
     /// the moment the assignment arrives (waiting up to
     /// [`ASSIGNMENT_WAIT`]), so no body is sent to be refused and no retry
     /// backs off past the arrival. Reveals only what the DHT already says;
-    /// who may send is still checked on the upload itself.
+    /// who may send is still checked on the upload itself. A shard already
+    /// held under that very assignment (held for now, before it arrives:
+    /// asked by a publish run again) is answered at once.
     pub async fn ready_for(&self, shard_hash: &str, assignment: &str) -> Result<(), TransferError> {
         crate::custody::store::check_hash(shard_hash)
             .map_err(|e| TransferError::BadRequest(e.to_string()))?;
+        // An index that cannot be read answers as if nothing were held:
+        // the assignment is then checked as usual.
+        let held_under = self.store.record(shard_hash).ok().flatten();
+        if held_under.is_some_and(|r| r.assignment == assignment) && self.store.has(shard_hash) {
+            return Ok(());
+        }
         let (a, standing) = self.assignment_when_seen(assignment).await?;
         live(standing)?;
         if a.custodian_node_id != self.agent.node_id || a.shard_hash != shard_hash {

@@ -15,7 +15,7 @@ use crate::transfer::{canonical_request, TransferAuth};
 use holochain_types::prelude::{EntryHash, Signature};
 use node_registry_integrity::zome_fns::{
     AssignCustodians, GetAssignmentRecordsForContent, GetAvailableCustodians, GetFamilyCustodians,
-    SignTransfer,
+    GetShardHolders, SignTransfer,
 };
 use node_registry_integrity::*;
 use registry_core::assignment::{assignment_id, DecisionSource};
@@ -384,13 +384,36 @@ impl Custody {
             n,
             reach: reach.clone(),
         };
-        if let Some((placed, custodians)) = self.placement_of(&content_id).await? {
+        let seed = self
+            .secret
+            .encoding_seed(&content_id, &encoding_label(&params));
+        if let Some((placed, live)) = self.placement_of(&content_id).await? {
             if placed != asked {
                 return Err(CustodyError::AlreadyPublished {
                     content_id,
                     placed: placed.to_string(),
                     asked: asked.to_string(),
                 });
+            }
+            let (pushed, push_failures) = self
+                .complete_placement(&path, params, seed, &live, progress)
+                .await?;
+            if self.catalog.get(&content_id)?.is_none() {
+                // A publish cut off before its end never listed the content.
+                self.catalog.put(&PublishedContent {
+                    content_id: content_id.clone(),
+                    name: file_name(&path),
+                    size,
+                    content_hash: content_hash.clone(),
+                    strategy: asked.strategy.clone(),
+                    k,
+                    n,
+                    reach: reach.clone(),
+                    key_hex: params
+                        .needs_owner_key()
+                        .then(|| hex(self.secret.content_key(&content_id).as_bytes())),
+                    published_at: unix_micros() / 1_000_000,
+                })?;
             }
             return Ok(PublishReport {
                 content_id,
@@ -399,9 +422,12 @@ impl Custody {
                 strategy: asked.strategy,
                 k,
                 n,
-                custodians,
-                pushed: 0,
-                push_failures: vec![],
+                custodians: live
+                    .into_iter()
+                    .map(|r| r.assignment.custodian_node_id)
+                    .collect(),
+                pushed,
+                push_failures,
                 already_published: true,
             });
         }
@@ -417,39 +443,10 @@ impl Custody {
             .map(|i| self.temp_path(&format!("shard{i}")).map(TempFile))
             .collect::<std::io::Result<_>>()?;
         let key = self.secret.content_key(&content_id);
-        let encode = {
-            let shard_paths: Vec<std::path::PathBuf> = tmps.iter().map(|t| t.0.clone()).collect();
-            let key = key.clone();
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || -> Result<_, CustodyError> {
-                let mut writers = shard_paths
-                    .iter()
-                    .map(|t| {
-                        Ok(HashingFile {
-                            file: std::fs::File::create(t)?,
-                            hasher: blake3::Hasher::new(),
-                            len: 0,
-                        })
-                    })
-                    .collect::<std::io::Result<Vec<_>>>()?;
-                let mut encoder = Encoder::new(params)?;
-                if params.needs_owner_key() {
-                    encoder = encoder.with_key(key);
-                }
-                let report = encoder.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
-                let files: Vec<(String, u64)> = writers
-                    .into_iter()
-                    // Not fsynced: these are the publisher's scratch copies,
-                    // removed once pushed (a crash loses the publish, not data);
-                    // the custodian makes its shard durable before it answers.
-                    .map(|w| Ok((w.hasher.finalize().to_hex().to_string(), w.len)))
-                    .collect::<std::io::Result<_>>()?;
-                Ok((report, files))
-            })
-        };
+        let encode = encode_to_files(&path, params, key, seed, &tmps);
         let choose = self.choose_custodians(&req, &family, n, size.div_ceil(k as u64), &content_id);
         let (encoded, chosen) = tokio::join!(encode, choose);
-        let (report, shard_files) = encoded.map_err(std::io::Error::other)??;
+        let (report, shard_files) = encoded?;
         let chosen = chosen?;
         progress(Progress {
             phase: "encoding".into(),
@@ -569,11 +566,7 @@ impl Custody {
 
         self.catalog.put(&PublishedContent {
             content_id: content_id.clone(),
-            name: req
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: file_name(&req.path),
             size,
             content_hash: content_hash.clone(),
             strategy: strategy.as_str().to_string(),
@@ -675,14 +668,14 @@ impl Custody {
         Ok(chosen)
     }
 
-    /// The placement `content_id` already has, and its custodians, if this
-    /// owner published it before: its live assignments on the DHT (this
-    /// node's own writes are read back at once, another node of the same
-    /// owner's once they arrive). `None` when nothing is placed.
+    /// The placement `content_id` already has, and its live assignments in
+    /// shard order, if this owner published it before (this node's own
+    /// writes are read back at once, another node of the same owner's once
+    /// they arrive). `None` when nothing is placed.
     async fn placement_of(
         &self,
         content_id: &str,
-    ) -> Result<Option<(Placement, Vec<String>)>, CustodyError> {
+    ) -> Result<Option<(Placement, Vec<AssignmentRecord>)>, CustodyError> {
         let mut live: Vec<AssignmentRecord> = self
             .agent
             .call_fn::<GetAssignmentRecordsForContent>(content_id.to_string())
@@ -698,12 +691,210 @@ impl Custody {
             reach: a.reach.clone(),
         };
         live.sort_by_key(|r| r.assignment.shard_index);
-        let custodians = live
-            .into_iter()
-            .map(|r| r.assignment.custodian_node_id)
-            .collect();
-        Ok(Some((placed, custodians)))
+        Ok(Some((placed, live)))
     }
+
+    /// Sends the custodians of an existing placement the shards they lack
+    /// (a publish cut off mid-push, a custodian that lost its copy before
+    /// rebuilding it): each is asked what it holds, and only if one lacks
+    /// its shard is the file encoded again, into the same shards as the
+    /// first time (`seed`), and that shard sent. Returns how many were
+    /// sent and why others could not be.
+    async fn complete_placement(
+        &self,
+        path: &Path,
+        params: CodecParams,
+        seed: [u8; 32],
+        live: &[AssignmentRecord],
+        progress: ProgressFn<'_>,
+    ) -> Result<(u32, Vec<String>), CustodyError> {
+        let Some(first) = live.first() else {
+            return Ok((0, vec![]));
+        };
+        let content_id = &first.assignment.content_id;
+        let holders: Vec<ShardHolder> = self
+            .agent
+            .call_fn::<GetShardHolders>(content_id.clone())
+            .await?;
+        let endpoint_of = |r: &AssignmentRecord| {
+            holders
+                .iter()
+                .find(|h| h.assignment == r.entry_hash)
+                .and_then(|h| h.endpoint.clone())
+        };
+        progress(Progress {
+            phase: "checking".into(),
+            done: 0,
+            total: live.len() as u64,
+        });
+        let answers = futures_util::future::join_all(live.iter().map(|r| async {
+            let a = &r.assignment;
+            let Some(endpoint) = endpoint_of(r) else {
+                return Err(format!(
+                    "shard {} on {}: no endpoint registered",
+                    a.shard_index, a.custodian_node_id
+                ));
+            };
+            let have = self
+                .ready(
+                    &a.custodian_node_id,
+                    &endpoint,
+                    &a.shard_hash,
+                    &r.entry_hash.to_string(),
+                )
+                .await;
+            match have {
+                Ok(Some((len, hash))) if len == a.shard_size_bytes && hash == a.shard_hash => {
+                    Ok(None)
+                }
+                // Lacking it, or not seeing the assignment yet (it is sent
+                // with the shard, as at first).
+                Ok(_)
+                | Err(CustodyError::Transfer {
+                    retry_later: true, ..
+                }) => Ok(Some(endpoint)),
+                Err(e) => Err(format!("shard {}: {e}", a.shard_index)),
+            }
+        }))
+        .await;
+        progress(Progress {
+            phase: "checking".into(),
+            done: live.len() as u64,
+            total: live.len() as u64,
+        });
+        let mut failures = Vec::new();
+        let mut lacking = Vec::new();
+        for (r, answer) in live.iter().zip(answers) {
+            match answer {
+                Ok(Some(endpoint)) => lacking.push((r, endpoint)),
+                Ok(None) => {}
+                Err(e) => failures.push(e),
+            }
+        }
+        if lacking.is_empty() {
+            return Ok((0, failures));
+        }
+
+        progress(Progress {
+            phase: "encoding".into(),
+            done: 0,
+            total: first.assignment.content_size_bytes,
+        });
+        let tmps: Vec<TempFile> = (0..params.n)
+            .map(|i| self.temp_path(&format!("shard{i}")).map(TempFile))
+            .collect::<std::io::Result<_>>()?;
+        let key = self.secret.content_key(content_id);
+        let (_, shard_files) = encode_to_files(path, params, key, seed, &tmps).await?;
+        progress(Progress {
+            phase: "pushing".into(),
+            done: 0,
+            total: lacking.len() as u64,
+        });
+        let delivered = std::sync::atomic::AtomicU64::new(0);
+        let total = lacking.len() as u64;
+        let results = futures_util::future::join_all(lacking.iter().map(|(r, endpoint)| {
+            let delivered = &delivered;
+            let tmps = &tmps;
+            let shard_files = &shard_files;
+            async move {
+                let a = &r.assignment;
+                let i = a.shard_index as usize;
+                let result = match shard_files.get(i) {
+                    Some((hash, _)) if *hash == a.shard_hash => self
+                        .deliver_placed(&a.custodian_node_id, endpoint, r, &tmps[i].0)
+                        .await
+                        .map_err(|e| format!("shard {i}: {e}")),
+                    _ => Err(format!(
+                        "shard {i}: encoded again it is not the shard placed (published \
+                         before encodings were reproducible); {} rebuilds it from the others",
+                        a.custodian_node_id
+                    )),
+                };
+                progress(Progress {
+                    phase: "pushing".into(),
+                    done: delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
+                });
+                result
+            }
+        }))
+        .await;
+        let mut pushed = 0;
+        for result in results {
+            match result {
+                Ok(()) => pushed += 1,
+                Err(e) => {
+                    tracing::warn!("re-publishing {content_id}: {e}");
+                    failures.push(e);
+                }
+            }
+        }
+        Ok((pushed, failures))
+    }
+}
+
+/// Encodes the file at `path` into one scratch file per shard (`tmps`),
+/// on a blocking thread; returns the codec's report and each shard's
+/// blake3 (hex) and length. `seed` fixes the encoding's randomness: the
+/// same file, seed and key make the same shards.
+async fn encode_to_files(
+    path: &Path,
+    params: CodecParams,
+    key: shard_codec::ContentKey,
+    seed: [u8; 32],
+    tmps: &[TempFile],
+) -> Result<(shard_codec::EncodeReport, Vec<(String, u64)>), CustodyError> {
+    let shard_paths: Vec<std::path::PathBuf> = tmps.iter().map(|t| t.0.clone()).collect();
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<_, CustodyError> {
+        let mut writers = shard_paths
+            .iter()
+            .map(|t| {
+                Ok(HashingFile {
+                    file: std::fs::File::create(t)?,
+                    hasher: blake3::Hasher::new(),
+                    len: 0,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut encoder = Encoder::new(params)?.with_seed(seed);
+        if params.needs_owner_key() {
+            encoder = encoder.with_key(key);
+        }
+        let report = encoder.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
+        // Not fsynced: these are the publisher's scratch copies, removed
+        // once pushed (a crash loses the publish, not data, and a publish
+        // run again makes them again); the custodian makes its shard
+        // durable before it answers.
+        let files = writers
+            .into_iter()
+            .map(|w| (w.hasher.finalize().to_hex().to_string(), w.len))
+            .collect();
+        Ok((report, files))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Every codec parameter the shards depend on: the label of an encoding's
+/// seed, so that no two encodings that lay out the bytes differently (a
+/// stripe size, a shape) share a seed, and with it a nonce under one key.
+fn encoding_label(params: &CodecParams) -> String {
+    format!(
+        "{} {}-of-{} stripe {} encrypt {}",
+        params.strategy.as_str(),
+        params.k,
+        params.n,
+        params.stripe_size,
+        params.encrypt
+    )
+}
+
+/// The name a published file is listed under: its file name.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// How a content is placed: what a second publish of the same bytes is

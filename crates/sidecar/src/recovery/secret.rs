@@ -48,6 +48,20 @@ impl RecoverySecret {
         ContentKey::from_bytes(blake3::derive_key("elohim content key v1", &material))
     }
 
+    /// The seed of one content's encoding under one placement (`label`
+    /// names its strategy and shape): encoding the same bytes again for
+    /// the same placement makes the same shards (encoding id, generated
+    /// keys, key shares), so a publish run again can send a custodian the
+    /// shard it lacks. Never shared by two contents or two placements, so
+    /// no nonce is used with the same key for different bytes.
+    pub fn encoding_seed(&self, content_id: &str, label: &str) -> [u8; 32] {
+        let mut material = self.0.to_vec();
+        material.extend_from_slice(content_id.as_bytes());
+        material.push(0);
+        material.extend_from_slice(label.as_bytes());
+        blake3::derive_key("elohim encoding seed v1", &material)
+    }
+
     /// The code a person writes down: 64 hex digits of secret and 4 of
     /// checksum, in groups of four.
     pub fn code(&self) -> String {
@@ -111,6 +125,38 @@ pub fn store(data_dir: &Path, secret: &RecoverySecret) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoding_seed_makes_the_same_shards_for_one_content_and_placement_only() {
+        let s = RecoverySecret([7u8; 32]);
+        let seed = s.encoding_seed("c1", "threshold_split 2-of-3");
+        assert_eq!(seed, s.encoding_seed("c1", "threshold_split 2-of-3"));
+        assert_ne!(seed, s.encoding_seed("c2", "threshold_split 2-of-3"));
+        assert_ne!(seed, s.encoding_seed("c1", "threshold_split 2-of-4"));
+        assert_ne!(
+            seed,
+            RecoverySecret([8u8; 32]).encoding_seed("c1", "threshold_split 2-of-3")
+        );
+        // The content id and the label are not run together ("c1" + "0x"
+        // is not "c10" + "x").
+        assert_ne!(s.encoding_seed("c1", "0x"), s.encoding_seed("c10", "x"));
+        let encode = |seed: [u8; 32]| {
+            shard_codec::Encoder::new(shard_codec::CodecParams::threshold_split(2, 3))
+                .unwrap()
+                .with_seed(seed)
+                .encode(b"the family photos")
+                .unwrap()
+                .shards
+                .into_iter()
+                .map(|s| s.to_bytes())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(encode(seed), encode(seed), "the same shards again");
+        assert_ne!(
+            encode(seed),
+            encode(s.encoding_seed("c2", "threshold_split 2-of-3"))
+        );
+    }
 
     #[test]
     fn codes_round_trip_and_catch_typos() {
