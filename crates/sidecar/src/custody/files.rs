@@ -67,3 +67,13 @@ impl Custody {
         Ok(self.work_dir.join(format!("{what}.{suffix}")))
     }
 }
+
+/// Threads a publish or a retrieve gives the codec: every core, up to
+/// four (a person waits on these; background repair keeps to one).
+/// Output is the same bytes whatever the count.
+pub(super) fn codec_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4)
+}

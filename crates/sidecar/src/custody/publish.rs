@@ -6,7 +6,7 @@
 //! Separate because it is the owner's side of custody, run once per publish
 //! on the publisher's node; the other roles are a custodian's.
 
-use super::files::{hash_file, HashingFile, TempFile};
+use super::files::{codec_threads, hash_file, HashingFile, TempFile};
 use super::{Custody, CustodyError, Progress, ProgressFn, PublishReport, PublishRequest};
 use crate::clock::unix_micros;
 use crate::custody::catalog::PublishedContent;
@@ -857,7 +857,9 @@ async fn encode_to_files(
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        let mut encoder = Encoder::new(params)?.with_seed(seed);
+        let mut encoder = Encoder::new(params)?
+            .with_seed(seed)
+            .with_threads(codec_threads());
         if params.needs_owner_key() {
             encoder = encoder.with_key(key);
         }

@@ -95,7 +95,7 @@ impl Custody {
                     hasher: blake3::Hasher::new(),
                     len: 0,
                 };
-                let mut decoder = Decoder::new();
+                let mut decoder = Decoder::new().with_threads(super::files::codec_threads());
                 if let Some(k) = key.clone() {
                     decoder = decoder.with_key(k);
                 }
