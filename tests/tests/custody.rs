@@ -7,7 +7,7 @@ use elohim_tests::sidecars::*;
 use holochain::prelude::*;
 use node_registry_integrity::zome_fns::{
     AssignCustodian, GetAssignment, GetAssignmentHistory, GetAssignmentRecordsForContent,
-    GetAvailableCustodians, GetMyNode, UpdateNodeCapacity,
+    GetAssignmentRecordsForNode, GetAvailableCustodians, GetMyNode, UpdateNodeCapacity,
 };
 use node_registry_integrity::*;
 use std::time::Instant;
@@ -246,6 +246,26 @@ async fn concurrent_recovery_creates_no_duplicates() {
         let mut others = (0..5).filter(|i| *i != victim);
         (others.next().unwrap(), others.next().unwrap())
     };
+    // A publish returns once the custodians hold the bytes; the placement
+    // reaches the repairing nodes' views through the DHT after that (a
+    // repair run before it finds nothing of the victim's to re-home).
+    for node in [a, b] {
+        net.until(180, "the repairing nodes see the placement", || async {
+            let of_victim: Vec<AssignmentRecord> = net
+                .node(node)
+                .agent
+                .call_fn::<GetAssignmentRecordsForNode>(victim_id.clone())
+                .await
+                .ok()?;
+            let placed = live(&net, node, &r.content_id).await.len() == 3;
+            (placed
+                && of_victim
+                    .iter()
+                    .any(|x| x.assignment.content_id == r.content_id))
+            .then_some(())
+        })
+        .await;
+    }
     net.kill(victim).await;
     let policy = DetectionInput {
         failure_window_secs: Some(10),

@@ -12,7 +12,7 @@ use elohim_sidecar::recovery::secret::RecoverySecret;
 use elohim_tests::sidecars::*;
 use holochain::prelude::*;
 use node_registry_integrity::zome_fns::{
-    ApproveRecovery, ConsentToRelationship, CreateRelationship, GetFamilyCustodians,
+    ApproveRecovery, ConsentToRelationship, CreateRelationship, GetFamilyCustodians, GetMyNode,
     GetNodeOfAgent, GetRecoveryStatus, GetRelationships, GetShardHolders, RequestRecovery,
 };
 use node_registry_integrity::*;
@@ -179,8 +179,19 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
     .await;
     assert_eq!(held_of(&net, BOB, &ids), 5, "Bob keeps his copies");
 
-    // A new node: Alice's doorway back.
+    // A new node: Alice's doorway back. It files a request only once its
+    // own registration is written (its first one can take minutes on
+    // this loaded 2-core machine).
     net.join(DOORWAY).await;
+    net.until(300, "the doorway is registered", || async {
+        net.node(DOORWAY)
+            .agent
+            .call_fn::<GetMyNode>(())
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
     let alice_id = alice.to_string();
 
     // Bad input is a 400 with a message.

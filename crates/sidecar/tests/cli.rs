@@ -856,4 +856,51 @@ fn a_100_mib_transfer_cut_by_kill_9_goes_on_from_where_it_was() {
         0,
         "nothing is left once it is read"
     );
+
+    // The publisher: alice is killed while bob takes a new file's shard.
+    // Her `store` run again finds the content placed, encodes the same
+    // shard again and sends bob the rest of it.
+    let file = alice.data.path().join("film-2.bin");
+    let second: Vec<u8> = content[..60 * MIB as usize]
+        .iter()
+        .map(|b| b ^ 0x5a)
+        .collect();
+    std::fs::write(&file, &second).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let resumed_before = metric(&bob, "elohim_transfer_resumed_bytes_total");
+    let mut store = cli(
+        &alice,
+        &["store", "--strategy", "full_replica", "--n", "1", file_arg],
+    );
+    await_partial(&bob_partial, 20 * MIB, "the upload", &mut store);
+    alice.kill_and_restart();
+    let (ok, text) = finished(store);
+    assert!(!ok, "the store through the killed daemon failed: {text}");
+    await_status(&alice, 180, "alice back", |s| s["registration"].is_object());
+    let (ok, text) = finished(cli(
+        &alice,
+        &["store", "--strategy", "full_replica", "--n", "1", file_arg],
+    ));
+    assert!(
+        ok && text.contains("already published") && text.contains("sent again 1 shard"),
+        "store again: {text}"
+    );
+    let resumed = metric(&bob, "elohim_transfer_resumed_bytes_total") - resumed_before;
+    eprintln!("publisher killed: bob kept {resumed} bytes, the second store sent the rest");
+    assert!(
+        resumed >= 20 * MIB,
+        "the second store went on from what bob kept: resumed {resumed}"
+    );
+    assert_eq!(largest_in(&bob_partial), 0, "the shard is whole at bob");
+    let back = alice.data.path().join("back-2.bin");
+    let back_arg = back.to_str().unwrap();
+    let (ok, text) = finished(cli(
+        &alice,
+        &["fetch", &content_id_in(&text), "-o", back_arg],
+    ));
+    assert!(ok, "fetch the second file: {text}");
+    assert!(
+        std::fs::read(&back).unwrap() == second,
+        "the second file came back whole"
+    );
 }

@@ -747,12 +747,13 @@ impl Custody {
                 Ok(Some((len, hash))) if len == a.shard_size_bytes && hash == a.shard_hash => {
                     Ok(None)
                 }
-                // Lacking it, or not seeing the assignment yet (it is sent
-                // with the shard, as at first).
-                Ok(_)
-                | Err(CustodyError::Transfer {
+                // Lacking it (what a cut upload left is sent on from), or
+                // not seeing the assignment yet (it is sent with the
+                // shard, as at first).
+                Ok(_) => Ok(Some((endpoint, true))),
+                Err(CustodyError::Transfer {
                     retry_later: true, ..
-                }) => Ok(Some(endpoint)),
+                }) => Ok(Some((endpoint, false))),
                 Err(e) => Err(format!("shard {}: {e}", a.shard_index)),
             }
         }))
@@ -766,7 +767,7 @@ impl Custody {
         let mut lacking = Vec::new();
         for (r, answer) in live.iter().zip(answers) {
             match answer {
-                Ok(Some(endpoint)) => lacking.push((r, endpoint)),
+                Ok(Some((endpoint, seen))) => lacking.push((r, endpoint, seen)),
                 Ok(None) => {}
                 Err(e) => failures.push(e),
             }
@@ -792,18 +793,23 @@ impl Custody {
         });
         let delivered = std::sync::atomic::AtomicU64::new(0);
         let total = lacking.len() as u64;
-        let results = futures_util::future::join_all(lacking.iter().map(|(r, endpoint)| {
+        let results = futures_util::future::join_all(lacking.iter().map(|(r, endpoint, seen)| {
             let delivered = &delivered;
             let tmps = &tmps;
             let shard_files = &shard_files;
             async move {
                 let a = &r.assignment;
                 let i = a.shard_index as usize;
-                let result = match shard_files.get(i) {
-                    Some((hash, _)) if *hash == a.shard_hash => self
-                        .deliver_placed(&a.custodian_node_id, endpoint, r, &tmps[i].0)
-                        .await
-                        .map_err(|e| format!("shard {i}: {e}")),
+                let peer = &a.custodian_node_id;
+                let result = match (shard_files.get(i), tmps.get(i)) {
+                    (Some((hash, _)), Some(tmp)) if *hash == a.shard_hash => if *seen {
+                        let assignment = r.entry_hash.to_string();
+                        self.deliver(peer, endpoint, hash, &assignment, &tmp.0)
+                            .await
+                    } else {
+                        self.deliver_placed(peer, endpoint, r, &tmp.0).await
+                    }
+                    .map_err(|e| format!("shard {i}: {e}")),
                     _ => Err(format!(
                         "shard {i}: encoded again it is not the shard placed (published \
                          before encodings were reproducible); {} rebuilds it from the others",
