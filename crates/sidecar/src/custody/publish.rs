@@ -387,6 +387,22 @@ impl Custody {
         let seed = self
             .secret
             .encoding_seed(&content_id, &encoding_label(&params));
+        // What this node's catalog lists the content as (the owner key is
+        // the one the encoder is given, derived from the content id).
+        let listing = PublishedContent {
+            content_id: content_id.clone(),
+            name: file_name(&path),
+            size,
+            content_hash: content_hash.clone(),
+            strategy: asked.strategy.clone(),
+            k,
+            n,
+            reach: reach.clone(),
+            key_hex: params
+                .needs_owner_key()
+                .then(|| hex(self.secret.content_key(&content_id).as_bytes())),
+            published_at: unix_micros() / 1_000_000,
+        };
         if let Some((placed, live)) = self.placement_of(&content_id).await? {
             if placed != asked {
                 return Err(CustodyError::AlreadyPublished {
@@ -400,20 +416,7 @@ impl Custody {
                 .await?;
             if self.catalog.get(&content_id)?.is_none() {
                 // A publish cut off before its end never listed the content.
-                self.catalog.put(&PublishedContent {
-                    content_id: content_id.clone(),
-                    name: file_name(&path),
-                    size,
-                    content_hash: content_hash.clone(),
-                    strategy: asked.strategy.clone(),
-                    k,
-                    n,
-                    reach: reach.clone(),
-                    key_hex: params
-                        .needs_owner_key()
-                        .then(|| hex(self.secret.content_key(&content_id).as_bytes())),
-                    published_at: unix_micros() / 1_000_000,
-                })?;
+                self.catalog.put(&listing)?;
             }
             return Ok(PublishReport {
                 content_id,
@@ -446,7 +449,7 @@ impl Custody {
         let encode = encode_to_files(&path, params, key, seed, &tmps);
         let choose = self.choose_custodians(&req, &family, n, size.div_ceil(k as u64), &content_id);
         let (encoded, chosen) = tokio::join!(encode, choose);
-        let (report, shard_files) = encoded?;
+        let (_, shard_files) = encoded?;
         let chosen = chosen?;
         progress(Progress {
             phase: "encoding".into(),
@@ -564,18 +567,7 @@ impl Custody {
             }
         }
 
-        self.catalog.put(&PublishedContent {
-            content_id: content_id.clone(),
-            name: file_name(&req.path),
-            size,
-            content_hash: content_hash.clone(),
-            strategy: strategy.as_str().to_string(),
-            k,
-            n,
-            reach,
-            key_hex: report.key.as_ref().map(|key| hex(key.as_bytes())),
-            published_at: unix_micros() / 1_000_000,
-        })?;
+        self.catalog.put(&listing)?;
         Ok(PublishReport {
             content_id,
             content_hash,
