@@ -6,6 +6,9 @@
 use holochain::prelude::*;
 use holochain::sweettest::*;
 
+use node_registry_integrity::zome_fns::GetRegistryProperties;
+
+use crate::network::conductor_call_fn;
 use crate::sidecars::SidecarNet;
 use crate::{packed, Network, COORDINATOR};
 
@@ -18,9 +21,14 @@ pub async fn install_mallory(conductor: &mut SweetConductor, cell: CellId) {
         Some(vec!["node_registry_integrity".into()]),
     )));
     conductor
-        .update_coordinators(cell, vec![(COORDINATOR.into(), def)], vec![wasm])
+        .update_coordinators(cell.clone(), vec![(COORDINATOR.into(), def)], vec![wasm])
         .await
         .expect("mallory installs");
+    // The first call compiles the new wasm, which on a loaded machine has
+    // taken over a minute: done here, so a payload a test stamps with the
+    // time just before its first mallory call is not already stale.
+    let zome = SweetZome::new(cell, COORDINATOR.into());
+    conductor_call_fn::<GetRegistryProperties>(conductor, &zome, ()).await;
 }
 
 impl Network {
