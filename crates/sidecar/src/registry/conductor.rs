@@ -394,13 +394,27 @@ impl Connection {
             .ok_or_else(|| {
                 ConductorError::api("app info", format!("no provisioned {role} cell"))
             })?;
-        let credentials = admin
-            .authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
-                cell_id: cell_id.clone(),
-                functions: None,
-            })
-            .await
-            .map_err(api("authorize signing credentials"))?;
+        // The grant is a record on the agent's chain: it loses a commit race
+        // to the node's own writes when another client (the daemon, after
+        // a conductor restart) is busy on the same agent, and is then simply
+        // made again.
+        let mut attempt = 0;
+        let credentials = loop {
+            match admin
+                .authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
+                    cell_id: cell_id.clone(),
+                    functions: None,
+                })
+                .await
+                .map_err(api("authorize signing credentials"))
+            {
+                Err(e) if e.is_head_moved() && attempt < super::retry::HEAD_MOVED_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(super::retry::head_moved_delay(attempt)).await;
+                }
+                other => break other?,
+            }
+        };
         signer.add_credentials(cell_id.clone(), credentials);
         Ok(Connection {
             admin,
