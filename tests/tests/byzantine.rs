@@ -1,5 +1,5 @@
 //! The plan's Byzantine scenarios, made real: a lying attester is outvoted
-//! and loses reputation; 100 Sybils cannot vote; a quorum is 2/3 of the
+//! and loses reputation; Sybils cannot vote; a quorum is 2/3 of the
 //! vetted eligible voters; late and repeated votes do not count; nodes
 //! cannot flood presence leases or attestations.
 
@@ -182,6 +182,13 @@ fn template(
     }
 }
 
+/// How many Sybil agents flood the vote. Enough that, were their votes
+/// counted, they alone would be over 2/3 of the electorate (20 of 26) and
+/// decide; each is refused by the same eligibility rule, so more of them
+/// (the plan's test has 100) would test nothing more and cost minutes of
+/// CI time (each is a cell with its own genesis, registration and gossip).
+const SYBILS: usize = 20;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     // The deadline is late_votes_and_floods_are_refused's subject; here a
@@ -195,7 +202,7 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
     real.extend(net.add_agents(0, 5, "real").await);
     // The Sybils' cells are created now; they register only after the
     // proposal is made.
-    let sybils = net.add_agents(1, 100, "sybil").await;
+    let sybils = net.add_agents(1, SYBILS, "sybil").await;
     let regs = register_all(&net, &real, "eu-west").await;
     net.sync().await;
     await_vetted(&regs, 3).await;
@@ -213,7 +220,7 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
         .await;
     net.sync().await;
 
-    // 100 Sybil nodes join the region after the proposal and all approve.
+    // The Sybil nodes join the region after the proposal and all approve.
     let _ = register_all(&net, &sybils, "eu-west").await;
     let mut refused = 0;
     for &s in &sybils {
@@ -233,7 +240,7 @@ async fn sybils_cannot_vote_and_two_thirds_of_the_vetted_decide() {
         );
         refused += 1;
     }
-    assert_eq!(refused, 100);
+    assert_eq!(refused, SYBILS);
     let record: VoteRecord = net
         .call_fn::<GetVoteRecord>(real[2], proposal.clone())
         .await;
