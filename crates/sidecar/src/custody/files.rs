@@ -9,22 +9,58 @@ use super::{Custody, Progress, ProgressFn};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-/// A `Write` that also hashes and counts.
+/// A `Write` that hashes and counts, and keeps the bytes in a file when it
+/// has one (without, it only learns what the bytes hash to: a shard made
+/// again that need not be sent).
 pub(super) struct HashingFile {
-    pub(super) file: std::fs::File,
+    pub(super) file: Option<std::fs::File>,
     pub(super) hasher: blake3::Hasher,
     pub(super) len: u64,
 }
 
+impl HashingFile {
+    /// Hashes what is written and keeps it in the file at `path` (created).
+    pub(super) fn create(path: &Path) -> std::io::Result<HashingFile> {
+        Ok(HashingFile {
+            file: Some(std::fs::File::create(path)?),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        })
+    }
+
+    /// Makes what was kept durable (nothing to do when nothing is kept).
+    pub(super) fn sync_all(&self) -> std::io::Result<()> {
+        match &self.file {
+            Some(f) => f.sync_all(),
+            None => Ok(()),
+        }
+    }
+
+    /// Hashes what is written and keeps none of it.
+    pub(super) fn hash_only() -> HashingFile {
+        HashingFile {
+            file: None,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        }
+    }
+}
+
 impl Write for HashingFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = match &mut self.file {
+            Some(f) => f.write(buf)?,
+            None => buf.len(),
+        };
         self.hasher.update(&buf[..n]);
         self.len += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
     }
 }
 

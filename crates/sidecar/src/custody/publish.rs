@@ -446,7 +446,8 @@ impl Custody {
             .map(|i| self.temp_path(&format!("shard{i}")).map(TempFile))
             .collect::<std::io::Result<_>>()?;
         let key = self.secret.content_key(&content_id);
-        let encode = encode_to_files(&path, params, key, seed, &tmps);
+        let kept: Vec<Option<&TempFile>> = tmps.iter().map(Some).collect();
+        let encode = encode_to_files(&path, params, key, seed, &kept);
         let choose = self.choose_custodians(&req, &family, n, size.div_ceil(k as u64), &content_id);
         let (encoded, chosen) = tokio::join!(encode, choose);
         let (_, shard_files) = encoded?;
@@ -773,11 +774,24 @@ impl Custody {
             done: 0,
             total: first.assignment.content_size_bytes,
         });
-        let tmps: Vec<TempFile> = (0..params.n)
-            .map(|i| self.temp_path(&format!("shard{i}")).map(TempFile))
+        // Every shard is made again (the codec makes them together), but
+        // only those a custodian lacks are kept to be sent.
+        let tmps: Vec<Option<TempFile>> = (0..params.n)
+            .map(|i| {
+                if lacking
+                    .iter()
+                    .any(|(r, ..)| r.assignment.shard_index == i as u32)
+                {
+                    self.temp_path(&format!("shard{i}"))
+                        .map(|p| Some(TempFile(p)))
+                } else {
+                    Ok(None)
+                }
+            })
             .collect::<std::io::Result<_>>()?;
         let key = self.secret.content_key(content_id);
-        let (_, shard_files) = encode_to_files(path, params, key, seed, &tmps).await?;
+        let kept: Vec<Option<&TempFile>> = tmps.iter().map(Option::as_ref).collect();
+        let (_, shard_files) = encode_to_files(path, params, key, seed, &kept).await?;
         progress(Progress {
             phase: "pushing".into(),
             done: 0,
@@ -793,7 +807,7 @@ impl Custody {
                 let a = &r.assignment;
                 let i = a.shard_index as usize;
                 let peer = &a.custodian_node_id;
-                let result = match (shard_files.get(i), tmps.get(i)) {
+                let result = match (shard_files.get(i), tmps.get(i).and_then(Option::as_ref)) {
                     (Some((hash, _)), Some(tmp)) if *hash == a.shard_hash => if *seen {
                         let assignment = r.entry_hash.to_string();
                         self.deliver(peer, endpoint, hash, &assignment, &tmp.0)
@@ -831,28 +845,27 @@ impl Custody {
     }
 }
 
-/// Encodes the file at `path` into one scratch file per shard (`tmps`),
-/// on a blocking thread; returns the codec's report and each shard's
-/// blake3 (hex) and length. `seed` fixes the encoding's randomness: the
-/// same file, seed and key make the same shards.
+/// Encodes the file at `path` into its shards, on a blocking thread,
+/// keeping shard `i` in the scratch file `kept[i]` when there is one (and
+/// writing nothing for it otherwise); returns the codec's report and each
+/// shard's blake3 (hex) and length. `seed` fixes the encoding's
+/// randomness: the same file, seed and key make the same shards.
 async fn encode_to_files(
     path: &Path,
     params: CodecParams,
     key: shard_codec::ContentKey,
     seed: [u8; 32],
-    tmps: &[TempFile],
+    kept: &[Option<&TempFile>],
 ) -> Result<(shard_codec::EncodeReport, Vec<(String, u64)>), CustodyError> {
-    let shard_paths: Vec<std::path::PathBuf> = tmps.iter().map(|t| t.0.clone()).collect();
+    let shard_paths: Vec<Option<std::path::PathBuf>> =
+        kept.iter().map(|t| t.map(|t| t.0.clone())).collect();
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<_, CustodyError> {
         let mut writers = shard_paths
             .iter()
-            .map(|t| {
-                Ok(HashingFile {
-                    file: std::fs::File::create(t)?,
-                    hasher: blake3::Hasher::new(),
-                    len: 0,
-                })
+            .map(|t| match t {
+                Some(t) => HashingFile::create(t),
+                None => Ok(HashingFile::hash_only()),
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         let mut encoder = Encoder::new(params)?
@@ -914,5 +927,45 @@ impl std::fmt::Display for Placement {
             "{} {}-of-{} (reach {})",
             self.strategy, self.k, self.n, self.reach
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard made again only to learn its hash is not written anywhere,
+    /// and hashes as it does when kept.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_shard_not_kept_hashes_the_same_and_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("content");
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&content, &bytes).unwrap();
+        let params = CodecParams::erasure_coded(2, 3);
+        let key = || shard_codec::ContentKey::from_bytes([9; 32]);
+        let seed = [4; 32];
+        let files = |tag: &str| -> Vec<TempFile> {
+            (0..3)
+                .map(|i| TempFile(dir.path().join(format!("{tag}{i}"))))
+                .collect()
+        };
+
+        let all = files("all");
+        let kept: Vec<Option<&TempFile>> = all.iter().map(Some).collect();
+        let (_, every) = encode_to_files(&content, params, key(), seed, &kept)
+            .await
+            .unwrap();
+        let some = files("some");
+        let kept = vec![None, Some(&some[1]), None];
+        let (_, again) = encode_to_files(&content, params, key(), seed, &kept)
+            .await
+            .unwrap();
+
+        assert_eq!(again, every, "the same shards, kept or not");
+        assert!(!some[0].0.exists() && !some[2].0.exists());
+        let written = std::fs::read(&some[1].0).unwrap();
+        assert_eq!(written, std::fs::read(&all[1].0).unwrap());
+        assert_eq!(blake3::hash(&written).to_hex().as_str(), every[1].0);
     }
 }

@@ -90,11 +90,7 @@ impl Custody {
                     .iter()
                     .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
                     .collect::<std::io::Result<Vec<_>>>()?;
-                let mut writer = HashingFile {
-                    file: std::fs::File::create(&tmp.0)?,
-                    hasher: blake3::Hasher::new(),
-                    len: 0,
-                };
+                let mut writer = HashingFile::create(&tmp.0)?;
                 let mut decoder = Decoder::new().with_threads(super::files::codec_threads());
                 if let Some(k) = key.clone() {
                     decoder = decoder.with_key(k);
@@ -105,7 +101,7 @@ impl Custody {
                     }
                     other => other?,
                 };
-                writer.file.sync_all()?;
+                writer.sync_all()?;
                 Ok((writer.len, writer.hasher.finalize().to_hex().to_string()))
             })?;
         if hash != expected_hash {
