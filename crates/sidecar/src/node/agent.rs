@@ -17,9 +17,7 @@ use crate::metrics::Metrics;
 use crate::node::capacity::{detect, sample_load, MachineCapacity};
 use crate::node::uptime::{self, UptimeLedger};
 use crate::registry::conductor::{ConductorError, Connection};
-use crate::registry::retry::{
-    backoff, head_moved_delay, retry_transient, HEAD_MOVED_RETRIES, TRANSIENT_RETRY_FOR,
-};
+use crate::registry::retry::{backoff, retry_head_moved, retry_transient, TRANSIENT_RETRY_FOR};
 use crate::{APP_ID, COORDINATOR, READER_APP_ID, ROLE};
 use holochain_types::prelude::{ActionHash, AgentPubKey, Timestamp};
 use holochain_types::signal::Signal;
@@ -613,26 +611,22 @@ impl NodeAgent {
             }
             Err(e) => return Err(e),
         };
-        let mut attempt = 0;
-        loop {
+        let (conn, payload) = (&conn, &payload);
+        // Two calls of this agent committed at once and this one lost the
+        // race: nothing of it was written, so it is simply run again.
+        retry_head_moved(|| async move {
             let started = Instant::now();
-            let out = conn.call(COORDINATOR, function, &payload).await;
+            let out = conn.call(COORDINATOR, function, payload).await;
             self.metrics
                 .observe_call(function, out.is_ok(), started.elapsed());
-            match &out {
-                Err(e) if e.is_connection_lost() => link.mark_if_lost(e),
-                // Two calls of this agent committed at once and this one
-                // lost the race: nothing of it was written, so it is simply
-                // run again.
-                Err(e) if e.is_head_moved() && attempt < HEAD_MOVED_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(head_moved_delay(attempt)).await;
-                    continue;
+            if let Err(e) = &out {
+                if e.is_connection_lost() {
+                    link.mark_if_lost(e);
                 }
-                _ => {}
             }
-            return out;
-        }
+            out
+        })
+        .await
     }
 
     /// Sets the URL peers reach this sidecar at (once its server is bound),

@@ -398,23 +398,17 @@ impl Connection {
         // to the node's own writes when another client (the daemon, after
         // a conductor restart) is busy on the same agent, and is then simply
         // made again.
-        let mut attempt = 0;
-        let credentials = loop {
-            match admin
+        let (admin_ref, cell) = (&admin, &cell_id);
+        let credentials = super::retry::retry_head_moved(|| async move {
+            admin_ref
                 .authorize_signing_credentials(AuthorizeSigningCredentialsPayload {
-                    cell_id: cell_id.clone(),
+                    cell_id: cell.clone(),
                     functions: None,
                 })
                 .await
                 .map_err(api("authorize signing credentials"))
-            {
-                Err(e) if e.is_head_moved() && attempt < super::retry::HEAD_MOVED_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(super::retry::head_moved_delay(attempt)).await;
-                }
-                other => break other?,
-            }
-        };
+        })
+        .await?;
         signer.add_credentials(cell_id.clone(), credentials);
         Ok(Connection {
             admin,

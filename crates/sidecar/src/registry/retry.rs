@@ -35,6 +35,27 @@ pub(crate) fn head_moved_delay(attempt: u32) -> Duration {
 /// agent is run again.
 pub(crate) const HEAD_MOVED_RETRIES: u32 = 5;
 
+/// Runs `call` again, after [`head_moved_delay`], each time it lost a
+/// commit race to another call of the same agent (the conductor rolled it
+/// back whole, so nothing of it was written), up to
+/// [`HEAD_MOVED_RETRIES`] times; any other outcome is returned.
+pub(crate) async fn retry_head_moved<T, F, Fut>(mut call: F) -> Result<T, ConductorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConductorError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if e.is_head_moved() && attempt < HEAD_MOVED_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(head_moved_delay(attempt)).await;
+            }
+            out => return out,
+        }
+    }
+}
+
 /// How long [`crate::node::agent::NodeAgent::retrying`] keeps trying a write that fails for a
 /// passing reason; long enough for a record written on another node to
 /// reach this one through a loaded DHT.
