@@ -9,58 +9,150 @@ use super::{Custody, Progress, ProgressFn};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-/// A `Write` that hashes and counts, and keeps the bytes in a file when it
-/// has one (without, it only learns what the bytes hash to: a shard made
-/// again that need not be sent).
-pub(super) struct HashingFile {
-    pub(super) file: Option<std::fs::File>,
+/// A `Write` that hashes and counts, and sends the bytes on: to a file, to
+/// an upload under way, or nowhere (it then only learns what the bytes hash
+/// to: a shard made again that need not be sent).
+pub(super) struct HashingWriter {
+    out: Out,
     pub(super) hasher: blake3::Hasher,
     pub(super) len: u64,
 }
 
-impl HashingFile {
+/// Where a [`HashingWriter`]'s bytes go.
+enum Out {
+    Nowhere,
+    File(std::fs::File),
+    Upload(UploadFeed),
+}
+
+/// The sending end of an upload's body, fed from a blocking thread in
+/// chunks of [`UPLOAD_CHUNK`].
+struct UploadFeed {
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    buf: Vec<u8>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Bytes an upload fed while encoding is sent in at a time.
+pub(super) const UPLOAD_CHUNK: usize = 256 * 1024;
+/// How long an upload fed while encoding may take no chunk before it is
+/// given up (the encoder goes on with the other shards; the caller sends
+/// this one again another way).
+pub(super) const UPLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl HashingWriter {
     /// Hashes what is written and keeps it in the file at `path` (created).
-    pub(super) fn create(path: &Path) -> std::io::Result<HashingFile> {
-        Ok(HashingFile {
-            file: Some(std::fs::File::create(path)?),
+    pub(super) fn create(path: &Path) -> std::io::Result<HashingWriter> {
+        Ok(HashingWriter {
+            out: Out::File(std::fs::File::create(path)?),
             hasher: blake3::Hasher::new(),
             len: 0,
         })
     }
 
-    /// Makes what was kept durable (nothing to do when nothing is kept).
-    pub(super) fn sync_all(&self) -> std::io::Result<()> {
-        match &self.file {
-            Some(f) => f.sync_all(),
-            None => Ok(()),
-        }
-    }
-
     /// Hashes what is written and keeps none of it.
-    pub(super) fn hash_only() -> HashingFile {
-        HashingFile {
-            file: None,
+    pub(super) fn hash_only() -> HashingWriter {
+        HashingWriter {
+            out: Out::Nowhere,
             hasher: blake3::Hasher::new(),
             len: 0,
         }
     }
+
+    /// Hashes what is written and sends it, in chunks, to the body of an
+    /// upload reading `tx`'s other end: at most the channel's capacity of
+    /// chunks waits in memory. Once the upload stops taking them (it ended,
+    /// or took none for [`UPLOAD_STALL`]) the rest is only hashed. Written
+    /// to from a blocking thread of `runtime`, never from a task.
+    pub(super) fn upload(
+        tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+        runtime: tokio::runtime::Handle,
+    ) -> HashingWriter {
+        HashingWriter {
+            out: Out::Upload(UploadFeed {
+                tx,
+                buf: Vec::with_capacity(UPLOAD_CHUNK),
+                runtime,
+            }),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// Makes what was kept durable (nothing to do when nothing is kept).
+    pub(super) fn sync_all(&self) -> std::io::Result<()> {
+        match &self.out {
+            Out::File(f) => f.sync_all(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends what is left and ends the upload's body, if it feeds one.
+    pub(super) fn finish(&mut self) {
+        if let Out::Upload(feed) = &mut self.out {
+            if !feed.buf.is_empty() && !feed.send() {
+                self.out = Out::Nowhere;
+                return;
+            }
+        }
+        if matches!(self.out, Out::Upload(_)) {
+            // Dropping the sender ends the body.
+            self.out = Out::Nowhere;
+        }
+    }
 }
 
-impl Write for HashingFile {
+impl UploadFeed {
+    /// Sends the buffered chunk; false once the upload takes no more.
+    fn send(&mut self) -> bool {
+        let chunk = bytes::Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(UPLOAD_CHUNK),
+        ));
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(UPLOAD_STALL, self.tx.send(chunk)));
+        matches!(sent, Ok(Ok(())))
+    }
+}
+
+impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = match &mut self.file {
-            Some(f) => f.write(buf)?,
-            None => buf.len(),
+        let n = match &mut self.out {
+            Out::Nowhere => buf.len(),
+            Out::File(f) => f.write(buf)?,
+            Out::Upload(feed) => {
+                feed.buf.extend_from_slice(buf);
+                if feed.buf.len() >= UPLOAD_CHUNK && !feed.send() {
+                    self.out = Out::Nowhere;
+                }
+                buf.len()
+            }
         };
         self.hasher.update(&buf[..n]);
         self.len += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
+        match &mut self.out {
+            Out::File(f) => f.flush(),
+            _ => Ok(()),
         }
+    }
+}
+
+/// A reader that counts what was read, for progress shown from elsewhere.
+pub(super) struct CountingReader<R> {
+    pub(super) inner: R,
+    pub(super) read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -6,7 +6,7 @@
 //! Separate because it is the owner's side of custody, run once per publish
 //! on the publisher's node; the other roles are a custodian's.
 
-use super::files::{codec_threads, hash_file, HashingFile, TempFile};
+use super::files::{codec_threads, hash_file, CountingReader, HashingWriter, TempFile};
 use super::{Custody, CustodyError, Progress, ProgressFn, PublishReport, PublishRequest};
 use crate::clock::unix_micros;
 use crate::custody::catalog::PublishedContent;
@@ -42,6 +42,12 @@ fn worth_asking_again(status: reqwest::StatusCode) -> bool {
         || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE
         || status == reqwest::StatusCode::BAD_GATEWAY
 }
+
+/// Chunks a shard sent as it is encoded may have waiting for its
+/// custodian: a publish holds at most n x this x 256 KiB in memory.
+const STREAM_DEPTH: usize = 4;
+/// How often a publish shows how far encoding got.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Candidates a publish asks for beyond the custodians it needs, to put a
 /// shard elsewhere when one does not answer.
@@ -249,6 +255,60 @@ impl Custody {
         })
     }
 
+    /// Sends a freshly placed shard as it is encoded (the second of a
+    /// publish's two encodings: the first only learned the shards' hashes
+    /// for their assignments), with its assignment, as
+    /// [`Custody::deliver_placed`] sends a file: the assignment's shard
+    /// size in bytes, read from `chunks` as the encoder makes them. Dropping
+    /// `chunks` early (on a refusal, or a connection lost) lets the encoder
+    /// go on without this shard.
+    async fn stream_placed(
+        &self,
+        peer: &str,
+        endpoint: &str,
+        record: &AssignmentRecord,
+        chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<(), CustodyError> {
+        let a = &record.assignment;
+        let early = crate::transfer::encode_assignment_entry(a)
+            .map_err(|e| CustodyError::BadRequest(e.to_string()))?;
+        let auth = self
+            .sign("PUT", &a.shard_hash, &record.entry_hash.to_string(), peer)
+            .await?;
+        let body = futures_util::stream::unfold(chunks, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+        });
+        let mut req = self
+            .http
+            .put(format!(
+                "{}/shards/{}",
+                endpoint.trim_end_matches('/'),
+                a.shard_hash
+            ))
+            .header(reqwest::header::CONTENT_LENGTH, a.shard_size_bytes)
+            .header(crate::transfer::H_ASSIGNMENT_ENTRY, early)
+            .body(reqwest::Body::wrap_stream(body));
+        for (k, v) in auth.headers() {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| CustodyError::Transfer {
+            peer: peer.to_string(),
+            detail: format!("unreachable: {e}"),
+            retry_later: true,
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(CustodyError::Transfer {
+                peer: peer.to_string(),
+                detail: format!("{status}: {body}"),
+                retry_later: worth_asking_again(status),
+            });
+        }
+        self.agent.metrics.moved("out", a.shard_size_bytes);
+        Ok(())
+    }
+
     /// Whether a custodian's sidecar answers at all, within a few seconds:
     /// asked of every candidate before a publish places a shard on it.
     async fn reachable(&self, endpoint: Option<&str>) -> bool {
@@ -435,21 +495,29 @@ impl Custody {
             });
         }
 
-        // Encode into n shard files while the custodians are chosen: the
-        // choice needs only the shards' size, known from the content's.
+        // Encode once only to learn the shards' hashes (nothing is written:
+        // the assignments name them) while the custodians are chosen (the
+        // choice needs only the shards' size); then once more, the same
+        // bytes (`seed`), straight into the uploads, so that encoding and
+        // sending overlap and no scratch copy is written.
         progress(Progress {
             phase: "encoding".into(),
             done: 0,
             total: size,
         });
-        let tmps: Vec<TempFile> = (0..n)
-            .map(|i| self.temp_path(&format!("shard{i}")).map(TempFile))
-            .collect::<std::io::Result<_>>()?;
-        let key = self.secret.content_key(&content_id);
-        let kept: Vec<Option<&TempFile>> = tmps.iter().map(Some).collect();
-        let encode = encode_to_files(&path, params, key, seed, &kept);
+        let key = || self.secret.content_key(&content_id);
+        let hashing = (0..n).map(|_| HashingWriter::hash_only()).collect();
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let encode = encode_into(&path, params, key(), seed, hashing, read.clone());
         let choose = self.choose_custodians(&req, &family, n, size.div_ceil(k as u64), &content_id);
-        let (encoded, chosen) = tokio::join!(encode, choose);
+        let (encoded, chosen) = show_progress(
+            async { tokio::join!(encode, choose) },
+            "encoding",
+            &read,
+            size,
+            progress,
+        )
+        .await;
         let (_, shard_files) = encoded?;
         let chosen = chosen?;
         progress(Progress {
@@ -510,14 +578,6 @@ impl Custody {
             done: n as u64,
             total: n as u64,
         });
-        // From here: each custodian takes its bytes at once, holding them
-        // until its assignment arrives through the DHT (or, past its
-        // allowance for that, says it is ready once it arrives).
-        progress(Progress {
-            phase: "pushing".into(),
-            done: 0,
-            total: n as u64,
-        });
         let records = assignments
             .into_iter()
             .map(|a| {
@@ -529,43 +589,92 @@ impl Custody {
             })
             .collect::<Result<Vec<_>, CustodyError>>()?;
 
-        // Deliver to every custodian at once: each waits on its own link,
-        // so the slowest sets the pace instead of the sum of them all.
-        let delivered = std::sync::atomic::AtomicU64::new(0);
-        let results = futures_util::future::join_all(chosen.iter().zip(&records).enumerate().map(
-            |(i, (c, r))| {
-                let delivered = &delivered;
-                let tmp = &tmps[i].0;
-                async move {
-                    let result = match &c.endpoint {
-                        Some(ep) => self.deliver_placed(&c.node_id, ep, r, tmp).await,
-                        None => Err(CustodyError::Transfer {
-                            peer: c.node_id.clone(),
-                            detail: "no endpoint registered".into(),
-                            retry_later: false,
-                        }),
-                    };
-                    let done = delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    progress(Progress {
-                        phase: "pushing".into(),
-                        done,
-                        total: n as u64,
-                    });
-                    result
+        // From here: each custodian takes its bytes as they are encoded,
+        // holding them until its assignment arrives through the DHT. One
+        // that will not take them that way (or is cut off) is sent its
+        // shard once it sees the assignment, from what it kept, below.
+        let runtime = tokio::runtime::Handle::current();
+        let mut writers = Vec::with_capacity(n as usize);
+        let mut uploads = Vec::with_capacity(n as usize);
+        for (c, r) in chosen.iter().zip(&records) {
+            match &c.endpoint {
+                Some(ep) => {
+                    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
+                    writers.push(HashingWriter::upload(tx, runtime.clone()));
+                    uploads.push(Some(self.stream_placed(&c.node_id, ep, r, rx)));
                 }
-            },
-        ))
+                None => {
+                    writers.push(HashingWriter::hash_only());
+                    uploads.push(None);
+                }
+            }
+        }
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let encode = encode_into(&path, params, key(), seed, writers, read.clone());
+        let sending = futures_util::future::join_all(uploads.into_iter().map(|u| async move {
+            match u {
+                Some(u) => Some(u.await),
+                None => None,
+            }
+        }));
+        let (encoded, sent) = show_progress(
+            async { tokio::join!(encode, sending) },
+            "pushing",
+            &read,
+            size,
+            progress,
+        )
         .await;
+        let (_, again) = encoded?;
+        if again != shard_files {
+            // Not the shards placed: the codec is not deterministic under
+            // its seed (a bug); what was sent fails its hash check.
+            return Err(CustodyError::BadRequest(format!(
+                "encoding {content_id} again made other shards than the first time"
+            )));
+        }
         let mut pushed = 0;
         let mut failures = Vec::new();
-        for (i, result) in results.into_iter().enumerate() {
-            match result {
-                Ok(()) => pushed += 1,
-                Err(e) => {
+        let mut lacking = Vec::new();
+        for ((c, r), result) in chosen.iter().zip(&records).zip(sent) {
+            let i = r.assignment.shard_index;
+            match (result, &c.endpoint) {
+                (Some(Ok(())), _) => pushed += 1,
+                (
+                    Some(Err(CustodyError::Transfer {
+                        retry_later: true,
+                        detail,
+                        ..
+                    })),
+                    Some(ep),
+                ) => {
+                    tracing::debug!(
+                        "{} did not take shard {i} as it was encoded: {detail}",
+                        c.node_id
+                    );
+                    lacking.push((r, ep.clone(), true));
+                }
+                (Some(Err(e)), _) => {
+                    tracing::warn!("shard {i} of {content_id}: {e}");
+                    failures.push(e.to_string());
+                }
+                (None, _) => {
+                    let e = CustodyError::Transfer {
+                        peer: c.node_id.clone(),
+                        detail: "no endpoint registered".into(),
+                        retry_later: false,
+                    };
                     tracing::warn!("shard {i} of {content_id}: {e}");
                     failures.push(e.to_string());
                 }
             }
+        }
+        if !lacking.is_empty() {
+            let (sent, more) = self
+                .send_lacking(&path, params, seed, &lacking, progress)
+                .await?;
+            pushed += sent;
+            failures.extend(more);
         }
 
         self.catalog.put(&listing)?;
@@ -765,10 +874,31 @@ impl Custody {
                 Err(e) => failures.push(e),
             }
         }
-        if lacking.is_empty() {
-            return Ok((0, failures));
-        }
+        let (pushed, more) = self
+            .send_lacking(path, params, seed, &lacking, progress)
+            .await?;
+        failures.extend(more);
+        Ok((pushed, failures))
+    }
 
+    /// Encodes the file again, into the same shards as placed (`seed`),
+    /// and sends each custodian in `lacking` its shard: `(assignment,
+    /// endpoint, seen)`, where `seen` says the custodian sees the
+    /// assignment already (else the shard goes with it, as at first).
+    /// Returns how many were sent and why others could not be.
+    async fn send_lacking(
+        &self,
+        path: &Path,
+        params: CodecParams,
+        seed: [u8; 32],
+        lacking: &[(&AssignmentRecord, String, bool)],
+        progress: ProgressFn<'_>,
+    ) -> Result<(u32, Vec<String>), CustodyError> {
+        let Some((first, ..)) = lacking.first() else {
+            return Ok((0, vec![]));
+        };
+        let content_id = &first.assignment.content_id;
+        let mut failures = Vec::new();
         progress(Progress {
             phase: "encoding".into(),
             done: 0,
@@ -845,6 +975,31 @@ impl Custody {
     }
 }
 
+/// Awaits `work`, showing `phase` progress every [`PROGRESS_EVERY`] as
+/// the content bytes counted in `read` (out of `total`).
+async fn show_progress<T>(
+    work: impl std::future::Future<Output = T>,
+    phase: &str,
+    read: &std::sync::atomic::AtomicU64,
+    total: u64,
+    progress: ProgressFn<'_>,
+) -> T {
+    let shown = async {
+        loop {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            progress(Progress {
+                phase: phase.into(),
+                done: read.load(std::sync::atomic::Ordering::Relaxed).min(total),
+                total,
+            });
+        }
+    };
+    tokio::select! {
+        done = work => done,
+        _ = shown => unreachable!("progress is shown until the work ends"),
+    }
+}
+
 /// Encodes the file at `path` into its shards, on a blocking thread,
 /// keeping shard `i` in the scratch file `kept[i]` when there is one (and
 /// writing nothing for it otherwise); returns the codec's report and each
@@ -857,31 +1012,50 @@ async fn encode_to_files(
     seed: [u8; 32],
     kept: &[Option<&TempFile>],
 ) -> Result<(shard_codec::EncodeReport, Vec<(String, u64)>), CustodyError> {
-    let shard_paths: Vec<Option<std::path::PathBuf>> =
-        kept.iter().map(|t| t.map(|t| t.0.clone())).collect();
+    let writers = kept
+        .iter()
+        .map(|t| match t {
+            Some(t) => HashingWriter::create(&t.0),
+            None => Ok(HashingWriter::hash_only()),
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    encode_into(path, params, key, seed, writers, Default::default()).await
+}
+
+/// Encodes the file at `path` into `writers` (shard `i` into `writers[i]`),
+/// on a blocking thread, counting the content bytes read in `read`;
+/// returns the codec's report and each shard's blake3 (hex) and length.
+async fn encode_into(
+    path: &Path,
+    params: CodecParams,
+    key: shard_codec::ContentKey,
+    seed: [u8; 32],
+    mut writers: Vec<HashingWriter>,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(shard_codec::EncodeReport, Vec<(String, u64)>), CustodyError> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<_, CustodyError> {
-        let mut writers = shard_paths
-            .iter()
-            .map(|t| match t {
-                Some(t) => HashingFile::create(t),
-                None => Ok(HashingFile::hash_only()),
-            })
-            .collect::<std::io::Result<Vec<_>>>()?;
         let mut encoder = Encoder::new(params)?
             .with_seed(seed)
             .with_threads(codec_threads());
         if params.needs_owner_key() {
             encoder = encoder.with_key(key);
         }
-        let report = encoder.encode_stream(std::fs::File::open(&path)?, &mut writers)?;
-        // Not fsynced: these are the publisher's scratch copies, removed
-        // once pushed (a crash loses the publish, not data, and a publish
-        // run again makes them again); the custodian makes its shard
-        // durable before it answers.
+        let content = CountingReader {
+            inner: std::fs::File::open(&path)?,
+            read,
+        };
+        let report = encoder.encode_stream(content, &mut writers)?;
+        // Not fsynced: scratch copies are the publisher's, removed once
+        // pushed (a crash loses the publish, not data, and a publish run
+        // again makes them again); the custodian makes its shard durable
+        // before it answers.
         let files = writers
             .into_iter()
-            .map(|w| (w.hasher.finalize().to_hex().to_string(), w.len))
+            .map(|mut w| {
+                w.finish();
+                (w.hasher.finalize().to_hex().to_string(), w.len)
+            })
             .collect();
         Ok((report, files))
     })
@@ -967,5 +1141,65 @@ mod tests {
         let written = std::fs::read(&some[1].0).unwrap();
         assert_eq!(written, std::fs::read(&all[1].0).unwrap());
         assert_eq!(blake3::hash(&written).to_hex().as_str(), every[1].0);
+    }
+
+    /// A shard fed to an upload while encoded is the shard a file would
+    /// keep, byte for byte; an upload that stops taking bytes midway does
+    /// not stop the encoding or change any shard's hash.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_shard_fed_to_an_upload_is_the_shard_kept_in_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("content");
+        // Several upload chunks per shard.
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        std::fs::write(&content, &bytes).unwrap();
+        let params = CodecParams::erasure_coded(2, 3);
+        let key = || shard_codec::ContentKey::from_bytes([5; 32]);
+        let seed = [8; 32];
+        let all: Vec<TempFile> = (0..3)
+            .map(|i| TempFile(dir.path().join(format!("file{i}"))))
+            .collect();
+        let kept: Vec<Option<&TempFile>> = all.iter().map(Some).collect();
+        let (_, in_files) = encode_to_files(&content, params, key(), seed, &kept)
+            .await
+            .unwrap();
+
+        let runtime = tokio::runtime::Handle::current();
+        let (tx0, mut rx0) = tokio::sync::mpsc::channel(STREAM_DEPTH);
+        let (tx1, mut rx1) = tokio::sync::mpsc::channel(STREAM_DEPTH);
+        let writers = vec![
+            HashingWriter::upload(tx0, runtime.clone()),
+            HashingWriter::upload(tx1, runtime.clone()),
+            HashingWriter::hash_only(),
+        ];
+        let whole = async {
+            let mut got = Vec::new();
+            while let Some(chunk) = rx0.recv().await {
+                got.extend_from_slice(&chunk);
+            }
+            got
+        };
+        let cut = async {
+            let first = rx1.recv().await.unwrap();
+            drop(rx1);
+            first.len()
+        };
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (encoded, got, cut_after) = tokio::join!(
+            encode_into(&content, params, key(), seed, writers, read.clone()),
+            whole,
+            cut
+        );
+        let (_, streamed) = encoded.unwrap();
+        assert_eq!(streamed, in_files, "the same shards, streamed or kept");
+        assert_eq!(got, std::fs::read(&all[0].0).unwrap());
+        assert!(
+            (cut_after as u64) < streamed[1].1,
+            "the cut upload took part of its shard"
+        );
+        assert_eq!(
+            read.load(std::sync::atomic::Ordering::Relaxed),
+            bytes.len() as u64
+        );
     }
 }

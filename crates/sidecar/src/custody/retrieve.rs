@@ -6,7 +6,7 @@
 //! shards out, this brings them back, and repair reuses its
 //! [`Custody::fetch_some`] to gather what a rebuild needs.
 
-use super::files::{HashingFile, TempFile};
+use super::files::{HashingWriter, TempFile};
 use super::{Custody, CustodyError, Progress, ProgressFn, RetrieveReport};
 use node_registry_integrity::zome_fns::{GetAssignmentRecordsForContent, GetShardHolders};
 use node_registry_integrity::*;
@@ -90,7 +90,7 @@ impl Custody {
                     .iter()
                     .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
                     .collect::<std::io::Result<Vec<_>>>()?;
-                let mut writer = HashingFile::create(&tmp.0)?;
+                let mut writer = HashingWriter::create(&tmp.0)?;
                 let mut decoder = Decoder::new().with_threads(super::files::codec_threads());
                 if let Some(k) = key.clone() {
                     decoder = decoder.with_key(k);
