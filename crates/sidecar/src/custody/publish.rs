@@ -609,6 +609,11 @@ impl Custody {
                 }
             }
         }
+        progress(Progress {
+            phase: "pushing".into(),
+            done: 0,
+            total: size,
+        });
         let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let encode = encode_into(&path, params, key(), seed, writers, read.clone());
         let sending = futures_util::future::join_all(uploads.into_iter().map(|u| async move {
