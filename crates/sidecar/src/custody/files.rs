@@ -1,9 +1,10 @@
-//! Scratch files: the hashing writer shards and decoded content are written
-//! through, the temp files that clean up after themselves, and where they
+//! Where shard and content bytes go on their way: the hashing writer they
+//! are written through (into a scratch file, an upload's body, or only the
+//! hash), the temp files that clean up after themselves, and where those
 //! live (the node's `work` directory, emptied at start).
 //!
-//! Separate because publishing, retrieving and rebuilding all stage bytes on
-//! disk the same way; none of it knows about custodians or the DHT.
+//! Separate because publishing, retrieving and rebuilding all pass bytes on
+//! the same way; none of it knows about custodians or the DHT.
 
 use super::{Custody, Progress, ProgressFn};
 use std::io::{Read, Write};
