@@ -722,16 +722,23 @@ impl Custody {
         if missing > 0 {
             let mut exclude: Vec<String> = chosen.iter().map(|s| s.node_id.clone()).collect();
             exclude.push(self.agent.node_id.clone());
+            let filters = CustodianFilters {
+                region: req.region.clone(),
+                min_tier: req.min_tier.clone(),
+                exclude_nodes: exclude,
+                min_storage_bytes: Some(shard_size),
+                content_id: Some(content_id.to_string()),
+                limit: Some((missing + SPARE_CANDIDATES) as u32),
+                ..Default::default()
+            };
+            // The heaviest read of a publish: on a conductor just restarted
+            // and busy it can outlast the websocket's request timeout (the
+            // link is then reopened), so it is asked again, as writes are.
             let community: Vec<RankedCustodian> = self
                 .agent
-                .read_fn::<GetAvailableCustodians>(CustodianFilters {
-                    region: req.region.clone(),
-                    min_tier: req.min_tier.clone(),
-                    exclude_nodes: exclude,
-                    min_storage_bytes: Some(shard_size),
-                    content_id: Some(content_id.to_string()),
-                    limit: Some((missing + SPARE_CANDIDATES) as u32),
-                    ..Default::default()
+                .retrying(|| {
+                    self.agent
+                        .read_fn::<GetAvailableCustodians>(filters.clone())
                 })
                 .await?;
             // A candidate whose sidecar does not answer (dead since its
@@ -1113,14 +1120,20 @@ impl std::fmt::Display for Placement {
 mod tests {
     use super::*;
 
+    /// A content file of `len` bytes in a fresh directory.
+    fn content_file(len: u32) -> (tempfile::TempDir, std::path::PathBuf, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("content");
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&content, &bytes).unwrap();
+        (dir, content, len as u64)
+    }
+
     /// A shard made again only to learn its hash is not written anywhere,
     /// and hashes as it does when kept.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_shard_not_kept_hashes_the_same_and_is_not_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let content = dir.path().join("content");
-        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        std::fs::write(&content, &bytes).unwrap();
+        let (dir, content, _) = content_file(300_000);
         let params = CodecParams::erasure_coded(2, 3);
         let key = || shard_codec::ContentKey::from_bytes([9; 32]);
         let seed = [4; 32];
@@ -1153,11 +1166,8 @@ mod tests {
     /// not stop the encoding or change any shard's hash.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_shard_fed_to_an_upload_is_the_shard_kept_in_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let content = dir.path().join("content");
         // Several upload chunks per shard.
-        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
-        std::fs::write(&content, &bytes).unwrap();
+        let (dir, content, len) = content_file(3_000_000);
         let params = CodecParams::erasure_coded(2, 3);
         let key = || shard_codec::ContentKey::from_bytes([5; 32]);
         let seed = [8; 32];
@@ -1202,9 +1212,6 @@ mod tests {
             (cut_after as u64) < streamed[1].1,
             "the cut upload took part of its shard"
         );
-        assert_eq!(
-            read.load(std::sync::atomic::Ordering::Relaxed),
-            bytes.len() as u64
-        );
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), len);
     }
 }
