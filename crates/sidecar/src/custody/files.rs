@@ -34,7 +34,9 @@ struct UploadFeed {
     runtime: tokio::runtime::Handle,
 }
 
-/// Bytes an upload fed while encoding is sent in at a time.
+/// Bytes an upload is sent in at a time, from a file or from the encoder
+/// (the default 4 KiB would make 32 thousand chunks of a 128 MiB shard,
+/// each hashed and written separately at the custodian).
 pub(super) const UPLOAD_CHUNK: usize = 256 * 1024;
 /// How long an upload fed while encoding may take no chunk before it is
 /// given up (the encoder goes on with the other shards; the caller sends

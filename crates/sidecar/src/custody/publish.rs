@@ -6,7 +6,9 @@
 //! Separate because it is the owner's side of custody, run once per publish
 //! on the publisher's node; the other roles are a custodian's.
 
-use super::files::{codec_threads, hash_file, CountingReader, HashingWriter, TempFile};
+use super::files::{
+    codec_threads, hash_file, CountingReader, HashingWriter, TempFile, UPLOAD_CHUNK,
+};
 use super::{Custody, CustodyError, Progress, ProgressFn, PublishReport, PublishRequest};
 use crate::clock::unix_micros;
 use crate::custody::catalog::PublishedContent;
@@ -28,10 +30,6 @@ pub const UNREACHABLE_GIVE_UP: std::time::Duration = std::time::Duration::from_s
 /// taking the shard's bytes: most likely restarting, and it keeps what
 /// arrived, so waiting saves sending them again.
 pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(90);
-/// Bytes read from a shard file per chunk of an upload (the default 4 KiB
-/// makes 32 thousand chunks of a 128 MiB shard, each hashed and written
-/// separately at the custodian).
-const PUSH_CHUNK: usize = 256 * 1024;
 /// How long a publisher waits for a candidate custodian's `/ping`.
 const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// Whether a custodian's answer may change if the publisher asks again:
@@ -272,41 +270,20 @@ impl Custody {
         let a = &record.assignment;
         let early = crate::transfer::encode_assignment_entry(a)
             .map_err(|e| CustodyError::BadRequest(e.to_string()))?;
-        let auth = self
-            .sign("PUT", &a.shard_hash, &record.entry_hash.to_string(), peer)
-            .await?;
         let body = futures_util::stream::unfold(chunks, |mut rx| async move {
             rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
         });
-        let mut req = self
-            .http
-            .put(format!(
-                "{}/shards/{}",
-                endpoint.trim_end_matches('/'),
-                a.shard_hash
-            ))
-            .header(reqwest::header::CONTENT_LENGTH, a.shard_size_bytes)
-            .header(crate::transfer::H_ASSIGNMENT_ENTRY, early)
-            .body(reqwest::Body::wrap_stream(body));
-        for (k, v) in auth.headers() {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await.map_err(|e| CustodyError::Transfer {
-            peer: peer.to_string(),
-            detail: format!("unreachable: {e}"),
-            retry_later: true,
-        })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(CustodyError::Transfer {
-                peer: peer.to_string(),
-                detail: format!("{status}: {body}"),
-                retry_later: worth_asking_again(status),
-            });
-        }
-        self.agent.metrics.moved("out", a.shard_size_bytes);
-        Ok(())
+        self.put_shard(
+            peer,
+            endpoint,
+            &a.shard_hash,
+            &record.entry_hash.to_string(),
+            reqwest::Body::wrap_stream(body),
+            a.shard_size_bytes,
+            Some(&early),
+            None,
+        )
+        .await
     }
 
     /// Whether a custodian's sidecar answers at all, within a few seconds:
@@ -360,26 +337,59 @@ impl Custody {
             }
             _ => (0, String::new()),
         };
-        let auth = self.sign("PUT", shard_hash, assignment, peer).await?;
         let mut file = tokio::fs::File::open(path).await?;
         file.seek(std::io::SeekFrom::Start(offset)).await?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            UPLOAD_CHUNK,
+        ));
+        let resume = (offset > 0).then_some((offset, prefix));
+        self.put_shard(
+            peer,
+            endpoint,
+            shard_hash,
+            assignment,
+            body,
+            len - offset,
+            early,
+            resume,
+        )
+        .await
+    }
+
+    /// Sends `len` bytes of a shard (`body`) to a custodian in one signed
+    /// `PUT`: all of it, or what comes after `resume`'s offset (with the
+    /// blake3 of the bytes before it), with the assignment itself when
+    /// `early` carries it. What [`Custody::push`] and a publish's upload of
+    /// a shard being encoded both send.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_shard(
+        &self,
+        peer: &str,
+        endpoint: &str,
+        shard_hash: &str,
+        assignment: &str,
+        body: reqwest::Body,
+        len: u64,
+        early: Option<&str>,
+        resume: Option<(u64, String)>,
+    ) -> Result<(), CustodyError> {
+        let auth = self.sign("PUT", shard_hash, assignment, peer).await?;
         let mut req = self
             .http
             .put(format!(
                 "{}/shards/{shard_hash}",
                 endpoint.trim_end_matches('/')
             ))
-            .header(reqwest::header::CONTENT_LENGTH, len - offset)
-            .body(reqwest::Body::wrap_stream(
-                tokio_util::io::ReaderStream::with_capacity(file, PUSH_CHUNK),
-            ));
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
         for (k, v) in auth.headers() {
             req = req.header(k, v);
         }
         if let Some(a) = early {
             req = req.header(crate::transfer::H_ASSIGNMENT_ENTRY, a);
         }
-        if offset > 0 {
+        if let Some((offset, prefix)) = resume {
             req = req
                 .header(crate::transfer::H_OFFSET, offset)
                 .header(crate::transfer::H_HAVE_BLAKE3, prefix);
@@ -399,7 +409,7 @@ impl Custody {
                 retry_later: worth_asking_again(status),
             });
         }
-        self.agent.metrics.moved("out", len - offset);
+        self.agent.metrics.moved("out", len);
         Ok(())
     }
 
