@@ -5,10 +5,12 @@
 //!
 //! Split by role: `network` (conductors, peers, typed calls), `fixtures`
 //! (the packed bundles and valid entries), `expect` (shared checks),
-//! `mallory` (the attacker coordinator), [`sidecars`] (nodes with their
-//! sidecar daemon) and [`webdriver`]. What the suites use of the first four
+//! `mallory` (the attacker coordinator), `compiled` (conductors that start
+//! with the zomes compiled), [`sidecars`] (nodes with their sidecar daemon)
+//! and [`webdriver`]. What the suites use of the first four
 //! is re-exported here, at the paths it always had.
 
+mod compiled;
 mod expect;
 mod fixtures;
 mod mallory;
@@ -16,6 +18,7 @@ mod network;
 pub mod sidecars;
 pub mod webdriver;
 
+pub use compiled::conductor_batch;
 pub use expect::{custodian_ids, record_kind, rejected};
 pub use fixtures::{
     assignment, assignment_hash, happ_with, heartbeat, manifest_dir, packed, packed_dna,

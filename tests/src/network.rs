@@ -94,6 +94,9 @@ pub struct Network {
     /// One peer per conductor, in order (then any added agents).
     pub peers: Vec<Peer>,
     dna: DnaFile,
+    /// The conductors' data directories (declared after them: removed
+    /// once they stop).
+    _conductor_dirs: Vec<tempfile::TempDir>,
 }
 
 impl Network {
@@ -157,7 +160,7 @@ impl Network {
         dna: DnaFile,
         config: SweetConductorConfig,
     ) -> Network {
-        let mut conductors = SweetConductorBatch::from_config_rendezvous(n, config).await;
+        let (mut conductors, conductor_dirs) = crate::conductor_batch(vec![config; n]).await;
         let apps = conductors
             .setup_app(APP_ID, &[(ROLE.to_string(), dna.clone())])
             .await
@@ -177,6 +180,7 @@ impl Network {
             conductors,
             peers,
             dna,
+            _conductor_dirs: conductor_dirs,
         }
     }
 

@@ -67,6 +67,8 @@ pub struct SidecarNet {
     pub happ_dir: tempfile::TempDir,
     /// The conductors, one per node.
     pub conductors: SweetConductorBatch,
+    /// Their data directories (declared after them: removed once they stop).
+    _conductor_dirs: Vec<tempfile::TempDir>,
     /// Each node's daemon (None once killed, or before it joins).
     pub daemons: Vec<Option<Daemon>>,
     /// Each node's data directory.
@@ -137,7 +139,8 @@ impl SidecarNet {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let conductors = SweetConductorBatch::standard(n).await;
+        let (conductors, conductor_dirs) =
+            crate::conductor_batch(vec![SweetConductorConfig::rendezvous(true); n]).await;
         let mut net = SidecarNet {
             happ_dir,
             _slot: slot,
@@ -146,6 +149,7 @@ impl SidecarNet {
             configs: Vec::new(),
             members: vec![false; n],
             conductors,
+            _conductor_dirs: conductor_dirs,
         };
         for i in 0..n {
             let admin: SocketAddr = (
@@ -353,7 +357,9 @@ impl SidecarNet {
             .unwrap_or_else(|| panic!("node {i} has a {ROLE} cell"))
     }
 
-    /// Waits until node `observer` sees `count` available custodians.
+    /// Waits until node `observer` sees `count` available custodians, itself
+    /// included (a publish from it excludes itself: placing on n others
+    /// needs n + 1 here).
     pub async fn await_custodians(&self, observer: usize, count: usize) {
         let agent = self.node(observer).agent.clone();
         self.until(
