@@ -79,6 +79,9 @@ pub struct SidecarNet {
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
+/// Monitors whose verdicts declare a node failed (two vetted ones).
+const WATCHERS_TO_DECLARE: usize = 2;
+
 /// How many sidecar networks one test binary runs at once. Each is
 /// several conductors; two of them side by side on a 2-core machine
 /// starve each other's gossip until DHT-dependent waits time out, and
@@ -223,11 +226,37 @@ impl SidecarNet {
         }
     }
 
-    /// Kills node `i`: sidecar and conductor both gone.
+    /// Kills node `i`: sidecar and conductor both gone. First waits until
+    /// its failure can be seen: two monitors' verdicts declare a node
+    /// failed, and a node picks its monitors among those present when it
+    /// looks, so on a network started seconds ago it may have beaten to
+    /// only one yet (fewer when fewer others run). A node whose sidecar
+    /// already stopped is killed at once.
     pub async fn kill(&mut self, i: usize) {
+        if self.daemons[i].is_some() {
+            let others = self.daemons.iter().flatten().count().saturating_sub(1);
+            self.await_watched(i, WATCHERS_TO_DECLARE.min(others)).await;
+        }
         self.stop_sidecar(i).await;
         self.conductors[i].shutdown().await;
         self.members[i] = false;
+    }
+
+    /// Waits until at least `min` other running nodes watch node `i` (have
+    /// its beats).
+    pub async fn await_watched(&self, i: usize, min: usize) {
+        let id = self.node_id(i);
+        self.until(120, &format!("node {i} watched by {min} others"), || {
+            let n = self
+                .daemons
+                .iter()
+                .flatten()
+                .filter(|d| d.agent.node_id != id)
+                .filter(|d| d.liveness.watched().iter().any(|(s, _)| *s == id))
+                .count();
+            async move { (n >= min).then_some(()) }
+        })
+        .await
     }
 
     /// Whether node `observer`'s `detect_failed_nodes`, under `policy`,

@@ -6,6 +6,7 @@
 //! Separate because publishing, retrieving and rebuilding all pass bytes on
 //! the same way; none of it knows about custodians or the DHT.
 
+use super::writeback::{Writeback, WRITEBACK_EVERY};
 use super::{Custody, Progress, ProgressFn};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,7 +23,8 @@ pub(super) struct HashingWriter {
 /// Where a [`HashingWriter`]'s bytes go.
 enum Out {
     Nowhere,
-    File(std::fs::File),
+    /// A file, with background fsyncs when it is to be made durable.
+    File(std::fs::File, Option<Writeback>),
     Upload(UploadFeed),
 }
 
@@ -47,7 +49,20 @@ impl HashingWriter {
     /// Hashes what is written and keeps it in the file at `path` (created).
     pub(super) fn create(path: &Path) -> std::io::Result<HashingWriter> {
         Ok(HashingWriter {
-            out: Out::File(std::fs::File::create(path)?),
+            out: Out::File(std::fs::File::create(path)?, None),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        })
+    }
+
+    /// As [`HashingWriter::create`], for a file [`HashingWriter::sync_all`]
+    /// will make durable: written to disk while it grows (see `writeback`).
+    pub(super) fn create_durable(path: &Path) -> std::io::Result<HashingWriter> {
+        Ok(HashingWriter {
+            out: Out::File(
+                std::fs::File::create(path)?,
+                Some(Writeback::every(WRITEBACK_EVERY)),
+            ),
             hasher: blake3::Hasher::new(),
             len: 0,
         })
@@ -83,9 +98,14 @@ impl HashingWriter {
     }
 
     /// Makes what was kept durable (nothing to do when nothing is kept).
-    pub(super) fn sync_all(&self) -> std::io::Result<()> {
-        match &self.out {
-            Out::File(f) => f.sync_all(),
+    pub(super) fn sync_all(&mut self) -> std::io::Result<()> {
+        match &mut self.out {
+            Out::File(f, writeback) => {
+                if let Some(wb) = writeback.take() {
+                    wb.finish()?;
+                }
+                f.sync_all()
+            }
             _ => Ok(()),
         }
     }
@@ -123,7 +143,13 @@ impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = match &mut self.out {
             Out::Nowhere => buf.len(),
-            Out::File(f) => f.write(buf)?,
+            Out::File(f, writeback) => {
+                let n = f.write(buf)?;
+                if let Some(wb) = writeback {
+                    wb.wrote(f, n as u64);
+                }
+                n
+            }
             Out::Upload(feed) => {
                 feed.buf.extend_from_slice(buf);
                 if feed.buf.len() >= UPLOAD_CHUNK && !feed.send() {
@@ -138,7 +164,7 @@ impl Write for HashingWriter {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.out {
-            Out::File(f) => f.flush(),
+            Out::File(f, _) => f.flush(),
             _ => Ok(()),
         }
     }

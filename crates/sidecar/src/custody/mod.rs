@@ -10,7 +10,8 @@
 //!   their shards, act on the DNA's signals;
 //! - `resync`: the reconciliation pass holding every assigned shard;
 //! - `policy`: what this node accepts and serves as a custodian;
-//! - `files`: hashing writers, temp files and the work directory.
+//! - `files`: hashing writers, temp files and the work directory;
+//! - `writeback`: a shard written to disk while it arrives.
 //!
 //! This file holds the engine itself, its errors and the request and report
 //! types the API speaks.
@@ -24,6 +25,7 @@ mod repair;
 mod resync;
 mod retrieve;
 pub mod store;
+mod writeback;
 
 pub use policy::{names_whole_family, room_for, LostNodeAlive};
 pub use publish::{assignment_entry_hash, content_id_for, UNREACHABLE_GIVE_UP};

@@ -90,7 +90,7 @@ impl Custody {
                     .iter()
                     .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
                     .collect::<std::io::Result<Vec<_>>>()?;
-                let mut writer = HashingWriter::create(&tmp.0)?;
+                let mut writer = HashingWriter::create_durable(&tmp.0)?;
                 let mut decoder = Decoder::new().with_threads(super::files::codec_threads());
                 if let Some(k) = key.clone() {
                     decoder = decoder.with_key(k);

@@ -17,6 +17,7 @@
 //! still checked whole before it is kept; a partial copy nobody resumes is
 //! cleared after [`PARTIAL_KEEP`].
 
+use super::writeback::{Writeback, WRITEBACK_EVERY};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -382,6 +383,7 @@ impl ShardStore {
             size,
             resumed_from: size,
             expected: expected_hash.to_string(),
+            writeback: meta.as_ref().map(|_| Writeback::every(WRITEBACK_EVERY)),
             meta,
             claim: Some(claim),
         })
@@ -505,6 +507,7 @@ impl ShardStore {
             expected: expected_hash.to_string(),
             meta: Some(meta),
             claim: None,
+            writeback: Some(Writeback::every(WRITEBACK_EVERY)),
         })
     }
 
@@ -615,6 +618,9 @@ pub struct ShardWriter<'a> {
     expected: String,
     meta: Option<ShardMeta>,
     claim: Option<Claim<'a>>,
+    /// Background fsyncs while the bytes arrive, for a shard to be held
+    /// (made durable at the end); none for one fetched only to be read.
+    writeback: Option<Writeback>,
 }
 
 impl ShardWriter<'_> {
@@ -622,6 +628,9 @@ impl ShardWriter<'_> {
     pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         let f = self.file.as_mut().expect("writer not finished");
         f.write_all(bytes).map_err(io(&self.tmp))?;
+        if let Some(wb) = &mut self.writeback {
+            wb.wrote(f, bytes.len() as u64);
+        }
         self.hasher.update(bytes);
         self.size += bytes.len() as u64;
         Ok(())
@@ -705,6 +714,9 @@ impl ShardWriter<'_> {
             return Err(StoreError::NoMeta(self.expected.clone()));
         };
         let file = self.verified()?;
+        if let Some(wb) = self.writeback.take() {
+            wb.finish().map_err(io(&self.tmp))?;
+        }
         file.sync_all().map_err(io(&self.tmp))?;
         drop(file);
         let dest = self.store.path_of(&self.expected);
