@@ -57,6 +57,12 @@ impl Network {
     }
 }
 
+/// How long a mallory write is tried again while what it refers to has not
+/// reached its node yet (holochain refuses the commit with
+/// `DepMissingFromDht` before validation sees it): an attack test wants
+/// validation's verdict, not the network's lag.
+const DEPENDENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl SidecarNet {
     /// Swaps mallory in on node `i` (see [`Network::arm_mallory`]).
     pub async fn arm_mallory(&mut self, i: usize) {
@@ -64,16 +70,29 @@ impl SidecarNet {
         install_mallory(&mut self.conductors[i], cell).await;
     }
 
-    /// Calls a mallory function as node `i`'s agent.
+    /// Calls a mallory function as node `i`'s agent, again while what it
+    /// refers to has not reached node `i` (see [`DEPENDENCY_WAIT`]).
     pub async fn mallory<I, O>(&self, i: usize, func: &str, payload: I) -> Result<O, String>
     where
         I: serde::Serialize + std::fmt::Debug,
         O: serde::de::DeserializeOwned + std::fmt::Debug,
     {
         let zome = SweetZome::new(self.cell_id(i).await, COORDINATOR.into());
-        self.conductors[i]
-            .call_fallible(&zome, func, payload)
-            .await
-            .map_err(|e| format!("{e:?}"))
+        let deadline = tokio::time::Instant::now() + DEPENDENCY_WAIT;
+        loop {
+            match self.conductors[i]
+                .call_fallible(&zome, func, &payload)
+                .await
+            {
+                Ok(out) => return Ok(out),
+                Err(e) => {
+                    let e = format!("{e:?}");
+                    if !e.contains("DepMissingFromDht") || tokio::time::Instant::now() > deadline {
+                        return Err(e);
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
     }
 }

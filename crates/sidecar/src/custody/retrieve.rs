@@ -13,6 +13,10 @@ use node_registry_integrity::*;
 use shard_codec::{ContentKey, Decoder, Strategy};
 use std::path::Path;
 
+/// Longest a retrieve waits to see enough holders of a placed content (see
+/// [`Custody::await_holders`]).
+const HOLDERS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Longest a peer may leave a download without sending a byte.
 pub(super) const FETCH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -68,12 +72,14 @@ impl Custody {
             }
             None => key,
         };
-        let holders: Vec<ShardHolder> = holders?;
         let needed = if strategy == Strategy::FullReplica {
             1
         } else {
             first.assignment.threshold as usize
         };
+        let holders = self
+            .await_holders(content_id, holders?, needed.min(live.len()))
+            .await?;
         let (files, from) = self
             .fetch_some(&holders, needed, first, recovery, false, progress)
             .await?;
@@ -123,6 +129,33 @@ impl Custody {
             content_hash: hash,
             from,
         })
+    }
+
+    /// The holders of a content once at least `want` are visible, or those
+    /// visible after [`HOLDERS_WAIT`]. A holder is a live assignment whose
+    /// custodian's registration this node can read: right after a custodian
+    /// updated its registration (a restart that declares new capacity), the
+    /// newest version may not have reached this node yet, and the content
+    /// would look unheld while its custodian is there to serve it.
+    async fn await_holders(
+        &self,
+        content_id: &str,
+        mut holders: Vec<ShardHolder>,
+        want: usize,
+    ) -> Result<Vec<ShardHolder>, CustodyError> {
+        let deadline = tokio::time::Instant::now() + HOLDERS_WAIT;
+        while holders.len() < want && tokio::time::Instant::now() < deadline {
+            tracing::info!(
+                "content {content_id}: {} of its {want} holders visible here yet; looking again",
+                holders.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            holders = self
+                .agent
+                .call_fn::<GetShardHolders>(content_id.to_string())
+                .await?;
+        }
+        Ok(holders)
     }
 
     /// Fetches `needed` verified shards from `holders` (trying each in turn).
