@@ -7,7 +7,7 @@ use elohim_sidecar::daemon::Daemon;
 use elohim_sidecar::node::agent::NodeAgent;
 use holochain::prelude::*;
 use holochain::sweettest::*;
-use node_registry_integrity::zome_fns::{DetectFailedNodes, GetAvailableCustodians};
+use node_registry_integrity::zome_fns::{DetectFailedNodes, GetAvailableCustodians, GetNode};
 use node_registry_integrity::*;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -187,6 +187,36 @@ impl SidecarNet {
         self.daemons[i] = Some(daemon);
         self.members[i] = true;
         self.introduce().await;
+        self.await_registrations().await;
+    }
+
+    /// Waits until every running node reads every other's registration. A
+    /// network started seconds ago otherwise has nodes that do not know
+    /// each other yet (a custodian refuses an early upload from a publisher
+    /// it cannot see; a verdict does not reach a node that has not heard
+    /// from its monitor); tests are about what follows, not that lag.
+    async fn await_registrations(&self) {
+        let running: Vec<&Daemon> = self.daemons.iter().flatten().collect();
+        self.until(180, "every node reads every other's registration", || {
+            let running = running.clone();
+            async move {
+                for reader in &running {
+                    for other in &running {
+                        if reader.agent.node_id == other.agent.node_id {
+                            continue;
+                        }
+                        let seen: Option<RegisteredNode> = reader
+                            .agent
+                            .call_fn::<GetNode>(other.agent.node_id.clone())
+                            .await
+                            .ok()?;
+                        seen?;
+                    }
+                }
+                Some(())
+            }
+        })
+        .await
     }
 
     /// Shares peer info among the conductors whose node has joined and
