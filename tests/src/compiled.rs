@@ -61,12 +61,17 @@ pub async fn conductor_batch(
 
 /// Copies the template's files into a new conductor's data root.
 fn seed(template: &Path, data_root: &Path) {
-    let dbs = data_root.join("databases");
-    std::fs::create_dir_all(&dbs).expect("the databases directory");
+    copy_template_files(template, &data_root.join("databases"));
+}
+
+/// Copies the files that hold compiled zomes from one directory to
+/// another (created); a write-ahead log already merged is absent.
+fn copy_template_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("a compiled-zome directory");
     for name in TEMPLATE_FILES {
-        let from = template.join(name);
-        if from.exists() {
-            std::fs::copy(&from, dbs.join(name)).expect("a compiled-zome file copies");
+        let file = from.join(name);
+        if file.exists() {
+            std::fs::copy(&file, to.join(name)).expect("a compiled-zome file copies");
         }
     }
 }
@@ -125,13 +130,7 @@ async fn build_template(dir: &Path) {
     c.shutdown().await;
 
     let building = dir.with_extension(format!("building-{}", std::process::id()));
-    std::fs::create_dir_all(&building).expect("the template's directory");
-    for name in TEMPLATE_FILES {
-        let from = c.db_path().join("databases").join(name);
-        if from.exists() {
-            std::fs::copy(&from, building.join(name)).expect("a compiled-zome file copies");
-        }
-    }
+    copy_template_files(&c.db_path().join("databases"), &building);
     if std::fs::rename(&building, dir).is_err() {
         // Another test binary got there first: use its template.
         let _ = std::fs::remove_dir_all(&building);
