@@ -317,16 +317,19 @@ async fn node_hit_by_lightning_recovers_private_content_from_family() {
         st.verified.then_some(())
     })
     .await;
-    let holders: Vec<ShardHolder> = net
-        .node(DOORWAY)
-        .agent
-        .call_fn::<GetShardHolders>(ids[0].clone())
-        .await
-        .unwrap();
-    let at_bob = holders
-        .iter()
-        .find(|h| h.node_id == bob_node)
-        .expect("Bob holds the first item");
+    // The doorway joined last: Bob's holding reaches its store by publish
+    // or gossip, some seconds after Bob confirmed it.
+    let at_bob: ShardHolder = net
+        .until(120, "the doorway sees Bob hold the first item", || async {
+            let holders: Vec<ShardHolder> = net
+                .node(DOORWAY)
+                .agent
+                .call_fn::<GetShardHolders>(ids[0].clone())
+                .await
+                .ok()?;
+            holders.into_iter().find(|h| h.node_id == bob_node)
+        })
+        .await;
     let auth = net
         .node(DOORWAY)
         .custody
