@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 /// A `Write` that hashes and counts, and sends the bytes on: to a file, to
 /// an upload under way, or nowhere (it then only learns what the bytes hash
-/// to: a shard made again that need not be sent).
+/// to: a shard made again that need not be sent). One that need not learn
+/// the hash ([`HashingWriter::unhashed`]) only counts.
 pub(super) struct HashingWriter {
     out: Out,
-    pub(super) hasher: blake3::Hasher,
+    hasher: Option<blake3::Hasher>,
     pub(super) len: u64,
 }
 
@@ -50,7 +51,7 @@ impl HashingWriter {
     pub(super) fn create(path: &Path) -> std::io::Result<HashingWriter> {
         Ok(HashingWriter {
             out: Out::File(std::fs::File::create(path)?, None),
-            hasher: blake3::Hasher::new(),
+            hasher: Some(blake3::Hasher::new()),
             len: 0,
         })
     }
@@ -63,7 +64,7 @@ impl HashingWriter {
                 std::fs::File::create(path)?,
                 Some(Writeback::every(WRITEBACK_EVERY)),
             ),
-            hasher: blake3::Hasher::new(),
+            hasher: Some(blake3::Hasher::new()),
             len: 0,
         })
     }
@@ -72,7 +73,7 @@ impl HashingWriter {
     pub(super) fn hash_only() -> HashingWriter {
         HashingWriter {
             out: Out::Nowhere,
-            hasher: blake3::Hasher::new(),
+            hasher: Some(blake3::Hasher::new()),
             len: 0,
         }
     }
@@ -92,9 +93,25 @@ impl HashingWriter {
                 buf: Vec::with_capacity(UPLOAD_CHUNK),
                 runtime,
             }),
-            hasher: blake3::Hasher::new(),
+            hasher: Some(blake3::Hasher::new()),
             len: 0,
         }
+    }
+
+    /// The same writer, not hashing: for bytes whose hash is known already
+    /// (a shard made a second time, checked through its codec manifest),
+    /// where hashing them again would only spend the CPU the transfer needs.
+    pub(super) fn unhashed(mut self) -> HashingWriter {
+        self.hasher = None;
+        self
+    }
+
+    /// The blake3 (hex) of everything written, unless made
+    /// [`HashingWriter::unhashed`].
+    pub(super) fn hash_hex(&self) -> Option<String> {
+        self.hasher
+            .as_ref()
+            .map(|h| h.finalize().to_hex().to_string())
     }
 
     /// Makes what was kept durable (nothing to do when nothing is kept).
@@ -158,7 +175,9 @@ impl Write for HashingWriter {
                 buf.len()
             }
         };
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.len += n as u64;
         Ok(n)
     }

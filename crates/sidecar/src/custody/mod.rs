@@ -16,6 +16,7 @@
 //! This file holds the engine itself, its errors and the request and report
 //! types the API speaks.
 
+mod arrival;
 pub mod catalog;
 mod files;
 mod policy;

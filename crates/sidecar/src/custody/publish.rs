@@ -528,7 +528,8 @@ impl Custody {
             progress,
         )
         .await;
-        let (_, shard_files) = encoded?;
+        let (first, shard_files) = encoded?;
+        let shard_files = hashed(shard_files)?;
         let chosen = chosen?;
         progress(Progress {
             phase: "encoding".into(),
@@ -610,11 +611,11 @@ impl Custody {
             match &c.endpoint {
                 Some(ep) => {
                     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
-                    writers.push(HashingWriter::upload(tx, runtime.clone()));
+                    writers.push(HashingWriter::upload(tx, runtime.clone()).unhashed());
                     uploads.push(Some(self.stream_placed(&c.node_id, ep, r, rx)));
                 }
                 None => {
-                    writers.push(HashingWriter::hash_only());
+                    writers.push(HashingWriter::hash_only().unhashed());
                     uploads.push(None);
                 }
             }
@@ -640,8 +641,16 @@ impl Custody {
             progress,
         )
         .await;
-        let (_, again) = encoded?;
-        if again != shard_files {
+        let (again, lens) = encoded?;
+        // The manifests commit to every byte of every shard (each shard's
+        // hash covers its stripes' hashes), so comparing them checks the
+        // bytes just sent without hashing them a second time here.
+        if again.manifest != first.manifest
+            || lens
+                .iter()
+                .map(|(_, l)| *l)
+                .ne(shard_files.iter().map(|(_, l)| *l))
+        {
             // Not the shards placed: the codec is not deterministic under
             // its seed (a bug); what was sent fails its hash check.
             return Err(CustodyError::BadRequest(format!(
@@ -1041,12 +1050,29 @@ async fn encode_to_files(
             None => Ok(HashingWriter::hash_only()),
         })
         .collect::<std::io::Result<Vec<_>>>()?;
-    encode_into(path, params, key, seed, writers, Default::default()).await
+    let (report, shards) =
+        encode_into(path, params, key, seed, writers, Default::default()).await?;
+    Ok((report, hashed(shards)?))
+}
+
+/// The hashes of shards encoded through hashing writers.
+fn hashed(shards: Vec<(Option<String>, u64)>) -> Result<Vec<(String, u64)>, CustodyError> {
+    shards
+        .into_iter()
+        .map(|(hash, len)| match hash {
+            Some(h) => Ok((h, len)),
+            None => Err(shard_codec::CodecError::Internal(
+                "a shard written through a writer that does not hash".into(),
+            )
+            .into()),
+        })
+        .collect()
 }
 
 /// Encodes the file at `path` into `writers` (shard `i` into `writers[i]`),
 /// on a blocking thread, counting the content bytes read in `read`;
-/// returns the codec's report and each shard's blake3 (hex) and length.
+/// returns the codec's report and each shard's blake3 (hex, if its writer
+/// hashes) and length.
 async fn encode_into(
     path: &Path,
     params: CodecParams,
@@ -1054,7 +1080,7 @@ async fn encode_into(
     seed: [u8; 32],
     mut writers: Vec<HashingWriter>,
     read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) -> Result<(shard_codec::EncodeReport, Vec<(String, u64)>), CustodyError> {
+) -> Result<(shard_codec::EncodeReport, Vec<(Option<String>, u64)>), CustodyError> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<_, CustodyError> {
         let mut encoder = Encoder::new(params)?
@@ -1076,7 +1102,7 @@ async fn encode_into(
             .into_iter()
             .map(|mut w| {
                 w.finish();
-                (w.hasher.finalize().to_hex().to_string(), w.len)
+                (w.hash_hex(), w.len)
             })
             .collect();
         Ok((report, files))
@@ -1171,6 +1197,48 @@ mod tests {
         assert_eq!(blake3::hash(&written).to_hex().as_str(), every[1].0);
     }
 
+    /// The second encoding of a publish is checked by its manifest, not by
+    /// hashing what it sent: the same file, key and seed give the same
+    /// manifest, and any other byte of any shard (another seed, another
+    /// key, one byte of the content changed) gives another.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_encoding_made_again_is_checked_by_its_manifest() {
+        let (dir, content, _) = content_file(300_000);
+        // Encrypted with the owner's key (a key split draws its own).
+        let params = CodecParams::erasure_coded(2, 3);
+        let key = |b: u8| shard_codec::ContentKey::from_bytes([b; 32]);
+        let unhashed = || {
+            (0..3)
+                .map(|_| HashingWriter::hash_only().unhashed())
+                .collect()
+        };
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let manifest = |path: std::path::PathBuf, k: u8, seed: u8| {
+            let read = read.clone();
+            async move {
+                let (report, shards) =
+                    encode_into(&path, params, key(k), [seed; 32], unhashed(), read)
+                        .await
+                        .unwrap();
+                assert!(shards.iter().all(|(h, _)| h.is_none()), "nothing hashed");
+                report.manifest
+            }
+        };
+        let placed = manifest(content.clone(), 1, 1).await;
+        assert_eq!(manifest(content.clone(), 1, 1).await, placed);
+        assert_ne!(
+            manifest(content.clone(), 1, 2).await,
+            placed,
+            "another seed"
+        );
+        assert_ne!(manifest(content.clone(), 2, 1).await, placed, "another key");
+        let mut bytes = std::fs::read(&content).unwrap();
+        bytes[150_000] ^= 1;
+        let changed = dir.path().join("changed");
+        std::fs::write(&changed, bytes).unwrap();
+        assert_ne!(manifest(changed, 1, 1).await, placed, "one content byte");
+    }
+
     /// A shard fed to an upload while encoded is the shard a file would
     /// keep, byte for byte; an upload that stops taking bytes midway does
     /// not stop the encoding or change any shard's hash.
@@ -1216,6 +1284,7 @@ mod tests {
             cut
         );
         let (_, streamed) = encoded.unwrap();
+        let streamed = hashed(streamed).unwrap();
         assert_eq!(streamed, in_files, "the same shards, streamed or kept");
         assert_eq!(got, std::fs::read(&all[0].0).unwrap());
         assert!(

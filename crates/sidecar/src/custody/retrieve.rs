@@ -6,6 +6,7 @@
 //! shards out, this brings them back, and repair reuses its
 //! [`Custody::fetch_some`] to gather what a rebuild needs.
 
+use super::arrival::{Arrival, ArrivingReader, EndOnDrop};
 use super::files::{HashingWriter, TempFile};
 use super::{Custody, CustodyError, Progress, ProgressFn, RetrieveReport};
 use node_registry_integrity::zome_fns::{GetAssignmentRecordsForContent, GetShardHolders};
@@ -77,39 +78,72 @@ impl Custody {
         } else {
             first.assignment.threshold as usize
         };
-        let holders = self
+        let mut holders = self
             .await_holders(content_id, holders?, needed.min(live.len()))
             .await?;
-        let (files, from) = self
-            .fetch_some(&holders, needed, first, recovery, false, progress)
-            .await?;
-        progress(Progress {
-            phase: "decoding".into(),
-            done: 0,
-            total: first.assignment.content_size_bytes,
-        });
-        let tmp = TempFile(self.temp_path("decode")?);
-        let expected_hash = first.assignment.content_hash.clone();
-        let (size, hash) =
-            tokio::task::block_in_place(|| -> Result<(u64, String), CustodyError> {
-                let readers = files
-                    .iter()
-                    .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
-                    .collect::<std::io::Result<Vec<_>>>()?;
-                let mut writer = HashingWriter::create_durable(&tmp.0)?;
-                let mut decoder = Decoder::new().with_threads(super::files::codec_threads());
-                if let Some(k) = key.clone() {
-                    decoder = decoder.with_key(k);
+        // The lowest shard indices first: a systematic code's first k
+        // shards are the content's own pieces, decoded without
+        // reconstructing anything.
+        holders.sort_by_key(|h| h.shard_index);
+        // Decoding while the shards arrive, when they all come from other
+        // nodes; should that not work out, fetching them first (going on
+        // from what arrived), then decoding.
+        let own = holders.iter().any(|h| h.node_id == self.agent.node_id);
+        let mut failed = Vec::new();
+        let overlapped = if !own && holders.len() >= needed {
+            match self
+                .fetch_decoding(
+                    &holders[..needed],
+                    first,
+                    recovery,
+                    key.clone(),
+                    &mut failed,
+                    progress,
+                )
+                .await
+            {
+                Ok(done) => Some(done),
+                Err(e @ (CustodyError::MissingKey(_) | CustodyError::Codec(_))) => return Err(e),
+                Err(e) => {
+                    tracing::info!(
+                        "content {content_id}: decoding while fetching did not work out ({e}); fetching, then decoding"
+                    );
+                    None
                 }
-                match decoder.decode_stream(readers, &mut writer) {
-                    Err(shard_codec::CodecError::MissingKey) => {
-                        return Err(CustodyError::MissingKey(content_id.to_string()))
-                    }
-                    other => other?,
-                };
-                writer.sync_all()?;
-                Ok((writer.len, writer.hasher.finalize().to_hex().to_string()))
-            })?;
+            }
+        } else {
+            None
+        };
+        let (tmp, size, hash, from) = match overlapped {
+            Some(done) => done,
+            None => {
+                // Holders that just failed are asked last.
+                holders.sort_by_key(|h| failed.contains(&h.node_id));
+                let (files, from) = self
+                    .fetch_some(&holders, needed, first, recovery, false, progress)
+                    .await?;
+                progress(Progress {
+                    phase: "decoding".into(),
+                    done: 0,
+                    total: first.assignment.content_size_bytes,
+                });
+                let tmp = TempFile(self.temp_path("decode")?);
+                let (size, hash) = tokio::task::block_in_place(|| {
+                    let readers = files
+                        .iter()
+                        .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
+                        .collect::<std::io::Result<Vec<_>>>()?;
+                    decode_into(readers, key.clone(), &tmp.0).map_err(|e| match e {
+                        shard_codec::CodecError::MissingKey => {
+                            CustodyError::MissingKey(content_id.to_string())
+                        }
+                        e => e.into(),
+                    })
+                })?;
+                (tmp, size, hash, from)
+            }
+        };
+        let expected_hash = first.assignment.content_hash.clone();
         if hash != expected_hash {
             return Err(CustodyError::Codec(
                 shard_codec::CodecError::MismatchedContent(format!(
@@ -129,6 +163,90 @@ impl Custody {
             content_hash: hash,
             from,
         })
+    }
+
+    /// Fetches the shards of `wave` (one holder each) and decodes them at
+    /// the same time, the decoder reading each shard as it arrives (see
+    /// `arrival`); returns the decoded file, its size and blake3, and who
+    /// sent the shards. Fails if any fetch does (naming its holder in
+    /// `failed`), or the decoder: a codec error (or a missing key) after
+    /// every shard arrived whole is the content's own; anything else is
+    /// worth fetching again.
+    async fn fetch_decoding(
+        &self,
+        wave: &[ShardHolder],
+        serving: &AssignmentRecord,
+        recovery: Option<&str>,
+        key: Option<ContentKey>,
+        failed: &mut Vec<String>,
+        progress: ProgressFn<'_>,
+    ) -> Result<(TempFile, u64, String, Vec<String>), CustodyError> {
+        let content_id = serving.assignment.content_id.clone();
+        let max_bytes = serving.assignment.shard_size_bytes;
+        let ours = serving.entry_hash.to_string();
+        progress(Progress {
+            phase: "fetching".into(),
+            done: 0,
+            total: wave.len() as u64,
+        });
+        let arrivals: Vec<std::sync::Arc<Arrival>> =
+            wave.iter().map(|_| Default::default()).collect();
+        let readers: Vec<ArrivingReader> = arrivals
+            .iter()
+            .map(|a| ArrivingReader::new(a.clone()))
+            .collect();
+        let tmp = TempFile(self.temp_path("decode")?);
+        let out = tmp.0.clone();
+        let decode = tokio::task::spawn_blocking(move || decode_into(readers, key, &out));
+        let fetched = futures_util::future::join_all(wave.iter().zip(&arrivals).map(|(h, a)| {
+            // A recovering node names the holder's own assignment.
+            let serving = match recovery {
+                Some(_) => h.assignment.to_string(),
+                None => ours.clone(),
+            };
+            async move {
+                self.fetch_to_temp(h, &serving, recovery, max_bytes, false, Some(a))
+                    .await
+            }
+        }))
+        .await;
+        let mut from = Vec::new();
+        let mut errors = Vec::new();
+        for (h, f) in wave.iter().zip(fetched) {
+            match f {
+                Ok(_) => from.push(h.node_id.clone()),
+                Err(e) => {
+                    failed.push(h.node_id.clone());
+                    errors.push(e.to_string())
+                }
+            }
+        }
+        progress(Progress {
+            phase: "decoding".into(),
+            done: 0,
+            total: serving.assignment.content_size_bytes,
+        });
+        let decoded = decode.await.map_err(std::io::Error::other)?;
+        if !errors.is_empty() {
+            return Err(CustodyError::TooFewShards {
+                content_id,
+                got: from.len(),
+                needed: wave.len(),
+                detail: errors.join("; "),
+            });
+        }
+        match decoded {
+            Ok((size, hash)) => Ok((tmp, size, hash, from)),
+            Err(shard_codec::CodecError::MissingKey) => Err(CustodyError::MissingKey(content_id)),
+            // Every shard arrived whole and was read without an error:
+            // the decoder's verdict is on the content's own bytes.
+            Err(e) if arrivals.iter().all(|a| a.whole()) => Err(e.into()),
+            Err(e) => Err(CustodyError::Transfer {
+                peer: from.join(", "),
+                detail: format!("decoding while fetching: {e}"),
+                retry_later: true,
+            }),
+        }
     }
 
     /// The holders of a content once at least `want` are visible, or those
@@ -213,7 +331,7 @@ impl Custody {
                     None => serving.to_string(),
                 };
                 async move {
-                    self.fetch_to_temp(h, &serving, recovery, max_bytes, paced)
+                    self.fetch_to_temp(h, &serving, recovery, max_bytes, paced, None)
                         .await
                 }
             }))
@@ -254,6 +372,8 @@ impl Custody {
     /// download cut off (a dropped connection, either side stopped) goes on
     /// from what arrived, in this call ([`FETCH_ATTEMPTS`] times) or the
     /// next one, once the holder agrees those bytes are its shard's first.
+    /// `arrival`, if given, is told how far the bytes have come (a decoder
+    /// reading them as they arrive).
     async fn fetch_to_temp(
         &self,
         holder: &ShardHolder,
@@ -261,7 +381,9 @@ impl Custody {
         recovery: Option<&str>,
         max_bytes: u64,
         paced: bool,
+        arrival: Option<&Arrival>,
     ) -> Result<TempFile, CustodyError> {
+        let _ends = EndOnDrop(arrival);
         let peer_err = |detail: String| CustodyError::Transfer {
             peer: holder.node_id.clone(),
             detail,
@@ -273,6 +395,9 @@ impl Custody {
             .ok_or_else(|| peer_err("no endpoint registered".into()))?;
         let store = self.store.clone();
         let mut part = tokio::task::block_in_place(|| store.resume(&holder.shard_hash, None))?;
+        if let Some(a) = arrival {
+            a.opened(part.reader()?, part.written());
+        }
         let mut received = 0u64;
         let mut attempt = 0;
         let mut waits = FETCH_WAITS.iter();
@@ -289,6 +414,7 @@ impl Custody {
                     paced,
                     &mut part,
                     &mut received,
+                    arrival,
                 )
                 .await
             {
@@ -349,6 +475,9 @@ impl Custody {
         self.rewards
             .received(&holder.node_id, &holder.shard_hash, received.min(len));
         self.agent.metrics.moved("in", received);
+        if let Some(a) = arrival {
+            a.ended(Ok(()));
+        }
         Ok(tmp)
     }
 
@@ -365,7 +494,14 @@ impl Custody {
         paced: bool,
         part: &mut crate::custody::store::ShardWriter<'_>,
         received: &mut u64,
+        arrival: Option<&Arrival>,
     ) -> Result<(), FetchCut> {
+        let restart = |part: &mut crate::custody::store::ShardWriter<'_>| {
+            if let Some(a) = arrival {
+                a.restarted();
+            }
+            part.restart().map_err(|e| FetchCut::Refused(e.into()))
+        };
         use futures_util::StreamExt;
         let refused = |detail: String| {
             FetchCut::Refused(CustodyError::Transfer {
@@ -422,7 +558,7 @@ impl Custody {
             self.agent.metrics.transfer_resumed_bytes.inc_by(have);
         } else if have > 0 {
             // Its first bytes are not ours: start again.
-            part.restart().map_err(|e| FetchCut::Refused(e.into()))?;
+            restart(part)?;
         }
         if resp
             .content_length()
@@ -439,13 +575,16 @@ impl Custody {
                 self.bandwidth.spend(chunk.len() as u64).await;
             }
             if part.written() + chunk.len() as u64 > max_bytes {
-                part.restart().map_err(|e| FetchCut::Refused(e.into()))?;
+                restart(part)?;
                 return Err(refused(format!(
                     "sent more than the {max_bytes} bytes a shard of this content has"
                 )));
             }
             part.write_chunk(&chunk)
                 .map_err(|e| FetchCut::Refused(e.into()))?;
+            if let Some(a) = arrival {
+                a.grew(part.written());
+            }
             *received += chunk.len() as u64;
         }
         Ok(())
@@ -483,6 +622,27 @@ enum FetchCut {
     Later(String),
     /// The holder refused, or broke the rules; asking again will not help.
     Refused(CustodyError),
+}
+
+/// Decodes shards read from `readers` into a durable file at `out`,
+/// with `key` if the content is encrypted with its owner's; returns the
+/// content's size and blake3 (hex). Blocking.
+fn decode_into<R: std::io::Read + Send>(
+    readers: Vec<R>,
+    key: Option<ContentKey>,
+    out: &Path,
+) -> Result<(u64, String), shard_codec::CodecError> {
+    let mut writer = HashingWriter::create_durable(out)?;
+    let mut decoder = Decoder::new().with_threads(super::files::codec_threads());
+    if let Some(k) = key {
+        decoder = decoder.with_key(k);
+    }
+    decoder.decode_stream(readers, &mut writer)?;
+    writer.sync_all()?;
+    let hash = writer
+        .hash_hex()
+        .ok_or_else(|| shard_codec::CodecError::Internal("an unhashed output".into()))?;
+    Ok((writer.len, hash))
 }
 
 fn parse_key(h: &str) -> Result<ContentKey, CustodyError> {

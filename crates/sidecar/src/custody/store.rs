@@ -642,6 +642,12 @@ impl ShardWriter<'_> {
         self.size
     }
 
+    /// A read handle on the file the bytes go to (a reader following a
+    /// download as it arrives; it keeps reading it once renamed).
+    pub fn reader(&self) -> Result<File, StoreError> {
+        File::open(&self.tmp).map_err(io(&self.tmp))
+    }
+
     /// How many bytes an earlier transfer had left when this one began.
     pub fn resumed_from(&self) -> u64 {
         self.resumed_from
