@@ -86,6 +86,12 @@ pub async fn source_chain(
         .records
 }
 
+/// What holochain answers when a network read (`get`, `get_links`) got no
+/// answer in time.
+const NETWORK_TIMEOUT: &str = "likely response timeout";
+/// Calls made in all when each fails on [`NETWORK_TIMEOUT`].
+const NETWORK_TIMEOUT_ATTEMPTS: u32 = 3;
+
 /// Several conductors on one local rendezvous, each running the hApp for
 /// one agent, with peer info exchanged.
 pub struct Network {
@@ -211,7 +217,10 @@ impl Network {
     /// Typed: `F` names the function and fixes what goes in and comes out
     /// (see [`zome_fns`](node_registry_integrity::zome_fns)), so a renamed
     /// function or a changed shape fails the build, not a test run.
-    pub async fn call_fn<F: ZomeFn>(&self, peer: usize, input: F::Input) -> F::Output {
+    pub async fn call_fn<F: ZomeFn>(&self, peer: usize, input: F::Input) -> F::Output
+    where
+        F::Input: Clone,
+    {
         self.call(peer, F::NAME, input).await
     }
 
@@ -245,15 +254,26 @@ impl Network {
     /// payload and output the caller picks. Prefer `call_fn`: this is
     /// unchecked, kept for payloads no marker describes (a wider or wrong
     /// shape sent on purpose).
+    /// A network read that timed out (the conductor asked authorities that
+    /// did not answer in time, a young network under load) fails the whole
+    /// call and commits nothing; it is asked again, at most
+    /// [`NETWORK_TIMEOUT_ATTEMPTS`] times, as the sidecar does.
     pub async fn call<I, O>(&self, peer: usize, func: &str, payload: I) -> O
     where
-        I: serde::Serialize + std::fmt::Debug,
+        I: serde::Serialize + std::fmt::Debug + Clone,
         O: serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        let p = &self.peers[peer];
-        self.conductors[p.conductor]
-            .call(&p.cell.zome(COORDINATOR), func, payload)
-            .await
+        let mut attempt = 1;
+        loop {
+            match self.try_call(peer, func, payload.clone()).await {
+                Ok(out) => return out,
+                Err(e) if attempt < NETWORK_TIMEOUT_ATTEMPTS && e.contains(NETWORK_TIMEOUT) => {
+                    eprintln!("{func} as peer {peer}: a network read timed out; asking again");
+                    attempt += 1;
+                }
+                Err(e) => panic!("{func} as peer {peer}: {e}"),
+            }
+        }
     }
 
     /// Registers `peer` as the node `r` describes and beats once as online,

@@ -169,7 +169,10 @@ pub async fn sample_calls<F: ZomeFn>(
     net: &Network,
     samples: usize,
     payload: impl Fn(usize) -> F::Input,
-) -> Latency {
+) -> Latency
+where
+    F::Input: Clone,
+{
     sample_calls_by::<F>(net, 0, samples, payload).await
 }
 
@@ -179,7 +182,10 @@ pub async fn sample_calls_by<F: ZomeFn>(
     peer: usize,
     samples: usize,
     payload: impl Fn(usize) -> F::Input,
-) -> Latency {
+) -> Latency
+where
+    F::Input: Clone,
+{
     let mut d = Vec::new();
     for i in 0..samples {
         let (_, t) = timed(net.call_fn::<F>(peer, payload(i))).await;
