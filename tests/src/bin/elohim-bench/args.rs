@@ -29,6 +29,10 @@ pub struct Args {
     pub age_days: Vec<u32>,
     /// Content sizes for the throughput stage (empty: skipped).
     pub throughput_mib: Vec<u64>,
+    /// The bandwidth every node of the throughput stage declares, Mbit/s
+    /// (None: the most a registration may, so serving is not paced): a
+    /// holder serves at that pace, as between machines on a link that fast.
+    pub throughput_mbps: Option<u32>,
 }
 
 fn usage() -> ! {
@@ -42,7 +46,8 @@ fn usage() -> ! {
          [--chain-age 0,2000,8000: on a conductor of its own, sample a node's calls as its own source chain reaches that many records] \
          [--custody-held 0,128: on a conductor of its own, sample selection over beating custodians holding that many contents, before and after their totals take them in] \
          [--age-days 1,30,365: on a conductor of its own, sample a node's own writes with its identity and working chains holding what the shipped defaults write in that many days] \
-         [--throughput-mib 256: four sidecars publish and retrieve content that large with each strategy, idle and with the conductors busy, against the disk's fsync'd write speed]"
+         [--throughput-mib 256: four sidecars publish and retrieve content that large with each strategy, idle and with the conductors busy, against the disk's fsync'd write speed] \
+         [--throughput-mbps 1000: the bandwidth those sidecars declare, so holders serve at a link's pace (default: unpaced)]"
     );
     std::process::exit(2)
 }
@@ -89,6 +94,7 @@ pub fn parse_args() -> Args {
         custody_held: Vec::new(),
         age_days: Vec::new(),
         throughput_mib: Vec::new(),
+        throughput_mbps: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -155,6 +161,17 @@ pub fn parse_args() -> Args {
                     eprintln!("elohim-bench: --throughput-mib sizes must be at least 1");
                     usage()
                 }
+            }
+            "--throughput-mbps" => {
+                let mbps = number("--throughput-mbps", value("--throughput-mbps"));
+                if mbps == 0 || mbps > registry_core::capacity::MAX_BANDWIDTH_MBPS {
+                    eprintln!(
+                        "elohim-bench: --throughput-mbps must be 1 to {}",
+                        registry_core::capacity::MAX_BANDWIDTH_MBPS
+                    );
+                    usage()
+                }
+                a.throughput_mbps = Some(mbps);
             }
             "--skip-registry" => a.skip_registry = true,
             "--skip-custody" => a.skip_custody = true,

@@ -238,6 +238,9 @@ pub struct Report {
     /// The disk's write speed with an fsync at the end, MB/s, measured in
     /// the throughput stage's run.
     pub disk_fsync_mb_s: Option<f64>,
+    /// The bandwidth the throughput stage's nodes declared, Mbit/s (None:
+    /// the most a registration may, serving unpaced).
+    pub throughput_bandwidth_mbps: Option<u32>,
     pub throughput: Vec<ThroughputRow>,
     pub build: String,
     pub total_secs: f64,
@@ -341,8 +344,11 @@ pub fn print_table(r: &Report) {
     }
     if let Some(disk) = r.disk_fsync_mb_s {
         println!(
-            "\n| throughput ({} build; disk, fsync'd: {disk:.0} MB/s) | publish content MB/s | publish shard MB/s / disk | retrieve MB/s | retrieve / disk |\n| --- | --- | --- | --- | --- |",
-            r.build
+            "\n| throughput ({} build; disk, fsync'd: {disk:.0} MB/s{}) | publish content MB/s | publish shard MB/s / disk | retrieve MB/s | retrieve / disk |\n| --- | --- | --- | --- | --- |",
+            r.build,
+            r.throughput_bandwidth_mbps
+                .map(|m| format!("; nodes serve at {m} Mbit/s"))
+                .unwrap_or_default()
         );
         for t in &r.throughput {
             println!(

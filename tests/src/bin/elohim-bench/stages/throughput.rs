@@ -63,10 +63,18 @@ fn breakdown(phases: &[(String, f64)], total: f64) -> String {
 
 pub async fn bench_throughput(a: &Args, report: &mut Report) {
     eprintln!("throughput: 4 conductors with sidecars");
-    // The data path, not the declared pace: every node offers the most
-    // bandwidth a registration may declare, so serving is not paced.
+    // The data path, not the declared pace: by default every node offers
+    // the most bandwidth a registration may declare, so serving is not
+    // paced; `--throughput-mbps` paces it as a link between machines would.
+    let mbps = a
+        .throughput_mbps
+        .unwrap_or(registry_core::capacity::MAX_BANDWIDTH_MBPS);
+    if a.throughput_mbps.is_some() {
+        eprintln!("  every node declares {mbps} Mbit/s: holders serve at that pace");
+    }
+    report.throughput_bandwidth_mbps = a.throughput_mbps;
     let net = SidecarNet::start(4, &[0, 1, 2, 3], |_, c| {
-        c.capacity.bandwidth_mbps = Some(registry_core::capacity::MAX_BANDWIDTH_MBPS);
+        c.capacity.bandwidth_mbps = Some(mbps);
     })
     .await;
     // All four, the owner included: a 2-of-3 placement needs the three
