@@ -159,6 +159,19 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Reads `arrival` to its end on a thread of its own, as a decoder does.
+    fn read_on_a_thread(
+        arrival: &Arc<Arrival>,
+    ) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
+        let arrival = arrival.clone();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            ArrivingReader::new(arrival)
+                .read_to_end(&mut out)
+                .map(|_| out)
+        })
+    }
+
     /// A reader gets every byte written while it reads, in order, and the
     /// end once the download ends whole.
     #[test]
@@ -169,15 +182,7 @@ mod tests {
         w.write_all(b"kept ").unwrap();
         let arrival = Arc::new(Arrival::default());
         arrival.opened(File::open(&path).unwrap(), 5);
-        let reader = {
-            let arrival = arrival.clone();
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                ArrivingReader::new(arrival)
-                    .read_to_end(&mut out)
-                    .map(|_| out)
-            })
-        };
+        let reader = read_on_a_thread(&arrival);
         let mut arrived = 5;
         for chunk in [&b"one "[..], b"two ", b"three"] {
             std::thread::sleep(Duration::from_millis(20));
@@ -200,13 +205,7 @@ mod tests {
         for end in ["failed", "restarted", "dropped"] {
             let arrival = Arc::new(Arrival::default());
             arrival.opened(File::open(&path).unwrap(), 3);
-            let reader = {
-                let arrival = arrival.clone();
-                std::thread::spawn(move || {
-                    let mut out = Vec::new();
-                    ArrivingReader::new(arrival).read_to_end(&mut out)
-                })
-            };
+            let reader = read_on_a_thread(&arrival);
             std::thread::sleep(Duration::from_millis(20));
             match end {
                 "failed" => arrival.ended(Err("cut".into())),

@@ -115,32 +115,22 @@ impl Custody {
             None
         };
         let (tmp, size, hash, from) = match overlapped {
-            Some(done) => done,
+            Some(Overlap::Decoded(tmp, size, hash, from)) => (tmp, size, hash, from),
+            Some(Overlap::Fetched(files, from)) => {
+                // Every shard arrived whole, but not as the decoder read
+                // it (a download started again): decoded from the files.
+                tracing::info!(
+                    "content {content_id}: a download started again while decoding; decoding the shards fetched"
+                );
+                self.decode_files(content_id, &files, key, from, first, progress)?
+            }
             None => {
                 // Holders that just failed are asked last.
                 holders.sort_by_key(|h| failed.contains(&h.node_id));
                 let (files, from) = self
                     .fetch_some(&holders, needed, first, recovery, false, progress)
                     .await?;
-                progress(Progress {
-                    phase: "decoding".into(),
-                    done: 0,
-                    total: first.assignment.content_size_bytes,
-                });
-                let tmp = TempFile(self.temp_path("decode")?);
-                let (size, hash) = tokio::task::block_in_place(|| {
-                    let readers = files
-                        .iter()
-                        .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
-                        .collect::<std::io::Result<Vec<_>>>()?;
-                    decode_into(readers, key.clone(), &tmp.0).map_err(|e| match e {
-                        shard_codec::CodecError::MissingKey => {
-                            CustodyError::MissingKey(content_id.to_string())
-                        }
-                        e => e.into(),
-                    })
-                })?;
-                (tmp, size, hash, from)
+                self.decode_files(content_id, &files, key, from, first, progress)?
             }
         };
         let expected_hash = first.assignment.content_hash.clone();
@@ -167,11 +157,11 @@ impl Custody {
 
     /// Fetches the shards of `wave` (one holder each) and decodes them at
     /// the same time, the decoder reading each shard as it arrives (see
-    /// `arrival`); returns the decoded file, its size and blake3, and who
-    /// sent the shards. Fails if any fetch does (naming its holder in
-    /// `failed`), or the decoder: a codec error (or a missing key) after
-    /// every shard arrived whole is the content's own; anything else is
-    /// worth fetching again.
+    /// `arrival`). Returns the decoded content, or, if a download started
+    /// again under the decoder, the shards fetched whole, to decode from
+    /// their files. Fails if any fetch does (naming its holder in
+    /// `failed`), or the decoder on shards it read whole (a codec error or
+    /// a missing key: the content's own).
     async fn fetch_decoding(
         &self,
         wave: &[ShardHolder],
@@ -180,7 +170,7 @@ impl Custody {
         key: Option<ContentKey>,
         failed: &mut Vec<String>,
         progress: ProgressFn<'_>,
-    ) -> Result<(TempFile, u64, String, Vec<String>), CustodyError> {
+    ) -> Result<Overlap, CustodyError> {
         let content_id = serving.assignment.content_id.clone();
         let max_bytes = serving.assignment.shard_size_bytes;
         let ours = serving.entry_hash.to_string();
@@ -197,7 +187,8 @@ impl Custody {
             .collect();
         let tmp = TempFile(self.temp_path("decode")?);
         let out = tmp.0.clone();
-        let decode = tokio::task::spawn_blocking(move || decode_into(readers, key, &out));
+        let id = content_id.clone();
+        let decode = tokio::task::spawn_blocking(move || decode_into(&id, readers, key, &out));
         let fetched = futures_util::future::join_all(wave.iter().zip(&arrivals).map(|(h, a)| {
             // A recovering node names the holder's own assignment.
             let serving = match recovery {
@@ -210,11 +201,15 @@ impl Custody {
             }
         }))
         .await;
+        let mut files = Vec::new();
         let mut from = Vec::new();
         let mut errors = Vec::new();
         for (h, f) in wave.iter().zip(fetched) {
             match f {
-                Ok(_) => from.push(h.node_id.clone()),
+                Ok(file) => {
+                    files.push(file);
+                    from.push(h.node_id.clone())
+                }
                 Err(e) => {
                     failed.push(h.node_id.clone());
                     errors.push(e.to_string())
@@ -236,17 +231,40 @@ impl Custody {
             });
         }
         match decoded {
-            Ok((size, hash)) => Ok((tmp, size, hash, from)),
-            Err(shard_codec::CodecError::MissingKey) => Err(CustodyError::MissingKey(content_id)),
+            Ok((size, hash)) => Ok(Overlap::Decoded(tmp, size, hash, from)),
             // Every shard arrived whole and was read without an error:
             // the decoder's verdict is on the content's own bytes.
-            Err(e) if arrivals.iter().all(|a| a.whole()) => Err(e.into()),
-            Err(e) => Err(CustodyError::Transfer {
-                peer: from.join(", "),
-                detail: format!("decoding while fetching: {e}"),
-                retry_later: true,
-            }),
+            Err(e) if arrivals.iter().all(|a| a.whole()) => Err(e),
+            Err(_) => Ok(Overlap::Fetched(files, from)),
         }
+    }
+
+    /// Decodes whole shards fetched into `files` (sent by `from`) into a
+    /// temp file of this node's; returns it with the content's size and
+    /// blake3, and `from`.
+    fn decode_files(
+        &self,
+        content_id: &str,
+        files: &[TempFile],
+        key: Option<ContentKey>,
+        from: Vec<String>,
+        first: &AssignmentRecord,
+        progress: ProgressFn<'_>,
+    ) -> Result<(TempFile, u64, String, Vec<String>), CustodyError> {
+        progress(Progress {
+            phase: "decoding".into(),
+            done: 0,
+            total: first.assignment.content_size_bytes,
+        });
+        let tmp = TempFile(self.temp_path("decode")?);
+        let (size, hash) = tokio::task::block_in_place(|| {
+            let readers = files
+                .iter()
+                .map(|f| std::fs::File::open(&f.0).map(std::io::BufReader::new))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            decode_into(content_id, readers, key, &tmp.0)
+        })?;
+        Ok((tmp, size, hash, from))
     }
 
     /// The holders of a content once at least `want` are visible, or those
@@ -624,25 +642,40 @@ enum FetchCut {
     Refused(CustodyError),
 }
 
-/// Decodes shards read from `readers` into a durable file at `out`,
-/// with `key` if the content is encrypted with its owner's; returns the
-/// content's size and blake3 (hex). Blocking.
+/// Decodes the shards of `content_id` read from `readers` into a durable
+/// file at `out`, with `key` if the content is encrypted with its owner's;
+/// returns the content's size and blake3 (hex). Blocking.
 fn decode_into<R: std::io::Read + Send>(
+    content_id: &str,
     readers: Vec<R>,
     key: Option<ContentKey>,
     out: &Path,
-) -> Result<(u64, String), shard_codec::CodecError> {
+) -> Result<(u64, String), CustodyError> {
     let mut writer = HashingWriter::create_durable(out)?;
     let mut decoder = Decoder::new().with_threads(super::files::codec_threads());
     if let Some(k) = key {
         decoder = decoder.with_key(k);
     }
-    decoder.decode_stream(readers, &mut writer)?;
+    match decoder.decode_stream(readers, &mut writer) {
+        Err(shard_codec::CodecError::MissingKey) => {
+            return Err(CustodyError::MissingKey(content_id.to_string()))
+        }
+        other => other?,
+    };
     writer.sync_all()?;
     let hash = writer
         .hash_hex()
         .ok_or_else(|| shard_codec::CodecError::Internal("an unhashed output".into()))?;
     Ok((writer.len, hash))
+}
+
+/// What decoding while fetching came to.
+enum Overlap {
+    /// The content: its temp file, size and blake3, and who sent the shards.
+    Decoded(TempFile, u64, String, Vec<String>),
+    /// Every shard fetched whole, but a download started again under the
+    /// decoder: the shards' files, and who sent them.
+    Fetched(Vec<TempFile>, Vec<String>),
 }
 
 fn parse_key(h: &str) -> Result<ContentKey, CustodyError> {
